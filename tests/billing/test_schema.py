@@ -1,0 +1,95 @@
+"""The migrations build exactly the models' schema, and amounts round-trip on both databases."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select, text
+
+from billing.db import unit_of_work
+from billing.errors import MoneyError
+from billing.models import Account, Base
+from billing.types import Amount
+
+
+def test_migrations_match_models(engine):
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(ctx, Base.metadata)
+    assert diff == []
+
+
+def test_upgrade_twice_changes_nothing(engine):
+    from billing.migrate import upgrade
+
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("select count(*) from bill_series")).scalar_one() == 1
+
+
+def _account(ref: str, balance: Decimal) -> Account:
+    return Account(
+        ref=ref, name="Round Trip", country="FR", currency="EUR", balance=balance,
+        created_on=date(2026, 1, 1),
+    )
+
+
+EXACT = [
+    Decimal("0"),
+    Decimal("0.000001"),
+    Decimal("-0.000001"),
+    Decimal("0.1") + Decimal("0.2"),
+    Decimal("123456789012.123456"),
+    Decimal("-999999999999.999999"),
+    Decimal("19.99"),
+]
+
+
+def test_amounts_round_trip_exactly(engine):
+    with unit_of_work(engine) as s:
+        s.add_all(_account(f"A{i}", v) for i, v in enumerate(EXACT))
+    with unit_of_work(engine) as s:
+        got = s.scalars(select(Account.balance).order_by(Account.id)).all()
+    assert got == EXACT
+    assert all(isinstance(v, Decimal) for v in got)
+
+
+def test_sum_in_sql_is_exact(engine):
+    values = [Decimal("0.1")] * 10 + [Decimal("0.000003")] * 3
+    with unit_of_work(engine) as s:
+        s.add_all(_account(f"S{i}", v) for i, v in enumerate(values))
+    with engine.connect() as conn:
+        raw = conn.execute(text("select sum(balance) from accounts")).scalar_one()
+    stored = Amount().process_result_value(raw, engine.dialect)
+    assert stored == Decimal("1.000009")
+
+
+@pytest.mark.parametrize("bad", [0.1, 1.0, True, Decimal("0.0000001"), Decimal("NaN"), Decimal("1E12")])
+def test_inexact_or_float_amounts_are_refused(engine, bad):
+    with pytest.raises(Exception) as err:
+        with unit_of_work(engine) as s:
+            s.add(_account("BAD", bad))
+    assert isinstance(err.value.__cause__ or err.value, MoneyError)
+    with engine.connect() as conn:
+        assert conn.execute(text("select count(*) from accounts")).scalar_one() == 0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.decimals(
+        min_value=Decimal("-999999999999.999999"), max_value=Decimal("999999999999.999999"), places=6,
+        allow_nan=False, allow_infinity=False,
+    )
+)
+def test_any_six_decimal_amount_round_trips(engine, value):
+    with unit_of_work(engine) as s:
+        s.query(Account).delete()
+        s.add(_account("H", value))
+    with unit_of_work(engine) as s:
+        assert s.scalars(select(Account.balance)).one() == value
