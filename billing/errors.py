@@ -1,11 +1,11 @@
 """The billing error tree. Every error is a ``ValueError`` that carries its own message.
 
-    BillingError(ValueError)
-    +-- MoneyError            bad amount or currency (float money, unknown currency, mixed currencies)
-    +-- PeriodError           impossible dates or cycles (billing day outside 1..31, empty period)
-    +-- PricingError          a price plan that cannot price (missing tiers, negative quantity)
-    +-- ImportFileError       a file that cannot be imported; names the record and the field
-    +-- ConfigurationError    missing or invalid settings (database URL, series, tax rate)
+BillingError(ValueError)
++-- MoneyError            bad amount or currency (float money, unknown currency, mixed currencies)
++-- PeriodError           impossible dates or cycles (billing day outside 1..31, empty period)
++-- PricingError          a price plan that cannot price (missing tiers, negative quantity)
++-- ImportFileError       a file that cannot be imported; names the record and the field
++-- ConfigurationError    missing or invalid settings (database URL, series, tax rate)
 """
 
 from __future__ import annotations
@@ -35,7 +35,11 @@ class ImportFileError(BillingError):
     """A file that cannot be imported. The message names the record and the field."""
 
     def __init__(self, message: str, *, record: str | None = None, field: str | None = None):
-        where = ", ".join(p for p in (f"record {record}" if record else "", f"field {field}" if field else "") if p)
+        where = ", ".join(
+            p
+            for p in (f"record {record}" if record else "", f"field {field}" if field else "")
+            if p
+        )
         super().__init__(f"{where}: {message}" if where else message)
         self.record = record
         self.field = field

@@ -35,7 +35,11 @@ def test_upgrade_twice_changes_nothing(engine):
 
 def _account(ref: str, balance: Decimal) -> Account:
     return Account(
-        ref=ref, name="Round Trip", country="FR", currency="EUR", balance=balance,
+        ref=ref,
+        name="Round Trip",
+        country="FR",
+        currency="EUR",
+        balance=balance,
         created_on=date(2026, 1, 1),
     )
 
@@ -70,7 +74,9 @@ def test_sum_in_sql_is_exact(engine):
     assert stored == Decimal("1.000009")
 
 
-@pytest.mark.parametrize("bad", [0.1, 1.0, True, Decimal("0.0000001"), Decimal("NaN"), Decimal("1E12")])
+@pytest.mark.parametrize(
+    "bad", [0.1, 1.0, True, Decimal("0.0000001"), Decimal("NaN"), Decimal("1E12")]
+)
 def test_inexact_or_float_amounts_are_refused(engine, bad):
     with pytest.raises(Exception) as err:
         with unit_of_work(engine) as s:
@@ -80,11 +86,16 @@ def test_inexact_or_float_amounts_are_refused(engine, bad):
         assert conn.execute(text("select count(*) from accounts")).scalar_one() == 0
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.decimals(
-        min_value=Decimal("-999999999999.999999"), max_value=Decimal("999999999999.999999"), places=6,
-        allow_nan=False, allow_infinity=False,
+        min_value=Decimal("-999999999999.999999"),
+        max_value=Decimal("999999999999.999999"),
+        places=6,
+        allow_nan=False,
+        allow_infinity=False,
     )
 )
 def test_any_six_decimal_amount_round_trips(engine, value):
