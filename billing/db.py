@@ -63,7 +63,12 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def unit_of_work(engine: Engine) -> Iterator[Session]:
-    """One transaction: commits when the block ends, rolls back on any error."""
+def unit_of_work(engine: Engine, *, isolation: str | None = None) -> Iterator[Session]:
+    """One transaction: commits when the block ends, rolls back on any error.
+
+    ``isolation`` applies on PostgreSQL (SQLite transactions are serializable already).
+    """
+    if isolation and engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level=isolation)
     with session_factory(engine)() as session, session.begin():
         yield session

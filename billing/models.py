@@ -208,7 +208,9 @@ class Account(Base):
     currency: Mapped[str] = mapped_column(String(3))
     email: Mapped[str] = mapped_column(String(254), default="")
     vat_id: Mapped[str | None] = mapped_column(String(32))
-    status: Mapped[AccountStatus] = mapped_column(_enum(AccountStatus), default=AccountStatus.ACTIVE)
+    status: Mapped[AccountStatus] = mapped_column(
+        _enum(AccountStatus), default=AccountStatus.ACTIVE
+    )
     payment_method: Mapped[PaymentMethod] = mapped_column(
         _enum(PaymentMethod), default=PaymentMethod.INVOICE
     )
@@ -398,7 +400,11 @@ class ChangeRequest(Base):
 
 
 class UsageRecord(Base):
-    """Cn285 usage data / BRM usage event: a metered quantity on a contract item."""
+    """Cn285 usage data / BRM usage event: a metered quantity on a contract item.
+
+    Rating attaches pending records to their charge by ``charge_key`` (checked at commit), then
+    prices the charge from exactly the records attached to it.
+    """
 
     __tablename__ = "usage_records"
 
@@ -408,7 +414,9 @@ class UsageRecord(Base):
     quantity: Mapped[Decimal] = mapped_column(Amount)
     occurred_at: Mapped[datetime] = mapped_column(DateTime)
     status: Mapped[UsageStatus] = mapped_column(_enum(UsageStatus), default=UsageStatus.PENDING)
-    charge_id: Mapped[int | None] = mapped_column(ForeignKey("charges.id"))
+    charge_key: Mapped[str | None] = mapped_column(
+        ForeignKey("charges.charge_key", deferrable=True, initially="DEFERRED"), index=True
+    )
 
     __table_args__ = (
         Index("ix_usage_item_status_time", "contract_item_id", "status", "occurred_at"),
@@ -455,7 +463,9 @@ class Bill(Base):
     amount_paid: Mapped[Decimal] = mapped_column(Amount, default=ZERO)
     run_id: Mapped[str | None] = mapped_column(String(64))
 
-    lines: Mapped[list[BillLine]] = relationship(back_populates="bill", order_by="BillLine.position")
+    lines: Mapped[list[BillLine]] = relationship(
+        back_populates="bill", order_by="BillLine.position"
+    )
 
     __table_args__ = (
         UniqueConstraint("series_code", "number"),
@@ -467,7 +477,8 @@ class Charge(Base):
     """Cn285 Invoicing Schedule line = BRM bill item / balance impact.
 
     ``bill_on`` is the invoicing date (Cn285 IS date): the first bill on or after it takes the
-    charge. ``charge_key`` is unique, so materializing the same charge twice inserts nothing.
+    charge. ``immediate`` charges (Cn285 UTI) are invoiced on the next run, without waiting for
+    the cycle to close. ``charge_key`` is unique, so materializing a charge twice inserts nothing.
     """
 
     __tablename__ = "charges"
@@ -491,6 +502,7 @@ class Charge(Base):
         _enum(ChargeStatus), default=ChargeStatus.CALCULATED
     )
     bill_id: Mapped[int | None] = mapped_column(ForeignKey("bills.id"), index=True)
+    immediate: Mapped[bool] = mapped_column(Boolean, default=False)
     created_on: Mapped[date] = mapped_column(Date)
 
     __table_args__ = (

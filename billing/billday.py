@@ -1,0 +1,137 @@
+"""Bill day's steps as plain Python: each step owns its unit of work.
+
+The Prefect flow ``flows/bill_day.py`` runs these same functions as tasks (batches in
+parallel); ``run_bill_day`` runs them in order for callers without Prefect, and for tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import Engine
+
+from billing.billrun import BatchResult, bill_batch, due_unit_ids
+from billing.cycle_fees import CycleFeesResult, cycle_fees
+from billing.db import unit_of_work
+from billing.deferred import DeferredResult, run_deferred_actions
+from billing.numbering import Numbered, assign_bill_numbers
+
+MAX_PASSES = 120
+
+
+def deferred_actions(engine: Engine, as_of: date) -> DeferredResult:
+    """pin_deferred_act: actions due by ``as_of``."""
+    with unit_of_work(engine) as session:
+        return run_deferred_actions(session, as_of)
+
+
+def due_batches(
+    engine: Engine,
+    as_of: date,
+    *,
+    fetch_size: int,
+    per_batch: int,
+    account_refs: Sequence[str] | None = None,
+    exclude: Sequence[int] = (),
+) -> Iterator[list[int]]:
+    """Due bill units in batches of ``per_batch``, fetched ``fetch_size`` ids at a time."""
+    after = 0
+    while True:
+        with unit_of_work(engine) as session:
+            ids = due_unit_ids(
+                session,
+                as_of,
+                after_id=after,
+                limit=fetch_size,
+                account_refs=account_refs,
+                exclude=exclude,
+            )
+        if not ids:
+            return
+        for start in range(0, len(ids), per_batch):
+            yield ids[start : start + per_batch]
+        after = ids[-1]
+
+
+def number_bills(engine: Engine) -> list[Numbered]:
+    """pin_inv_accts: gapless numbers for every unnumbered bill."""
+    with unit_of_work(engine, isolation="REPEATABLE READ") as session:
+        return assign_bill_numbers(session)
+
+
+def apply_cycle_fees(engine: Engine, as_of: date, run_id: str) -> CycleFeesResult:
+    """pin_cycle_fees: cancellations due and forward fees of mid-cycle purchases."""
+    with unit_of_work(engine) as session:
+        return cycle_fees(session, as_of, run_id)
+
+
+@dataclass
+class BillDayResult:
+    deferred: DeferredResult
+    billing: BatchResult
+    numbered: list[Numbered] = field(default_factory=list)
+    cycle_fees: CycleFeesResult | None = None
+
+
+def bill_accounts(
+    engine: Engine,
+    as_of: date,
+    run_id: str,
+    *,
+    fetch_size: int = 150_000,
+    per_batch: int = 20_000,
+    account_refs: Sequence[str] | None = None,
+    dry_run: bool = False,
+) -> BatchResult:
+    """pin_bill_accts, in passes until every due unit is billed or has failed (catch-up)."""
+    total = BatchResult()
+    for _ in range(1 if dry_run else MAX_PASSES):
+        done = BatchResult()
+        for batch in due_batches(
+            engine,
+            as_of,
+            fetch_size=fetch_size,
+            per_batch=per_batch,
+            account_refs=account_refs,
+            exclude=sorted(total.failed_units),
+        ):
+            done = done.merge(bill_batch(engine, batch, as_of, run_id, dry_run=dry_run))
+        total = total.merge(done)
+        if done.billed == 0:
+            break
+    return total
+
+
+def run_bill_day(
+    engine: Engine,
+    as_of: date,
+    run_id: str,
+    *,
+    per_batch: int = 20_000,
+    fetch_size: int = 150_000,
+    account_refs: Sequence[str] | None = None,
+    dry_run: bool = False,
+) -> BillDayResult:
+    """The whole bill day in order, without Prefect: the same steps the flow runs."""
+    if dry_run:
+        return BillDayResult(
+            DeferredResult(),
+            bill_accounts(
+                engine,
+                as_of,
+                run_id,
+                fetch_size=fetch_size,
+                per_batch=per_batch,
+                account_refs=account_refs,
+                dry_run=True,
+            ),
+        )
+    deferred = deferred_actions(engine, as_of)
+    billing = bill_accounts(
+        engine, as_of, run_id, fetch_size=fetch_size, per_batch=per_batch, account_refs=account_refs
+    )
+    return BillDayResult(
+        deferred, billing, number_bills(engine), apply_cycle_fees(engine, as_of, run_id)
+    )

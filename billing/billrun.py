@@ -1,0 +1,605 @@
+"""Close due charges into bills: BRM ``pin_bill_accts``, and the Cn285 Billing daemon.
+
+One code path serves both: ``bill_units`` bills a batch of bill units as of a date, set-based.
+- A unit whose ``next_bill_date`` is on or before ``as_of`` closes that cycle: its scheduled
+  fees are materialized, its usage before midnight of the bill date is rated, and every
+  ``calculated`` charge with ``bill_on`` up to the bill date becomes a line of one bill.
+- A unit with ``immediate`` charges due (Cn285 UTI) gets a bill for those, dated ``as_of``.
+
+Idempotence: the batch claims its units with a conditional UPDATE, charges are keyed, and
+``bills.bill_key`` is unique, so a rerun, a crash or a concurrent run never bills twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, exists, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from billing.catalog import PlanInfo, TaxTable, load_plans, load_tax_table
+from billing.db import unit_of_work
+from billing.errors import BillingError
+from billing.invoice import ChargeIn, DraftBill, generate_invoice
+from billing.models import (
+    Account,
+    Bill,
+    BillingIssue,
+    BillingState,
+    BillLine,
+    BillStatus,
+    BillUnit,
+    Charge,
+    ChargeStatus,
+    Contract,
+    ContractItem,
+    ItemType,
+)
+from billing.periods import add_cycles
+from billing.rating import RatingScope, midnight, rate_usage_for
+from billing.schedule import ChargeSpec, CycleGrid, ItemTerms, scheduled_charges
+from billing.sqlkit import id_in, insert_ignoring_duplicates
+
+STEP = "bill_accounts"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A claimed bill unit with the account facts billing needs."""
+
+    id: int
+    account_id: int
+    account_ref: str
+    currency: str
+    country: str
+    terms: int
+    billing_day: int
+    cycle: str
+    next_bill_date: date
+    last_bill_date: date | None
+    series_code: str
+
+    def cycle_due(self, as_of: date) -> bool:
+        return self.next_bill_date <= as_of
+
+    def bill_date(self, as_of: date) -> date:
+        return self.next_bill_date if self.cycle_due(as_of) else as_of
+
+    @property
+    def grid(self) -> CycleGrid:
+        return CycleGrid(self.next_bill_date, self.billing_day, self.cycle)
+
+
+@dataclass
+class BatchResult:
+    """What a batch did; results of several batches merge."""
+
+    units: int = 0
+    billed: int = 0
+    bills: int = 0
+    usage_collected: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    failed_units: set[int] = field(default_factory=set)
+    totals: dict[str, Decimal] = field(default_factory=dict)
+
+    def merge(self, other: BatchResult) -> BatchResult:
+        totals = dict(self.totals)
+        for currency, amount in other.totals.items():
+            totals[currency] = totals.get(currency, Decimal(0)) + amount
+        return BatchResult(
+            units=self.units + other.units,
+            billed=self.billed + other.billed,
+            bills=self.bills + other.bills,
+            usage_collected=self.usage_collected + other.usage_collected,
+            failed={**self.failed, **other.failed},
+            failed_units=self.failed_units | other.failed_units,
+            totals=totals,
+        )
+
+
+def due_condition(as_of: date) -> Any:
+    """A bill unit is due when its cycle has closed, or when it has immediate charges due."""
+    immediate = exists().where(
+        Charge.bill_unit_id == BillUnit.id,
+        Charge.status == ChargeStatus.CALCULATED,
+        Charge.immediate.is_(True),
+        Charge.bill_on <= as_of,
+    )
+    return or_(BillUnit.next_bill_date <= as_of, immediate)
+
+
+def due_unit_ids(
+    session: Session,
+    as_of: date,
+    *,
+    after_id: int = 0,
+    limit: int = 150_000,
+    account_refs: Sequence[str] | None = None,
+    exclude: Sequence[int] = (),
+) -> list[int]:
+    """Ids of due bill units after ``after_id``, in id order (one fetch of ``fetch_size``)."""
+    query = select(BillUnit.id).where(due_condition(as_of), BillUnit.id > after_id)
+    if account_refs:
+        query = query.join(Account).where(Account.ref.in_(list(account_refs)))
+    if exclude:
+        query = query.where(BillUnit.id.not_in(list(exclude)))
+    return list(session.scalars(query.order_by(BillUnit.id).limit(limit)))
+
+
+def bill_units(session: Session, unit_ids: Sequence[int], as_of: date, run_id: str) -> BatchResult:
+    """Bill one batch of bill units as of ``as_of`` (never commits; the caller does)."""
+    units = _claim(session, unit_ids, as_of)
+    if not units:
+        return BatchResult()
+    plans, taxes = load_plans(session), load_tax_table(session)
+    failed: dict[int, str] = {}
+    cycle_units = [u for u in units if u.cycle_due(as_of)]
+    _materialize(session, cycle_units, plans, as_of, failed)
+    collected = _rate_usage(session, cycle_units, plans, as_of, failed)
+    drafts = _drafts(session, units, taxes, as_of, failed)
+    result = _write_bills(session, units, drafts, run_id, as_of)
+    result.units, result.usage_collected = len(units), collected
+    billed = [u for u in units if u.id not in failed]
+    _close_cycles(session, [u for u in billed if u.cycle_due(as_of)])
+    _set_state(session, [u.id for u in billed if not u.cycle_due(as_of)], BillingState.BILLED)
+    record_failures(session, units, failed, run_id, as_of, STEP)
+    result.billed = len(billed)
+    result.failed = {u.account_ref: failed[u.id] for u in units if u.id in failed}
+    result.failed_units = set(failed)
+    return result
+
+
+def _claim(session: Session, unit_ids: Sequence[int], as_of: date) -> list[Unit]:
+    """Take the units that are still due; a concurrent run that took them leaves none here."""
+    claimed = session.scalars(
+        update(BillUnit)
+        .where(id_in(session, BillUnit.id, unit_ids), due_condition(as_of))
+        .values(billing_state=BillingState.IN_PROGRESS)
+        .returning(BillUnit.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return load_units(session, claimed) if claimed else []
+
+
+def load_units(session: Session, unit_ids: Sequence[int]) -> list[Unit]:
+    """Bill units with their accounts' billing facts, in id order."""
+    rows = session.execute(
+        select(
+            BillUnit.id,
+            BillUnit.account_id,
+            Account.ref,
+            Account.currency,
+            Account.country,
+            Account.payment_terms_days,
+            BillUnit.billing_day,
+            BillUnit.cycle,
+            BillUnit.next_bill_date,
+            BillUnit.last_bill_date,
+            BillUnit.series_code,
+        )
+        .join(Account, Account.id == BillUnit.account_id)
+        .where(id_in(session, BillUnit.id, unit_ids))
+        .order_by(BillUnit.id)
+    )
+    return [Unit(*r[:7], r.cycle.value, *r[8:]) for r in rows]
+
+
+def _items_by_account(
+    session: Session, account_ids: Sequence[int], types: tuple[ItemType, ...]
+) -> dict[int, list[Any]]:
+    rows = session.execute(
+        select(ContractItem, Contract.account_id, Contract.end_date)
+        .join(Contract)
+        .where(id_in(session, Contract.account_id, account_ids), ContractItem.item_type.in_(types))
+        .order_by(ContractItem.id)
+    )
+    found: dict[int, list[Any]] = defaultdict(list)
+    for item, account_id, contract_end in rows:
+        found[account_id].append((item, contract_end))
+    return found
+
+
+def item_terms(item: ContractItem, contract_end: date | None, info: PlanInfo) -> ItemTerms:
+    """The schedule's view of an item: it ends at its end, its contract's or its cancel date."""
+    ends = [d for d in (item.end_date, contract_end, item.pending_cancel_date) if d is not None]
+    return ItemTerms(
+        item_id=item.id,
+        item_type=item.item_type.value,
+        description=info.product_name,
+        plan=info.plan,
+        tax_category=info.tax_category,
+        quantity=item.quantity,
+        price_override=item.price_override,
+        start=item.start_date,
+        end=min(ends) if ends else None,
+    )
+
+
+def charge_row(spec: ChargeSpec, unit: Unit, as_of: date, currency: str) -> dict[str, Any]:
+    """The charges-table row of a spec, for ``unit``."""
+    return {
+        **spec.__dict__,
+        "account_id": unit.account_id,
+        "bill_unit_id": unit.id,
+        "currency": currency,
+        "status": ChargeStatus.CALCULATED,
+        "immediate": False,
+        "created_on": as_of,
+    }
+
+
+def schedule_for(
+    session: Session,
+    units: Sequence[Unit],
+    plans: dict[int, PlanInfo],
+    as_of: date,
+    failed: dict[int, str],
+    *,
+    through: Any,
+    timing: str | None = None,
+) -> None:
+    """Insert every scheduled fee of the units' items billable by ``through(unit)``."""
+    items = _items_by_account(
+        session, [u.account_id for u in units], (ItemType.RECURRING, ItemType.ONE_TIME)
+    )
+    rows = []
+    for unit in units:
+        try:
+            for item, contract_end in items.get(unit.account_id, ()):
+                info = plans[item.price_plan_id]
+                if timing is not None and info.plan.timing != timing:
+                    continue
+                if info.plan.currency != unit.currency:
+                    raise BillingError(
+                        f"item {item.ref}: price plan {info.plan.code} is in "
+                        f"{info.plan.currency}, the account bills in {unit.currency}"
+                    )
+                terms = item_terms(item, contract_end, info)
+                specs = scheduled_charges(terms, unit.grid, through(unit), unit.last_bill_date)
+                rows.extend(charge_row(s, unit, as_of, unit.currency) for s in specs)
+        except BillingError as error:
+            failed[unit.id] = str(error)
+    insert_ignoring_duplicates(session, Charge.__table__, rows)
+
+
+def _materialize(
+    session: Session,
+    units: Sequence[Unit],
+    plans: dict[int, PlanInfo],
+    as_of: date,
+    failed: dict[int, str],
+) -> None:
+    schedule_for(session, units, plans, as_of, failed, through=lambda u: u.next_bill_date)
+
+
+def _rate_usage(
+    session: Session,
+    units: Sequence[Unit],
+    plans: dict[int, PlanInfo],
+    as_of: date,
+    failed: dict[int, str],
+) -> int:
+    """Rate usage before midnight of each unit's bill date into that bill's charges."""
+    by_date: dict[date, list[Unit]] = defaultdict(list)
+    for unit in units:
+        if unit.id not in failed:
+            by_date[unit.next_bill_date].append(unit)
+    collected = 0
+    for bill_date, group in by_date.items():
+        scope = RatingScope(
+            account_ids=[u.account_id for u in group],
+            cutoff=midnight(bill_date),
+            key_prefix="use",
+            bill_on=bill_date,
+            item_types=(ItemType.USAGE, ItemType.UTI),
+        )
+        count, bad = rate_usage_for(session, scope, plans, as_of)
+        collected += count
+        for unit in group:
+            if unit.account_id in bad:
+                failed[unit.id] = bad[unit.account_id]
+    return collected
+
+
+def _billable(session: Session, units: Sequence[Unit], as_of: date) -> dict[int, list[Any]]:
+    rows = session.execute(
+        select(Charge)
+        .where(
+            id_in(session, Charge.bill_unit_id, [u.id for u in units]),
+            Charge.status == ChargeStatus.CALCULATED,
+            Charge.bill_on <= as_of,
+        )
+        .order_by(Charge.id)
+    ).scalars()
+    found: dict[int, list[Any]] = defaultdict(list)
+    for charge in rows:
+        found[charge.bill_unit_id].append(charge)
+    return found
+
+
+def _drafts(
+    session: Session,
+    units: Sequence[Unit],
+    taxes: TaxTable,
+    as_of: date,
+    failed: dict[int, str],
+) -> dict[int, DraftBill]:
+    charges = _billable(session, units, as_of)
+    drafts = {}
+    for unit in units:
+        if unit.id in failed:
+            continue
+        bill_date = unit.bill_date(as_of)
+        due = [
+            c
+            for c in charges.get(unit.id, ())
+            if c.bill_on <= bill_date and (unit.cycle_due(as_of) or c.immediate)
+        ]
+        if not due:
+            continue
+        try:
+            drafts[unit.id] = _draft(unit, due, taxes, bill_date)
+        except BillingError as error:
+            failed[unit.id] = str(error)
+    return drafts
+
+
+def _draft(unit: Unit, charges: Sequence[Charge], taxes: TaxTable, bill_date: date) -> DraftBill:
+    for charge in charges:
+        if charge.currency != unit.currency:
+            raise BillingError(
+                f"charge {charge.charge_key} is in {charge.currency}, "
+                f"the account bills in {unit.currency}"
+            )
+    return generate_invoice(
+        currency=unit.currency,
+        charges=[
+            ChargeIn(
+                c.id,
+                c.description,
+                c.period_start,
+                c.period_end,
+                c.quantity,
+                c.unit_price,
+                c.amount,
+                c.tax_category,
+            )
+            for c in charges
+        ],
+        tax_rates=taxes.rates_for(unit.country, bill_date),
+        bill_date=bill_date,
+        payment_terms_days=unit.terms,
+    )
+
+
+def bill_key(unit: Unit, draft: DraftBill, as_of: date) -> str:
+    """Cycle bills are unique per unit and bill date; immediate ones per run date and content."""
+    if unit.cycle_due(as_of):
+        return f"cyc:{unit.id}:{draft.bill_date.isoformat()}"
+    return (
+        f"imm:{unit.id}:{draft.bill_date.isoformat()}:{min(line.charge_id for line in draft.lines)}"
+    )
+
+
+def _bill_period(unit: Unit, draft: DraftBill, as_of: date) -> tuple[date, date]:
+    if unit.cycle_due(as_of):
+        start = add_cycles(unit.next_bill_date, -1, unit.billing_day, unit.cycle)
+        return start, unit.next_bill_date
+    return draft.period_start, draft.period_end
+
+
+def _write_bills(
+    session: Session,
+    units: Sequence[Unit],
+    drafts: dict[int, DraftBill],
+    run_id: str,
+    as_of: date,
+) -> BatchResult:
+    """Insert the bills and their lines, and move their charges from calculated to open."""
+    result = BatchResult()
+    if not drafts:
+        return result
+    by_id = {u.id: u for u in units}
+    rows = []
+    for unit_id, draft in drafts.items():
+        unit = by_id[unit_id]
+        start, end = _bill_period(unit, draft, as_of)
+        rows.append(
+            {
+                "bill_key": bill_key(unit, draft, as_of),
+                "account_id": unit.account_id,
+                "bill_unit_id": unit.id,
+                "series_code": unit.series_code,
+                "status": BillStatus.BILLED,
+                "bill_date": draft.bill_date,
+                "due_date": draft.due_date,
+                "period_start": start,
+                "period_end": end,
+                "currency": draft.currency,
+                "net": draft.net,
+                "tax": draft.tax,
+                "gross": draft.gross,
+                "amount_paid": Decimal(0),
+                "run_id": run_id,
+            }
+        )
+        result.totals[draft.currency] = result.totals.get(draft.currency, Decimal(0)) + draft.gross
+    inserted = session.execute(
+        Bill.__table__.insert().returning(Bill.__table__.c.id, Bill.__table__.c.bill_unit_id),
+        rows,
+    ).all()
+    bill_of_unit = {unit_id: bill_id for bill_id, unit_id in inserted}
+    lines = [
+        {
+            "bill_id": bill_of_unit[unit_id],
+            "charge_id": line.charge_id,
+            "position": position,
+            "description": line.description,
+            "period_start": line.period_start,
+            "period_end": line.period_end,
+            "quantity": line.quantity,
+            "unit_price": line.unit_price,
+            "net": line.net,
+            "tax_category": line.tax_category,
+            "tax_rate": line.tax_rate,
+            "tax": line.tax,
+            "gross": line.gross,
+        }
+        for unit_id, draft in drafts.items()
+        for position, line in enumerate(draft.lines, start=1)
+    ]
+    session.execute(BillLine.__table__.insert(), lines)
+    _open_charges(session, list(bill_of_unit.values()), len(lines))
+    _add_to_balances(session, list(bill_of_unit.values()))
+    result.bills = len(inserted)
+    return result
+
+
+class ConcurrentBillingError(BillingError):
+    """A charge was billed by someone else between reading and writing it."""
+
+
+def _open_charges(session: Session, bill_ids: list[int], expected: int) -> None:
+    line = BillLine.__table__.c
+    billed_by = (
+        select(line.bill_id).where(line.charge_id == Charge.__table__.c.id).scalar_subquery()
+    )
+    opened = session.execute(
+        update(Charge)
+        .where(
+            Charge.id.in_(select(line.charge_id).where(id_in(session, line.bill_id, bill_ids))),
+            Charge.status == ChargeStatus.CALCULATED,
+        )
+        .values(status=ChargeStatus.OPEN, bill_id=billed_by)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if opened != expected:
+        raise ConcurrentBillingError(f"expected to open {expected} charges, opened {opened}")
+
+
+def _add_to_balances(session: Session, bill_ids: list[int]) -> None:
+    """The account balance grows by the gross of each new bill."""
+    bills = Bill.__table__.c
+    new_gross = (
+        select(func.coalesce(func.sum(bills.gross), 0))
+        .where(bills.account_id == Account.__table__.c.id, id_in(session, bills.id, bill_ids))
+        .scalar_subquery()
+    )
+    session.execute(
+        update(Account)
+        .where(Account.id.in_(select(bills.account_id).where(id_in(session, bills.id, bill_ids))))
+        .values(balance=Account.balance + new_gross)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _close_cycles(session: Session, units: Sequence[Unit]) -> None:
+    """Advance each billed unit by one cycle, grouped so it is a handful of statements."""
+    groups: dict[tuple[date, int, str], list[int]] = defaultdict(list)
+    for unit in units:
+        groups[(unit.next_bill_date, unit.billing_day, unit.cycle)].append(unit.id)
+    for (bill_date, billing_day, cycle), ids in groups.items():
+        session.execute(
+            update(BillUnit)
+            .where(id_in(session, BillUnit.id, ids))
+            .values(
+                last_bill_date=bill_date,
+                next_bill_date=add_cycles(bill_date, 1, billing_day, cycle),
+                billing_state=BillingState.BILLED,
+                failure_reason=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _set_state(session: Session, unit_ids: Sequence[int], state: BillingState) -> None:
+    if unit_ids:
+        session.execute(
+            update(BillUnit)
+            .where(id_in(session, BillUnit.id, unit_ids))
+            .values(billing_state=state, failure_reason=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def record_failures(
+    session: Session,
+    units: Sequence[Unit],
+    failed: dict[int, str],
+    run_id: str,
+    as_of: date,
+    step: str,
+) -> None:
+    """Mark failed units (BRM billing_state 4) and keep a billing issue with the reason."""
+    for unit in units:
+        if unit.id not in failed:
+            continue
+        reason = failed[unit.id]
+        session.execute(
+            update(BillUnit)
+            .where(BillUnit.id == unit.id)
+            .values(billing_state=BillingState.FAILED, failure_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+        session.add(
+            BillingIssue(
+                run_id=run_id,
+                step=step,
+                account_id=unit.account_id,
+                bill_unit_id=unit.id,
+                as_of=as_of,
+                reason=reason,
+            )
+        )
+    session.flush()
+
+
+class _DryRun(Exception):
+    def __init__(self, result: BatchResult):
+        self.result = result
+
+
+def bill_batch(
+    engine: Engine, unit_ids: Sequence[int], as_of: date, run_id: str, *, dry_run: bool = False
+) -> BatchResult:
+    """Bill a batch in one transaction; a unit that breaks the batch is retried alone.
+
+    Transient database errors (``OperationalError``: lost connection, serialization failure,
+    busy SQLite) propagate so the caller can retry. ``dry_run`` computes and rolls back.
+    """
+    try:
+        with unit_of_work(engine, isolation="REPEATABLE READ") as session:
+            result = bill_units(session, unit_ids, as_of, run_id)
+            if dry_run:
+                raise _DryRun(result)
+        return result
+    except _DryRun as done:
+        return done.result
+    except OperationalError:
+        raise
+    except (DBAPIError, BillingError) as error:
+        if len(unit_ids) == 1:
+            return _record_unit_failure(engine, unit_ids[0], as_of, run_id, error, dry_run)
+        merged = BatchResult()
+        for unit_id in unit_ids:
+            merged = merged.merge(bill_batch(engine, [unit_id], as_of, run_id, dry_run=dry_run))
+        return merged
+
+
+def _record_unit_failure(
+    engine: Engine, unit_id: int, as_of: date, run_id: str, error: Exception, dry_run: bool
+) -> BatchResult:
+    reason = f"{type(error).__name__}: {str(error).splitlines()[0][:500]}"
+    if dry_run:
+        return BatchResult(units=1, failed={f"bill unit {unit_id}": reason}, failed_units={unit_id})
+    with unit_of_work(engine) as session:
+        units = _claim(session, [unit_id], as_of)
+        record_failures(session, units, {unit_id: reason}, run_id, as_of, STEP)
+        ref = units[0].account_ref if units else f"bill unit {unit_id}"
+    return BatchResult(units=1, failed={ref: reason}, failed_units={unit_id})
