@@ -1,7 +1,8 @@
 """Gapless bill numbers per series: BRM ``pin_inv_accts``, the invoices step of bill day.
 
 One short set-based transaction per series: the series row is locked, every unnumbered bill
-gets the next numbers in (bill date, id) order, and the counter moves on by that count. A
+gets the next numbers in (bill date, bill unit) order, which does not
+depend on the order in which parallel batches committed, and the counter moves on by that count. A
 crash rolls the whole step back, so no number is ever skipped or used twice; the unique
 (series, number) constraint is the last guard.
 """
@@ -29,7 +30,7 @@ SET number = :first + r.rn - 1,
     bill_no = :prefix || {number},
     status = 'invoiced'
 FROM (
-    SELECT id, row_number() OVER (ORDER BY bill_date, id) AS rn
+    SELECT id, row_number() OVER (ORDER BY bill_date, bill_unit_id, id) AS rn
     FROM bills
     WHERE series_code = :series AND number IS NULL
 ) AS r

@@ -1,0 +1,29 @@
+"""The bill run's tuning knobs, with the BRM seed's values as defaults."""
+
+from __future__ import annotations
+
+import logging
+
+from prefect.blocks.core import Block
+from pydantic import Field
+
+LOG_LEVELS = {0: logging.ERROR, 1: logging.INFO, 2: logging.INFO, 3: logging.DEBUG}
+
+
+class BillRunSettings(Block):
+    """BRM pin_billd's pin.conf: children, per_batch, fetch_size, loglevel, simulate_agent."""
+
+    _block_type_name = "Bill Run Settings"
+    _description = "Parallelism, batch sizes, log level and provisioning switch of bill day."
+
+    children: int = Field(5, ge=1, le=64, description="Batches running at once (BRM children).")
+    per_batch: int = Field(20_000, ge=1, description="Bill units per batch (BRM per_batch).")
+    fetch_size: int = Field(150_000, ge=1, description="Ids fetched per query (BRM fetch_size).")
+    loglevel: int = Field(1, ge=0, le=3, description="0 errors, 1 info, 3 debug (BRM loglevel).")
+    simulate_agent: bool = Field(
+        False, description="Skip the provisioning hook, as BRM test runs do (simulate_agent=1)."
+    )
+
+    @property
+    def log_level(self) -> int:
+        return LOG_LEVELS[self.loglevel]

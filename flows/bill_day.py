@@ -1,0 +1,228 @@
+"""bill-day: BRM's ``pin_bill_day`` as a Prefect DAG, run "as of" a virtual date.
+
+    deferred_actions -> bill_accounts (batches, at most `children` at once) -> invoices
+                                                                            -> cycle_fees
+
+The steps after ``bill_accounts`` are submitted together by ``_after_billing`` and run side by
+side; collect and refund plug in there, and checks, documents and e-mail after them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import date
+from time import perf_counter
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.concurrency.sync import concurrency
+from prefect.context import get_run_context
+from prefect.tasks import exponential_backoff
+
+from billing import billday
+from billing.billrun import BatchResult, bill_batch
+from billing.provisioning import notify_status_changes
+from flows.runtime import engine_for, load_settings, load_webhook, today_if_none, transient_only
+
+BATCH_LIMIT = "bill-day-batches"
+RETRIES = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_condition_fn": transient_only,
+}
+
+
+class BillDayFailed(RuntimeError):
+    """Some accounts failed: the run ends Failed and names them; the next run retries them."""
+
+
+@task(name="execute_deferred_actions", **RETRIES)
+def execute_deferred_actions(database: str | None, as_of: date) -> dict[str, Any]:
+    """Run the deferred actions due by as_of (pin_deferred_act)."""
+    result = billday.deferred_actions(engine_for(database), as_of)
+    return {"done": result.done, "failed": result.failed, "changes": result.status_changes}
+
+
+@task(name="notify_provisioning", retries=3, retry_delay_seconds=exponential_backoff(2))
+def notify_provisioning(url: str, timeout: float, changes: list[Any]) -> int:
+    """Tell the provisioning system which accounts changed status."""
+    return notify_status_changes(url, changes, timeout)
+
+
+@task(name="bill_accounts_batch", **RETRIES)
+def bill_accounts_batch(
+    database: str | None, unit_ids: list[int], as_of: date, run_id: str, dry_run: bool
+) -> BatchResult:
+    """Bill one batch of bill units in one transaction (pin_bill_accts)."""
+    with concurrency(BATCH_LIMIT, occupy=1):
+        return bill_batch(engine_for(database), unit_ids, as_of, run_id, dry_run=dry_run)
+
+
+@task(name="number_invoices", **RETRIES)
+def number_invoices(database: str | None) -> list[dict[str, Any]]:
+    """Give every new bill its gapless number (pin_inv_accts)."""
+    return [n.__dict__ for n in billday.number_bills(engine_for(database))]
+
+
+@task(name="apply_cycle_fees", **RETRIES)
+def apply_cycle_fees(database: str | None, as_of: date, run_id: str) -> dict[str, Any]:
+    """Cancel products past their pending cancel date; apply forward fees (pin_cycle_fees)."""
+    return billday.apply_cycle_fees(engine_for(database), as_of, run_id).__dict__
+
+
+def _after_billing(database: str | None, as_of: date, run_id: str) -> dict[str, Any]:
+    """The steps that follow billing, submitted side by side; each returns its summary."""
+    futures = {
+        "invoices": number_invoices.submit(database),
+        "cycle_fees": apply_cycle_fees.submit(database, as_of, run_id),
+    }
+    return {name: future.result() for name, future in futures.items()}
+
+
+def _run_batches(
+    database: str | None,
+    as_of: date,
+    run_id: str,
+    settings: Any,
+    accounts: list[str] | None,
+    dry_run: bool,
+) -> BatchResult:
+    """Fan the due units out in batches, at most ``children`` in flight, in catch-up passes."""
+    logger = get_run_logger()
+    progress = create_progress_artifact(0.0, key="bill-day-progress", description="Bill units")
+    total = BatchResult()
+    for pass_number in range(1, 2 if dry_run else billday.MAX_PASSES + 1):
+        done, in_flight = BatchResult(), deque()
+        batches = billday.due_batches(
+            engine_for(database),
+            as_of,
+            fetch_size=settings.fetch_size,
+            per_batch=settings.per_batch,
+            account_refs=accounts,
+            exclude=sorted(total.failed_units),
+        )
+        for number, batch in enumerate(batches, start=1):
+            if len(in_flight) >= settings.children:
+                done = done.merge(in_flight.popleft().result())
+            in_flight.append(
+                bill_accounts_batch.with_options(
+                    name=f"bill_accounts_batch-{pass_number}.{number}"
+                ).submit(database, batch, as_of, run_id, dry_run)
+            )
+            logger.debug("pass %s: batch %s submitted (%s units)", pass_number, number, len(batch))
+        while in_flight:
+            done = done.merge(in_flight.popleft().result())
+            update_progress_artifact(progress, _percent(total.merge(done), settings))
+        total = total.merge(done)
+        logger.info(
+            "pass %s: %s units billed, %s bills, %s failed",
+            pass_number,
+            done.billed,
+            done.bills,
+            len(done.failed),
+        )
+        if done.billed == 0:
+            break
+    update_progress_artifact(progress, 100.0)
+    return total
+
+
+def _percent(result: BatchResult, _settings: Any) -> float:
+    handled = result.billed + len(result.failed)
+    return 100.0 * handled / max(result.units, 1)
+
+
+@flow(name="bill-day")
+def bill_day(
+    as_of: date | None = None,
+    dry_run: bool = False,
+    accounts: list[str] | None = None,
+    settings_block: str = "default",
+    database_block: str = "default",
+    webhook_block: str = "provisioning",
+) -> dict[str, Any]:
+    """BRM pin_bill_day as of a virtual date: bill due accounts, number, cycle fees.
+
+    as_of: the run's only clock (pin_virtual_time); today when empty.
+    dry_run: compute and report what would be billed; write nothing.
+    accounts: account refs, to re-run only these accounts.
+    """
+    as_of = today_if_none(as_of)
+    settings = load_settings(settings_block)
+    logger = get_run_logger()
+    logger.setLevel(settings.log_level)
+    run_id = str(get_run_context().flow_run.id)
+    timings: dict[str, float] = {}
+    logger.info("bill day as of %s%s", as_of, " (dry run)" if dry_run else "")
+
+    started = perf_counter()
+    if not dry_run:
+        deferred = execute_deferred_actions(database_block, as_of)
+        _provision(deferred["changes"], settings, webhook_block)
+        timings["deferred_actions"] = perf_counter() - started
+
+    started = perf_counter()
+    billing = _run_batches(database_block, as_of, run_id, settings, accounts, dry_run)
+    timings["bill_accounts"] = perf_counter() - started
+
+    after: dict[str, Any] = {}
+    if not dry_run:
+        started = perf_counter()
+        after = _after_billing(database_block, as_of, run_id)
+        timings["invoices + cycle_fees"] = perf_counter() - started
+
+    summary = _report(as_of, dry_run, billing, after, timings)
+    failed = {**billing.failed, **after.get("cycle_fees", {}).get("failed", {})}
+    if failed:
+        names = ", ".join(sorted(failed)[:20])
+        raise BillDayFailed(f"{len(failed)} account(s) failed: {names}. See billing_issues.")
+    return summary
+
+
+def _provision(changes: list[Any], settings: Any, webhook_block: str) -> None:
+    if not changes or settings.simulate_agent:
+        return
+    webhook = load_webhook(webhook_block)
+    if webhook is not None:
+        notify_provisioning(webhook.url, webhook.timeout_seconds, changes)
+
+
+def _report(
+    as_of: date,
+    dry_run: bool,
+    billing: BatchResult,
+    after: dict[str, Any],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The run's table artifact: billed / failed / skipped, bills, totals, time per step."""
+    rows = [
+        {"measure": "as_of", "value": as_of.isoformat()},
+        {"measure": "dry run", "value": str(dry_run)},
+        {"measure": "bill units due", "value": billing.units},
+        {"measure": "billed", "value": billing.billed},
+        {"measure": "failed", "value": len(billing.failed)},
+        {"measure": "skipped (nothing to bill)", "value": billing.billed - billing.bills},
+        {"measure": "bills", "value": billing.bills},
+        {"measure": "usage records rated", "value": billing.usage_collected},
+    ]
+    rows += [{"measure": f"total {c}", "value": str(v)} for c, v in sorted(billing.totals.items())]
+    for numbered in after.get("invoices", []):
+        first, count = numbered["first"], numbered["count"]
+        rows.append(
+            {"measure": f"numbers {numbered['series']}", "value": f"{first}..{first + count - 1}"}
+        )
+    if "cycle_fees" in after:
+        fees = after["cycle_fees"]
+        rows.append({"measure": "items cancelled", "value": fees["cancelled_items"]})
+        rows.append({"measure": "cancellation credits", "value": fees["credits"]})
+    rows += [{"measure": f"seconds {k}", "value": f"{v:.2f}"} for k, v in timings.items()]
+    rows += [
+        {"measure": f"failed {ref}", "value": why} for ref, why in sorted(billing.failed.items())
+    ]
+    create_table_artifact(rows, key="bill-day-summary", description=f"Bill day {as_of}")
+    return {row["measure"]: row["value"] for row in rows}

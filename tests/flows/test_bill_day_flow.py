@@ -1,0 +1,95 @@
+"""The bill-day flow end to end on SQLite and PostgreSQL, through Prefect."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from billing.db import unit_of_work
+from billing.models import Bill, BillingIssue
+from flows.bill_day import BillDayFailed, bill_day
+from tests.billing.test_billday import population  # noqa: F401  (the hand-checked population)
+
+
+@pytest.fixture
+def billing_db(population, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("BILLING_DATABASE_URL", population.url.render_as_string(hide_password=False))
+    from flows.runtime import engine_for
+
+    engine_for.cache_clear()
+    return population
+
+
+def _bills(engine):
+    with unit_of_work(engine) as s:
+        return s.execute(
+            select(Bill.bill_no, Bill.currency, Bill.gross).order_by(Bill.number)
+        ).all()
+
+
+def test_flow_bills_numbers_and_reports(billing_db):
+    summary = bill_day(as_of=date(2027, 2, 1), database_block="")
+    assert summary["bills"] == 2
+    assert summary["total EUR"] == "199.20"
+    assert summary["total GBP"] == "17.34"
+    assert [tuple(r) for r in _bills(billing_db)] == [
+        ("INV-00000001", "GBP", Decimal("17.34")),
+        ("INV-00000002", "EUR", Decimal("199.20")),
+    ]
+    # The same date again adds nothing.
+    again = bill_day(as_of=date(2027, 2, 1), database_block="")
+    assert again["bills"] == 0
+    assert len(_bills(billing_db)) == 2
+
+
+def test_flow_dry_run_writes_nothing(billing_db):
+    summary = bill_day(as_of=date(2027, 2, 1), dry_run=True, database_block="")
+    assert summary["bills"] == 2
+    assert _bills(billing_db) == []
+
+
+def test_account_filter_bills_only_that_account(billing_db):
+    summary = bill_day(as_of=date(2027, 2, 1), accounts=["B"], database_block="")
+    assert summary["bills"] == 1
+    assert [r.currency for r in _bills(billing_db)] == ["GBP"]
+
+
+def test_failed_account_fails_the_run_and_is_named(billing_db):
+    with unit_of_work(billing_db) as s:
+        from sqlalchemy import text
+
+        s.execute(text("update tax_rates set country = 'XX' where country = 'GB'"))
+    with pytest.raises(BillDayFailed, match="1 account\\(s\\) failed: B"):
+        bill_day(as_of=date(2027, 2, 1), database_block="")
+    assert [r.currency for r in _bills(billing_db)] == ["EUR"]
+    with unit_of_work(billing_db) as s:
+        assert s.scalars(select(BillingIssue.step)).all() == ["bill_accounts"]
+
+
+def _artifacts(key: str) -> list[dict]:
+    """Read artifacts over the REST API (prefect 3.8.8's client sends nulls this server refuses)."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    body = {
+        "artifacts": {"key": {"any_": [key]}},
+        "limit": 10,
+        "offset": 0,
+        "sort": "CREATED_DESC",
+    }
+    response = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body)
+    response.raise_for_status()
+    return response.json()
+
+
+def test_flow_writes_progress_and_summary_artifacts(billing_db):
+    import json
+
+    bill_day(as_of=date(2027, 2, 1), database_block="")
+    progress, summary = _artifacts("bill-day-progress")[0], _artifacts("bill-day-summary")[0]
+    assert float(progress["data"]) == 100.0
+    table = json.loads(summary["data"])
+    assert {"measure": "bills", "value": 2} in table
