@@ -1,10 +1,10 @@
 """Gapless bill numbers per series: BRM ``pin_inv_accts``, the invoices step of bill day.
 
 One short set-based transaction per series: the series row is locked, every unnumbered bill
-gets the next numbers in (bill date, bill unit) order, which does not
-depend on the order in which parallel batches committed, and the counter moves on by that count. A
-crash rolls the whole step back, so no number is ever skipped or used twice; the unique
-(series, number) constraint is the last guard.
+gets the next numbers in (bill date, bill unit) order, and the counter moves on by that count.
+That order does not depend on the order in which parallel batches committed, so a rerun after
+a crash numbers exactly as an uninterrupted run. A crash rolls the whole step back, so no
+number is ever skipped or used twice; the unique (series, number) constraint is the last guard.
 """
 
 from __future__ import annotations
