@@ -1,0 +1,50 @@
+"""``billing import FILE``: load a JSON master-data file or a CSV usage file in one transaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from billing.cli.app import app
+from billing.cli.common import DatabaseOption, console, engine_for, fail
+from billing.db import unit_of_work
+from billing.errors import ImportFileError
+from billing.importer import ImportReport, import_file
+
+FileArgument = typer.Argument(
+    ...,
+    exists=True,
+    dir_okay=False,
+    readable=True,
+    help="A .json or .csv file (docs/data-formats.md).",
+)
+
+
+@app.command("import")
+def import_command(file: Path = FileArgument, database: str | None = DatabaseOption) -> None:
+    """Import FILE: all of it in one transaction, or nothing (exit code 2)."""
+    engine = engine_for(database)
+    try:
+        with unit_of_work(engine) as session:
+            report = import_file(session, file)
+    except ImportFileError as error:
+        fail(f"[red]{escape(str(error))}[/red]\nnothing was imported", code=2)
+    console.print(report_table(report))
+    if report.rejected:
+        console.print(
+            f"{report.rejected} usage row(s) rejected, kept in table rejected_usage "
+            f"with source {escape(report.source)!r}"
+        )
+
+
+def report_table(report: ImportReport) -> Table:
+    """The import report as a table: one row per kind of record."""
+    table = Table(title=f"import {escape(report.source)}")
+    for column in ("kind", "inserted", "unchanged", "rejected"):
+        table.add_column(column, justify="left" if column == "kind" else "right")
+    for kind, counts in report.ordered():
+        table.add_row(kind, str(counts.inserted), str(counts.unchanged), str(counts.rejected))
+    return table

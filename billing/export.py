@@ -1,0 +1,121 @@
+"""Export issued invoices as JSON or CSV, streamed so any number of bills fits in memory.
+
+Each invoice carries its bill number, account reference, period, currency, net, tax and gross,
+and its lines with description, quantity, unit price and amount. Amounts are strings: JSON
+has no decimal type and a float would lose cents.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from itertools import groupby
+from typing import Any, TextIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing.models import Account, Bill, BillLine
+
+CSV_COLUMNS = (
+    "bill_no",
+    "account_ref",
+    "bill_date",
+    "due_date",
+    "period_start",
+    "period_end",
+    "currency",
+    "net",
+    "tax",
+    "gross",
+    "line",
+    "description",
+    "quantity",
+    "unit_price",
+    "amount",
+    "tax_rate",
+    "line_tax",
+)
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value.normalize() if value == value.to_integral() else value, "f")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def invoices(session: Session, *, chunk: int = 1000) -> Iterator[dict[str, Any]]:
+    """Numbered bills in number order, each with its lines."""
+    rows = session.execute(
+        select(Bill, Account.ref, BillLine)
+        .join(Account, Account.id == Bill.account_id)
+        .join(BillLine, BillLine.bill_id == Bill.id)
+        .where(Bill.number.is_not(None))
+        .order_by(Bill.series_code, Bill.number, BillLine.position)
+        .execution_options(yield_per=chunk)
+    )
+    for (bill, ref), group in groupby(rows, key=lambda r: (r[0], r[1])):
+        yield {
+            "bill_no": bill.bill_no,
+            "account_ref": ref,
+            "bill_date": _text(bill.bill_date),
+            "due_date": _text(bill.due_date),
+            "period_start": _text(bill.period_start),
+            "period_end": _text(bill.period_end),
+            "currency": bill.currency,
+            "net": _text(bill.net),
+            "tax": _text(bill.tax),
+            "gross": _text(bill.gross),
+            "lines": [
+                {
+                    "description": line.description,
+                    "quantity": _text(line.quantity),
+                    "unit_price": _text(line.unit_price),
+                    "amount": _text(line.net),
+                    "tax_rate": _text(line.tax_rate),
+                    "tax": _text(line.tax),
+                }
+                for _, _, line in group
+            ],
+        }
+
+
+def write_json(session: Session, out: TextIO) -> int:
+    """A JSON array of invoices, written one invoice at a time; returns the count."""
+    count = 0
+    out.write("[")
+    for invoice in invoices(session):
+        out.write(",\n" if count else "\n")
+        json.dump(invoice, out, ensure_ascii=False)
+        count += 1
+    out.write("\n]\n")
+    return count
+
+
+def write_csv(session: Session, out: TextIO) -> int:
+    """One CSV row per invoice line, the invoice's columns repeated; returns the invoice count."""
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    for invoice in invoices(session):
+        head = [invoice[c] for c in CSV_COLUMNS[:10]]
+        for number, line in enumerate(invoice["lines"], start=1):
+            writer.writerow(
+                [
+                    *head,
+                    number,
+                    line["description"],
+                    line["quantity"],
+                    line["unit_price"],
+                    line["amount"],
+                    line["tax_rate"],
+                    line["tax"],
+                ]
+            )
+        count += 1
+    return count
