@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.models import Account, Bill, BillLine
+from billing.money import LINE_ROUNDING, quantize_money
 
 CSV_COLUMNS = (
     "bill_no",
@@ -42,11 +43,17 @@ CSV_COLUMNS = (
 
 
 def _text(value: Any) -> Any:
+    """Dates as ISO text; quantities, prices and rates without trailing zeros."""
     if isinstance(value, Decimal):
-        return format(value.normalize() if value == value.to_integral() else value, "f")
+        return format(value.normalize(), "f")
     if isinstance(value, date):
         return value.isoformat()
     return value
+
+
+def _money(value: Decimal, currency: str) -> str:
+    """An amount with its currency's minor units (the stored amounts are already rounded)."""
+    return format(quantize_money(value, currency, LINE_ROUNDING), "f")
 
 
 def invoices(session: Session, *, chunk: int = 1000) -> Iterator[dict[str, Any]]:
@@ -68,17 +75,17 @@ def invoices(session: Session, *, chunk: int = 1000) -> Iterator[dict[str, Any]]
             "period_start": _text(bill.period_start),
             "period_end": _text(bill.period_end),
             "currency": bill.currency,
-            "net": _text(bill.net),
-            "tax": _text(bill.tax),
-            "gross": _text(bill.gross),
+            "net": _money(bill.net, bill.currency),
+            "tax": _money(bill.tax, bill.currency),
+            "gross": _money(bill.gross, bill.currency),
             "lines": [
                 {
                     "description": line.description,
                     "quantity": _text(line.quantity),
                     "unit_price": _text(line.unit_price),
-                    "amount": _text(line.net),
+                    "amount": _money(line.net, bill.currency),
                     "tax_rate": _text(line.tax_rate),
-                    "tax": _text(line.tax),
+                    "tax": _money(line.tax, bill.currency),
                 }
                 for _, _, line in group
             ],
