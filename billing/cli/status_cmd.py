@@ -1,0 +1,66 @@
+"""``billing status``: how many rows sit in each state, one table per kind of row."""
+
+from __future__ import annotations
+
+import enum
+
+from rich.table import Table
+from sqlalchemy import Connection, func, select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from billing.cli.app import app
+from billing.cli.common import DatabaseOption, console, engine_for
+from billing.models import (
+    Account,
+    AccountStatus,
+    Bill,
+    BillingIssue,
+    BillingState,
+    BillStatus,
+    BillUnit,
+    Charge,
+    ChargeStatus,
+    RejectedUsage,
+    UsageRecord,
+    UsageStatus,
+)
+
+STATES: tuple[tuple[str, InstrumentedAttribute[enum.Enum], type[enum.Enum]], ...] = (
+    ("Accounts", Account.status, AccountStatus),
+    ("Bill units", BillUnit.billing_state, BillingState),
+    ("Charges", Charge.status, ChargeStatus),
+    ("Usage", UsageRecord.status, UsageStatus),
+    ("Bills", Bill.status, BillStatus),
+)
+
+
+def count_states(conn: Connection) -> dict[str, dict[str, int]]:
+    """Rows per state for each kind of row (every state listed, zeros included)."""
+    counts: dict[str, dict[str, int]] = {}
+    for title, column, states in STATES:
+        found = dict(conn.execute(select(column, func.count()).group_by(column)).tuples().all())
+        counts[title] = {state.value: found.get(state, 0) for state in states}
+    rejected = conn.execute(select(func.count()).select_from(RejectedUsage)).scalar_one()
+    counts["Rejected usage"] = {"rows": rejected}
+    issues = dict(
+        conn.execute(select(BillingIssue.resolved, func.count()).group_by(BillingIssue.resolved))
+        .tuples()
+        .all()
+    )
+    counts["Billing issues"] = {"open": issues.get(False, 0), "resolved": issues.get(True, 0)}
+    return counts
+
+
+@app.command("status")
+def status_command(database: str | None = DatabaseOption) -> None:
+    """Show row counts per state: accounts, bill units, charges, usage, bills and issues."""
+    engine = engine_for(database)
+    with engine.connect() as conn:
+        counts = count_states(conn)
+    for title, by_state in counts.items():
+        table = Table(title=title, title_justify="left")
+        table.add_column("state")
+        table.add_column("count", justify="right")
+        for state, count in by_state.items():
+            table.add_row(state, str(count))
+        console.print(table)
