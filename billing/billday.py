@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from billing.billrun import BatchResult, bill_batch, due_unit_ids
 from billing.cycle_fees import CycleFeesResult, cycle_fees
-from billing.db import unit_of_work
+from billing.db import retry_transient, unit_of_work
 from billing.deferred import DeferredResult, run_deferred_actions
 from billing.numbering import Numbered, assign_bill_numbers
 
@@ -23,8 +23,12 @@ MAX_PASSES = 120
 
 def deferred_actions(engine: Engine, as_of: date) -> DeferredResult:
     """pin_deferred_act: actions due by ``as_of``."""
-    with unit_of_work(engine) as session:
-        return run_deferred_actions(session, as_of)
+
+    def work() -> DeferredResult:
+        with unit_of_work(engine) as session:
+            return run_deferred_actions(session, as_of)
+
+    return retry_transient(work)
 
 
 def due_batches(
@@ -57,14 +61,22 @@ def due_batches(
 
 def number_bills(engine: Engine) -> list[Numbered]:
     """pin_inv_accts: gapless numbers for every unnumbered bill."""
-    with unit_of_work(engine, isolation="REPEATABLE READ") as session:
-        return assign_bill_numbers(session)
+
+    def work() -> list[Numbered]:
+        with unit_of_work(engine, isolation="REPEATABLE READ") as session:
+            return assign_bill_numbers(session)
+
+    return retry_transient(work)
 
 
 def apply_cycle_fees(engine: Engine, as_of: date, run_id: str) -> CycleFeesResult:
     """pin_cycle_fees: cancellations due and forward fees of mid-cycle purchases."""
-    with unit_of_work(engine) as session:
-        return cycle_fees(session, as_of, run_id)
+
+    def work() -> CycleFeesResult:
+        with unit_of_work(engine) as session:
+            return cycle_fees(session, as_of, run_id)
+
+    return retry_transient(work)
 
 
 @dataclass
@@ -97,7 +109,11 @@ def bill_accounts(
             account_refs=account_refs,
             exclude=sorted(total.failed_units),
         ):
-            done = done.merge(bill_batch(engine, batch, as_of, run_id, dry_run=dry_run))
+            done = done.merge(
+                retry_transient(
+                    lambda batch=batch: bill_batch(engine, batch, as_of, run_id, dry_run=dry_run)
+                )
+            )
         total = total.merge(done)
         if done.billed == 0:
             break

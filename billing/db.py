@@ -7,13 +7,17 @@ The database URL comes from the caller, else ``BILLING_DATABASE_URL``, else a SQ
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
 
 DEFAULT_SQLITE = "sqlite:///var/billing.db"
 
@@ -72,3 +76,16 @@ def unit_of_work(engine: Engine, *, isolation: str | None = None) -> Iterator[Se
         engine = engine.execution_options(isolation_level=isolation)
     with session_factory(engine)() as session, session.begin():
         yield session
+
+
+def retry_transient(work: Callable[[], T], *, attempts: int = 6, first_delay: float = 0.2) -> T:
+    """Run ``work``; on a transient database error (lost connection, serialization failure,
+    busy SQLite) run it again with exponential backoff. Flows use task retries instead."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(first_delay * 2**attempt)
+    raise AssertionError("unreachable")

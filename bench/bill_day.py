@@ -1,0 +1,125 @@
+"""Bill day against the floor: how far the real bill run is from one plain SQL statement.
+
+    bench/bill_day.py --accounts N --events-per-account M
+
+Seeds the population on PostgreSQL (``BILLING_BENCH_POSTGRES_URL``, default the local server)
+in a fresh schema, then, on the same data:
+1. the floor: ONE SQL statement that aggregates the due usage into per-account totals and
+   inserts one bill row per account (into a scratch table, so bill day's data is untouched);
+2. the bill-day flow (Prefect, default BillRunSettings: children 5, per_batch 20000), in a
+   child process, without documents, whose own peak RSS is reported.
+It prints both times, the bill run's peak memory, and the ratio last. Not a test: the figures
+depend on the machine; docs/benchmarks.md records the ones measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from billing.db import make_engine  # noqa: E402
+from billing.migrate import upgrade  # noqa: E402
+from billing.synthetic import seed  # noqa: E402
+
+SCHEMA = "bench_bill_day"
+START, AS_OF = date(2026, 10, 1), date(2026, 11, 1)
+
+FLOOR = """
+CREATE TABLE floor_bills AS
+SELECT c.account_id, count(*) AS events, sum(u.quantity) AS total, CAST(:as_of AS date) AS bill_date
+FROM usage_records u
+JOIN contract_items ci ON ci.id = u.contract_item_id
+JOIN contracts c ON c.id = ci.contract_id
+JOIN bill_units bu ON bu.account_id = c.account_id
+WHERE bu.next_bill_date <= :as_of AND u.occurred_at < :as_of
+GROUP BY c.account_id
+"""
+
+
+def schema_url(base: str) -> str:
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{SCHEMA}"
+
+
+def child(url: str) -> None:
+    """Run the bill-day flow in this process and print its figures as JSON."""
+    os.environ["BILLING_DATABASE_URL"] = url
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.bill_day import bill_day
+
+    started = time.perf_counter()
+    summary = bill_day(as_of=AS_OF, database_block="")
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_mib": peak, "bills": summary["bills"]}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--events-per-account", type=int, default=10)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    base = os.environ.get(
+        "BILLING_BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+    )
+    admin = make_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}"))
+    url = schema_url(base)
+    engine = make_engine(url)
+    upgrade(engine)
+    started = time.perf_counter()
+    report = seed(
+        engine, accounts=args.accounts, usage_per_account=args.events_per_account, start=START
+    )
+    print(
+        f"seeded {report.accounts:,} accounts, {report.usage_records:,} events "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(text(FLOOR), {"as_of": AS_OF})
+    floor = time.perf_counter() - started
+    with engine.begin() as conn:
+        floor_bills = conn.execute(text("SELECT count(*) FROM floor_bills")).scalar_one()
+        conn.execute(text("DROP TABLE floor_bills"))
+    print(f"floor: one SQL statement, {floor_bills:,} per-account totals in {floor:.1f} s")
+
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", url],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    print(
+        f"bill day: {figures['bills']:,} bills in {figures['seconds']:.1f} s, "
+        f"peak memory {figures['peak_mib']:.0f} MiB"
+    )
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {SCHEMA} CASCADE"))
+    print(f"ratio bill day / floor: {figures['seconds'] / floor:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The billing state that must come out the same after a crash or a concurrent run.
+
+Rows are compared by business keys (bill keys, charge keys, refs), never by surrogate ids,
+which a crashed transaction may have consumed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import aliased
+
+from billing.db import unit_of_work
+from billing.models import Account, Bill, BillLine, BillSeries, BillUnit, Charge, UsageRecord
+
+
+def billing_state(engine: Engine) -> dict[str, Any]:
+    billed_by = aliased(Bill)
+    with unit_of_work(engine) as s:
+        return {
+            "bills": s.execute(
+                select(
+                    Bill.bill_key,
+                    Bill.number,
+                    Bill.bill_no,
+                    Bill.status,
+                    Bill.bill_date,
+                    Bill.net,
+                    Bill.tax,
+                    Bill.gross,
+                ).order_by(Bill.bill_key)
+            ).all(),
+            "lines": s.execute(
+                select(
+                    Bill.bill_key,
+                    BillLine.position,
+                    BillLine.description,
+                    BillLine.net,
+                    BillLine.tax,
+                )
+                .join(Bill)
+                .order_by(Bill.bill_key, BillLine.position)
+            ).all(),
+            "charges": s.execute(
+                select(Charge.charge_key, Charge.status, Charge.amount, billed_by.bill_key)
+                .outerjoin(billed_by, billed_by.id == Charge.bill_id)
+                .order_by(Charge.charge_key)
+            ).all(),
+            "usage": s.execute(
+                select(
+                    UsageRecord.external_id, UsageRecord.status, UsageRecord.charge_key
+                ).order_by(UsageRecord.external_id)
+            ).all(),
+            "units": s.execute(
+                select(
+                    BillUnit.id,
+                    BillUnit.next_bill_date,
+                    BillUnit.last_bill_date,
+                    BillUnit.billing_state,
+                ).order_by(BillUnit.id)
+            ).all(),
+            "balances": s.execute(select(Account.ref, Account.balance).order_by(Account.ref)).all(),
+            "series": s.execute(select(BillSeries.code, BillSeries.next_number)).all(),
+        }
