@@ -16,7 +16,7 @@ venv: $(STAMP)
 
 ## The main job on the embedded SQLite default: seed a population, run bill day, report.
 demo: $(STAMP)
-	$(BIN)/python -m billing.demo
+	$(BIN)/python -m flows.demo
 
 ## The whole suite, on SQLite and PostgreSQL (slow suites included).
 test: $(STAMP)
