@@ -135,7 +135,7 @@ class BulkLoader:
         sql = (
             f"COPY {table.name} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
         )
-        buffer = _csv_buffer(table, columns, self._conn.dialect.name)
+        buffer = csv_buffer(table, columns, self._conn.dialect.name)
         self._pending.append(self._worker.submit(self._copy, sql, buffer))
         return count
 
@@ -156,7 +156,7 @@ class BulkLoader:
             cursor.close()
 
 
-def _csv_buffer(table: Table, columns: Mapping[str, Column], dialect: str) -> io.StringIO:
+def csv_buffer(table: Table, columns: Mapping[str, Column], dialect: str) -> io.StringIO:
     """The rows as CSV text, ready for COPY."""
     texts = [_csv_column(table, name, values, dialect) for name, values in columns.items()]
     buffer = io.StringIO()

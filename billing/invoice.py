@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 from billing.errors import MoneyError, PeriodError, PricingError
 from billing.money import LINE_ROUNDING, exact_sum, quantize_money, to_decimal
@@ -86,13 +87,16 @@ def _tax_rate(tax_rates: Mapping[str, Decimal], category: str) -> Decimal:
         raise PricingError(f"no tax rate for tax category {category!r}") from None
 
 
+_line_tax = lru_cache(maxsize=1 << 16)(line_tax)  # pure; most lines share amounts and rates
+
+
 def _draft_line(
     charge: ChargeIn, currency: str, tax_rates: Mapping[str, Decimal], rounding: str
 ) -> DraftLine:
     """Turn a charge into a bill line with its tax rounded once."""
     rate = _tax_rate(tax_rates, charge.tax_category)
     net = quantize_money(charge.amount, currency, rounding)
-    tax = line_tax(net, rate, currency, rounding)
+    tax = _line_tax(net, rate, currency, rounding)
     return DraftLine(
         charge_id=charge.charge_id,
         description=charge.description,

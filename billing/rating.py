@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import String, cast, func, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from billing.catalog import PlanInfo
@@ -33,7 +32,7 @@ from billing.models import (
 )
 from billing.money import LINE_ROUNDING
 from billing.pricing import rate_usage
-from billing.sqlkit import dialect, id_in
+from billing.sqlkit import bulk_insert, id_in
 
 
 @dataclass(frozen=True)
@@ -187,16 +186,12 @@ def _bill_units_of(session: Session, account_ids: Sequence[int]) -> dict[int, in
 
 def _upsert_charges(session: Session, rows: list[dict]) -> None:  # type: ignore[type-arg]
     """Insert usage charges; one that exists and is still calculated is re-priced."""
-    if not rows:
-        return
-    make = postgresql.insert if dialect(session) == "postgresql" else sqlite.insert
-    stmt = make(Charge.__table__)
-    repriced = {c: stmt.excluded[c] for c in ("quantity", "unit_price", "amount", "period_end")}
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["charge_key"],
-            set_=repriced,
-            where=Charge.__table__.c.status == ChargeStatus.CALCULATED.value,
-        ),
+    table = Charge.__table__
+    bulk_insert(
+        session,
+        table,
         rows,
+        on_conflict="update",
+        update=("quantity", "unit_price", "amount", "period_end"),
+        update_where=table.c.status == ChargeStatus.CALCULATED.value,
     )

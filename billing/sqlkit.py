@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
+from itertools import count
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Table, any_, bindparam
+from sqlalchemy import ARRAY, Integer, Table, UniqueConstraint, any_, bindparam, select, text
+from sqlalchemy import column as sql_column
+from sqlalchemy import table as sql_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
+
+from billing.bulk import NULL, csv_buffer
 
 
 def dialect(session: Session) -> str:
@@ -26,12 +32,87 @@ def insert_ignoring_duplicates(
     session: Session, table: Table, rows: Sequence[dict[str, Any]]
 ) -> None:
     """Insert rows, silently skipping those whose unique key already exists (idempotent writes)."""
-    if not rows:
-        return
-    make = postgresql.insert if dialect(session) == "postgresql" else sqlite.insert
-    session.execute(make(table).on_conflict_do_nothing(), list(rows))
+    bulk_insert(session, table, rows, on_conflict="nothing")
 
 
 def lock_for_update(session: Session, stmt: Any) -> Any:
     """``SELECT ... FOR UPDATE`` where the database has row locks (SQLite locks the file)."""
     return stmt.with_for_update() if dialect(session) == "postgresql" else stmt
+
+
+_temp_tables = count()
+
+
+def bulk_insert(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    on_conflict: str | None = None,
+    update: Sequence[str] = (),
+    update_where: Any = None,
+    returning: Sequence[str] = (),
+) -> list[Any]:
+    """Insert many rows fast; ``on_conflict`` is None, "nothing" or "update" (of ``update``).
+
+    PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT, so a batch costs two
+    round trips whatever its size. SQLite: one executemany of the same core insert.
+    """
+    if not rows:
+        return []
+    names = list(rows[0])
+    is_pg = dialect(session) == "postgresql"
+    make = postgresql.insert if is_pg else sqlite.insert
+    if is_pg:
+        source = _copy_to_temp(session, table, names, rows)
+        stmt = make(table).from_select(names, select(*(source.c[n] for n in names)))
+    else:
+        stmt = make(table)
+    if on_conflict == "nothing":
+        stmt = stmt.on_conflict_do_nothing()
+    elif on_conflict == "update":
+        stmt = stmt.on_conflict_do_update(
+            index_elements=_unique_key(table),
+            set_={n: stmt.excluded[n] for n in update},
+            where=update_where,
+        )
+    if returning:
+        stmt = stmt.returning(*(table.c[n] for n in returning))
+    result = session.execute(stmt) if is_pg else session.execute(stmt, list(rows))
+    return result.all() if returning else []
+
+
+def _unique_key(table: Table) -> list[str]:
+    """The one single-column unique key of ``table`` (charge_key, bill_key, ...)."""
+    keys = [
+        c.columns.keys()[0]
+        for c in table.constraints
+        if isinstance(c, UniqueConstraint) and len(c.columns) == 1
+    ]
+    if len(keys) != 1:
+        raise ValueError(f"{table.name}: expected one single-column unique key, found {keys}")
+    return keys
+
+
+def _copy_to_temp(
+    session: Session, table: Table, names: list[str], rows: Sequence[dict[str, Any]]
+) -> Any:
+    name = f"tmp_{table.name}_{next(_temp_tables)}"
+    cols = ", ".join(names)
+    empty_copy = f"SELECT {cols} FROM {table.name} WITH NO DATA"
+    session.execute(text(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS {empty_copy}"))
+    columns = {n: [_plain(row[n]) for row in rows] for n in names}
+    buffer = csv_buffer(table, columns, "postgresql")
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.copy_expert(
+            f"COPY {name} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')", buffer
+        )
+    finally:
+        cursor.close()
+    return sql_table(name, *(sql_column(n) for n in names))
+
+
+def _plain(value: Any) -> Any:
+    """Enums as their values (COPY writes text)."""
+    return value.value if isinstance(value, Enum) else value
