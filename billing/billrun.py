@@ -587,6 +587,27 @@ def record_failures(
     session.flush()
 
 
+MAX_CYCLES_PER_BATCH = 120
+
+
+def _catch_up(session: Session, unit_ids: Sequence[int], as_of: date, run_id: str) -> BatchResult:
+    """Bill the batch, then again for units still due (several cycles behind), in one go.
+
+    ``units`` and ``billed`` count bill units, not cycles: a unit billed three times counts once.
+    """
+    result = bill_units(session, unit_ids, as_of, run_id)
+    units, billed = result.units, result.billed
+    for _ in range(MAX_CYCLES_PER_BATCH):
+        remaining = [i for i in unit_ids if i not in result.failed_units]
+        again = bill_units(session, remaining, as_of, run_id)
+        if not again.units:
+            break
+        result = result.merge(again)
+        billed -= len(again.failed_units)
+    result.units, result.billed = units, billed
+    return result
+
+
 class _DryRun(Exception):
     def __init__(self, result: BatchResult):
         self.result = result
@@ -602,7 +623,7 @@ def bill_batch(
     """
     try:
         with unit_of_work(engine, isolation="REPEATABLE READ") as session:
-            result = bill_units(session, unit_ids, as_of, run_id)
+            result = _catch_up(session, unit_ids, as_of, run_id)
             if dry_run:
                 raise _DryRun(result)
         return result
