@@ -17,6 +17,8 @@ from billing.cli.common import console, fail, parse_date
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+import expectations.cli  # noqa: F401,E402  (registers billing check)
+
 
 def _database_block_fallback(database: str | None) -> None:
     """``--database`` wins over any block: the flows fall back to BILLING_DATABASE_URL."""

@@ -1,0 +1,291 @@
+"""The post-billing accuracy rules (BRM's post-billing queries) as Great Expectations suites.
+
+Each rule is one ``UnexpectedRowsExpectation``: a SQL query that must return no rows. The
+rules run over one table each (their GE asset), written ``{batch}`` in the query; GE
+substitutes a sub-select of that table. GE's own substitution decides the alias:
+
+- a query with a JOIN gets ``(SELECT ...)``, so it names the alias itself: ``{batch} AS b``;
+- a query without a JOIN gets ``(SELECT ...) AS subselect``, so it writes ``FROM {batch}``.
+
+GE runs the query as text, without bind parameters, so the only value put into the SQL is
+``as_of``, rendered from a validated ``date`` (never a string from the user). Amounts are only
+compared with other amounts or with 0, so the scaled integers of SQLite (value x 10**6,
+see billing/types.py) and the NUMERIC of PostgreSQL give the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import great_expectations as gx
+from great_expectations.expectations import UnexpectedRowsExpectation
+
+SUITE_PREFIX = "post_billing"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One guard: its name, the table it runs over, why it exists, and its query."""
+
+    name: str
+    table: str
+    description: str
+    sql: str
+    amounts: tuple[str, ...] = ()  # result columns holding amounts (scaled on SQLite)
+
+    def query(self, as_of: date) -> str:
+        """The unexpected-rows query for a run as of ``as_of`` (``{batch}`` left for GE)."""
+        return self.sql.replace("{as_of}", sql_date(as_of))
+
+    def expectation(self, as_of: date) -> UnexpectedRowsExpectation:
+        return UnexpectedRowsExpectation(
+            unexpected_rows_query=self.query(as_of),
+            description=f"{self.name}: {self.description}",
+            meta={"rule": self.name, "table": self.table},
+        )
+
+
+def sql_date(value: date) -> str:
+    """A date literal both databases compare with a DATE column (ISO text on SQLite)."""
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise TypeError(f"as_of must be a date, not {type(value).__name__}: {value!r}")
+    return f"'{value.isoformat()}'"
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "bill_units_not_failed",
+        "bill_units",
+        "No bill unit is left in failed state (BRM: billing_state = 4).",
+        """
+        SELECT id AS bill_unit_id, account_id, next_bill_date, failure_reason
+        FROM {batch}
+        WHERE billing_state = 'failed'
+        ORDER BY id
+        """,
+    ),
+    Rule(
+        "due_accounts_billed",
+        "bill_units",
+        "Every bill unit of an account that is not closed, due by as_of, was billed "
+        "(BRM: accounts not billed).",
+        """
+        SELECT u.id AS bill_unit_id, a.ref AS account_ref, u.next_bill_date, u.billing_state
+        FROM {batch} AS u
+        JOIN accounts AS a ON a.id = u.account_id
+        WHERE u.next_bill_date <= {as_of} AND a.status <> 'closed'
+        ORDER BY u.id
+        """,
+    ),
+    Rule(
+        "bills_numbered",
+        "bills",
+        "Every bill has a number and a bill number (BRM: bills without a bill number).",
+        """
+        SELECT id AS bill_id, bill_key, series_code, number, bill_no
+        FROM {batch}
+        WHERE number IS NULL OR bill_no IS NULL
+        ORDER BY id
+        """,
+    ),
+    Rule(
+        "bill_numbers_gapless",
+        "bill_series",
+        "Within each series the bill numbers are exactly 1 .. next_number - 1, each once.",
+        """
+        SELECT s.code AS series_code, s.next_number,
+               COUNT(b.number) AS numbered, COUNT(DISTINCT b.number) AS distinct_numbers,
+               MIN(b.number) AS lowest, MAX(b.number) AS highest
+        FROM {batch} AS s
+        LEFT JOIN bills AS b ON b.series_code = s.code AND b.number IS NOT NULL
+        GROUP BY s.code, s.next_number
+        HAVING COUNT(b.number) <> s.next_number - 1
+            OR COUNT(DISTINCT b.number) <> COUNT(b.number)
+            OR COALESCE(MIN(b.number), 1) <> 1
+            OR COALESCE(MAX(b.number), 0) <> s.next_number - 1
+        ORDER BY s.code
+        """,
+    ),
+    Rule(
+        "one_cycle_bill_per_unit_and_period",
+        "bills",
+        "A bill unit has at most one cycle bill (bill_key 'cyc:...') per cycle end.",
+        """
+        SELECT bill_unit_id, period_end, COUNT(*) AS bills,
+               MIN(bill_key) AS first_key, MAX(bill_key) AS last_key
+        FROM {batch}
+        WHERE bill_key LIKE 'cyc:%'
+        GROUP BY bill_unit_id, period_end
+        HAVING COUNT(*) > 1
+        ORDER BY bill_unit_id, period_end
+        """,
+    ),
+    Rule(
+        "bill_totals_match_lines",
+        "bills",
+        "A bill's net, tax and gross are the sums of its lines' net, tax and gross.",
+        """
+        SELECT b.id AS bill_id, b.bill_key,
+               b.net, l.net AS lines_net, b.tax, l.tax AS lines_tax,
+               b.gross, l.gross AS lines_gross
+        FROM {batch} AS b
+        LEFT JOIN (
+            SELECT bill_id, SUM(net) AS net, SUM(tax) AS tax, SUM(gross) AS gross
+            FROM bill_lines
+            GROUP BY bill_id
+        ) AS l ON l.bill_id = b.id
+        WHERE b.net <> COALESCE(l.net, 0)
+           OR b.tax <> COALESCE(l.tax, 0)
+           OR b.gross <> COALESCE(l.gross, 0)
+        ORDER BY b.id
+        """,
+        amounts=("net", "lines_net", "tax", "lines_tax", "gross", "lines_gross"),
+    ),
+    Rule(
+        "bill_net_plus_tax_is_gross",
+        "bills",
+        "On every bill, net + tax = gross.",
+        """
+        SELECT id AS bill_id, bill_key, net, tax, gross
+        FROM {batch}
+        WHERE net + tax <> gross
+        ORDER BY id
+        """,
+        amounts=("net", "tax", "gross"),
+    ),
+    Rule(
+        "bill_line_net_plus_tax_is_gross",
+        "bill_lines",
+        "On every bill line, net + tax = gross.",
+        """
+        SELECT id AS bill_line_id, bill_id, net, tax, gross
+        FROM {batch}
+        WHERE net + tax <> gross
+        ORDER BY id
+        """,
+        amounts=("net", "tax", "gross"),
+    ),
+    Rule(
+        "due_date_not_before_bill_date",
+        "bills",
+        "A bill's payment due date is on or after its bill date.",
+        """
+        SELECT id AS bill_id, bill_key, bill_date, due_date
+        FROM {batch}
+        WHERE due_date < bill_date
+        ORDER BY id
+        """,
+    ),
+    Rule(
+        "billed_cycle_charges_not_pending",
+        "charges",
+        "No charge of a billed cycle is left pending: no non-immediate charge is still "
+        "'calculated' with bill_on on or before its bill unit's last bill date.",
+        """
+        SELECT c.id AS charge_id, c.charge_key, c.bill_unit_id, c.bill_on, u.last_bill_date
+        FROM {batch} AS c
+        JOIN bill_units AS u ON u.id = c.bill_unit_id
+        WHERE c.status = 'calculated' AND NOT c.immediate AND c.bill_on <= u.last_bill_date
+        ORDER BY c.id
+        """,
+    ),
+    Rule(
+        "collected_usage_attached_to_charge",
+        "usage_records",
+        "Every collected usage record names (by charge_key) a charge that exists.",
+        """
+        SELECT r.id AS usage_id, r.external_id, r.contract_item_id, r.charge_key
+        FROM {batch} AS r
+        LEFT JOIN charges AS c ON c.charge_key = r.charge_key
+        WHERE r.status = 'collected' AND c.id IS NULL
+        ORDER BY r.id
+        """,
+    ),
+    Rule(
+        "usage_charge_quantity_matches_usage",
+        "charges",
+        "A usage charge's quantity is the sum of the usage records attached to it.",
+        """
+        SELECT c.id AS charge_id, c.charge_key, c.quantity,
+               COALESCE(r.quantity, 0) AS usage_quantity
+        FROM {batch} AS c
+        LEFT JOIN (
+            SELECT charge_key, SUM(quantity) AS quantity
+            FROM usage_records
+            WHERE charge_key IS NOT NULL
+            GROUP BY charge_key
+        ) AS r ON r.charge_key = c.charge_key
+        WHERE c.kind = 'usage' AND c.quantity <> COALESCE(r.quantity, 0)
+        ORDER BY c.id
+        """,
+        amounts=("quantity", "usage_quantity"),
+    ),
+    Rule(
+        "account_balance_matches_ledger",
+        "accounts",
+        "An account's balance is invoiced (bills' gross) - settled payments + settled refunds.",
+        """
+        SELECT a.id AS account_id, a.ref AS account_ref, a.balance,
+               COALESCE(inv.gross, 0) - COALESCE(pay.amount, 0) + COALESCE(rf.amount, 0)
+                   AS expected_balance,
+               inv.gross AS invoiced, pay.amount AS paid, rf.amount AS refunded
+        FROM {batch} AS a
+        LEFT JOIN (
+            SELECT account_id, SUM(gross) AS gross FROM bills GROUP BY account_id
+        ) AS inv ON inv.account_id = a.id
+        LEFT JOIN (
+            SELECT account_id, SUM(amount) AS amount FROM payments
+            WHERE status = 'settled' GROUP BY account_id
+        ) AS pay ON pay.account_id = a.id
+        LEFT JOIN (
+            SELECT account_id, SUM(amount) AS amount FROM refunds
+            WHERE status = 'settled' GROUP BY account_id
+        ) AS rf ON rf.account_id = a.id
+        WHERE a.balance <> COALESCE(inv.gross, 0) - COALESCE(pay.amount, 0)
+                           + COALESCE(rf.amount, 0)
+        ORDER BY a.id
+        """,
+        amounts=("balance", "expected_balance", "invoiced", "paid", "refunded"),
+    ),
+    Rule(
+        "revenue_journal_balanced",
+        "journal_entries",
+        "Each revenue journal (year, month, currency) has as much debit as credit.",
+        """
+        SELECT year, month, currency, SUM(debit) AS debit, SUM(credit) AS credit
+        FROM {batch}
+        GROUP BY year, month, currency
+        HAVING SUM(debit) <> SUM(credit)
+        ORDER BY year, month, currency
+        """,
+        amounts=("debit", "credit"),
+    ),
+)
+
+
+def rule_named(name: str) -> Rule:
+    return next(rule for rule in RULES if rule.name == name)
+
+
+def tables(rules: Iterable[Rule] = RULES) -> list[str]:
+    """The tables the rules run over, in first-use order (one GE asset and suite each)."""
+    return list(dict.fromkeys(rule.table for rule in rules))
+
+
+def suite_name(table: str) -> str:
+    return f"{SUITE_PREFIX}.{table}"
+
+
+def build_suites(as_of: date, rules: Iterable[Rule] = RULES) -> dict[str, gx.ExpectationSuite]:
+    """One expectation suite per table, holding that table's rules, keyed by table."""
+    rules = tuple(rules)
+    suites = {}
+    for table in tables(rules):
+        suite = gx.ExpectationSuite(name=suite_name(table))
+        for rule in rules:
+            if rule.table == table:
+                suite.add_expectation(rule.expectation(as_of))
+        suites[table] = suite
+    return suites

@@ -1,0 +1,490 @@
+"""The post-billing checks on a billed population, with bad rows seeded on purpose.
+
+Every test runs on SQLite and on PostgreSQL (``engine`` fixture). The clean population is the
+hand-checked one of tests/billing/test_billday.py, billed on 2027-02-01: bill id 1 is A's
+(EUR 166.00 + 33.20 = 199.20, number 2), bill id 2 is B's (GBP 14.45 + 2.89 = 17.34, number 1,
+the earlier bill date). Each seeding test asserts the exact unexpected count of every failing
+expectation, and so that all the others still succeed.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, insert, select, text, update
+from typer.testing import CliRunner
+
+from billing.billday import run_bill_day
+from billing.db import make_engine, unit_of_work
+from billing.migrate import upgrade
+from billing.models import (
+    Account,
+    Bill,
+    BillingState,
+    BillLine,
+    BillSeries,
+    BillUnit,
+    Charge,
+    ChargeKind,
+    ChargeStatus,
+    JournalEntry,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Refund,
+    UsageRecord,
+)
+from expectations.runner import CheckReport, run_post_billing_checks
+from expectations.suites import RULES, Rule, rule_named, sql_date
+from tests.billing import test_billday
+from tests.conftest import pg_schema_url
+
+D = Decimal
+AS_OF = date(2027, 2, 1)
+UNIT_A, UNIT_B = 1, 2
+BILL_A, BILL_B = 1, 2
+
+population = test_billday.population
+
+
+@pytest.fixture
+def billed(population: Engine) -> Engine:
+    """The population after the bill day of 2027-02-01."""
+    run_bill_day(population, AS_OF, "run")
+    return population
+
+
+def check(engine: Engine, tmp_path: Path, **kwargs) -> CheckReport:
+    return run_post_billing_checks(engine, AS_OF, tmp_path / "checks", **kwargs)
+
+
+def failures(report: CheckReport) -> dict[str, int | None]:
+    return {r.name: r.unexpected_count for r in report.failed}
+
+
+def execute(engine: Engine, *statements) -> None:
+    with unit_of_work(engine) as s:
+        for statement in statements:
+            s.execute(statement)
+
+
+def test_every_rule_is_named_described_and_reads_its_table():
+    """The catalogue: each name below has its seeded-failure test in this module."""
+    assert [rule.name for rule in RULES] == [
+        "bill_units_not_failed",
+        "due_accounts_billed",
+        "bills_numbered",
+        "bill_numbers_gapless",
+        "one_cycle_bill_per_unit_and_period",
+        "bill_totals_match_lines",
+        "bill_net_plus_tax_is_gross",
+        "bill_line_net_plus_tax_is_gross",
+        "due_date_not_before_bill_date",
+        "billed_cycle_charges_not_pending",
+        "collected_usage_attached_to_charge",
+        "usage_charge_quantity_matches_usage",
+        "account_balance_matches_ledger",
+        "revenue_journal_balanced",
+    ]
+    for rule in RULES:
+        assert rule.description and "{batch}" in rule.sql
+    assert rule_named("bills_numbered").table == "bills"
+
+
+def test_as_of_must_be_a_date():
+    assert sql_date(date(2027, 2, 1)) == "'2027-02-01'"
+    for bad in ("2027-02-01'; DROP TABLE bills; --", datetime(2027, 2, 1, 12)):
+        with pytest.raises(TypeError):
+            sql_date(bad)  # type: ignore[arg-type]
+
+
+def test_clean_billed_population_passes_every_check(billed, tmp_path):
+    report = check(billed, tmp_path)
+    assert failures(report) == {}
+    assert report.success
+    assert [r.name for r in report.results] == [rule.name for rule in RULES]
+    assert all(r.unexpected_count == 0 and r.sample == () for r in report.results)
+    assert report.data_docs == (tmp_path / "checks" / "data_docs" / "index.html").resolve()
+    assert report.data_docs.is_file()
+
+
+def test_catch_up_over_two_cycles_with_cancellation_passes(population, tmp_path):
+    """Cycle fees credit a cancelled item, B and A bill twice: still every rule holds."""
+    for day in (date(2027, 2, 1), date(2027, 2, 15), date(2027, 3, 1)):
+        run_bill_day(population, day, f"run-{day}")
+    report = run_post_billing_checks(population, date(2027, 3, 1), tmp_path)
+    assert failures(report) == {}
+
+
+def test_failed_bill_unit(billed, tmp_path):
+    execute(
+        billed,
+        update(BillUnit)
+        .where(BillUnit.id == UNIT_B)
+        .values(billing_state=BillingState.FAILED, failure_reason="no tax rate"),
+    )
+    report = check(billed, tmp_path)
+    assert failures(report) == {"bill_units_not_failed": 1}
+    assert report.result("bill_units_not_failed").sample == (
+        {
+            "bill_unit_id": UNIT_B,
+            "account_id": 2,
+            "next_bill_date": "2027-02-28",
+            "failure_reason": "no tax rate",
+        },
+    )
+
+
+def test_due_unit_not_billed_unless_its_account_is_closed(billed, tmp_path):
+    execute(billed, update(BillUnit).where(BillUnit.id == UNIT_A).values(next_bill_date=AS_OF))
+    report = check(billed, tmp_path)
+    assert failures(report) == {"due_accounts_billed": 1}
+    assert report.result("due_accounts_billed").sample[0]["account_ref"] == "A"
+
+    execute(billed, update(Account).where(Account.ref == "A").values(status="closed"))
+    assert failures(check(billed, tmp_path)) == {}
+
+
+def test_bill_without_bill_no(billed, tmp_path):
+    execute(billed, update(Bill).where(Bill.id == BILL_A).values(bill_no=None))
+    assert failures(check(billed, tmp_path)) == {"bills_numbered": 1}
+
+
+def test_bill_without_number_also_leaves_a_gap(billed, tmp_path):
+    execute(billed, update(Bill).values(number=None))
+    # Both bills unnumbered; the series says 2 numbers were issued, none is on a bill.
+    assert failures(check(billed, tmp_path)) == {"bills_numbered": 2, "bill_numbers_gapless": 1}
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [
+        pytest.param(update(Bill).where(Bill.id == BILL_A).values(number=5), id="gap"),
+        pytest.param(update(Bill).where(Bill.id == BILL_A).values(number=0), id="zero"),
+        pytest.param(update(BillSeries).values(next_number=2), id="counter-behind"),
+        pytest.param(update(BillSeries).values(next_number=4), id="counter-ahead"),
+    ],
+)
+def test_bill_numbers_not_gapless(billed, tmp_path, seed):
+    execute(billed, seed)
+    report = check(billed, tmp_path)
+    assert failures(report) == {"bill_numbers_gapless": 1}
+    assert report.result("bill_numbers_gapless").sample[0]["series_code"] == "INV"
+
+
+def test_empty_series_is_gapless_only_at_one(billed, tmp_path):
+    execute(billed, insert(BillSeries).values(code="CRN", prefix="CRN-", next_number=1))
+    assert failures(check(billed, tmp_path)) == {}
+    execute(billed, update(BillSeries).where(BillSeries.code == "CRN").values(next_number=3))
+    assert failures(check(billed, tmp_path)) == {"bill_numbers_gapless": 1}
+
+
+def test_duplicate_cycle_bill(billed, tmp_path):
+    """A second, empty, properly numbered cycle bill for A's cycle ending 2027-02-01."""
+    with unit_of_work(billed) as s:
+        original = s.get(Bill, BILL_A)
+        s.add(
+            Bill(
+                bill_key=f"cyc:{UNIT_A}:2027-02-02",
+                account_id=original.account_id,
+                bill_unit_id=UNIT_A,
+                series_code="INV",
+                number=3,
+                bill_no="INV-00000003",
+                status="invoiced",
+                bill_date=date(2027, 2, 2),
+                due_date=date(2027, 3, 4),
+                period_start=original.period_start,
+                period_end=original.period_end,
+                currency="EUR",
+                net=D(0),
+                tax=D(0),
+                gross=D(0),
+            )
+        )
+        s.execute(update(BillSeries).values(next_number=4))
+    report = check(billed, tmp_path)
+    assert failures(report) == {"one_cycle_bill_per_unit_and_period": 1}
+    assert report.result("one_cycle_bill_per_unit_and_period").sample == (
+        {
+            "bill_unit_id": UNIT_A,
+            "period_end": "2027-02-01",
+            "bills": 2,
+            "first_key": "cyc:1:2027-02-01",
+            "last_key": "cyc:1:2027-02-02",
+        },
+    )
+
+
+def test_line_net_changed(billed, tmp_path):
+    first_line = select(func.min(BillLine.id)).where(BillLine.bill_id == BILL_A).scalar_subquery()
+    execute(
+        billed,
+        update(BillLine).where(BillLine.id == first_line).values(net=BillLine.net + D("1.00")),
+    )
+    report = check(billed, tmp_path)
+    assert failures(report) == {"bill_totals_match_lines": 1, "bill_line_net_plus_tax_is_gross": 1}
+    (row,) = report.result("bill_totals_match_lines").sample
+    assert (row["bill_id"], row["net"], row["lines_net"]) == (BILL_A, D("166.00"), D("167.00"))
+    assert (row["gross"], row["lines_gross"]) == (D("199.20"), D("199.20"))
+    (line,) = report.result("bill_line_net_plus_tax_is_gross").sample
+    assert (line["net"], line["tax"], line["gross"]) == (D("31.00"), D("6.00"), D("36.00"))
+
+
+def test_bill_gross_changed(billed, tmp_path):
+    execute(billed, update(Bill).where(Bill.id == BILL_B).values(gross=D("17.35")))
+    report = check(billed, tmp_path)
+    # The bill no longer adds up, nor matches its lines, nor B's balance (17.34).
+    assert failures(report) == {
+        "bill_net_plus_tax_is_gross": 1,
+        "bill_totals_match_lines": 1,
+        "account_balance_matches_ledger": 1,
+    }
+    (row,) = report.result("bill_net_plus_tax_is_gross").sample
+    assert row == {
+        "bill_id": BILL_B,
+        "bill_key": f"cyc:{UNIT_B}:2027-01-31",
+        "net": D("14.45"),
+        "tax": D("2.89"),
+        "gross": D("17.35"),
+    }
+
+
+def test_bill_tax_moved_to_net_still_matches_its_gross(billed, tmp_path):
+    """net + tax = gross holds, but the bill no longer matches its lines."""
+    execute(
+        billed,
+        update(Bill).where(Bill.id == BILL_A).values(net=D("166.20"), tax=D("33.00")),
+    )
+    assert failures(check(billed, tmp_path)) == {"bill_totals_match_lines": 1}
+
+
+def _drop_due_date_guard(engine: Engine) -> None:
+    """The schema forbids due < bill date; lift that guard to prove the check sees it too."""
+    if engine.dialect.name == "postgresql":
+        execute(engine, text("ALTER TABLE bills DROP CONSTRAINT ck_bills_due_after_bill"))
+
+
+def test_due_date_before_bill_date(billed, tmp_path):
+    _drop_due_date_guard(billed)
+    with billed.connect() as conn:
+        if billed.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA ignore_check_constraints = ON")
+        conn.execute(update(Bill).where(Bill.id == BILL_A).values(due_date=date(2027, 1, 31)))
+        conn.commit()
+        if billed.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA ignore_check_constraints = OFF")
+    report = check(billed, tmp_path)
+    assert failures(report) == {"due_date_not_before_bill_date": 1}
+    assert report.result("due_date_not_before_bill_date").sample[0]["due_date"] == "2027-01-31"
+
+
+def test_charge_of_billed_cycle_left_calculated(billed, tmp_path):
+    first = select(func.min(Charge.id)).where(Charge.bill_id == BILL_A).scalar_subquery()
+    execute(
+        billed,
+        update(Charge).where(Charge.id == first).values(status=ChargeStatus.CALCULATED),
+    )
+    report = check(billed, tmp_path)
+    assert failures(report) == {"billed_cycle_charges_not_pending": 1}
+    row = report.result("billed_cycle_charges_not_pending").sample[0]
+    assert (row["bill_unit_id"], row["last_bill_date"]) == (UNIT_A, "2027-02-01")
+
+    # An immediate charge (Cn285 UTI) waits for the next run, not for the cycle: not flagged.
+    execute(billed, update(Charge).where(Charge.id == first).values(immediate=True))
+    assert failures(check(billed, tmp_path)) == {}
+
+
+def test_calculated_charge_of_next_cycle_is_not_pending_billing(billed, tmp_path):
+    with unit_of_work(billed) as s:
+        s.add(
+            Charge(
+                charge_key="adj:next-cycle",
+                account_id=1,
+                bill_unit_id=UNIT_A,
+                kind=ChargeKind.ADJUSTMENT,
+                description="goodwill",
+                period_start=date(2027, 2, 1),
+                period_end=date(2027, 3, 1),
+                bill_on=date(2027, 2, 2),
+                quantity=D(1),
+                unit_price=D("-5.00"),
+                amount=D("-5.00"),
+                currency="EUR",
+                tax_category="standard",
+                status=ChargeStatus.CALCULATED,
+                created_on=AS_OF,
+            )
+        )
+    assert failures(check(billed, tmp_path)) == {}
+
+
+def test_usage_record_detached_from_its_charge(billed, tmp_path):
+    execute(
+        billed,
+        update(UsageRecord).where(UsageRecord.external_id == "u-a3-2").values(charge_key=None),
+    )
+    report = check(billed, tmp_path)
+    # The record is charged nowhere, and its charge (250 units) now has 200 units attached.
+    assert failures(report) == {
+        "collected_usage_attached_to_charge": 1,
+        "usage_charge_quantity_matches_usage": 1,
+    }
+    assert report.result("collected_usage_attached_to_charge").sample[0]["external_id"] == "u-a3-2"
+    row = report.result("usage_charge_quantity_matches_usage").sample[0]
+    assert (row["quantity"], row["usage_quantity"]) == (D("250"), D("200"))
+
+
+def test_usage_charge_quantity_changed(billed, tmp_path):
+    execute(
+        billed,
+        update(Charge)
+        .where(Charge.kind == ChargeKind.USAGE)
+        .values(quantity=Charge.quantity + D("0.5")),
+    )
+    # Both of A's usage charges (graduated and volume) disagree with their records.
+    assert failures(check(billed, tmp_path)) == {"usage_charge_quantity_matches_usage": 2}
+
+
+def test_account_balance_changed(billed, tmp_path):
+    execute(
+        billed,
+        update(Account).where(Account.ref == "A").values(balance=Account.balance + D("0.01")),
+    )
+    report = check(billed, tmp_path)
+    assert failures(report) == {"account_balance_matches_ledger": 1}
+    assert report.result("account_balance_matches_ledger").sample == (
+        {
+            "account_id": 1,
+            "account_ref": "A",
+            "balance": D("199.21"),
+            "expected_balance": D("199.20"),
+            "invoiced": D("199.20"),
+            "paid": None,
+            "refunded": None,
+        },
+    )
+
+
+def test_balance_counts_settled_payments_and_refunds_only(billed, tmp_path):
+    def payment(key, amount, status):
+        return Payment(
+            idempotency_key=key,
+            account_id=1,
+            method=PaymentMethod.CARD,
+            amount=D(amount),
+            currency="EUR",
+            received_on=AS_OF,
+            status=status,
+        )
+
+    with unit_of_work(billed) as s:
+        s.add_all(
+            [
+                payment("p1", "150.00", PaymentStatus.SETTLED),
+                payment("p2", "999.00", PaymentStatus.PENDING),
+                payment("p3", "999.00", PaymentStatus.FAILED),
+                Refund(
+                    idempotency_key="r1",
+                    account_id=1,
+                    method=PaymentMethod.CARD,
+                    amount=D("20.00"),
+                    currency="EUR",
+                    refunded_on=AS_OF,
+                    status=PaymentStatus.SETTLED,
+                ),
+            ]
+        )
+    report = check(billed, tmp_path)
+    assert failures(report) == {"account_balance_matches_ledger": 1}
+    assert report.result("account_balance_matches_ledger").sample[0]["expected_balance"] == D(
+        "69.20"
+    )  # 199.20 - 150.00 + 20.00
+    execute(billed, update(Account).where(Account.ref == "A").values(balance=D("69.20")))
+    assert failures(check(billed, tmp_path)) == {}
+
+
+def _journal(year: int, month: int, currency: str, debit: str, credit: str) -> JournalEntry:
+    return JournalEntry(
+        year=year,
+        month=month,
+        gl_account="706000",
+        currency=currency,
+        debit=D(debit),
+        credit=D(credit),
+        description="revenue",
+    )
+
+
+def test_unbalanced_revenue_journal(billed, tmp_path):
+    with unit_of_work(billed) as s:
+        s.add_all(
+            [
+                _journal(2027, 1, "EUR", "100.00", "0"),  # balanced by the next line
+                _journal(2027, 1, "EUR", "0", "100.00"),
+                _journal(2027, 2, "EUR", "50.00", "0"),  # debit in EUR, credit in GBP:
+                _journal(2027, 2, "GBP", "0", "50.00"),  # two unbalanced journals
+                _journal(2027, 3, "EUR", "10.00", "9.99"),
+            ]
+        )
+    report = check(billed, tmp_path, sample_size=2)
+    assert failures(report) == {"revenue_journal_balanced": 3}
+    assert report.result("revenue_journal_balanced").sample == (
+        {"year": 2027, "month": 2, "currency": "EUR", "debit": D("50.00"), "credit": D("0")},
+        {"year": 2027, "month": 2, "currency": "GBP", "debit": D("0"), "credit": D("50.00")},
+    )
+
+
+def test_a_query_that_cannot_run_is_a_failure_with_its_error(billed, tmp_path):
+    broken = Rule("broken", "bills", "a column that does not exist", "SELECT nope FROM {batch}")
+    report = run_post_billing_checks(billed, AS_OF, tmp_path, rules=[broken])
+    (result,) = report.results
+    assert not report.success and not result.success
+    assert result.unexpected_count is None and "nope" in result.error
+
+
+def test_data_docs_show_the_failed_expectation(billed, tmp_path):
+    execute(billed, update(Bill).where(Bill.id == BILL_A).values(bill_no=None))
+    report = check(billed, tmp_path)
+    site = report.data_docs.parent
+    pages = {
+        p.relative_to(site / "validations").parts[:2]: p for p in site.glob("validations/**/*.html")
+    }
+    assert report.data_docs.is_file() and len(pages) == len({rule.table for rule in RULES})
+    bills_page = pages[("post_billing", "bills")].read_text()
+    assert "bills_numbered" in bills_page and "Every bill has a number" in bills_page
+    assert "post_billing.bills" in report.data_docs.read_text()
+
+
+def test_cli_exit_codes(billed, tmp_path):
+    from flows.cli import app
+
+    url = billed.url.render_as_string(hide_password=False)
+    args = ["check", "--as-of", "2027-02-01", "--database", url, "--output", str(tmp_path)]
+    runner = CliRunner()
+    ok = runner.invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    assert "bills_numbered" in ok.output
+    assert str(tmp_path.resolve() / "data_docs" / "index.html") in ok.output
+
+    execute(billed, update(BillUnit).where(BillUnit.id == UNIT_B).values(billing_state="failed"))
+    bad = runner.invoke(app, args)
+    assert bad.exit_code == 1, bad.output
+    assert "bill_units_not_failed" in bad.output
+
+
+def test_postgres_search_path_reaches_great_expectations(pg_schema, tmp_path):
+    """GE opens its own engine from the rendered URL: its ``options`` must keep the schema."""
+    engine = make_engine(pg_schema_url(pg_schema))
+    upgrade(engine)
+    probe = Rule(
+        "schema", "bill_series", "where GE reads", "SELECT current_schema() AS s FROM {batch}"
+    )
+    try:
+        (result,) = run_post_billing_checks(engine, AS_OF, tmp_path, rules=[probe]).results
+    finally:
+        engine.dispose()
+    assert result.sample == ({"s": pg_schema},)
