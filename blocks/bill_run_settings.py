@@ -23,6 +23,9 @@ class BillRunSettings(Block):
     simulate_agent: bool = Field(
         False, description="Skip the provisioning hook, as BRM test runs do (simulate_agent=1)."
     )
+    output_dir: str = Field(
+        "var/output", description="Where each run writes its reports (Data Docs of the checks)."
+    )
 
     @property
     def log_level(self) -> int:

@@ -1,21 +1,26 @@
 """bill-day: BRM's ``pin_bill_day`` as a Prefect DAG, run "as of" a virtual date.
 
-    deferred_actions -> bill_accounts (batches, at most `children` at once) -> invoices
-                                                                            -> cycle_fees
+    deferred_actions -> bill_accounts (batches, at most `children` at once) -+-> invoices   -+
+                                                                             +-> cycle_fees -+
+                                            -> post_billing_checks (Great Expectations gate)
 
 The steps after ``bill_accounts`` are submitted together by ``_after_billing`` and run side by
-side; collect and refund plug in there, and checks, documents and e-mail after them.
+side; collect and refund plug in there. ``post_billing_checks`` gates what follows: documents
+and e-mail run only when every check passed.
 """
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from datetime import date
+from pathlib import Path
 from time import perf_counter
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
+    create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
@@ -27,7 +32,14 @@ from prefect.tasks import exponential_backoff
 from billing import billday
 from billing.billrun import BatchResult, bill_batch
 from billing.provisioning import notify_status_changes
-from flows.runtime import engine_for, load_settings, load_webhook, today_if_none, transient_only
+from flows.runtime import (
+    engine_for,
+    ensure_concurrency_limit,
+    load_settings,
+    load_webhook,
+    today_if_none,
+    transient_only,
+)
 
 BATCH_LIMIT = "bill-day-batches"
 RETRIES = {
@@ -75,6 +87,41 @@ def apply_cycle_fees(database: str | None, as_of: date, run_id: str) -> dict[str
     return billday.apply_cycle_fees(engine_for(database), as_of, run_id).__dict__
 
 
+class PostBillingChecksFailed(RuntimeError):
+    """The accuracy checks found bad rows: nothing is rendered or sent."""
+
+
+@task(name="post_billing_checks")
+def post_billing_checks(database: str | None, as_of: date, output_dir: str) -> dict[str, Any]:
+    """Run the Great Expectations suites over the billed data; report counts and samples."""
+    from expectations.runner import run_post_billing_checks  # GE takes seconds to import
+
+    report = run_post_billing_checks(engine_for(database), as_of, Path(output_dir))
+    rows = [
+        {
+            "expectation": r.name,
+            "success": r.success,
+            "unexpected": r.unexpected_count,
+            "sample": json.dumps(r.sample, default=str)[:1000] if r.sample else r.error or "",
+        }
+        for r in report.results
+    ]
+    create_table_artifact(
+        rows,
+        key="post-billing-checks",
+        description=f"Post-billing checks as of {as_of}. Data Docs: {report.data_docs}",
+    )
+    create_markdown_artifact(
+        f"Data Docs of the post-billing checks: [{report.data_docs}]({report.data_docs.as_uri()})",
+        key="post-billing-data-docs",
+    )
+    return {
+        "success": report.success,
+        "failed": [f"{r.name} ({r.unexpected_count})" for r in report.failed],
+        "data_docs": str(report.data_docs),
+    }
+
+
 def _after_billing(database: str | None, as_of: date, run_id: str) -> dict[str, Any]:
     """The steps that follow billing, submitted side by side; each returns its summary."""
     futures = {
@@ -94,6 +141,7 @@ def _run_batches(
 ) -> BatchResult:
     """Fan the due units out in batches, at most ``children`` in flight, in catch-up passes."""
     logger = get_run_logger()
+    ensure_concurrency_limit(BATCH_LIMIT, settings.children)
     progress = create_progress_artifact(0.0, key="bill-day-progress", description="Bill units")
     total = BatchResult()
     for pass_number in range(1, 2 if dry_run else billday.MAX_PASSES + 1):
@@ -171,16 +219,26 @@ def bill_day(
     timings["bill_accounts"] = perf_counter() - started
 
     after: dict[str, Any] = {}
+    checks: dict[str, Any] = {"success": True, "failed": []}
     if not dry_run:
         started = perf_counter()
         after = _after_billing(database_block, as_of, run_id)
         timings["invoices + cycle_fees"] = perf_counter() - started
+        started = perf_counter()
+        output = Path(settings.output_dir) / as_of.isoformat() / run_id
+        checks = post_billing_checks(database_block, as_of, str(output))
+        timings["post_billing_checks"] = perf_counter() - started
 
     summary = _report(as_of, dry_run, billing, after, timings)
     failed = {**billing.failed, **after.get("cycle_fees", {}).get("failed", {})}
     if failed:
         names = ", ".join(sorted(failed)[:20])
         raise BillDayFailed(f"{len(failed)} account(s) failed: {names}. See billing_issues.")
+    if not checks["success"]:
+        raise PostBillingChecksFailed(
+            f"post-billing checks failed: {', '.join(checks['failed'])}; "
+            f"nothing is rendered or sent. Data Docs: {checks['data_docs']}"
+        )
     return summary
 
 

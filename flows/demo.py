@@ -79,11 +79,10 @@ def main() -> None:
 
     summary = bill_day(as_of=today, database_block="")
     console.print(table(f"bill day as of {today}", summary))
-    console.print(
-        f"\nDatabase: {url}\n"
-        f"Explore:  BILLING_DATABASE_URL={url} .venv/bin/billing status\n"
-        f"          BILLING_DATABASE_URL={url} .venv/bin/billing export invoices --format csv"
-    )
+    print(f"\nDatabase: {url}")
+    print("Explore it:")
+    print(f"  BILLING_DATABASE_URL={url} .venv/bin/billing status")
+    print(f"  BILLING_DATABASE_URL={url} .venv/bin/billing export invoices --format csv")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
 
 from prefect import Task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.exceptions import ObjectNotFound
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 from sqlalchemy import Engine
@@ -48,6 +51,20 @@ def engine_for(block_name: str | None) -> Engine:
     return make_engine(resolve_database_url(block_name))
 
 
+def ensure_concurrency_limit(name: str, limit: int) -> None:
+    """Create the global concurrency limit ``name`` when the server has none by that name.
+
+    An operator's existing limit is left as it is (see docs/operations.md).
+    """
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=name, limit=limit)
+            )
+
+
 def transient_only(_task: Task[Any, Any], _run: TaskRun, state: State[Any]) -> bool:
     """Retry on transient database errors only (lost connection, lock, serialization)."""
     try:
@@ -62,3 +79,16 @@ def transient_only(_task: Task[Any, Any], _run: TaskRun, state: State[Any]) -> b
 def today_if_none(value: date | None) -> date:
     """The flow edge is where "not given" becomes today; nothing below reads the clock."""
     return value or date.today()
+
+
+def now_if_none(value: datetime | None) -> datetime:
+    """Cn285 *Process Now* at the flow edge: naive UTC like usage stamps; "not given" is now."""
+    if value is None:
+        return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    if value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+class DaemonFailed(RuntimeError):
+    """Some accounts failed: the run ends Failed and names them; the next run retries them."""

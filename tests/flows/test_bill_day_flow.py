@@ -10,12 +10,13 @@ from sqlalchemy import select
 
 from billing.db import unit_of_work
 from billing.models import Bill, BillingIssue
-from flows.bill_day import BillDayFailed, bill_day
+from flows.bill_day import BillDayFailed, PostBillingChecksFailed, bill_day
 from tests.billing.test_billday import population  # noqa: F401  (the hand-checked population)
 
 
 @pytest.fixture
-def billing_db(population, monkeypatch):  # noqa: F811
+def billing_db(population, monkeypatch, tmp_path):  # noqa: F811
+    monkeypatch.chdir(tmp_path)  # the run's reports go to ./var/output
     monkeypatch.setenv("BILLING_DATABASE_URL", population.url.render_as_string(hide_password=False))
     from flows.runtime import engine_for
 
@@ -52,8 +53,9 @@ def test_flow_dry_run_writes_nothing(billing_db):
 
 
 def test_account_filter_bills_only_that_account(billing_db):
-    summary = bill_day(as_of=date(2027, 2, 1), accounts=["B"], database_block="")
-    assert summary["bills"] == 1
+    # Only B is billed; the gate then reports that A is due and still not billed.
+    with pytest.raises(PostBillingChecksFailed, match="due_accounts_billed \\(1\\)"):
+        bill_day(as_of=date(2027, 2, 1), accounts=["B"], database_block="")
     assert [r.currency for r in _bills(billing_db)] == ["GBP"]
 
 
@@ -93,3 +95,26 @@ def test_flow_writes_progress_and_summary_artifacts(billing_db):
     assert float(progress["data"]) == 100.0
     table = json.loads(summary["data"])
     assert {"measure": "bills", "value": 2} in table
+
+
+def test_checks_pass_on_a_clean_run_and_write_data_docs(billing_db, tmp_path):
+    import json
+
+    bill_day(as_of=date(2027, 2, 1), database_block="")
+    table = json.loads(_artifacts("post-billing-checks")[0]["data"])
+    assert len(table) == 14
+    assert all(row["success"] for row in table)
+    docs = list((tmp_path / "var" / "output" / "2027-02-01").glob("*/data_docs/index.html"))
+    assert len(docs) == 1
+
+
+def test_corrupted_data_stops_the_run_and_says_why(billing_db):
+    from sqlalchemy import update
+
+    from billing.models import BillLine
+
+    bill_day(as_of=date(2027, 2, 1), database_block="")
+    with unit_of_work(billing_db) as s:  # someone edits an issued bill's line by hand
+        s.execute(update(BillLine).where(BillLine.position == 1).values(net=Decimal("1.00")))
+    with pytest.raises(PostBillingChecksFailed, match="bill_totals_match_lines \\(2\\)"):
+        bill_day(as_of=date(2027, 2, 28), database_block="")
