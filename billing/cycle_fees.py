@@ -101,7 +101,9 @@ def _credits(session, item, contract_end, unit: Unit, plans, as_of: date) -> lis
         select(Charge).where(
             Charge.contract_item_id == item.id,
             Charge.kind == ChargeKind.RECURRING,
-            Charge.status != ChargeStatus.CANCELLED,
+            Charge.status.in_(
+                (ChargeStatus.CALCULATED, ChargeStatus.OPEN, ChargeStatus.CLOSED)
+            ),  # a planned forecast line was never charged: nothing to credit
             Charge.period_end > cancel_on,
         )
     ).all()

@@ -7,6 +7,7 @@ free of Prefect.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 import typer
 from rich.table import Table
@@ -51,6 +52,79 @@ def run_bill_day(
     for key, value in summary.items():
         table.add_row(key, str(value))
     console.print(table)
+
+
+PROCESS_NOW_HELP = (
+    'Cn285 "Process Now": when the daemon runs, YYYY-MM-DD[THH:MM[:SS]] in UTC (default now).'
+)
+
+
+def parse_process_now(value: str | None) -> datetime | None:
+    """A date or date-time; None stays None (the flow turns it into now)."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{value!r} is not a date or date-time (YYYY-MM-DDTHH:MM)"
+        ) from exc
+
+
+def _run_daemon(module: str, name: str, process_now: str | None, database: str | None) -> None:
+    """Run a daemon flow once, for a chosen Process Now, and print its summary."""
+    from importlib import import_module
+
+    from flows.runtime import DaemonFailed
+
+    moment = parse_process_now(process_now)
+    daemon = getattr(import_module(module), name)
+    _database_block_fallback(database)
+    try:
+        summary = daemon(process_now=moment, database_block="" if database else "default")
+    except DaemonFailed as error:
+        fail(str(error))
+        return
+    table = Table("measure", "value", title=name.replace("_", " "))
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@run_app.command("contract-change-process")
+def run_contract_change_process(
+    process_now: str = typer.Option(None, "--process-now", help=PROCESS_NOW_HELP),
+    database: str = typer.Option(None, "--database", "-d", envvar="BILLING_DATABASE_URL"),
+) -> None:
+    """Cn285 Contract Change Process: apply the change requests due (quantity, price, swap, end)."""
+    _run_daemon("flows.contract_change_process", "contract_change_process", process_now, database)
+
+
+@run_app.command("contract-item-renewal")
+def run_contract_item_renewal(
+    process_now: str = typer.Option(None, "--process-now", help=PROCESS_NOW_HELP),
+    database: str = typer.Option(None, "--database", "-d", envvar="BILLING_DATABASE_URL"),
+) -> None:
+    """Cn285 Contract Item Renewal: renew or end contracts, forecast the new term's IS."""
+    _run_daemon("flows.contract_item_renewal", "contract_item_renewal", process_now, database)
+
+
+@run_app.command("uti-schedule-generator")
+def run_uti_schedule_generator(
+    process_now: str = typer.Option(None, "--process-now", help=PROCESS_NOW_HELP),
+    database: str = typer.Option(None, "--database", "-d", envvar="BILLING_DATABASE_URL"),
+) -> None:
+    """Cn285 UTI Schedule Generator: collect UTI usage into calculated IS lines."""
+    _run_daemon("flows.uti_schedule_generator", "uti_schedule_generator", process_now, database)
+
+
+@run_app.command("billing")
+def run_billing_daemon(
+    process_now: str = typer.Option(None, "--process-now", help=PROCESS_NOW_HELP),
+    database: str = typer.Option(None, "--database", "-d", envvar="BILLING_DATABASE_URL"),
+) -> None:
+    """Cn285 Billing daemon: invoice the Invoicing Schedules due (bill day's billing + numbers)."""
+    _run_daemon("flows.billing_daemon", "billing", process_now, database)
 
 
 __all__ = ["app"]

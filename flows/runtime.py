@@ -9,8 +9,8 @@ from typing import Any
 from prefect import Task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.exceptions import ObjectNotFound
 from prefect.client.schemas.objects import TaskRun
+from prefect.exceptions import ObjectNotFound
 from prefect.states import State
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError

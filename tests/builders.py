@@ -32,7 +32,9 @@ def vat(session: Session, rates: dict[tuple[str, str], str]) -> None:
     session.flush()
     for (category, country), rate in rates.items():
         session.add(
-            TaxRate(category_code=category, country=country, rate=D(rate), valid_from=date(2000, 1, 1))
+            TaxRate(
+                category_code=category, country=country, rate=D(rate), valid_from=date(2000, 1, 1)
+            )
         )
     session.flush()
 
@@ -139,13 +141,21 @@ def item(
     return row
 
 
-def usage(session: Session, it: ContractItem, external_id: str, quantity: str, at: datetime) -> None:
+def usage(
+    session: Session, it: ContractItem, external_id: str, quantity: str, at: datetime
+) -> None:
     session.add(
-        UsageRecord(external_id=external_id, contract_item_id=it.id, quantity=D(quantity), occurred_at=at)
+        UsageRecord(
+            external_id=external_id, contract_item_id=it.id, quantity=D(quantity), occurred_at=at
+        )
     )
     session.flush()
 
 
-def deferred(session: Session, acc: Account, ref: str, action: str, due: date, **params: str) -> None:
-    session.add(DeferredAction(ref=ref, account_id=acc.id, action=action, params=params, due_on=due))
+def deferred(
+    session: Session, acc: Account, ref: str, action: str, due: date, **params: str
+) -> None:
+    session.add(
+        DeferredAction(ref=ref, account_id=acc.id, action=action, params=params, due_on=due)
+    )
     session.flush()

@@ -58,7 +58,9 @@ def population(engine):
         b.usage(s, a4, "u-a4-late", "999", datetime(2027, 2, 1, 0, 0))  # after midnight: next bill
         b.deferred(s, a, "cancel-A1", "cancel_item", date(2027, 2, 15), item_ref="A1")
 
-        bb = b.account(s, "B", country="GB", currency="GBP", created=date(2027, 1, 15), billing_day=31)
+        bb = b.account(
+            s, "B", country="GB", currency="GBP", created=date(2027, 1, 15), billing_day=31
+        )
         cb = b.contract(s, bb, "CB", date(2027, 1, 15))
         b.item(s, cb, "B1", gbp_fee, "recurring", date(2027, 1, 15))
         b2 = b.item(s, cb, "B2", gbp_use, "usage", date(2027, 1, 15))
@@ -70,8 +72,9 @@ def population(engine):
 def bills(engine):
     with unit_of_work(engine) as s:
         rows = s.execute(
-            select(Bill.bill_key, Bill.bill_date, Bill.currency, Bill.net, Bill.tax, Bill.gross)
-            .order_by(Bill.bill_date, Bill.id)
+            select(
+                Bill.bill_key, Bill.bill_date, Bill.currency, Bill.net, Bill.tax, Bill.gross
+            ).order_by(Bill.bill_date, Bill.id)
         ).all()
     return [tuple(r) for r in rows]
 
@@ -159,7 +162,9 @@ def test_bill_numbers_are_gapless_in_date_order(population):
     engine = population
     run_bill_day(engine, date(2027, 3, 1), "catch-up")
     with unit_of_work(engine) as s:
-        rows = s.execute(select(Bill.bill_date, Bill.number, Bill.bill_no).order_by(Bill.number)).all()
+        rows = s.execute(
+            select(Bill.bill_date, Bill.number, Bill.bill_no).order_by(Bill.number)
+        ).all()
     # Catch-up in one run: B Jan 31, A Feb 1, B Feb 28, A Mar 1 -> numbers 1..4 in date order.
     assert [r.number for r in rows] == [1, 2, 3, 4]
     assert [r.bill_date for r in rows] == sorted(r.bill_date for r in rows)

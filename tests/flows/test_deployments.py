@@ -1,0 +1,203 @@
+"""prefect.yaml against a real Prefect server: every deployment registers with its schedule.
+
+The test starts ``prefect server start`` on a free loopback port with its own PREFECT_HOME,
+creates the ``billing-pool`` process work pool, runs ``prefect --no-prompt deploy --all`` from
+the repository root, and reads the deployments back over the REST API.
+
+prefect 3.8.8's client sends null ``offset``/``limit`` filter fields that this server (on
+FastAPI 0.154) refuses with 422. So the test reads with httpx and complete request bodies, and
+runs the real ``prefect`` CLI through ``DEPLOY_SHIM``, which only fills in the two nulls of
+``read_workers_for_work_pool``: ``prefect deploy`` calls it after creating each deployment, to
+print a hint, and without the shim the command stops after the first deployment.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+DEPLOY_SHIM = """
+import sys
+from prefect.client.orchestration._work_pools.client import WorkPoolAsyncClient
+
+_read = WorkPoolAsyncClient.read_workers_for_work_pool
+
+
+async def read(self, work_pool_name, worker_filter=None, offset=None, limit=None):
+    return await _read(self, work_pool_name, worker_filter, offset or 0, limit or 200)
+
+
+WorkPoolAsyncClient.read_workers_for_work_pool = read
+from prefect.cli import app
+
+sys.argv[0] = "prefect"
+sys.exit(app())
+"""
+
+EXPECTED = {
+    # flow name: (entrypoint, schedule, parameters)
+    "contract-change-process": (
+        "flows/contract_change_process.py:contract_change_process",
+        {"interval": 3600.0},
+        {"database_block": "default", "per_batch": 500},
+    ),
+    "contract-item-renewal": (
+        "flows/contract_item_renewal.py:contract_item_renewal",
+        {"cron": "30 0 * * *"},
+        {"database_block": "default", "per_batch": 1000},
+    ),
+    "uti-schedule-generator": (
+        "flows/uti_schedule_generator.py:uti_schedule_generator",
+        {"interval": 14400.0},
+        {"database_block": "default", "per_batch": 2000},
+    ),
+    "billing": (
+        "flows/billing_daemon.py:billing",
+        {"cron": "0 6 * * *"},
+        {"database_block": "default", "settings_block": "default"},
+    ),
+    "bill-day": (
+        "flows/bill_day.py:bill_day",
+        {"cron": "0 1 * * *"},
+        {
+            "dry_run": False,
+            "settings_block": "default",
+            "database_block": "default",
+            "webhook_block": "provisioning",
+        },
+    ),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real Prefect server for this module: (API URL, environment for CLI commands)."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=api,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="false",
+    )
+    server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    log = (home / "server.log").open("w")
+    server = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=server_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_healthy(api, server, home / "server.log")
+        yield api, env
+    finally:
+        _stop(server)
+        log.close()
+
+
+def _wait_healthy(api: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"prefect server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"prefect server not healthy after 120 s: {log.read_text()[-2000:]}")
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """Stop the server we started, with its children (its own process group)."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    """``prefect <args>`` from the repository root (through the shim, see the docstring)."""
+    done = subprocess.run(
+        [sys.executable, "-c", DEPLOY_SHIM, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def deployments(prefect_api: tuple[str, dict[str, str]]) -> dict[str, dict]:
+    """Deploy prefect.yaml and read every deployment back, by flow name."""
+    api, env = prefect_api
+    _cli(env, "work-pool", "create", "billing-pool", "--type", "process")
+    _cli(env, "--no-prompt", "deploy", "--all")
+    body = {"limit": 200, "offset": 0, "sort": "NAME_ASC"}
+    response = httpx.post(f"{api}/deployments/filter", json=body, timeout=30)
+    response.raise_for_status()
+    found = {}
+    for deployment in response.json():
+        flow = httpx.get(f"{api}/flows/{deployment['flow_id']}", timeout=30).json()
+        found[flow["name"]] = deployment
+    return found
+
+
+def test_every_daemon_and_bill_day_is_deployed(deployments):
+    assert sorted(deployments) == sorted(EXPECTED)
+    assert {d["name"] for d in deployments.values()} == {"scheduled"}
+
+
+@pytest.mark.parametrize("flow_name", sorted(EXPECTED))
+def test_deployment_has_its_schedule_pool_limit_and_parameters(deployments, flow_name):
+    entrypoint, schedule, parameters = EXPECTED[flow_name]
+    deployment = deployments[flow_name]
+    assert deployment["entrypoint"] == entrypoint
+    assert deployment["work_pool_name"] == "billing-pool"
+    assert deployment["parameters"] == parameters
+    assert deployment["global_concurrency_limit"]["limit"] == 1
+    [registered] = deployment["schedules"]
+    assert registered["active"] is True
+    assert registered["schedule"]["timezone"] == "UTC"
+    for field, value in schedule.items():
+        assert registered["schedule"][field] == value
+
+
+def test_yaml_schedules_match_the_seed():
+    """UTI every 4 hours (the seed); every schedule active, every deployment alone at a time."""
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    by_entry = {d["entrypoint"]: d for d in spec["deployments"]}
+    uti = by_entry["flows/uti_schedule_generator.py:uti_schedule_generator"]
+    assert timedelta(seconds=uti["schedules"][0]["interval"]) == timedelta(hours=4)
+    assert all(d["concurrency_limit"] == 1 for d in spec["deployments"])
+    assert all(s["active"] for d in spec["deployments"] for s in d["schedules"])
