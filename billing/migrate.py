@@ -20,7 +20,7 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
     """Bring the database to ``revision``; running it twice does nothing the second time."""
     cfg = alembic_config(engine)
     with engine.begin() as conn:
