@@ -43,6 +43,7 @@ from billing.models import (
 )
 from billing.periods import add_cycles
 from billing.rating import RatingScope, midnight, rate_usage_for
+from billing.results import Mergeable
 from billing.schedule import ChargeSpec, CycleGrid, ItemTerms, scheduled_charges
 from billing.sqlkit import bulk_insert, id_in, insert_ignoring_duplicates
 
@@ -77,7 +78,7 @@ class Unit:
 
 
 @dataclass
-class BatchResult:
+class BatchResult(Mergeable):
     """What a batch did; results of several batches merge."""
 
     units: int = 0
@@ -87,20 +88,6 @@ class BatchResult:
     failed: dict[str, str] = field(default_factory=dict)
     failed_units: set[int] = field(default_factory=set)
     totals: dict[str, Decimal] = field(default_factory=dict)
-
-    def merge(self, other: BatchResult) -> BatchResult:
-        totals = dict(self.totals)
-        for currency, amount in other.totals.items():
-            totals[currency] = totals.get(currency, Decimal(0)) + amount
-        return BatchResult(
-            units=self.units + other.units,
-            billed=self.billed + other.billed,
-            bills=self.bills + other.bills,
-            usage_collected=self.usage_collected + other.usage_collected,
-            failed={**self.failed, **other.failed},
-            failed_units=self.failed_units | other.failed_units,
-            totals=totals,
-        )
 
 
 def due_condition(as_of: date) -> Any:

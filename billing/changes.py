@@ -33,14 +33,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from billing.billrun import Unit, charge_row, item_terms, load_units
 from billing.catalog import PlanInfo, load_plans
 from billing.errors import BillingError
 from billing.models import (
-    BillUnit,
     ChangeKind,
     ChangeRequest,
     Charge,
@@ -51,14 +50,16 @@ from billing.models import (
     ItemType,
     RequestStatus,
 )
-from billing.money import LINE_ROUNDING
-from billing.periods import Period, cycle_months
-from billing.pricing import USAGE_MODELS, recurring_fee
+from billing.periods import Period
+from billing.pricing import USAGE_MODELS
+from billing.rating import bill_units_of
+from billing.results import Mergeable
 from billing.schedule import (
     ChargeSpec,
     CycleGrid,
     ItemTerms,
     cancellation_credit,
+    cycle_fee,
     scheduled_charges,
 )
 from billing.sqlkit import id_in, insert_ignoring_duplicates
@@ -77,7 +78,7 @@ class ChangeRejected(BillingError):
 
 
 @dataclass
-class ChangeResult:
+class ChangeResult(Mergeable):
     """What a run (or a batch) did; results merge."""
 
     applied: dict[str, int] = field(default_factory=dict)
@@ -85,31 +86,6 @@ class ChangeResult:
     adjustments: int = 0
     credits: int = 0
     items_created: int = 0
-
-    def merge(self, other: ChangeResult) -> ChangeResult:
-        applied = dict(self.applied)
-        for kind, count in other.applied.items():
-            applied[kind] = applied.get(kind, 0) + count
-        return ChangeResult(
-            applied,
-            {**self.rejected, **other.rejected},
-            self.adjustments + other.adjustments,
-            self.credits + other.credits,
-            self.items_created + other.items_created,
-        )
-
-
-def cycle_fee(terms: ItemTerms, grid: CycleGrid, cycle: Period, part: Period | None) -> Decimal:
-    """The recurring fee of ``part`` of ``cycle`` at ``terms`` (rounded once)."""
-    return recurring_fee(
-        terms.plan,
-        terms.quantity,
-        cycle,
-        part,
-        cycle_months(grid.cycle),
-        LINE_ROUNDING,
-        terms.price_override,
-    ).amount
 
 
 def change_adjustments(
@@ -132,14 +108,18 @@ def change_adjustments(
         cycle = next(grid.cycles_from(fee.period_start))
         covered.add(cycle.start)
         rest = Period(max(effective, fee.period_start), fee.period_end)
-        difference = cycle_fee(new, grid, cycle, rest) - cycle_fee(old, grid, cycle, rest)
+        difference = (
+            cycle_fee(new, grid, cycle, rest).amount - cycle_fee(old, grid, cycle, rest).amount
+        )
         specs.append(_spec(new, f"{key}:{cycle.start.isoformat()}", rest, effective, difference))
     cycle = next(grid.cycles_from(effective))
     active = old.active(cycle)
     to_come = since is None or cycle.end > since
     if cycle.start not in covered and to_come and active and active.start < effective:
         head = Period(active.start, effective)
-        difference = cycle_fee(old, grid, cycle, head) - cycle_fee(new, grid, cycle, head)
+        difference = (
+            cycle_fee(old, grid, cycle, head).amount - cycle_fee(new, grid, cycle, head).amount
+        )
         specs.append(_spec(new, f"{key}:{cycle.start.isoformat()}", head, effective, difference))
     return [s for s in specs if s.amount != 0]
 
@@ -246,7 +226,7 @@ def _apply(
 
 def unit_of_account(session: Session, account_id: int) -> Unit:
     """The account's bill unit (the first one, where an account has several)."""
-    unit_id = session.scalar(select(func.min(BillUnit.id)).where(BillUnit.account_id == account_id))
+    unit_id = bill_units_of(session, [account_id]).get(account_id)
     if unit_id is None:
         raise ChangeRejected(f"contract_item_id: account {account_id} has no bill unit")
     return load_units(session, [unit_id])[0]
@@ -387,22 +367,7 @@ def charged_fees(session: Session, item_id: int, after: date | None) -> list[Cha
     if after is not None:
         query = query.where(Charge.period_end > after)
     rows = session.scalars(query.order_by(Charge.period_start)).all()
-    return [
-        ChargeSpec(
-            c.charge_key,
-            c.kind.value,
-            c.contract_item_id,
-            c.description,
-            c.period_start,
-            c.period_end,
-            c.bill_on,
-            c.quantity,
-            c.unit_price,
-            c.amount,
-            c.tax_category,
-        )
-        for c in rows
-    ]
+    return [ChargeSpec.from_row(c) for c in rows]
 
 
 def end_item(

@@ -131,7 +131,7 @@ def _priced_rows(
     session: Session, scope: RatingScope, plans: dict[int, PlanInfo], as_of: date
 ) -> tuple[list[dict], dict[int, str]]:  # type: ignore[type-arg]
     rows, failed = [], {}
-    units = _bill_units_of(session, scope.account_ids)
+    units = bill_units_of(session, scope.account_ids)
     for key, item_id, quantity, first, last, plan_id, override, account_id in _aggregates(
         session, scope
     ):
@@ -174,7 +174,7 @@ def _as_date(value: datetime | date | str) -> date:
     return value.date() if isinstance(value, datetime) else value
 
 
-def _bill_units_of(session: Session, account_ids: Sequence[int]) -> dict[int, int]:
+def bill_units_of(session: Session, account_ids: Sequence[int]) -> dict[int, int]:
     """Each account's bill unit (the first one, where an account has several)."""
     rows = session.execute(
         select(BillUnit.account_id, func.min(BillUnit.id))

@@ -40,7 +40,6 @@ from billing.changes import (
     ChangeRejected,
     cancel_planned_lines,
     charged_fees,
-    cycle_fee,
     end_item,
     unit_of_account,
 )
@@ -57,7 +56,8 @@ from billing.models import (
     ItemType,
 )
 from billing.periods import Period
-from billing.schedule import ChargeSpec, CycleGrid, ItemTerms, scheduled_charges
+from billing.results import Mergeable
+from billing.schedule import ChargeSpec, CycleGrid, ItemTerms, cycle_fee, scheduled_charges
 from billing.sqlkit import id_in, insert_ignoring_duplicates
 
 PLANNED_PREFIX = "ren"
@@ -110,7 +110,7 @@ def ending_due(term: Term, on: date) -> bool:
 
 
 @dataclass
-class RenewalResult:
+class RenewalResult(Mergeable):
     """What a run (or a batch) did; results merge."""
 
     renewed: dict[str, date] = field(default_factory=dict)
@@ -120,17 +120,6 @@ class RenewalResult:
     credits: int = 0
     retired_lines: int = 0
     failed: dict[str, str] = field(default_factory=dict)
-
-    def merge(self, other: RenewalResult) -> RenewalResult:
-        return RenewalResult(
-            {**self.renewed, **other.renewed},
-            {**self.ended, **other.ended},
-            self.planned_lines + other.planned_lines,
-            self.items_ended + other.items_ended,
-            self.credits + other.credits,
-            self.retired_lines + other.retired_lines,
-            {**self.failed, **other.failed},
-        )
 
 
 def _term_of(contract: Any) -> Term:
@@ -264,7 +253,7 @@ def extension_fees(
             continue
         active = terms.active(cycle)
         full = Period(min(fee.period_start, old_end), active.end if active else old_end)
-        difference = cycle_fee(terms, grid, cycle, full) - fee.amount
+        difference = cycle_fee(terms, grid, cycle, full).amount - fee.amount
         if difference == 0:
             continue
         specs.append(

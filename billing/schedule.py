@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 from billing.money import LINE_ROUNDING
 from billing.periods import Period, add_cycles, cycle_months
@@ -87,6 +88,24 @@ class ChargeSpec:
     amount: Decimal
     tax_category: str
 
+    @classmethod
+    def from_row(cls, row: Any) -> ChargeSpec:
+        """The spec of a stored charge (any object with the charges table's attributes)."""
+        kind = row.kind.value if hasattr(row.kind, "value") else row.kind
+        return cls(
+            row.charge_key,
+            kind,
+            row.contract_item_id,
+            row.description,
+            row.period_start,
+            row.period_end,
+            row.bill_on,
+            row.quantity,
+            row.unit_price,
+            row.amount,
+            row.tax_category,
+        )
+
 
 def scheduled_charges(
     item: ItemTerms, grid: CycleGrid, through: date, since: date | None
@@ -114,7 +133,7 @@ def _recurring(item: ItemTerms, grid: CycleGrid, cycle: Period) -> ChargeSpec | 
     active = item.active(cycle)
     if active is None:
         return None
-    rated = _fee(item, grid, cycle, active)
+    rated = cycle_fee(item, grid, cycle, active)
     advance = item.plan.timing == "advance"
     return ChargeSpec(
         charge_key=f"rec:{item.item_id}:{cycle.start.isoformat()}",
@@ -131,7 +150,8 @@ def _recurring(item: ItemTerms, grid: CycleGrid, cycle: Period) -> ChargeSpec | 
     )
 
 
-def _fee(item: ItemTerms, grid: CycleGrid, cycle: Period, active: Period | None) -> Rated:
+def cycle_fee(item: ItemTerms, grid: CycleGrid, cycle: Period, active: Period | None) -> Rated:
+    """The recurring fee of the ``active`` part of ``cycle`` at the item's terms, rounded once."""
     return _recurring_fee(
         item.plan,
         item.quantity,
@@ -179,7 +199,7 @@ def cancellation_credit(
         return None
     cycle = next(grid.cycles_from(charged.period_start))
     kept = Period(charged.period_start, cancel_on) if charged.period_start < cancel_on else None
-    difference = _fee(item, grid, cycle, kept).amount - charged.amount
+    difference = cycle_fee(item, grid, cycle, kept).amount - charged.amount
     if difference == 0:
         return None
     return ChargeSpec(

@@ -31,6 +31,7 @@ from billing.models import (
     UsageStatus,
 )
 from billing.rating import RatingScope, rate_usage_for
+from billing.results import Mergeable
 from billing.sqlkit import id_in
 
 STEP = "uti_schedule_generator"
@@ -38,21 +39,13 @@ KEY_PREFIX = "uti"
 
 
 @dataclass
-class UtiResult:
+class UtiResult(Mergeable):
     """What a run (or a batch) collected; results merge."""
 
     accounts: int = 0
     collected: int = 0
     charges: int = 0
     failed: dict[int, str] = field(default_factory=dict)
-
-    def merge(self, other: UtiResult) -> UtiResult:
-        return UtiResult(
-            self.accounts + other.accounts,
-            self.collected + other.collected,
-            self.charges + other.charges,
-            {**self.failed, **other.failed},
-        )
 
 
 def uti_scope(account_ids: Sequence[int], process_now: datetime) -> RatingScope:
