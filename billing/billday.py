@@ -87,6 +87,12 @@ class BillDayResult:
     cycle_fees: CycleFeesResult | None = None
 
 
+def _bill_with_retries(
+    engine: Engine, batch: list[int], as_of: date, run_id: str, dry_run: bool
+) -> BatchResult:
+    return retry_transient(lambda: bill_batch(engine, batch, as_of, run_id, dry_run=dry_run))
+
+
 def bill_accounts(
     engine: Engine,
     as_of: date,
@@ -109,11 +115,7 @@ def bill_accounts(
             account_refs=account_refs,
             exclude=sorted(total.failed_units),
         ):
-            done = done.merge(
-                retry_transient(
-                    lambda batch=batch: bill_batch(engine, batch, as_of, run_id, dry_run=dry_run)
-                )
-            )
+            done = done.merge(_bill_with_retries(engine, batch, as_of, run_id, dry_run))
         total = total.merge(done)
         if done.billed == 0:
             break

@@ -45,7 +45,7 @@ from billing.periods import add_cycles
 from billing.rating import RatingScope, midnight, rate_usage_for
 from billing.results import Mergeable
 from billing.schedule import ChargeSpec, CycleGrid, ItemTerms, scheduled_charges
-from billing.sqlkit import bulk_insert, id_in, insert_ignoring_duplicates
+from billing.sqlkit import bulk_insert, id_in, insert_ignoring_duplicates, rowcount
 
 STEP = "bill_accounts"
 
@@ -249,7 +249,7 @@ def schedule_for(
     items = _items_by_account(
         session, [u.account_id for u in units], (ItemType.RECURRING, ItemType.ONE_TIME)
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
     for unit in units:
         try:
             for item, contract_end in items.get(unit.account_id, ()):
@@ -484,15 +484,17 @@ def _open_charges(session: Session, bill_ids: list[int], expected: int) -> None:
     billed_by = (
         select(line.bill_id).where(line.charge_id == Charge.__table__.c.id).scalar_subquery()
     )
-    opened = session.execute(
-        update(Charge)
-        .where(
-            Charge.id.in_(select(line.charge_id).where(id_in(session, line.bill_id, bill_ids))),
-            Charge.status == ChargeStatus.CALCULATED,
+    opened = rowcount(
+        session.execute(
+            update(Charge)
+            .where(
+                Charge.id.in_(select(line.charge_id).where(id_in(session, line.bill_id, bill_ids))),
+                Charge.status == ChargeStatus.CALCULATED,
+            )
+            .values(status=ChargeStatus.OPEN, bill_id=billed_by)
+            .execution_options(synchronize_session=False)
         )
-        .values(status=ChargeStatus.OPEN, bill_id=billed_by)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if opened != expected:
         raise ConcurrentBillingError(f"expected to open {expected} charges, opened {opened}")
 

@@ -62,7 +62,7 @@ from billing.schedule import (
     cycle_fee,
     scheduled_charges,
 )
-from billing.sqlkit import id_in, insert_ignoring_duplicates
+from billing.sqlkit import id_in, insert_ignoring_duplicates, rowcount
 
 CHARGED = (ChargeStatus.CALCULATED, ChargeStatus.OPEN, ChargeStatus.CLOSED)
 PLAN_MODELS = {
@@ -394,13 +394,15 @@ def cancel_planned_lines(session: Session, item_ids: Sequence[int], after: date)
     """Cancel the items' forecast (``planned``) lines that end after ``after``."""
     if not item_ids:
         return 0
-    return session.execute(
-        update(Charge)
-        .where(
-            id_in(session, Charge.contract_item_id, item_ids),
-            Charge.status == ChargeStatus.PLANNED,
-            Charge.period_end > after,
+    return rowcount(
+        session.execute(
+            update(Charge)
+            .where(
+                id_in(session, Charge.contract_item_id, item_ids),
+                Charge.status == ChargeStatus.PLANNED,
+                Charge.period_end > after,
+            )
+            .values(status=ChargeStatus.CANCELLED)
+            .execution_options(synchronize_session=False)
         )
-        .values(status=ChargeStatus.CANCELLED)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    )

@@ -65,6 +65,7 @@ def cancel_due_items(session: Session, as_of: date, run_id: str, result: CycleFe
             with session.begin_nested():
                 terms = item_terms(item, contract_end, plans[item.price_plan_id])
                 cancel_on = item.pending_cancel_date
+                assert cancel_on is not None  # selected on it
                 result.credits += end_item(session, item, terms, unit, cancel_on, as_of)
                 item.status = ItemStatus.CANCELLED
         except BillingError as error:

@@ -60,7 +60,7 @@ def _set_status(session: Session, action: DeferredAction, result: DeferredResult
     account = session.get(Account, action.account_id)
     assert account is not None  # foreign key
     try:
-        new = AccountStatus(action.params.get("status"))
+        new = AccountStatus(str(action.params.get("status")))
     except ValueError:
         raise BillingError(
             f"params.status: {action.params.get('status')!r} is not a status"

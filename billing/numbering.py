@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from billing.models import Bill, BillSeries
-from billing.sqlkit import dialect, lock_for_update
+from billing.sqlkit import dialect, lock_for_update, rowcount
 
 DIGITS = 8
 
@@ -61,7 +61,7 @@ def assign_bill_numbers(session: Session) -> list[Numbered]:
         first = series.next_number
         sql = _ASSIGN.format(number=_NUMBER[dialect(session)].format(d=DIGITS))
         params = {"first": first, "prefix": series.prefix, "series": series.code}
-        assigned = session.execute(text(sql), params).rowcount
+        assigned = rowcount(session.execute(text(sql), params))
         session.execute(
             update(BillSeries)
             .where(BillSeries.code == series.code)

@@ -32,7 +32,7 @@ from billing.models import (
 )
 from billing.money import LINE_ROUNDING
 from billing.pricing import rate_usage
-from billing.sqlkit import bulk_insert, id_in
+from billing.sqlkit import bulk_insert, id_in, rowcount
 
 
 @dataclass(frozen=True)
@@ -83,16 +83,18 @@ def rate_usage_for(
     if not scope.account_ids:
         return 0, {}
     items = _items_of(session, scope)
-    attached = session.execute(
-        update(UsageRecord)
-        .where(
-            UsageRecord.status == UsageStatus.PENDING,
-            UsageRecord.occurred_at < scope.cutoff,
-            UsageRecord.contract_item_id.in_(items),
+    attached = rowcount(
+        session.execute(
+            update(UsageRecord)
+            .where(
+                UsageRecord.status == UsageStatus.PENDING,
+                UsageRecord.occurred_at < scope.cutoff,
+                UsageRecord.contract_item_id.in_(items),
+            )
+            .values(status=UsageStatus.COLLECTED, charge_key=_key_expr(scope))
+            .execution_options(synchronize_session=False)
         )
-        .values(status=UsageStatus.COLLECTED, charge_key=_key_expr(scope))
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if not attached:
         return 0, {}
     rows, failed = _priced_rows(session, scope, plans, as_of)

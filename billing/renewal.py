@@ -58,7 +58,7 @@ from billing.models import (
 from billing.periods import Period
 from billing.results import Mergeable
 from billing.schedule import ChargeSpec, CycleGrid, ItemTerms, cycle_fee, scheduled_charges
-from billing.sqlkit import id_in, insert_ignoring_duplicates
+from billing.sqlkit import id_in, insert_ignoring_duplicates, rowcount
 
 PLANNED_PREFIX = "ren"
 EXTENSION_PREFIX = "ext"
@@ -147,8 +147,8 @@ def due_contract_ids(session: Session, on: date) -> list[int]:
         .order_by(Contract.id)
     )
     due = []
-    for contract_id, *facts in rows:
-        term = Term(*facts)
+    for row in rows:
+        contract_id, term = row[0], Term(*row[1:])
         if term.term_months >= 1 and (renewal_due(term, on) or ending_due(term, on)):
             due.append(contract_id)
         elif term.term_months < 1:
@@ -324,18 +324,20 @@ def retire_planned_lines(session: Session) -> int:
             ContractItem.pending_cancel_date < Charge.period_end,
         ),
     )
-    return session.execute(
-        update(Charge)
-        .where(
-            and_(
-                Charge.status == ChargeStatus.PLANNED,
-                Charge.charge_key.like(f"{PLANNED_PREFIX}:%"),
-                or_(materialized, uncovered),
+    return rowcount(
+        session.execute(
+            update(Charge)
+            .where(
+                and_(
+                    Charge.status == ChargeStatus.PLANNED,
+                    Charge.charge_key.like(f"{PLANNED_PREFIX}:%"),
+                    or_(materialized, uncovered),
+                )
             )
+            .values(status=ChargeStatus.CANCELLED)
+            .execution_options(synchronize_session=False)
         )
-        .values(status=ChargeStatus.CANCELLED)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    )
 
 
 def renewal_batches(engine: Engine, on: date, per_batch: int) -> Iterator[list[int]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from decimal import Decimal
-from typing import Any, Self
+from typing import Any, Self, cast
 
 
 def _merged(mine: Any, theirs: Any) -> Any:
@@ -33,9 +33,8 @@ class Mergeable:
     """
 
     def merge(self, other: Self) -> Self:
-        return replace(
-            self,  # type: ignore[type-var]
-            **{
-                f.name: _merged(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
-            },  # type: ignore[arg-type]
-        )
+        this: Any = self  # a dataclass instance: the mixin is only used on dataclasses
+        merged = {
+            f.name: _merged(getattr(this, f.name), getattr(other, f.name)) for f in fields(this)
+        }
+        return cast(Self, replace(this, **merged))

@@ -29,7 +29,7 @@ def id_in(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bo
 
 
 def insert_ignoring_duplicates(
-    session: Session, table: Table, rows: Sequence[dict[str, Any]]
+    session: Session, table: Any, rows: Sequence[dict[str, Any]]
 ) -> None:
     """Insert rows, silently skipping those whose unique key already exists (idempotent writes)."""
     bulk_insert(session, table, rows, on_conflict="nothing")
@@ -45,7 +45,7 @@ _temp_tables = count()
 
 def bulk_insert(
     session: Session,
-    table: Table,
+    table: Any,
     rows: Sequence[dict[str, Any]],
     *,
     on_conflict: str | None = None,
@@ -53,7 +53,9 @@ def bulk_insert(
     update_where: Any = None,
     returning: Sequence[str] = (),
 ) -> list[Any]:
-    """Insert many rows fast; ``on_conflict`` is None, "nothing" or "update" (of ``update``).
+    """Insert many rows into ``table`` (a ``Model.__table__``) fast.
+
+    ``on_conflict`` is None, "nothing" or "update" (the columns in ``update``).
 
     PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT, so a batch costs two
     round trips whatever its size. SQLite: one executemany of the same core insert.
@@ -63,6 +65,7 @@ def bulk_insert(
     names = list(rows[0])
     is_pg = dialect(session) == "postgresql"
     make = postgresql.insert if is_pg else sqlite.insert
+    stmt: Any
     if is_pg:
         source = _copy_to_temp(session, table, names, rows)
         stmt = make(table).from_select(names, select(*(source.c[n] for n in names)))
@@ -79,7 +82,12 @@ def bulk_insert(
     if returning:
         stmt = stmt.returning(*(table.c[n] for n in returning))
     result = session.execute(stmt) if is_pg else session.execute(stmt, list(rows))
-    return result.all() if returning else []
+    return list(result.all()) if returning else []
+
+
+def rowcount(result: Any) -> int:
+    """Rows matched by an UPDATE or DELETE (``CursorResult.rowcount``)."""
+    return int(result.rowcount)
 
 
 def _unique_key(table: Table) -> list[str]:
