@@ -634,3 +634,7 @@ class BillingIssue(Base):
     as_of: Mapped[date] = mapped_column(Date)
     reason: Mapped[str] = mapped_column(Text)
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# Tables of later capabilities live in their own modules; importing them registers them.
+from billing import models_revrec  # noqa: E402,F401,I001  (the revrec tables)

@@ -127,4 +127,30 @@ def run_billing_daemon(
     _run_daemon("flows.billing_daemon", "billing", process_now, database)
 
 
+@run_app.command("revrec")
+def run_revrec(
+    year: int = typer.Option(None, "--year", help="Year (default: last month's)."),
+    month: int = typer.Option(None, "--month", help="Month 1..12 (default: last month)."),
+    post: bool = typer.Option(False, "--post", help="Post (lock) the month after writing it."),
+    database: str = typer.Option(None, "--database", "-d", envvar="BILLING_DATABASE_URL"),
+) -> None:
+    """Cn285 RevRec Summary Journal: recognize revenue by day, write (and post) a month."""
+    from billing.errors import BillingError
+    from flows.revrec_summary_journal import revrec_summary_journal
+    from flows.runtime import DaemonFailed
+
+    _database_block_fallback(database)
+    try:
+        summary = revrec_summary_journal(
+            year=year, month=month, post=post, database_block="" if database else "default"
+        )
+    except (BillingError, DaemonFailed) as error:
+        fail(str(error))
+        return
+    table = Table("measure", "value", title="revrec summary journal")
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
 __all__ = ["app"]

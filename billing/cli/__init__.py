@@ -1,6 +1,13 @@
 """The ``billing`` CLI (Typer). Each module registers its commands on the shared app."""
 
-from billing.cli import db_cmd, export_cmd, import_cmd, seed_cmd, status_cmd  # noqa: F401
+from billing.cli import (  # noqa: F401
+    db_cmd,
+    export_cmd,
+    import_cmd,
+    journal_cmd,
+    seed_cmd,
+    status_cmd,
+)
 from billing.cli.app import app
 
 __all__ = ["app"]

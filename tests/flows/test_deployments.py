@@ -69,6 +69,11 @@ EXPECTED = {
         {"cron": "0 6 * * *"},
         {"database_block": "default", "settings_block": "default"},
     ),
+    "revrec-summary-journal": (
+        "flows/revrec_summary_journal.py:revrec_summary_journal",
+        {"cron": "0 3 2 * *"},
+        {"database_block": "default", "post": False, "per_batch": 20000},
+    ),
     "bill-day": (
         "flows/bill_day.py:bill_day",
         {"cron": "0 1 * * *"},
