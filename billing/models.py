@@ -637,4 +637,5 @@ class BillingIssue(Base):
 
 
 # Tables of later capabilities live in their own modules; importing them registers them.
+from billing import models_payments  # noqa: E402,F401,I001  (the payment tables)
 from billing import models_revrec  # noqa: E402,F401,I001  (the revrec tables)

@@ -123,10 +123,17 @@ def post_billing_checks(database: str | None, as_of: date, output_dir: str) -> d
 
 
 def _after_billing(database: str | None, as_of: date, run_id: str) -> dict[str, Any]:
-    """The steps that follow billing, submitted side by side; each returns its summary."""
+    """The steps that follow billing, submitted side by side; each returns its summary.
+
+    Collection and refunds need bills, not bill numbers, so they run beside ``invoices``.
+    """
+    from flows.payment_steps import collect_payments, refund_payments
+
     futures = {
         "invoices": number_invoices.submit(database),
         "cycle_fees": apply_cycle_fees.submit(database, as_of, run_id),
+        "collect": collect_payments.submit(database, as_of, run_id),
+        "refund": refund_payments.submit(database, as_of, run_id),
     }
     return {name: future.result() for name, future in futures.items()}
 
@@ -223,7 +230,7 @@ def bill_day(
     if not dry_run:
         started = perf_counter()
         after = _after_billing(database_block, as_of, run_id)
-        timings["invoices + cycle_fees"] = perf_counter() - started
+        timings["invoices, cycle fees, collect, refund"] = perf_counter() - started
         started = perf_counter()
         output = Path(settings.output_dir) / as_of.isoformat() / run_id
         checks = post_billing_checks(database_block, as_of, str(output))
@@ -278,6 +285,18 @@ def _report(
         fees = after["cycle_fees"]
         rows.append({"measure": "items cancelled", "value": fees["cancelled_items"]})
         rows.append({"measure": "cancellation credits", "value": fees["credits"]})
+    if "collect" in after:
+        collect = after["collect"]
+        rows.append({"measure": "card payments collected", "value": collect["collected"]})
+        rows.append({"measure": "card payments declined", "value": len(collect["declined"])})
+        rows.append({"measure": "direct debits pending", "value": collect["debits_pending"]})
+        rows.append({"measure": "accounts in dunning", "value": len(collect["dunning"])})
+        rows += [{"measure": "SEPA file", "value": path} for path in collect["files"]]
+    if "refund" in after:
+        refund = after["refund"]
+        rows.append({"measure": "card refunds", "value": refund["refunded"]})
+        rows.append({"measure": "refund transfers pending", "value": refund["transfers_pending"]})
+        rows += [{"measure": "SEPA file", "value": path} for path in refund["files"]]
     rows += [{"measure": f"seconds {k}", "value": f"{v:.2f}"} for k, v in timings.items()]
     rows += [
         {"measure": f"failed {ref}", "value": why} for ref, why in sorted(billing.failed.items())

@@ -5,6 +5,7 @@ from billing.cli import (  # noqa: F401
     export_cmd,
     import_cmd,
     journal_cmd,
+    payment_cmd,
     seed_cmd,
     status_cmd,
 )

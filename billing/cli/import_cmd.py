@@ -14,18 +14,31 @@ from billing.db import unit_of_work
 from billing.errors import ImportFileError
 from billing.importer import ImportReport, import_file
 
-FileArgument = typer.Argument(
+TargetArgument = typer.Argument(
     ...,
-    exists=True,
-    dir_okay=False,
-    readable=True,
-    help="A .json or .csv file (docs/data-formats.md).",
+    metavar="FILE | payments FILE",
+    help="A .json or .csv file (docs/data-formats.md), or 'payments' and a bank statement CSV.",
 )
 
 
 @app.command("import")
-def import_command(file: Path = FileArgument, database: str | None = DatabaseOption) -> None:
-    """Import FILE: all of it in one transaction, or nothing (exit code 2)."""
+def import_command(
+    target: str = TargetArgument,
+    statement: Path | None = typer.Argument(None, metavar="[FILE]", show_default=False),
+    database: str | None = DatabaseOption,
+) -> None:
+    """Import FILE in one transaction, or nothing (exit code 2); or ``payments FILE``."""
+    if target == "payments":
+        if statement is None:
+            fail("billing import payments FILE: name the bank statement CSV", code=2)
+            return
+        from billing.cli.payment_cmd import import_command as import_payments
+
+        import_payments(file=_readable(statement), database=database)
+        return
+    if statement is not None:
+        fail(f"unexpected second argument {escape(str(statement))!r}", code=2)
+    file = _readable(Path(target))
     engine = engine_for(database)
     try:
         with unit_of_work(engine) as session:
@@ -38,6 +51,12 @@ def import_command(file: Path = FileArgument, database: str | None = DatabaseOpt
             f"{report.rejected} usage row(s) rejected, kept in table rejected_usage "
             f"with source {escape(report.source)!r}"
         )
+
+
+def _readable(path: Path) -> Path:
+    if not path.is_file():
+        fail(f"{escape(str(path))}: no such file", code=2)
+    return path
 
 
 def report_table(report: ImportReport) -> Table:

@@ -1,0 +1,67 @@
+"""How collection and refunds run: creditor, retry schedule, lead days, output folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from billing.errors import ConfigurationError
+from billing.payments.sepa import Creditor
+
+DEFAULT_RETRY_DAYS = (3, 7, 14)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """A failed collection is retried ``retry_days`` after the bill's first failure.
+
+    With (3, 7, 14) a bill is tried on day 0, then on days 3, 7 and 14 after the first failure;
+    when the fourth attempt fails too, the account enters dunning.
+    """
+
+    retry_days: tuple[int, ...] = DEFAULT_RETRY_DAYS
+
+    def __post_init__(self) -> None:
+        days = list(self.retry_days)
+        if any(d <= 0 for d in days) or days != sorted(set(days)):
+            raise ConfigurationError(
+                f"retry days must be positive and increasing, not {self.retry_days}"
+            )
+
+    @property
+    def attempts(self) -> int:
+        """The first attempt and its retries."""
+        return 1 + len(self.retry_days)
+
+    def exhausted(self, failures: int) -> bool:
+        return failures >= self.attempts
+
+    def due(self, failures: int, first_failure: date | None, as_of: date) -> bool:
+        """Whether attempt ``failures + 1`` of a bill is due on ``as_of``."""
+        if failures == 0:
+            return True
+        if self.exhausted(failures) or first_failure is None:
+            return False
+        return as_of >= first_failure + timedelta(days=self.retry_days[failures - 1])
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentConfig:
+    """Everything pin_collect and pin_refund need besides the database and the gateway.
+
+    ``creditor`` is None when no SEPA creditor is configured: debits and transfers are then
+    skipped (and reported), card payments still run. SEPA files go under
+    ``output_dir/<as_of>/sepa/<creditor id>/``.
+    """
+
+    output_dir: Path
+    creditor: Creditor | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    debit_lead_days: int = 2
+    min_refund: Decimal = Decimal("0.01")
+
+    def sepa_folder(self, as_of: date) -> Path:
+        creditor_id = self.creditor.creditor_id if self.creditor else "none"
+        return self.output_dir / as_of.isoformat() / "sepa" / creditor_id

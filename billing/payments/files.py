@@ -1,0 +1,105 @@
+"""Storing a SEPA file: its row, its entries and its bytes, in the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from billing.models import BillingIssue
+from billing.models_payments import PaymentFile, PaymentFileEntry, PaymentFileKind
+from billing.payments.sepa import SEPA_CURRENCY, Creditor, write_atomically
+
+PREFIX = {PaymentFileKind.DIRECT_DEBIT: "DD", PaymentFileKind.CREDIT_TRANSFER: "CT"}
+SUFFIX = {
+    PaymentFileKind.DIRECT_DEBIT: "pain.008.xml",
+    PaymentFileKind.CREDIT_TRANSFER: "pain.001.xml",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A transaction of the file: the payment (debit) or the refund (transfer) it carries."""
+
+    end_to_end_id: str
+    amount: Decimal
+    payment_id: int | None = None
+    refund_id: int | None = None
+
+
+def store_file(
+    session: Session,
+    *,
+    kind: PaymentFileKind,
+    creditor: Creditor,
+    as_of: date,
+    folder: Path,
+    entries: Sequence[Entry],
+    build: Callable[[str], bytes],
+) -> Path:
+    """Number the file (``DD-YYYYMMDD-NNN``), build it, record it and write it.
+
+    The number counts the creditor's files of that kind and date, so a transaction that rolls
+    back after writing leaves a file that the rerun overwrites with the same bytes.
+    """
+    prefix = f"{PREFIX[kind]}-{as_of:%Y%m%d}-"
+    earlier = session.scalar(
+        select(func.count()).where(
+            PaymentFile.creditor_id == creditor.creditor_id,
+            PaymentFile.kind == kind,
+            PaymentFile.as_of == as_of,
+        )
+    )
+    msg_id = f"{prefix}{(earlier or 0) + 1:03d}"
+    xml = build(msg_id)
+    path = folder / f"{msg_id}.{SUFFIX[kind]}"
+    row = PaymentFile(
+        kind=kind,
+        creditor_id=creditor.creditor_id,
+        msg_id=msg_id,
+        as_of=as_of,
+        path=str(path),
+        currency=SEPA_CURRENCY,
+        transactions=len(entries),
+        control_sum=sum((e.amount for e in entries), Decimal(0)),
+    )
+    session.add(row)
+    session.flush()
+    session.add_all(
+        PaymentFileEntry(
+            file_id=row.id,
+            payment_id=e.payment_id,
+            refund_id=e.refund_id,
+            end_to_end_id=e.end_to_end_id,
+        )
+        for e in entries
+    )
+    session.flush()
+    write_atomically(path, xml)
+    return path
+
+
+def note_issue(
+    session: Session, *, run_id: str, step: str, account_id: int, as_of: date, reason: str
+) -> None:
+    """Keep a billing issue for an account a step skipped, once while it stays unresolved."""
+    known = session.scalar(
+        select(func.count()).where(
+            BillingIssue.step == step,
+            BillingIssue.account_id == account_id,
+            BillingIssue.reason == reason,
+            BillingIssue.resolved.is_(False),
+        )
+    )
+    if not known:
+        session.add(
+            BillingIssue(
+                run_id=run_id, step=step, account_id=account_id, as_of=as_of, reason=reason
+            )
+        )
+        session.flush()

@@ -1,0 +1,177 @@
+"""A sandbox card processor that behaves like a real processor's test mode.
+
+Test card tokens decide the answer:
+
+============================  ==========================================================
+token                         answer
+============================  ==========================================================
+``tok_visa``, ``tok_mastercard``, ``tok_amex``, any other ``tok_...``   succeeded
+``tok_declined``              declined, ``card_declined``
+``tok_insufficient_funds``    declined, ``insufficient_funds``
+``tok_expired``               declined, ``expired_card``
+``tok_transient``             transient error on the first ``transient_failures`` calls of
+                              each idempotency key (default 2), then succeeded
+a token not starting ``tok_`` declined, ``invalid_token``
+============================  ==========================================================
+
+Refunds succeed for every token except ``tok_transient`` (transient first, like charges).
+
+The ledger is a SQLite file the caller chooses (a test's temporary directory, ``var/`` for the
+demo), outside the billing database, as a real processor's records are: a billing transaction
+that rolls back leaves the charge in the ledger. A final answer is stored per idempotency key
+and replayed; a transient error is not final. Reusing a key for another amount, currency or
+token raises ``IdempotencyConflict``, as processors refuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from billing.payments.errors import IdempotencyConflict
+from billing.payments.gateway import GatewayResult, GatewayStatus
+
+DECLINES = {
+    "tok_declined": "card_declined",
+    "tok_insufficient_funds": "insufficient_funds",
+    "tok_expired": "expired_card",
+}
+TRANSIENT_TOKEN = "tok_transient"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    idempotency_key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    card_token TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    status TEXT,
+    reference TEXT,
+    reason TEXT
+)
+"""
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One request as the sandbox remembers it (``status`` is None until final)."""
+
+    idempotency_key: str
+    kind: str
+    card_token: str
+    amount: Decimal
+    currency: str
+    calls: int
+    status: str | None
+    reference: str | None
+    reason: str | None
+
+
+class SandboxGateway:
+    """A ``PaymentGateway`` in test mode, its ledger in the SQLite file ``ledger``."""
+
+    def __init__(self, ledger: Path | str, *, transient_failures: int = 2) -> None:
+        self.ledger = Path(ledger)
+        self.transient_failures = transient_failures
+        self.ledger.parent.mkdir(parents=True, exist_ok=True)
+        with self._transaction() as db:
+            db.execute(_SCHEMA)
+
+    def charge(
+        self, idempotency_key: str, card_token: str, amount: Decimal, currency: str
+    ) -> GatewayResult:
+        return self._request("charge", idempotency_key, card_token, amount, currency)
+
+    def refund(
+        self, idempotency_key: str, card_token: str, amount: Decimal, currency: str
+    ) -> GatewayResult:
+        return self._request("refund", idempotency_key, card_token, amount, currency)
+
+    def requests(self, kind: str | None = None) -> list[LedgerRow]:
+        """Every request the sandbox received (for tests and the demo), in key order."""
+        with self._transaction() as db:
+            rows = db.execute("SELECT * FROM requests ORDER BY idempotency_key").fetchall()
+        found = [
+            LedgerRow(r[0], r[1], r[2], Decimal(r[3]), r[4], r[5], r[6], r[7], r[8]) for r in rows
+        ]
+        return [r for r in found if kind is None or r.kind == kind]
+
+    def _request(
+        self, kind: str, key: str, token: str, amount: Decimal, currency: str
+    ) -> GatewayResult:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT kind, card_token, amount, currency, calls, status, reference, reason "
+                "FROM requests WHERE idempotency_key = ?",
+                (key,),
+            ).fetchone()
+            if row is not None and (row[0], row[1], Decimal(row[2]), row[3]) != (
+                kind,
+                token,
+                amount,
+                currency,
+            ):
+                raise IdempotencyConflict(
+                    f"idempotency key {key!r} was used for {row[0]} {row[2]} {row[3]} "
+                    f"on {row[1]}, not {kind} {amount} {currency} on {token}"
+                )
+            if row is not None and row[5] is not None:
+                return GatewayResult(
+                    GatewayStatus(row[5]), row[6], amount, currency, row[7], replayed=True
+                )
+            calls = (row[4] if row else 0) + 1
+            status, reason = self._decide(kind, token, calls)
+            final = status is not GatewayStatus.TRANSIENT_ERROR
+            reference = _reference(kind, key)
+            db.execute(
+                "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (idempotency_key) DO UPDATE SET calls = excluded.calls, "
+                "status = excluded.status, reference = excluded.reference, "
+                "reason = excluded.reason",
+                (
+                    key,
+                    kind,
+                    token,
+                    str(amount),
+                    currency,
+                    calls,
+                    status.value if final else None,
+                    reference,
+                    reason,
+                ),
+            )
+        return GatewayResult(status, reference, amount, currency, reason)
+
+    def _decide(self, kind: str, token: str, calls: int) -> tuple[GatewayStatus, str | None]:
+        if not token.startswith("tok_"):
+            return GatewayStatus.DECLINED, "invalid_token"
+        if token == TRANSIENT_TOKEN and calls <= self.transient_failures:
+            return GatewayStatus.TRANSIENT_ERROR, "processor_unavailable"
+        if kind == "charge" and token in DECLINES:
+            return GatewayStatus.DECLINED, DECLINES[token]
+        return GatewayStatus.SUCCEEDED, None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.ledger, timeout=60, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+
+
+def _reference(kind: str, key: str) -> str:
+    """The processor's id of a request: stable for a key (``ch_...`` or ``re_...``)."""
+    prefix = "ch" if kind == "charge" else "re"
+    return f"{prefix}_{hashlib.sha256(key.encode()).hexdigest()[:24]}"

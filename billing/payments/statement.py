@@ -1,0 +1,210 @@
+"""Payments from the bank: statement lines, settlements and returns of direct debits.
+
+A bank-statement CSV has the columns ``reference, account_ref, amount, currency, date`` and an
+optional ``bill_no``. Each line is either the settlement of a pending direct debit or refund
+(its reference is the debit's or the refund's end-to-end id) or a new payment, recorded settled
+under the idempotency key ``ref:{reference}`` and applied (the named bill first). Importing the
+same file twice changes nothing. A bad line is rejected with its reason; the others load.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from billing.errors import MoneyError
+from billing.models import Account, Bill, Payment, PaymentMethod, PaymentStatus, Refund
+from billing.money import minor_units
+from billing.payments.config import RetryPolicy
+from billing.payments.errors import PaymentRecordError
+from billing.payments.ledger import (
+    enter_dunning,
+    fail_payment,
+    record_payment,
+    settle_payment,
+    settle_refund,
+)
+
+COLUMNS = ("reference", "account_ref", "amount", "currency", "date")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+@dataclass
+class StatementReport:
+    """What an import did: new payments, settled debits, lines seen before, rejected lines."""
+
+    inserted: int = 0
+    settled: int = 0
+    unchanged: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+def parse_amount(text: str, currency: str) -> Decimal:
+    """A positive amount in the currency's minor units; PaymentRecordError otherwise."""
+    if not _DECIMAL.fullmatch(text.strip()):
+        raise PaymentRecordError(f"amount {text!r} is not a positive decimal number")
+    amount = Decimal(text.strip())
+    try:
+        places = minor_units(currency)
+    except MoneyError as error:
+        raise PaymentRecordError(str(error)) from error
+    if amount <= 0 or amount != amount.quantize(Decimal(1).scaleb(-places)):
+        raise PaymentRecordError(f"amount {text} is not a positive {currency} amount")
+    return amount
+
+
+def record_bank_payment(
+    session: Session,
+    *,
+    reference: str,
+    account_ref: str,
+    amount: Decimal,
+    currency: str,
+    received_on: date,
+    bill_no: str | None = None,
+) -> str:
+    """Record one payment received; ``inserted``, ``settled`` (a pending debit) or ``unchanged``."""
+    if not reference.strip() or len(reference) > 90:
+        raise PaymentRecordError("a payment needs a reference of 1 to 90 characters")
+    account = session.scalars(select(Account).where(Account.ref == account_ref)).one_or_none()
+    if account is None:
+        raise PaymentRecordError(f"unknown account {account_ref!r}")
+    matched = _debit_by_reference(session, reference)
+    if matched is not None:
+        if (matched.account_id, matched.amount, matched.currency) != (
+            account.id,
+            amount,
+            currency,
+        ):
+            raise PaymentRecordError(
+                f"reference {reference} is the debit of {matched.amount} {matched.currency} "
+                f"on another account or amount"
+            )
+        return "settled" if settle_payment(session, matched.id) else "unchanged"
+    if _known(session, reference):
+        return "unchanged"
+    bill_id = _bill_id(session, account.id, bill_no) if bill_no else None
+    inserted = record_payment(
+        session,
+        idempotency_key=f"ref:{reference}",
+        account_id=account.id,
+        amount=amount,
+        currency=currency,
+        received_on=received_on,
+        method=PaymentMethod.INVOICE,
+        status=PaymentStatus.SETTLED,
+        reference=reference,
+        bill_id=bill_id,
+    )
+    return "inserted" if inserted is not None else "unchanged"
+
+
+def _debit_by_reference(session: Session, reference: str) -> Payment | None:
+    return session.scalars(
+        select(Payment).where(
+            Payment.reference == reference,
+            Payment.method == PaymentMethod.DIRECT_DEBIT,
+        )
+    ).first()
+
+
+def _known(session: Session, reference: str) -> bool:
+    return bool(
+        session.scalar(select(func.count()).where(Payment.idempotency_key == f"ref:{reference}"))
+    )
+
+
+def _bill_id(session: Session, account_id: int, bill_no: str) -> int:
+    bill_id = session.scalar(
+        select(Bill.id).where(Bill.account_id == account_id, Bill.bill_no == bill_no)
+    )
+    if bill_id is None:
+        raise PaymentRecordError(f"the account has no bill {bill_no!r}")
+    return bill_id
+
+
+def settle_reference(session: Session, reference: str) -> str:
+    """The bank confirmed a pending debit or transfer: settle it (``settled``/``unchanged``)."""
+    payment = _debit_by_reference(session, reference)
+    if payment is not None:
+        return "settled" if settle_payment(session, payment.id) else "unchanged"
+    refund = session.scalars(select(Refund).where(Refund.reference == reference)).first()
+    if refund is not None:
+        return "settled" if settle_refund(session, refund.id) else "unchanged"
+    raise PaymentRecordError(f"no direct debit or transfer has the reference {reference!r}")
+
+
+def return_debit(
+    session: Session, reference: str, *, returned_on: date, reason: str, retry: RetryPolicy
+) -> str:
+    """The bank returned a pending debit: it failed, and is retried on the schedule."""
+    payment = _debit_by_reference(session, reference)
+    if payment is None:
+        raise PaymentRecordError(f"no direct debit has the reference {reference!r}")
+    if payment.status is PaymentStatus.SETTLED:
+        raise PaymentRecordError(f"debit {reference} is settled already; it cannot be returned")
+    if not fail_payment(session, payment.id, reason):
+        return "unchanged"
+    if payment.bill_id is not None:
+        failures = session.scalar(
+            select(func.count()).where(
+                Payment.bill_id == payment.bill_id, Payment.status == PaymentStatus.FAILED
+            )
+        )
+        if retry.exhausted(failures or 0):
+            why = f"collection failed {failures} times: {reason}"
+            enter_dunning(session, payment.account_id, payment.bill_id, returned_on, why)
+    return "returned"
+
+
+def import_payments_csv(session: Session, path: Path) -> StatementReport:
+    """Import a bank-statement CSV into the session's transaction, line by line."""
+    report = StatementReport()
+    for number, row in _rows(path):
+        try:
+            currency = row["currency"].strip().upper()
+            outcome = record_bank_payment(
+                session,
+                reference=row["reference"].strip(),
+                account_ref=row["account_ref"].strip(),
+                amount=parse_amount(row["amount"], currency),
+                currency=currency,
+                received_on=_date(row["date"]),
+                bill_no=(row.get("bill_no") or "").strip() or None,
+            )
+        except PaymentRecordError as error:
+            report.rejected.append((number, str(error)))
+            continue
+        if outcome == "inserted":
+            report.inserted += 1
+        elif outcome == "settled":
+            report.settled += 1
+        else:
+            report.unchanged += 1
+    return report
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """The file's lines as dicts, numbered from 1 after the header (streamed)."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise PaymentRecordError(f"{path.name}: missing column(s) {', '.join(missing)}")
+        for number, row in enumerate(reader, start=1):
+            yield number, {k: v or "" for k, v in row.items() if k is not None}
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError as error:
+        raise PaymentRecordError(f"date {text!r} is not YYYY-MM-DD") from error

@@ -1,0 +1,25 @@
+"""How collection retries and refunds behave (BRM pin_collect / pin_refund knobs)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from prefect.blocks.core import Block
+from pydantic import Field
+
+
+class PaymentSettings(Block):
+    _block_type_name = "Payment Settings"
+    _description = "Retry schedule of failed collections, debit lead time, smallest refund."
+
+    retry_days: list[int] = Field(
+        [3, 7, 14],
+        description="Days after a bill's first failed collection on which it is retried; "
+        "after the last one fails the account enters dunning.",
+    )
+    debit_lead_days: int = Field(
+        2, ge=0, description="Days between the run date and a debit's collection date."
+    )
+    min_refund: Decimal = Field(
+        Decimal("0.01"), gt=0, description="Smallest credit balance that is refunded."
+    )

@@ -1,0 +1,80 @@
+"""Collect and refund inside the real bill-day flow, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from sqlalchemy import select
+
+from billing.db import unit_of_work
+from billing.models import Account, Payment
+from billing.models_payments import PaymentFileKind
+from billing.payments.sandbox import SandboxGateway
+from billing.payments.sepa import xsd_path
+from blocks.payment_gateway import PaymentGateway as GatewayBlock
+from flows.bill_day import bill_day
+from tests.billing.test_billday import population  # noqa: F401
+from tests.billing.test_payments import by_card, by_debit
+
+AS_OF = date(2027, 2, 1)
+DD_FILE = Path("var/output/2027-02-01/sepa/FR72ZZZ123456/DD-20270201-001.pain.008.xml")
+
+
+@pytest.fixture
+def billing_db(population, monkeypatch, tmp_path):  # noqa: F811
+    monkeypatch.chdir(tmp_path)  # reports, SEPA files and the sandbox ledger go to ./var
+    monkeypatch.setenv("BILLING_DATABASE_URL", population.url.render_as_string(hide_password=False))
+    from flows.runtime import engine_for
+
+    engine_for.cache_clear()
+    return population
+
+
+def _state(engine) -> tuple[dict[str, Decimal], list[tuple[str, str]]]:
+    with unit_of_work(engine) as s:
+        balances = dict(s.execute(select(Account.ref, Account.balance)).tuples().all())
+        payments = [
+            (k, st.value)
+            for k, st in s.execute(
+                select(Payment.idempotency_key, Payment.status).order_by(Payment.id)
+            )
+        ]
+    return balances, payments
+
+
+def test_bill_day_collects_cards_and_writes_the_debit_file(billing_db):
+    by_debit(billing_db, "A")
+    by_card(billing_db, "B", "tok_visa")
+    bill_day(as_of=AS_OF, database_block="")  # the checks (balances match the ledger) pass
+    balances, payments = _state(billing_db)
+    assert balances == {"A": Decimal("199.20"), "B": Decimal(0)}  # A's debit is pending
+    assert sorted(payments) == [
+        ("card:cyc:2:2027-01-31:1", "settled"),
+        ("dd:cyc:1:2027-02-01:1", "pending"),
+    ]
+    schema = etree.XMLSchema(etree.parse(str(xsd_path(PaymentFileKind.DIRECT_DEBIT))))
+    assert schema.validate(etree.parse(str(DD_FILE)))
+    bill_day(as_of=AS_OF, database_block="")
+    assert _state(billing_db) == (balances, payments)
+    assert [p.name for p in DD_FILE.parent.iterdir()] == [DD_FILE.name]
+
+
+def test_transient_processor_error_is_retried_by_the_task(billing_db, tmp_path):
+    by_card(billing_db, "B", "tok_transient")
+    ledger = tmp_path / "gw.sqlite3"
+    GatewayBlock(sandbox_ledger=str(ledger), sandbox_transient_failures=1).save(
+        "default", overwrite=True
+    )
+    try:
+        bill_day(as_of=AS_OF, database_block="")
+    finally:
+        GatewayBlock.delete("default")
+    balances, payments = _state(billing_db)
+    assert balances["B"] == 0
+    assert payments == [("card:cyc:2:2027-01-31:1", "settled")]
+    [request] = SandboxGateway(ledger).requests("charge")
+    assert (request.calls, request.status) == (2, "succeeded")
