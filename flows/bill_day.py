@@ -246,6 +246,20 @@ def bill_day(
             f"post-billing checks failed: {', '.join(checks['failed'])}; "
             f"nothing is rendered or sent. Data Docs: {checks['data_docs']}"
         )
+    if not dry_run:  # documents (XML, Factur-X PDF) only after the checks gate passed
+        from flows.document_steps import DocumentsFailed, render_documents
+
+        started = perf_counter()
+        documents = render_documents(
+            database_block, run_id=run_id, bill_dates=(as_of, as_of), enqueue_email=True
+        )
+        timings["documents"] = perf_counter() - started
+        summary["documents rendered"] = documents["rendered"]
+        summary["invoice e-mails queued"] = documents["emails queued"]
+        summary["seconds documents"] = f"{timings['documents']:.2f}"
+        if documents["failed"]:
+            names = ", ".join(sorted(documents["failed"])[:20])
+            raise DocumentsFailed(f"{len(documents['failed'])} invoice(s) not rendered: {names}")
     return summary
 
 

@@ -153,4 +153,46 @@ def run_revrec(
     console.print(table)
 
 
+@run_app.command("invoice-email-sender")
+def run_invoice_email_sender(
+    process_now: str = typer.Option(None, "--process-now", help=PROCESS_NOW_HELP),
+    database: str = typer.Option(None, "--database", "-d", envvar="BILLING_DATABASE_URL"),
+) -> None:
+    """Cn285 Invoice Email Sender: e-mail the queued invoices with their Factur-X PDF."""
+    _run_daemon("flows.invoice_email_sender", "invoice_email_sender", process_now, database)
+
+
+@run_app.command("render-invoices")
+def run_render_invoices(
+    bill_no: list[str] = typer.Option(None, "--bill-no", help="Only this bill number (repeat)."),
+    date_from: str = typer.Option(None, "--from", help="First bill date, YYYY-MM-DD."),
+    date_to: str = typer.Option(None, "--to", help="Last bill date, YYYY-MM-DD."),
+    processes: int = typer.Option(None, "--processes", help="Worker processes (default: CPUs)."),
+    database: str = typer.Option(None, "--database", "-d", envvar="BILLING_DATABASE_URL"),
+) -> None:
+    """Render invoice documents (XML, Factur-X PDF) again, by bill numbers or bill dates."""
+    from flows.document_steps import DocumentsFailed
+    from flows.render_invoices import render_invoices
+
+    if not bill_no and date_from is None and date_to is None:
+        fail("name the invoices: --bill-no, or --from / --to")
+        return
+    _database_block_fallback(database)
+    try:
+        summary = render_invoices(
+            bill_nos=bill_no or None,
+            date_from=parse_date(date_from, default_today=False),
+            date_to=parse_date(date_to, default_today=False),
+            processes=processes,
+            database_block="" if database else "default",
+        )
+    except DocumentsFailed as error:
+        fail(str(error))
+        return
+    table = Table("measure", "value", title="render invoices")
+    for key, value in summary.items():
+        table.add_row(key, str(value if key != "failed" else len(value)))
+    console.print(table)
+
+
 __all__ = ["app"]

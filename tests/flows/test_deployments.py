@@ -74,6 +74,17 @@ EXPECTED = {
         {"cron": "0 3 2 * *"},
         {"database_block": "default", "post": False, "per_batch": 20000},
     ),
+    "invoice-email-sender": (
+        "flows/invoice_email_sender.py:invoice_email_sender",
+        {"interval": 900.0},
+        {
+            "database_block": "default",
+            "smtp_block": "default",
+            "store_block": "default",
+            "seller_block": "default",
+            "per_batch": 200,
+        },
+    ),
     "bill-day": (
         "flows/bill_day.py:bill_day",
         {"cron": "0 1 * * *"},

@@ -1,0 +1,233 @@
+"""The invoice as a UN/CEFACT Cross-Industry-Invoice (CII D16B), Factur-X EN 16931 profile.
+
+Built with lxml and embedded into the PDF (Factur-X / ZUGFeRD). Periods in the engine are
+half-open ``[start, end)``; EN 16931 periods are inclusive, so the last day is ``end - 1``.
+The VAT breakdown (BG-23) sums the lines' rounded taxes, exactly as the bill does; see
+docs/documents.md for how that meets BR-S-09 / BR-CO-14.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+from lxml import etree
+
+from billing.documents.errors import InvoiceValidationError
+from billing.documents.model import Invoice, Line
+from billing.documents.seller import Seller
+from billing.models import PaymentMethod
+from billing.money import LINE_ROUNDING, quantize_money
+from billing.tax import TaxLine, tax_summary
+
+RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
+RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
+UDT = "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100"
+QDT = "urn:un:unece:uncefact:data:standard:QualifiedDataType:100"
+NSMAP = {"rsm": RSM, "ram": RAM, "udt": UDT, "qdt": QDT}
+EN16931 = "urn:cen.eu:en16931:2017"
+COMMERCIAL_INVOICE = "380"
+UNIT_ONE = "C62"  # UN/ECE Recommendation 20: "one" (a unit without dimension)
+PAYMENT_MEANS = {  # UNCL 4461
+    PaymentMethod.INVOICE: "58",  # SEPA credit transfer
+    PaymentMethod.CARD: "48",  # bank card
+    PaymentMethod.DIRECT_DEBIT: "59",  # SEPA direct debit
+}
+
+
+def vat_category(rate: Decimal) -> str:
+    """UNCL 5305 category of a rate: standard (S) when positive, zero rated (Z) otherwise."""
+    return "S" if rate > 0 else "Z"
+
+
+def inclusive_end(start: date, end: date) -> date:
+    """The last day of a half-open period ``[start, end)`` (a one-day period ends on start)."""
+    return max(start, end - timedelta(days=1))
+
+
+def _amount(value: Decimal, currency: str) -> str:
+    return format(quantize_money(value, currency, LINE_ROUNDING), "f")
+
+
+def _number(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return text if text not in ("-0", "") else "0"
+
+
+def _percent(rate: Decimal) -> str:
+    return _number(rate * 100)
+
+
+def _el(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    prefix, name = tag.split(":")
+    element = etree.SubElement(parent, f"{{{NSMAP[prefix]}}}{name}", attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _date(parent: etree._Element, tag: str, value: date) -> None:
+    _el(_el(parent, tag), "udt:DateTimeString", value.strftime("%Y%m%d"), format="102")
+
+
+def _party(
+    parent: etree._Element, tag: str, name: str, address: tuple[str, ...], **ids: str
+) -> None:
+    party = _el(parent, tag)
+    _el(party, "ram:Name", name)
+    if ids.get("legal_id"):
+        _el(
+            _el(party, "ram:SpecifiedLegalOrganization"), "ram:ID", ids["legal_id"], schemeID="0002"
+        )
+    postal_code, line_one, city, country = address
+    postal = _el(party, "ram:PostalTradeAddress")
+    if postal_code:
+        _el(postal, "ram:PostcodeCode", postal_code)
+    if line_one:
+        _el(postal, "ram:LineOne", line_one)
+    if city:
+        _el(postal, "ram:CityName", city)
+    _el(postal, "ram:CountryID", country)
+    if ids.get("email"):
+        _el(_el(party, "ram:URIUniversalCommunication"), "ram:URIID", ids["email"], schemeID="EM")
+    if ids.get("vat_id"):
+        _el(_el(party, "ram:SpecifiedTaxRegistration"), "ram:ID", ids["vat_id"], schemeID="VA")
+
+
+def _line(parent: etree._Element, line: Line, currency: str) -> None:
+    item = _el(parent, "ram:IncludedSupplyChainTradeLineItem")
+    _el(_el(item, "ram:AssociatedDocumentLineDocument"), "ram:LineID", str(line.position))
+    _el(_el(item, "ram:SpecifiedTradeProduct"), "ram:Name", line.description)
+    quantity, price = line.quantity, line.unit_price
+    if price < 0:  # BR-27: the item price is never negative; a credit has a negative quantity
+        quantity, price = -quantity, -price
+    agreement = _el(item, "ram:SpecifiedLineTradeAgreement")
+    _el(_el(agreement, "ram:NetPriceProductTradePrice"), "ram:ChargeAmount", _number(price))
+    delivery = _el(item, "ram:SpecifiedLineTradeDelivery")
+    _el(delivery, "ram:BilledQuantity", _number(quantity), unitCode=UNIT_ONE)
+    settlement = _el(item, "ram:SpecifiedLineTradeSettlement")
+    tax = _el(settlement, "ram:ApplicableTradeTax")
+    _el(tax, "ram:TypeCode", "VAT")
+    _el(tax, "ram:CategoryCode", vat_category(line.tax_rate))
+    _el(tax, "ram:RateApplicablePercent", _percent(line.tax_rate))
+    period = _el(settlement, "ram:BillingSpecifiedPeriod")
+    _date(period, "ram:StartDateTime", line.period_start)
+    _date(period, "ram:EndDateTime", inclusive_end(line.period_start, line.period_end))
+    summation = _el(settlement, "ram:SpecifiedTradeSettlementLineMonetarySummation")
+    _el(summation, "ram:LineTotalAmount", _amount(line.net, currency))
+
+
+def tax_breakdown(invoice: Invoice) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+    """(category, rate, base, tax) per VAT category and rate, from the lines' rounded taxes."""
+    rows = tax_summary(
+        TaxLine(vat_category(line.tax_rate), line.tax_rate, line.net, line.tax)
+        for line in invoice.lines
+    )
+    return [(row.category, row.rate, row.base, row.tax) for row in rows]
+
+
+def check_tax_breakdown(invoice: Invoice) -> None:
+    """Fail as BR-S-09 and BR-CO-17 would: each category's tax (summed from rounded lines) must
+    stay within one currency unit of its base times its rate (the Schematron's tolerance)."""
+    for category, rate, base, tax in tax_breakdown(invoice):
+        expected = quantize_money(base * rate, invoice.currency, LINE_ROUNDING)
+        if category == "S" and abs(abs(tax) - abs(expected)) >= 1:
+            raise InvoiceValidationError(
+                f"invoice {invoice.bill_no}",
+                [
+                    f"[BR-S-09, BR-CO-17] VAT {_percent(rate)} %: the lines' rounded taxes "
+                    f"sum to {tax}, {abs(tax - expected)} away from base {base} x rate = {expected}"
+                    " (tolerance: under 1 currency unit)"
+                ],
+            )
+
+
+def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
+    """The CII XML tree of an invoice (Factur-X EN 16931 profile)."""
+    cur = invoice.currency
+    root = etree.Element(f"{{{RSM}}}CrossIndustryInvoice", nsmap=NSMAP)
+    context = _el(root, "rsm:ExchangedDocumentContext")
+    _el(_el(context, "ram:GuidelineSpecifiedDocumentContextParameter"), "ram:ID", EN16931)
+    document = _el(root, "rsm:ExchangedDocument")
+    _el(document, "ram:ID", invoice.bill_no)
+    _el(document, "ram:TypeCode", COMMERCIAL_INVOICE)
+    _date(document, "ram:IssueDateTime", invoice.bill_date)
+    if seller.legal_form:
+        note = _el(document, "ram:IncludedNote")
+        _el(note, "ram:Content", seller.legal_form)
+        _el(note, "ram:SubjectCode", "REG")
+
+    transaction = _el(root, "rsm:SupplyChainTradeTransaction")
+    for line in invoice.lines:
+        _line(transaction, line, cur)
+
+    agreement = _el(transaction, "ram:ApplicableHeaderTradeAgreement")
+    _el(agreement, "ram:BuyerReference", invoice.account_ref)
+    _party(
+        agreement,
+        "ram:SellerTradeParty",
+        seller.name,
+        (seller.postal_code, seller.address_line, seller.city, seller.country),
+        legal_id=seller.legal_id,
+        email=seller.email,
+        vat_id=seller.vat_id,
+    )
+    buyer = invoice.buyer
+    _party(
+        agreement,
+        "ram:BuyerTradeParty",
+        buyer.name,
+        (buyer.postal_code, buyer.address_line, buyer.city, buyer.country),
+        email=buyer.email,
+        vat_id=buyer.vat_id or "",
+    )
+    delivery = _el(transaction, "ram:ApplicableHeaderTradeDelivery")  # must not be empty
+    _date(
+        _el(delivery, "ram:ActualDeliverySupplyChainEvent"),
+        "ram:OccurrenceDateTime",
+        invoice.bill_date,
+    )
+
+    settlement = _el(transaction, "ram:ApplicableHeaderTradeSettlement")
+    payment = invoice.payment
+    direct_debit = payment.method == PaymentMethod.DIRECT_DEBIT
+    if direct_debit and seller.creditor_id:
+        _el(settlement, "ram:CreditorReferenceID", seller.creditor_id)
+    _el(settlement, "ram:PaymentReference", invoice.bill_no)
+    _el(settlement, "ram:InvoiceCurrencyCode", cur)
+    means = _el(settlement, "ram:SpecifiedTradeSettlementPaymentMeans")
+    _el(means, "ram:TypeCode", PAYMENT_MEANS[payment.method])
+    if direct_debit and payment.iban:
+        _el(_el(means, "ram:PayerPartyDebtorFinancialAccount"), "ram:IBANID", payment.iban)
+    elif payment.method == PaymentMethod.INVOICE and seller.iban:
+        _el(_el(means, "ram:PayeePartyCreditorFinancialAccount"), "ram:IBANID", seller.iban)
+        if seller.bic:
+            institution = _el(means, "ram:PayeeSpecifiedCreditorFinancialInstitution")
+            _el(institution, "ram:BICID", seller.bic)
+    for category, rate, base, tax in tax_breakdown(invoice):
+        trade_tax = _el(settlement, "ram:ApplicableTradeTax")
+        _el(trade_tax, "ram:CalculatedAmount", _amount(tax, cur))
+        _el(trade_tax, "ram:TypeCode", "VAT")
+        _el(trade_tax, "ram:BasisAmount", _amount(base, cur))
+        _el(trade_tax, "ram:CategoryCode", category)
+        _el(trade_tax, "ram:RateApplicablePercent", _percent(rate))
+    period = _el(settlement, "ram:BillingSpecifiedPeriod")
+    _date(period, "ram:StartDateTime", invoice.period_start)
+    _date(period, "ram:EndDateTime", inclusive_end(invoice.period_start, invoice.period_end))
+    terms = _el(settlement, "ram:SpecifiedTradePaymentTerms")
+    _el(terms, "ram:Description", f"{payment.terms_days} days net")
+    _date(terms, "ram:DueDateDateTime", invoice.due_date)
+    if direct_debit and payment.mandate_ref:
+        _el(terms, "ram:DirectDebitMandateID", payment.mandate_ref)
+    totals = _el(settlement, "ram:SpecifiedTradeSettlementHeaderMonetarySummation")
+    _el(totals, "ram:LineTotalAmount", _amount(invoice.net, cur))
+    _el(totals, "ram:TaxBasisTotalAmount", _amount(invoice.net, cur))
+    _el(totals, "ram:TaxTotalAmount", _amount(invoice.tax, cur), currencyID=cur)
+    _el(totals, "ram:GrandTotalAmount", _amount(invoice.gross, cur))
+    _el(totals, "ram:DuePayableAmount", _amount(invoice.gross, cur))
+    return root
+
+
+def cii_bytes(invoice: Invoice, seller: Seller) -> bytes:
+    """The CII XML document as UTF-8 bytes with an XML declaration."""
+    return etree.tostring(build_cii(invoice, seller), xml_declaration=True, encoding="UTF-8")

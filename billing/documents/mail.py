@@ -1,0 +1,209 @@
+"""Invoice e-mails: the message (PDF attached, headers checked) and the SMTP transport.
+
+``Transport`` is the seam where the outside world plugs in: ``SmtpTransport`` speaks SMTP with
+STARTTLS, implicit TLS (SSL) or plain, with optional authentication, and turns every failure
+into ``TransientDeliveryError`` (retry later) or ``PermanentDeliveryError`` (record, never
+retry). Header values with CR or LF are refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime, parseaddr
+from types import TracebackType
+from typing import Protocol
+
+from billing.documents.errors import (
+    DeliveryError,
+    HeaderInjectionError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+
+SECURITY = ("starttls", "ssl", "none")
+CONFIGURATION_CODES = frozenset({530, 534, 535, 538})
+"""Replies about TLS or authentication: our settings are wrong, not the invoice. The batch
+stops with the messages still queued, instead of failing every invoice for good."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """How to reach the SMTP server and who the invoices come from."""
+
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    timeout: float = 30.0
+    sender: str = "billing@openbill.example"
+    sender_name: str = "Openbill billing"
+    verify_certificate: bool = True
+
+    def __post_init__(self) -> None:
+        if self.security not in SECURITY:
+            raise DeliveryError(f"SMTP security must be one of {SECURITY}, not {self.security!r}")
+
+
+def header_safe(value: str, what: str) -> str:
+    """``value`` if it cannot add a header line: CR, LF and NUL are refused."""
+    if any(c in value for c in "\r\n\0"):
+        raise HeaderInjectionError(f"{what} contains a line break: {value[:80]!r}")
+    return value
+
+
+def single_address(value: str, what: str) -> str:
+    """``value`` if it is exactly one plain address (no list, no display name, no breaks)."""
+    header_safe(value, what)
+    name, addr = parseaddr(value)
+    local, at, domain = addr.partition("@")
+    if (
+        name
+        or addr != value.strip()
+        or not (local and at and domain)
+        or any(c in addr for c in ',;<>"() \t')
+        or "@" in domain
+    ):
+        raise HeaderInjectionError(f"{what} is not a single e-mail address: {value[:80]!r}")
+    return addr
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What one invoice e-mail says; built from the outbox row, the bill and the account."""
+
+    message_id: str
+    to_address: str
+    to_name: str
+    subject: str
+    body: str
+    attachment_name: str
+    pdf: bytes
+
+
+def build_message(envelope: Envelope, settings: SmtpSettings, sent_at: datetime) -> EmailMessage:
+    """The MIME message: text body, PDF attached, the outbox's stable Message-ID."""
+    message = EmailMessage(policy=SMTP_POLICY)
+    sender = single_address(settings.sender, "sender address")
+    message["From"] = Address(header_safe(settings.sender_name, "sender name"), addr_spec=sender)
+    to = single_address(envelope.to_address, "recipient address")
+    message["To"] = Address(header_safe(envelope.to_name, "recipient name"), addr_spec=to)
+    message["Subject"] = header_safe(envelope.subject, "subject")
+    message["Message-ID"] = header_safe(envelope.message_id, "Message-ID")
+    message["Date"] = format_datetime(sent_at.replace(tzinfo=sent_at.tzinfo or UTC))
+    message.set_content(envelope.body)
+    message.add_attachment(
+        envelope.pdf,
+        maintype="application",
+        subtype="pdf",
+        filename=header_safe(envelope.attachment_name, "attachment name"),
+    )
+    return message
+
+
+class Transport(Protocol):
+    """Sends messages over one connection; a context manager."""
+
+    def __enter__(self) -> Transport: ...
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def send(self, message: EmailMessage) -> None:
+        """Send or raise ``TransientDeliveryError`` / ``PermanentDeliveryError``."""
+        ...
+
+
+def _classify(error: Exception) -> DeliveryError:
+    """SMTP failures by their reply code: 5xx is permanent, 4xx and lost links transient."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+        kind = PermanentDeliveryError if codes and min(codes) >= 500 else TransientDeliveryError
+        return kind(f"recipient refused: {error.recipients}")
+    if isinstance(error, smtplib.SMTPResponseException) and error.smtp_code in CONFIGURATION_CODES:
+        return DeliveryError(f"SMTP server configuration: {error.smtp_code} {error.smtp_error!r}")
+    if isinstance(error, smtplib.SMTPResponseException):
+        text = (
+            error.smtp_error.decode(errors="replace")
+            if isinstance(error.smtp_error, bytes)
+            else str(error.smtp_error)
+        )
+        kind = PermanentDeliveryError if error.smtp_code >= 500 else TransientDeliveryError
+        return kind(f"{error.smtp_code} {text}")
+    return TransientDeliveryError(f"{type(error).__name__}: {error}")
+
+
+class SmtpTransport:
+    """SMTP with STARTTLS, SSL or none, and login when a user name is set."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self._smtp: smtplib.SMTP | None = None
+
+    def _context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if not self.settings.verify_certificate:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        try:
+            if s.security == "ssl":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    s.host, s.port, timeout=s.timeout, context=self._context()
+                )
+            else:
+                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                if s.security == "starttls":
+                    smtp.starttls(context=self._context())
+            if s.username:
+                smtp.login(s.username, s.password)
+        except smtplib.SMTPNotSupportedError as error:
+            raise DeliveryError(f"SMTP server configuration: {error}") from error
+        except smtplib.SMTPAuthenticationError as error:
+            raise DeliveryError(
+                f"SMTP login refused for {s.username!r}: {error.smtp_code}"
+            ) from error
+        except (smtplib.SMTPException, OSError) as error:
+            raise _classify(error) from error
+        return smtp
+
+    def __enter__(self) -> SmtpTransport:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                self._smtp.close()
+            self._smtp = None
+
+    def send(self, message: EmailMessage) -> None:
+        if self._smtp is None:
+            self._smtp = self._connect()
+        try:
+            self._smtp.send_message(message)
+        except (smtplib.SMTPException, OSError) as error:
+            self._close()  # a fresh connection for the next message
+            raise _classify(error) from error

@@ -1,0 +1,178 @@
+"""What an invoice document shows: immutable values loaded from the issued bills.
+
+Issued bills are never edited, so a document built from the same bill is always the same.
+``load_invoices`` streams bills with their account and lines; ``invoice_ids`` picks the bills
+to render (by run, by dates or by bill numbers). Only numbered bills are invoices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from itertools import groupby
+from typing import Any
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session
+
+from billing.models import Account, Bill, BillLine, PaymentMethod
+
+
+@dataclass(frozen=True)
+class Party:
+    """A seller or a buyer as printed on the invoice."""
+
+    name: str
+    address_line: str
+    postal_code: str
+    city: str
+    country: str
+    vat_id: str | None = None
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class Line:
+    """One invoice line (a frozen bill line)."""
+
+    position: int
+    description: str
+    period_start: date
+    period_end: date
+    quantity: Decimal
+    unit_price: Decimal
+    net: Decimal
+    tax_category: str
+    tax_rate: Decimal
+    tax: Decimal
+    gross: Decimal
+
+
+@dataclass(frozen=True)
+class Payment:
+    """How the buyer pays: method, terms and, for direct debit, the mandate."""
+
+    method: PaymentMethod
+    terms_days: int
+    iban: str | None = None
+    bic: str | None = None
+    mandate_ref: str | None = None
+    mandate_date: date | None = None
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """An issued, numbered bill with everything its documents print."""
+
+    bill_id: int
+    bill_no: str
+    series: str
+    bill_date: date
+    due_date: date
+    period_start: date
+    period_end: date
+    currency: str
+    net: Decimal
+    tax: Decimal
+    gross: Decimal
+    language: str
+    account_ref: str
+    buyer: Party
+    payment: Payment
+    lines: tuple[Line, ...]
+
+
+def _invoice(bill: Bill, account: Account, lines: Iterable[BillLine]) -> Invoice:
+    return Invoice(
+        bill_id=bill.id,
+        bill_no=bill.bill_no or "",
+        series=bill.series_code,
+        bill_date=bill.bill_date,
+        due_date=bill.due_date,
+        period_start=bill.period_start,
+        period_end=bill.period_end,
+        currency=bill.currency,
+        net=bill.net,
+        tax=bill.tax,
+        gross=bill.gross,
+        language=account.language or "en",
+        account_ref=account.ref,
+        buyer=Party(
+            name=account.name,
+            address_line=account.address_line,
+            postal_code=account.postal_code,
+            city=account.city,
+            country=account.country,
+            vat_id=account.vat_id,
+            email=account.email,
+        ),
+        payment=Payment(
+            method=PaymentMethod(account.payment_method),
+            terms_days=account.payment_terms_days,
+            iban=account.iban,
+            bic=account.bic,
+            mandate_ref=account.mandate_ref,
+            mandate_date=account.mandate_date,
+        ),
+        lines=tuple(
+            Line(
+                position=line.position,
+                description=line.description,
+                period_start=line.period_start,
+                period_end=line.period_end,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                net=line.net,
+                tax_category=line.tax_category,
+                tax_rate=line.tax_rate,
+                tax=line.tax,
+                gross=line.gross,
+            )
+            for line in lines
+        ),
+    )
+
+
+def load_invoices(
+    session: Session, bill_ids: Sequence[int] | None = None, *, chunk: int = 500
+) -> Iterator[Invoice]:
+    """Numbered bills (all, or those of ``bill_ids``) in number order, streamed with lines."""
+    query = (
+        select(Bill, Account, BillLine)
+        .join(Account, Account.id == Bill.account_id)
+        .join(BillLine, BillLine.bill_id == Bill.id)
+        .where(Bill.number.is_not(None))
+        .order_by(Bill.series_code, Bill.number, BillLine.position)
+    )
+    if bill_ids is not None:
+        query = query.where(Bill.id.in_(list(bill_ids)))
+    rows = session.execute(query.execution_options(yield_per=chunk))
+    for (bill, account), group in groupby(rows, key=lambda r: (r[0], r[1])):
+        yield _invoice(bill, account, (line for _, _, line in group))
+
+
+def invoice_ids(
+    session: Session,
+    *,
+    run_id: str | None = None,
+    bill_dates: tuple[date, date] | None = None,
+    bill_nos: Sequence[str] | None = None,
+) -> list[int]:
+    """Ids of the numbered bills of a run, or dated within [first, last], or with these numbers.
+
+    Criteria combine with OR (a bill-day run renders its own bills and those dated that day).
+    """
+    query: Select[Any] = select(Bill.id).where(Bill.number.is_not(None))
+    wanted = []
+    if run_id is not None:
+        wanted.append(Bill.run_id == run_id)
+    if bill_dates is not None:
+        wanted.append(Bill.bill_date.between(*bill_dates))
+    if bill_nos is not None:
+        wanted.append(Bill.bill_no.in_(list(bill_nos)))
+    if not wanted:
+        return []
+    query = query.where(or_(*wanted)).order_by(Bill.series_code, Bill.number)
+    return list(session.scalars(query))

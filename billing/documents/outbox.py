@@ -1,0 +1,308 @@
+"""The invoice e-mail outbox (Cn285 *Invoice Email Sender*): queued -> sending -> sent.
+
+Never twice, even across a crash:
+- a row is claimed (``queued -> sending``, attempts + 1) and committed *before* the SMTP
+  transaction, and marked ``sent`` in its own commit right after the server accepted it;
+- a row found in ``sending`` when a run starts was interrupted somewhere between those two
+  commits. It is never sent again blindly: ``recover_interrupted`` asks a ``DeliveryCheck``
+  whether its stable Message-ID was delivered (yes -> ``sent``, no -> ``queued``); with no
+  check, or no answer, it is parked as ``failed`` with the Message-ID to look up;
+- the Message-ID derives from the bill, so even an operator's re-send is recognisable.
+
+Transient failures (4xx, lost connection) retry with exponential backoff inside the run,
+then wait for the next run; permanent ones (5xx, bad address) are recorded as ``failed``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Protocol
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from billing.db import unit_of_work
+from billing.documents.errors import (
+    DeliveryError,
+    HeaderInjectionError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from billing.documents.formatting import Formatter
+from billing.documents.mail import Envelope, SmtpSettings, Transport, build_message
+from billing.documents.model import Invoice
+from billing.documents.store import DocumentStore, document_name
+from billing.models import Account, Bill, OutboxMessage, OutboxStatus
+
+RETRY_DELAYS = (1.0, 2.0, 4.0)
+MAX_ATTEMPTS = 10
+
+
+def message_id_for(bill_id: int, bill_no: str, domain: str) -> str:
+    """The stable Message-ID of a bill's invoice e-mail."""
+    safe = "".join(c if c.isalnum() or c in ".-_" else "_" for c in bill_no)
+    return f"<invoice.{safe}.{bill_id}@{domain}>"
+
+
+def enqueue_invoices(session: Session, invoices: Iterable[Invoice], *, domain: str) -> int:
+    """Queue one e-mail per invoice whose buyer has an address; a bill is queued only once."""
+    invoices = [invoice for invoice in invoices if invoice.buyer.email]
+    queued = set(
+        session.scalars(
+            select(OutboxMessage.bill_id).where(
+                OutboxMessage.bill_id.in_([invoice.bill_id for invoice in invoices])
+            )
+        )
+    )
+    rows = []
+    for invoice in invoices:
+        if invoice.bill_id in queued:
+            continue
+        f = Formatter.for_account(invoice.language, invoice.buyer.country, invoice.currency)
+        rows.append(
+            {
+                "bill_id": invoice.bill_id,
+                "to_address": invoice.buyer.email,
+                "subject": f.labels["email_subject"].format(number=invoice.bill_no)[:255],
+                "message_id": message_id_for(invoice.bill_id, invoice.bill_no, domain),
+                "status": OutboxStatus.QUEUED,
+                "attempts": 0,
+            }
+        )
+    if not rows:
+        return 0
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(OutboxMessage).on_conflict_do_nothing(index_elements=["bill_id"])
+    session.connection().execute(statement, rows)  # a concurrent run's rows are left alone
+    return len(rows)
+
+
+class DeliveryCheck(Protocol):
+    """Was a message with this Message-ID delivered? ``None`` when it cannot tell."""
+
+    def delivered(self, message_id: str) -> bool | None: ...
+
+
+@dataclass(frozen=True)
+class Recovery:
+    sent: int = 0
+    requeued: int = 0
+    unknown: int = 0
+
+
+def recover_interrupted(session: Session, check: DeliveryCheck | None) -> Recovery:
+    """Settle rows left in ``sending`` by a crash, without sending anything."""
+    sent = requeued = unknown = 0
+    rows = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.SENDING)
+    ).all()
+    for row in rows:
+        answer = check.delivered(row.message_id) if check is not None else None
+        if answer is True:
+            row.status, row.last_error = OutboxStatus.SENT, None
+            sent += 1
+        elif answer is False:
+            row.status = OutboxStatus.QUEUED
+            row.last_error = "interrupted before the server accepted it; queued again"
+            requeued += 1
+        else:
+            row.status = OutboxStatus.FAILED
+            row.last_error = (
+                f"interrupted while sending; delivery unknown, so not sent again. Look up "
+                f"Message-ID {row.message_id} in the mail log, then requeue if it is absent."
+            )
+            unknown += 1
+    return Recovery(sent, requeued, unknown)
+
+
+def due_messages(session: Session, as_of: date, *, limit: int | None = None) -> list[int]:
+    """Queued messages of bills dated on or before ``as_of``, oldest first."""
+    query = (
+        select(OutboxMessage.id)
+        .join(Bill, Bill.id == OutboxMessage.bill_id)
+        .where(OutboxMessage.status == OutboxStatus.QUEUED, Bill.bill_date <= as_of)
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+@dataclass
+class SendResult:
+    """What a sending batch did; ``failed`` maps bill numbers to the reason."""
+
+    sent: int = 0
+    retried: int = 0
+    waiting: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def merge(self, other: SendResult) -> SendResult:
+        return SendResult(
+            self.sent + other.sent,
+            self.retried + other.retried,
+            self.waiting + other.waiting,
+            {**self.failed, **other.failed},
+        )
+
+
+@dataclass(frozen=True)
+class _Pending:
+    outbox_id: int
+    bill_no: str
+    bill_date: date
+    envelope: Envelope
+
+
+def _load(
+    session: Session, outbox_id: int, store: DocumentStore, seller_name: str
+) -> _Pending | str:
+    """The row's envelope, or why it cannot be sent yet."""
+    row = session.execute(
+        select(OutboxMessage, Bill, Account)
+        .join(Bill, Bill.id == OutboxMessage.bill_id)
+        .join(Account, Account.id == Bill.account_id)
+        .where(OutboxMessage.id == outbox_id, OutboxMessage.status == OutboxStatus.QUEUED)
+    ).first()
+    if row is None:
+        return "no longer queued"
+    message, bill, account = row
+    name = document_name((bill.bill_no or "", bill.bill_date), "pdf")
+    try:
+        pdf = store.read(name)
+    except FileNotFoundError:
+        return f"waiting: {name} is not rendered yet"
+    f = Formatter.for_account(account.language, account.country, bill.currency)
+    body = f.labels["email_body"].format(
+        name=account.name,
+        number=bill.bill_no,
+        date=f.long_date(bill.bill_date),
+        amount=f.money(bill.gross),
+        due=f.long_date(bill.due_date),
+        seller=seller_name,
+    )
+    envelope = Envelope(
+        message_id=message.message_id,
+        to_address=message.to_address,
+        to_name=account.name,
+        subject=message.subject,
+        body=body,
+        attachment_name=name.rsplit("/", 1)[-1],
+        pdf=pdf,
+    )
+    return _Pending(outbox_id, bill.bill_no or "", bill.bill_date, envelope)
+
+
+def _claim(engine: Engine, outbox_id: int) -> bool:
+    """queued -> sending, committed before the SMTP transaction starts."""
+    with unit_of_work(engine) as session:
+        result = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == outbox_id, OutboxMessage.status == OutboxStatus.QUEUED)
+            .values(status=OutboxStatus.SENDING, attempts=OutboxMessage.attempts + 1)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _settle(
+    engine: Engine, outbox_id: int, status: OutboxStatus, error: str | None, sent_on: date | None
+) -> None:
+    with unit_of_work(engine) as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == outbox_id)
+            .values(status=status, last_error=error, sent_on=sent_on)
+        )
+
+
+def _note(engine: Engine, outbox_id: int, error: str) -> None:
+    with unit_of_work(engine) as session:
+        session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == outbox_id).values(last_error=error)
+        )
+
+
+def _attempts(engine: Engine, outbox_id: int) -> int:
+    with unit_of_work(engine) as session:
+        return (
+            session.scalar(select(OutboxMessage.attempts).where(OutboxMessage.id == outbox_id)) or 0
+        )
+
+
+def send_outbox(
+    engine: Engine,
+    outbox_ids: Sequence[int],
+    *,
+    transport: Transport,
+    settings: SmtpSettings,
+    store: DocumentStore,
+    seller_name: str,
+    now: datetime,
+    retry_delays: Sequence[float] = RETRY_DELAYS,
+    max_attempts: int = MAX_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SendResult:
+    """Send these queued messages over one transport; each message has its own commits."""
+    result = SendResult()
+    with transport:
+        for outbox_id in outbox_ids:
+            with unit_of_work(engine) as session:
+                pending = _load(session, outbox_id, store, seller_name)
+            if isinstance(pending, str):
+                if pending.startswith("waiting"):
+                    _note(engine, outbox_id, pending)
+                    result.waiting += 1
+                continue
+            try:
+                message = build_message(pending.envelope, settings, now)
+            except HeaderInjectionError as error:
+                _settle(engine, outbox_id, OutboxStatus.FAILED, str(error), None)
+                result.failed[pending.bill_no] = str(error)
+                continue
+            if not _claim(engine, outbox_id):
+                continue
+            _deliver(
+                engine, pending, message, transport, now, retry_delays, max_attempts, sleep, result
+            )
+    return result
+
+
+def _deliver(
+    engine: Engine,
+    pending: _Pending,
+    message: object,
+    transport: Transport,
+    now: datetime,
+    retry_delays: Sequence[float],
+    max_attempts: int,
+    sleep: Callable[[float], None],
+    result: SendResult,
+) -> None:
+    """Send one claimed message, retrying transient failures with backoff."""
+    for attempt in range(len(retry_delays) + 1):
+        try:
+            transport.send(message)  # type: ignore[arg-type]
+        except TransientDeliveryError as error:
+            if attempt < len(retry_delays):
+                result.retried += 1
+                sleep(retry_delays[attempt])
+                continue
+            attempts = _attempts(engine, pending.outbox_id)
+            status = OutboxStatus.FAILED if attempts >= max_attempts else OutboxStatus.QUEUED
+            _settle(engine, pending.outbox_id, status, f"transient: {error}", None)
+            if status == OutboxStatus.FAILED:
+                result.failed[pending.bill_no] = str(error)
+            return
+        except PermanentDeliveryError as error:
+            _settle(engine, pending.outbox_id, OutboxStatus.FAILED, f"permanent: {error}", None)
+            result.failed[pending.bill_no] = str(error)
+            return
+        except DeliveryError:
+            _settle(engine, pending.outbox_id, OutboxStatus.QUEUED, "configuration error", None)
+            raise
+        _settle(engine, pending.outbox_id, OutboxStatus.SENT, None, now.date())
+        result.sent += 1
+        return

@@ -1,0 +1,131 @@
+"""invoice-email-sender: the Cn285 *Invoice Email Sender* daemon as a Prefect flow.
+
+Sends the queued invoice e-mails (``email_outbox``) of bills dated up to *Process Now*, each
+with its Factur-X PDF from the document store, over the SMTP server of the ``SmtpServer``
+block. First it settles the messages a crash left in ``sending`` without sending them again
+(billing/documents/outbox.py explains why an invoice is never sent twice).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+
+from billing.db import unit_of_work
+from billing.documents import outbox
+from billing.documents.mail import SmtpTransport
+from billing.documents.store import DocumentStore
+from flows.document_steps import RETRIES, load_seller, load_smtp, load_store_url
+from flows.runtime import DaemonFailed, engine_for, now_if_none
+
+
+@task(name="recover_interrupted_emails", **RETRIES)
+def recover_interrupted_emails(database: str | None) -> dict[str, int]:
+    """Settle e-mails left in 'sending' by a crash, without sending them again."""
+    with unit_of_work(engine_for(database)) as session:
+        return outbox.recover_interrupted(session, None).__dict__
+
+
+@task(name="find_due_emails", **RETRIES)
+def find_due_emails(database: str | None, process_now: datetime) -> list[int]:
+    """List the queued invoice e-mails of bills dated up to process_now."""
+    with unit_of_work(engine_for(database)) as session:
+        return outbox.due_messages(session, process_now.date())
+
+
+@task(name="send_invoice_emails", **RETRIES)
+def send_invoice_emails(
+    database: str | None,
+    outbox_ids: list[int],
+    process_now: datetime,
+    smtp_block: str,
+    store_block: str,
+    seller_block: str,
+) -> outbox.SendResult:
+    """Send one batch of invoice e-mails over one SMTP connection."""
+    settings = load_smtp(smtp_block)
+    return outbox.send_outbox(
+        engine_for(database),
+        outbox_ids,
+        transport=SmtpTransport(settings),
+        settings=settings,
+        store=DocumentStore(load_store_url(store_block)),
+        seller_name=load_seller(seller_block).name,
+        now=process_now,
+    )
+
+
+@flow(name="invoice-email-sender")
+def invoice_email_sender(
+    process_now: datetime | None = None,
+    database_block: str = "default",
+    smtp_block: str = "default",
+    store_block: str = "default",
+    seller_block: str = "default",
+    per_batch: int = 200,
+) -> dict[str, Any]:
+    """Cn285 Invoice Email Sender: e-mail the queued invoices dated up to process_now.
+
+    process_now: Cn285 "Process Now" (naive UTC); bills dated later wait.
+    per_batch: e-mails per SMTP connection.
+    """
+    process_now = now_if_none(process_now)
+    logger = get_run_logger()
+    recovered = recover_interrupted_emails(database_block)
+    ids = find_due_emails(database_block, process_now)
+    logger.info("invoice e-mails as of %s: %s queued", process_now, len(ids))
+    total = outbox.SendResult()
+    for number, start in enumerate(range(0, len(ids), per_batch), start=1):
+        done = send_invoice_emails.with_options(name=f"send_invoice_emails-{number}")(
+            database_block,
+            ids[start : start + per_batch],
+            process_now,
+            smtp_block,
+            store_block,
+            seller_block,
+        )
+        logger.info(
+            "batch %s: %s sent, %s retried, %s waiting for their PDF, %s failed",
+            number,
+            done.sent,
+            done.retried,
+            done.waiting,
+            len(done.failed),
+        )
+        total = total.merge(done)
+    summary = _report(process_now, len(ids), recovered, total)
+    if total.failed or recovered["unknown"]:
+        names = ", ".join(sorted(total.failed)[:20])
+        raise DaemonFailed(
+            f"{len(total.failed)} invoice e-mail(s) failed: {names}; "
+            f"{recovered['unknown']} interrupted while sending (delivery unknown, not re-sent). "
+            "See email_outbox.last_error."
+        )
+    return summary
+
+
+def _report(
+    process_now: datetime, due: int, recovered: dict[str, int], result: outbox.SendResult
+) -> dict[str, Any]:
+    """The run's table artifact (the Cn285 QS / Message log)."""
+    rows: list[dict[str, Any]] = [
+        {"measure": "process_now", "value": process_now.isoformat()},
+        {"measure": "queued", "value": due},
+        {"measure": "sent", "value": result.sent},
+        {"measure": "retried (transient)", "value": result.retried},
+        {"measure": "waiting for their PDF", "value": result.waiting},
+        {"measure": "failed", "value": len(result.failed)},
+        {"measure": "recovered as sent", "value": recovered["sent"]},
+        {"measure": "recovered as queued", "value": recovered["requeued"]},
+        {"measure": "interrupted, delivery unknown", "value": recovered["unknown"]},
+    ]
+    rows += [{"measure": f"failed {no}", "value": why} for no, why in sorted(result.failed.items())]
+    create_table_artifact(
+        rows,
+        key="invoice-email-sender-summary",
+        description=f"Invoice Email Sender {process_now.isoformat()}",
+    )
+    return {row["measure"]: row["value"] for row in rows}
