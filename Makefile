@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-fast test-slow lint bench-seed bench-bill-day clean
+.PHONY: venv demo test test-fast lint bench-seed bench-bill-day clean
+.PHONY: server stop ui-screenshot
 
 $(STAMP): pyproject.toml constraints.txt scripts/system-deps.sh
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,20 @@ bench-seed: $(STAMP)
 
 bench-bill-day: $(STAMP)
 	$(BIN)/python bench/bill_day.py
+
+## A local Prefect stack (docs/operations.md): server (SQLite under var/prefect, or
+## PREFECT_API_DATABASE_CONNECTION_URL), pool, limit, blocks, deployments, worker. UI on PORT.
+PORT ?= 4200
+server: $(STAMP)
+	$(BIN)/python scripts/server.py start --port $(PORT)
+
+stop:
+	$(BIN)/python scripts/server.py stop
+
+## Refresh docs/ui-bill-day-run.png with the browser test's own screenshot.
+ui-screenshot: $(STAMP)
+	OPENBILL_UI_SCREENSHOT=$(CURDIR)/docs/ui-bill-day-run.png \
+	  $(BIN)/pytest -q -p no:cacheprovider tests/operations/test_ui.py
 
 clean:
 	rm -rf $(VENV) var

@@ -72,7 +72,7 @@ def test_failed_account_fails_the_run_and_is_named(billing_db):
 
 
 def _artifacts(key: str) -> list[dict]:
-    """Read artifacts over the REST API (prefect 3.8.8's client sends nulls this server refuses)."""
+    """The artifacts with ``key``, newest first, read over the server's REST API."""
     import httpx
     from prefect.settings import PREFECT_API_URL
 

@@ -4,11 +4,6 @@ The test starts ``prefect server start`` on a free loopback port with its own PR
 creates the ``billing-pool`` process work pool, runs ``prefect --no-prompt deploy --all`` from
 the repository root, and reads the deployments back over the REST API.
 
-prefect 3.8.8's client sends null ``offset``/``limit`` filter fields that this server (on
-FastAPI 0.154) refuses with 422. So the test reads with httpx and complete request bodies, and
-runs the real ``prefect`` CLI through ``DEPLOY_SHIM``, which only fills in the two nulls of
-``read_workers_for_work_pool``: ``prefect deploy`` calls it after creating each deployment, to
-print a hint, and without the shim the command stops after the first deployment.
 """
 
 from __future__ import annotations
@@ -29,23 +24,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
-DEPLOY_SHIM = """
-import sys
-from prefect.client.orchestration._work_pools.client import WorkPoolAsyncClient
-
-_read = WorkPoolAsyncClient.read_workers_for_work_pool
-
-
-async def read(self, work_pool_name, worker_filter=None, offset=None, limit=None):
-    return await _read(self, work_pool_name, worker_filter, offset or 0, limit or 200)
-
-
-WorkPoolAsyncClient.read_workers_for_work_pool = read
-from prefect.cli import app
-
-sys.argv[0] = "prefect"
-sys.exit(app())
-"""
 
 EXPECTED = {
     # flow name: (entrypoint, schedule, parameters)
@@ -160,9 +138,9 @@ def _stop(server: subprocess.Popen) -> None:
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
-    """``prefect <args>`` from the repository root (through the shim, see the docstring)."""
+    """``prefect <args>`` from the repository root."""
     done = subprocess.run(
-        [sys.executable, "-c", DEPLOY_SHIM, *args],
+        [sys.executable, "-m", "prefect", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

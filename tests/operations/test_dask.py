@@ -1,0 +1,117 @@
+"""Bill day on a Dask cluster bills exactly what the default task runner bills.
+
+The hand-checked population (tests/billing/test_billday.py), on SQLite and PostgreSQL, is
+billed as of 2027-02-01 by the default runner and by ``flows.scale.bill_day_on_dask`` on a
+local cluster of two worker processes. One bill unit per batch, so the two batches can spread
+over both workers. The tasks find the database through a BillingDatabase block, which they
+load over the Prefect API in the worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from sqlalchemy import select
+
+from billing.db import unit_of_work
+from billing.models import Bill
+from blocks.bill_run_settings import BillRunSettings
+from blocks.billing_database import BillingDatabase
+from flows.bill_day import bill_day
+from flows.runtime import engine_for
+from flows.scale import bill_day_on_dask
+from tests.billing.test_billday import population  # noqa: F401  (the hand-checked population)
+
+pytestmark = pytest.mark.slow
+D = Decimal
+AS_OF = date(2027, 2, 1)
+# The hand-checked bills (tests/billing/test_billday.py): B's of Jan 31, then A's of Feb 1.
+EXPECTED = [
+    ("cyc:2:2027-01-31", "INV-00000001", "GBP", D("14.45"), D("2.89"), D("17.34")),
+    ("cyc:1:2027-02-01", "INV-00000002", "EUR", D("166.00"), D("33.20"), D("199.20")),
+]
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Two worker processes, one thread each, started in a tmp dir (their working directory)."""
+    from distributed import LocalCluster
+
+    here = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("dask"))
+    try:
+        cluster = LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+    finally:
+        os.chdir(here)
+    try:
+        yield cluster
+    finally:
+        cluster.close(timeout=30)
+
+
+@pytest.fixture
+def blocks(prefect_server, population, tmp_path, monkeypatch) -> Iterator[str]:  # noqa: F811
+    """Settings (one unit per batch) and the population's database, under a fresh name."""
+    monkeypatch.chdir(tmp_path)  # anything a step writes by default lands here
+    name = f"dask-{uuid.uuid4().hex[:10]}"
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api}):
+        settings = BillRunSettings(per_batch=1, output_dir=str(tmp_path / "output"))
+        settings.save(name)
+        url = population.url.render_as_string(hide_password=False)
+        BillingDatabase(url=url).save(name)
+        yield name
+
+
+def _bills(engine) -> list[tuple]:
+    with unit_of_work(engine) as s:
+        rows = s.execute(
+            select(
+                Bill.bill_key, Bill.bill_no, Bill.currency, Bill.net, Bill.tax, Bill.gross
+            ).order_by(Bill.number)
+        ).all()
+    return [tuple(r) for r in rows]
+
+
+def _engines_resolved(dask_client) -> int:
+    """How many times the Dask workers asked ``engine_for`` for an engine."""
+    infos = dask_client.run(lambda: engine_for.cache_info())
+    return sum(info.hits + info.misses for info in infos.values())
+
+
+@pytest.mark.parametrize("runner", ["default", "dask"])
+def test_dask_runner_bills_like_the_default_runner(
+    runner,
+    dask_cluster,
+    blocks,
+    population,  # noqa: F811
+    prefect_server,
+):
+    from distributed import Client
+
+    parameters = {"as_of": AS_OF, "settings_block": blocks, "database_block": blocks}
+    with Client(dask_cluster.scheduler_address) as client:
+        before = _engines_resolved(client)
+        with temporary_settings(updates={PREFECT_API_URL: prefect_server.api}):
+            if runner == "dask":
+                summary = bill_day_on_dask(dask_cluster.scheduler_address, **parameters)
+            else:
+                summary = bill_day(**parameters)
+        on_workers = _engines_resolved(client) - before
+    assert summary["bills"] == 2
+    assert _bills(population) == EXPECTED
+    if runner == "dask":
+        assert on_workers > 0  # the batches ran in the worker processes
+    else:
+        assert on_workers == 0
