@@ -8,9 +8,12 @@ recording it simply asks again with the same key and gets the same charge back.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
+
+from billing.payments.errors import GatewayUnavailable, IdempotencyConflict
 
 
 class GatewayStatus(enum.StrEnum):
@@ -49,3 +52,23 @@ class PaymentGateway(Protocol):
     ) -> GatewayResult:
         """Pay ``amount`` back to the card; the same key returns the first answer again."""
         ...
+
+
+def ask_gateway(
+    request: Callable[[str, str, Decimal, str], GatewayResult],
+    key: str,
+    card_token: str,
+    amount: Decimal,
+    currency: str,
+) -> GatewayResult:
+    """Call ``gateway.charge`` or ``gateway.refund``; an outage or a refused key is an answer.
+
+    Unreachable is a transient error (the pending row is resumed later); a key reused for a
+    different request is a decline, as a processor would answer it.
+    """
+    try:
+        return request(key, card_token, amount, currency)
+    except GatewayUnavailable as error:
+        return GatewayResult(GatewayStatus.TRANSIENT_ERROR, "", amount, currency, str(error))
+    except IdempotencyConflict as error:
+        return GatewayResult(GatewayStatus.DECLINED, "", amount, currency, str(error)[:200])

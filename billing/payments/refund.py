@@ -26,9 +26,9 @@ from billing.db import unit_of_work
 from billing.models import Account, PaymentMethod, PaymentStatus, Refund
 from billing.models_payments import PaymentFileKind
 from billing.payments.config import PaymentConfig
-from billing.payments.errors import BankDetailsError, GatewayUnavailable, IdempotencyConflict
+from billing.payments.errors import BankDetailsError
 from billing.payments.files import Entry, note_issue, store_file
-from billing.payments.gateway import GatewayResult, GatewayStatus, PaymentGateway
+from billing.payments.gateway import GatewayStatus, PaymentGateway, ask_gateway
 from billing.payments.ledger import (
     apply_credit,
     fail_refund,
@@ -239,16 +239,9 @@ def _resume_card_refunds(engine: Engine, gateway: PaymentGateway, result: Refund
 def _call_and_record(
     engine: Engine, gateway: PaymentGateway, pending: _PendingRefund, result: RefundResult
 ) -> None:
-    try:
-        answer = gateway.refund(pending.key, pending.card_token, pending.amount, pending.currency)
-    except GatewayUnavailable as error:
-        answer = GatewayResult(
-            GatewayStatus.TRANSIENT_ERROR, "", pending.amount, pending.currency, str(error)
-        )
-    except IdempotencyConflict as error:  # the processor refuses the request
-        answer = GatewayResult(
-            GatewayStatus.DECLINED, "", pending.amount, pending.currency, str(error)[:200]
-        )
+    answer = ask_gateway(
+        gateway.refund, pending.key, pending.card_token, pending.amount, pending.currency
+    )
     if answer.status is GatewayStatus.TRANSIENT_ERROR:
         result.transient.append(pending.account_ref)
         return
