@@ -84,6 +84,7 @@ class BatchResult(Mergeable):
     units: int = 0
     billed: int = 0
     bills: int = 0
+    empty_cycles: int = 0  # cycles closed with nothing to bill: no bill, the cycle advances
     usage_collected: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     failed_units: set[int] = field(default_factory=set)
@@ -137,6 +138,7 @@ def bill_units(session: Session, unit_ids: Sequence[int], as_of: date, run_id: s
     _set_state(session, [u.id for u in billed if not u.cycle_due(as_of)], BillingState.BILLED)
     record_failures(session, units, failed, run_id, as_of, STEP)
     result.billed = len(billed)
+    result.empty_cycles = sum(1 for u in billed if u.cycle_due(as_of) and u.id not in drafts)
     result.failed = {u.account_ref: failed[u.id] for u in units if u.id in failed}
     result.failed_units = set(failed)
     return result

@@ -278,14 +278,14 @@ def _report(
     after: dict[str, Any],
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    """The run's table artifact: billed / failed / skipped, bills, totals, time per step."""
+    """The run's table artifact: billed / failed / empty cycles, bills, totals, time per step."""
     rows = [
         {"measure": "as_of", "value": as_of.isoformat()},
         {"measure": "dry run", "value": str(dry_run)},
         {"measure": "bill units due", "value": billing.units},
         {"measure": "billed", "value": billing.billed},
         {"measure": "failed", "value": len(billing.failed)},
-        {"measure": "skipped (nothing to bill)", "value": billing.billed - billing.bills},
+        {"measure": "cycles with nothing to bill", "value": billing.empty_cycles},
         {"measure": "bills", "value": billing.bills},
         {"measure": "usage records rated", "value": billing.usage_collected},
     ]

@@ -79,7 +79,13 @@ def main() -> None:
 
     summary = bill_day(as_of=today, database_block="")
     console.print(table(f"bill day as of {today}", summary))
-    print(f"\nDatabase: {url}")
+    output = Path("var/output") / today.isoformat()
+    print(f"\nDatabase:        {url}")
+    print(f"Invoices:        {Path('var/documents').resolve()}/ (PDF/A-3 Factur-X and XML)")
+    for sepa in sorted(output.glob("sepa/*/*.xml")):
+        print(f"SEPA file:       {sepa.resolve()}")
+    for docs in sorted(output.glob("*/data_docs/index.html")):
+        print(f"Checks (Data Docs): {docs.resolve()}")
     print("Explore it:")
     print(f"  BILLING_DATABASE_URL={url} .venv/bin/billing status")
     print(f"  BILLING_DATABASE_URL={url} .venv/bin/billing export invoices --format csv")

@@ -217,3 +217,15 @@ def test_usage_is_collected_into_its_charge(population):
         "u-b2-2": UsageStatus.PENDING,
     }
     assert open_charges == 8
+
+
+def test_a_cycle_with_nothing_to_bill_advances_without_a_bill(population):
+    engine = population
+    with unit_of_work(engine) as s:
+        b.account(s, "EMPTY", created=date(2027, 1, 1), billing_day=1)  # no contract
+    result = run_bill_day(engine, date(2027, 2, 1), "run")
+    assert (result.billing.bills, result.billing.empty_cycles, result.billing.billed) == (2, 1, 3)
+    with unit_of_work(engine) as s:
+        unit = s.scalars(select(BillUnit).join(Account).where(Account.ref == "EMPTY")).one()
+    assert (unit.last_bill_date, unit.next_bill_date) == (date(2027, 2, 1), date(2027, 3, 1))
+    assert len(bills(engine)) == 2
