@@ -7,7 +7,9 @@ in a fresh schema, then, on the same data:
 1. the floor: ONE SQL statement that aggregates the due usage into per-account totals and
    inserts one bill row per account (into a scratch table, so bill day's data is untouched);
 2. the bill-day flow (Prefect, default BillRunSettings: children 5, per_batch 20000), in a
-   child process, without documents, whose own peak RSS is reported.
+   child process, without documents (``documents=False``): deferred actions, billing,
+   numbering, cycle fees, card and direct-debit collection, refunds and the post-billing
+   checks. Its own peak RSS is reported.
 It prints both times, the bill run's peak memory, and the ratio last. Not a test: the figures
 depend on the machine; docs/benchmarks.md records the ones measured here.
 """
@@ -60,7 +62,7 @@ def child(url: str) -> None:
     from flows.bill_day import bill_day
 
     started = time.perf_counter()
-    summary = bill_day(as_of=AS_OF, database_block="")
+    summary = bill_day(as_of=AS_OF, database_block="", documents=False)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "peak_mib": peak, "bills": summary["bills"]}))

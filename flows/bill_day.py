@@ -200,12 +200,15 @@ def bill_day(
     settings_block: str = "default",
     database_block: str = "default",
     webhook_block: str = "provisioning",
+    documents: bool = True,
 ) -> dict[str, Any]:
     """BRM pin_bill_day as of a virtual date: bill due accounts, number, cycle fees.
 
     as_of: the run's only clock (pin_virtual_time); today when empty.
     dry_run: compute and report what would be billed; write nothing.
     accounts: account refs, to re-run only these accounts.
+    documents: render the invoices' XML and PDF after the checks (off for a billing-only
+    run; the render-invoices flow renders them later).
     """
     as_of = today_if_none(as_of)
     settings = load_settings(settings_block)
@@ -246,7 +249,7 @@ def bill_day(
             f"post-billing checks failed: {', '.join(checks['failed'])}; "
             f"nothing is rendered or sent. Data Docs: {checks['data_docs']}"
         )
-    if not dry_run:  # documents (XML, Factur-X PDF) only after the checks gate passed
+    if documents and not dry_run:  # XML and Factur-X PDF, only after the checks gate passed
         from flows.document_steps import DocumentsFailed, render_documents
 
         started = perf_counter()
