@@ -15,3 +15,14 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def artifacts(key: str) -> list[dict]:
+    """The artifacts with ``key``, newest first, as the server's REST API returns them."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    body = {"artifacts": {"key": {"any_": [key]}}, "limit": 10, "offset": 0, "sort": "CREATED_DESC"}
+    response = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body)
+    response.raise_for_status()
+    return response.json()

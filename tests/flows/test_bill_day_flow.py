@@ -12,6 +12,7 @@ from billing.db import unit_of_work
 from billing.models import Bill, BillingIssue
 from flows.bill_day import BillDayFailed, PostBillingChecksFailed, bill_day
 from tests.billing.test_billday import population  # noqa: F401  (the hand-checked population)
+from tests.flows.conftest import artifacts
 
 
 @pytest.fixture
@@ -71,27 +72,11 @@ def test_failed_account_fails_the_run_and_is_named(billing_db):
         assert s.scalars(select(BillingIssue.step)).all() == ["bill_accounts"]
 
 
-def _artifacts(key: str) -> list[dict]:
-    """The artifacts with ``key``, newest first, read over the server's REST API."""
-    import httpx
-    from prefect.settings import PREFECT_API_URL
-
-    body = {
-        "artifacts": {"key": {"any_": [key]}},
-        "limit": 10,
-        "offset": 0,
-        "sort": "CREATED_DESC",
-    }
-    response = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body)
-    response.raise_for_status()
-    return response.json()
-
-
-def test_flow_writes_progress_and_summary_artifacts(billing_db):
+def test_flow_writes_progress_and_summaryartifacts(billing_db):
     import json
 
     bill_day(as_of=date(2027, 2, 1), database_block="")
-    progress, summary = _artifacts("bill-day-progress")[0], _artifacts("bill-day-summary")[0]
+    progress, summary = artifacts("bill-day-progress")[0], artifacts("bill-day-summary")[0]
     assert float(progress["data"]) == 100.0
     table = json.loads(summary["data"])
     assert {"measure": "bills", "value": 2} in table
@@ -101,7 +86,7 @@ def test_checks_pass_on_a_clean_run_and_write_data_docs(billing_db, tmp_path):
     import json
 
     bill_day(as_of=date(2027, 2, 1), database_block="")
-    table = json.loads(_artifacts("post-billing-checks")[0]["data"])
+    table = json.loads(artifacts("post-billing-checks")[0]["data"])
     assert len(table) == 14
     assert all(row["success"] for row in table)
     docs = list((tmp_path / "var" / "output" / "2027-02-01").glob("*/data_docs/index.html"))

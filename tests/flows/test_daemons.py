@@ -11,7 +11,6 @@ import json
 from datetime import date, datetime
 from decimal import Decimal
 
-import httpx
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -38,6 +37,7 @@ from flows.runtime import DaemonFailed
 from flows.uti_schedule_generator import uti_schedule_generator
 from tests import builders as b
 from tests.billing.test_changes import snapshot
+from tests.flows.conftest import artifacts
 
 D = Decimal
 PROCESS_NOW = datetime(2027, 1, 12, 12, 0)
@@ -66,13 +66,8 @@ def daemon_db(engine, monkeypatch):
 
 
 def _artifact(key: str) -> list[dict]:
-    """The latest table artifact of a key, over REST (3.8.8's client sends refused nulls)."""
-    from prefect.settings import PREFECT_API_URL
-
-    body = {"artifacts": {"key": {"any_": [key]}}, "limit": 1, "offset": 0, "sort": "CREATED_DESC"}
-    response = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body)
-    response.raise_for_status()
-    return json.loads(response.json()[0]["data"])
+    """The rows of the newest table artifact of ``key``."""
+    return json.loads(artifacts(key)[0]["data"])
 
 
 def test_seed_manual_mode_uti_then_billing_daemon(daemon_db):

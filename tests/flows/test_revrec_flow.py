@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from datetime import date
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -17,6 +16,7 @@ from billing.revrec import MonthOpenError, previous_month
 from flows.cli import app
 from flows.revrec_summary_journal import revrec_summary_journal
 from tests.billing.test_revrec import ALL_BILL_DAYS, bill_through, build_shop, snapshot
+from tests.flows.conftest import artifacts
 
 
 @pytest.fixture
@@ -32,13 +32,8 @@ def revrec_db(engine, monkeypatch):
 
 
 def _artifact(key: str) -> list[dict]:
-    """The latest table artifact of a key, over REST (3.8.8's client sends refused nulls)."""
-    from prefect.settings import PREFECT_API_URL
-
-    body = {"artifacts": {"key": {"any_": [key]}}, "limit": 1, "offset": 0, "sort": "CREATED_DESC"}
-    response = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body)
-    response.raise_for_status()
-    return json.loads(response.json()[0]["data"])
+    """The rows of the newest table artifact of ``key``."""
+    return json.loads(artifacts(key)[0]["data"])
 
 
 def test_flow_writes_the_draft_then_posts_then_is_locked(revrec_db):
