@@ -65,7 +65,14 @@ def child(url: str) -> None:
     summary = bill_day(as_of=AS_OF, database_block="", documents=False)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mib": peak, "bills": summary["bills"]}))
+    steps = {
+        k.removeprefix("seconds "): float(v) for k, v in summary.items() if k.startswith("seconds ")
+    }
+    print(
+        json.dumps(
+            {"seconds": seconds, "peak_mib": peak, "bills": summary["bills"], "steps": steps}
+        )
+    )
 
 
 def main() -> None:
