@@ -41,6 +41,7 @@ from billing.models import (
     ContractItem,
     ItemType,
 )
+from billing.money import add_to_total
 from billing.periods import add_cycles
 from billing.rating import RatingScope, midnight, rate_usage_for
 from billing.results import Mergeable
@@ -448,7 +449,7 @@ def _write_bills(
                 "run_id": run_id,
             }
         )
-        result.totals[draft.currency] = result.totals.get(draft.currency, Decimal(0)) + draft.gross
+        add_to_total(result.totals, draft.currency, draft.gross)
     inserted = bulk_insert(session, Bill.__table__, rows, returning=("id", "bill_unit_id"))
     bill_of_unit = {unit_id: bill_id for bill_id, unit_id in inserted}
     lines = [

@@ -177,3 +177,8 @@ class Money:
         if not isinstance(other, Money) or other.currency != self.currency:
             raise MoneyError(f"cannot combine {self.currency} with {other!r}")
         return other
+
+
+def add_to_total(totals: dict[str, Decimal], currency: str, amount: Decimal) -> None:
+    """Add ``amount`` to the running total of its currency (totals per currency, in place)."""
+    totals[currency] = totals.get(currency, Decimal(0)) + amount

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from billing.db import unit_of_work
 from billing.models import Account, Bill, Payment, PaymentMethod, PaymentStatus
 from billing.models_payments import PaymentFileKind
+from billing.money import add_to_total
 from billing.payments.config import PaymentConfig
 from billing.payments.errors import BankDetailsError
 from billing.payments.files import Entry, note_issue, store_file
@@ -85,10 +86,6 @@ class CollectResult:
             "dunning": sorted(self.dunning),
             "skipped": dict(sorted(self.skipped.items())),
         }
-
-
-def _add(totals: dict[str, Decimal], currency: str, amount: Decimal) -> None:
-    totals[currency] = totals.get(currency, Decimal(0)) + amount
 
 
 @dataclass(frozen=True)
@@ -375,7 +372,7 @@ def _call_and_record(
         if answer.succeeded:
             if settle_payment(session, pending.payment_id, reference=answer.reference):
                 result.collected += 1
-                _add(result.collected_amounts, pending.currency, pending.amount)
+                add_to_total(result.collected_amounts, pending.currency, pending.amount)
             return
         reason = answer.reason or "declined"
         if fail_payment(session, pending.payment_id, reason):
@@ -453,7 +450,7 @@ def _debit(
             )
         )
         result.debits += 1
-        _add(result.debit_amounts, attempt.currency, attempt.amount)
+        add_to_total(result.debit_amounts, attempt.currency, attempt.amount)
     if not entries:
         return
     collection_date = as_of + timedelta(days=config.debit_lead_days)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from billing.db import unit_of_work
 from billing.models import Account, PaymentMethod, PaymentStatus, Refund
 from billing.models_payments import PaymentFileKind
+from billing.money import add_to_total
 from billing.payments.config import PaymentConfig
 from billing.payments.errors import BankDetailsError
 from billing.payments.files import Entry, note_issue, store_file
@@ -70,10 +71,6 @@ class RefundResult:
             "transient": sorted(self.transient),
             "skipped": dict(sorted(self.skipped.items())),
         }
-
-
-def _add(totals: dict[str, Decimal], currency: str, amount: Decimal) -> None:
-    totals[currency] = totals.get(currency, Decimal(0)) + amount
 
 
 @dataclass(frozen=True)
@@ -249,7 +246,7 @@ def _call_and_record(
         if answer.succeeded:
             if settle_refund(session, pending.refund_id, reference=answer.reference):
                 result.refunded += 1
-                _add(result.refunded_amounts, pending.currency, pending.amount)
+                add_to_total(result.refunded_amounts, pending.currency, pending.amount)
         elif fail_refund(session, pending.refund_id):
             result.failed[pending.account_ref] = answer.reason or "refund declined"
 
@@ -283,7 +280,7 @@ def _transfer(
             )
         )
         result.transfers += 1
-        _add(result.transfer_amounts, account.currency, item.amount)
+        add_to_total(result.transfer_amounts, account.currency, item.amount)
     if not entries:
         return
     path = store_file(
