@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-fast lint bench-seed bench-bill-day clean
+.PHONY: venv demo test test-slow test-all lint bench-seed bench-bill-day clean
 .PHONY: server stop ui-screenshot
 
 $(STAMP): pyproject.toml constraints.txt scripts/system-deps.sh
@@ -19,13 +19,17 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m flows.demo
 
-## The whole suite, on SQLite and PostgreSQL (slow suites included).
+## The fast subset, on SQLite and PostgreSQL: everything not marked slow.
 test: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider
-
-## Everything but the suites marked slow.
-test-fast: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+
+## The suites marked slow (crash matrix, Prefect server, browser, Dask). CI runs both.
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider -m slow
+
+## Every suite in one run.
+test-all: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check billing flows blocks expectations tests bench
