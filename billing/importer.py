@@ -128,6 +128,10 @@ class _FloatLiteral(str):
     """A JSON number with a fraction or exponent, kept as its text so it can be refused."""
 
 
+class _Constant(str):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's ``json`` reads them, JSON has none."""
+
+
 class _LongInteger(str):
     """A JSON integer with more digits than any field can hold, kept as its text."""
 
@@ -169,6 +173,7 @@ def read_document(path: Path) -> dict[str, Any]:
             path.read_text(encoding="utf-8"),
             parse_float=_FloatLiteral,
             parse_int=_integer,
+            parse_constant=_Constant,
             object_pairs_hook=_object,
         )
     except UnicodeDecodeError as error:
@@ -185,7 +190,7 @@ def read_document(path: Path) -> dict[str, Any]:
 
 
 def _refuse_unsafe_values(document: Any) -> None:
-    """Raise on the first value no field may hold: a float, a huge integer, a duplicate key,
+    """Raise on the first value no field may hold: a float, NaN, a huge integer, a repeated key,
     text with a control character, line break or surrogate, or nesting beyond ``MAX_DEPTH``.
 
     Usage rows are left to the row checks: a bad usage value rejects its row, not the file.
@@ -204,6 +209,8 @@ def _value_problem(
     """What is wrong with one JSON node, and the path to name in the error."""
     if isinstance(value, _FloatLiteral):
         return f'JSON number {value} is not allowed; write it as a string, e.g. "{value}"', path
+    if isinstance(value, _Constant):
+        return f"{value} is not a JSON value", path
     if isinstance(value, _LongInteger):
         return f"JSON integer of {len(value)} digits is out of range", path
     if len(path) > MAX_DEPTH:
