@@ -79,6 +79,14 @@ def record_bank_payment(
     """Record one payment received; ``inserted``, ``settled`` (a pending debit) or ``unchanged``."""
     if not reference.strip() or len(reference) > 90:
         raise PaymentRecordError("a payment needs a reference of 1 to 90 characters")
+    for name, value in (
+        ("reference", reference),
+        ("account_ref", account_ref),
+        ("bill_no", bill_no),
+    ):
+        problem = text_problem(value or "")
+        if problem is not None:
+            raise PaymentRecordError(f"{name} {shown(value)} {problem}")
     account = session.scalars(select(Account).where(Account.ref == account_ref)).one_or_none()
     if account is None:
         raise PaymentRecordError(f"unknown account {shown(account_ref)}")

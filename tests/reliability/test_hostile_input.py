@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import date
+from decimal import Decimal
 from email import message_from_bytes, policy
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -71,7 +72,7 @@ from billing.models import (
 from billing.models_payments import PaymentFileKind
 from billing.payments import sepa
 from billing.payments.errors import BankDetailsError, PaymentRecordError
-from billing.payments.statement import import_payments_csv
+from billing.payments.statement import import_payments_csv, record_bank_payment
 from tests.billing.test_billday import population  # noqa: F401
 from tests.billing.test_documents import invoice
 from tests.billing.test_documents_safety import text_of
@@ -340,6 +341,16 @@ def test_nul_bytes_are_refused_clearly_by_every_entry_point(engine, tmp_path):
     assert report.rejected == [
         (1, "reference 'N\\x00' contains a control character (U+0000) at position 1")
     ]
+    with unit_of_work(engine) as session:
+        with pytest.raises(PaymentRecordError, match=r"account_ref 'ACC-1\\x00' contains a cont"):
+            record_bank_payment(
+                session,
+                reference="N-2",
+                account_ref="ACC-1\x00",
+                amount=Decimal(1),
+                currency="EUR",
+                received_on=date(2026, 3, 1),
+            )
 
 
 # --- e-mail header injection through names and addresses ----------------------------------
