@@ -32,7 +32,7 @@ from billing.cli import app
 from billing.db import session_factory, unit_of_work
 from billing.errors import ImportFileError
 from billing.importer import ImportReport, import_file
-from billing.importer_csv import Counts
+from billing.importer_csv import Counts, UsageLoader
 from billing.models import Account, Base, Payment, RejectedUsage, UsageRecord
 from billing.payments.errors import PaymentRecordError
 from billing.payments.statement import StatementReport, import_payments_csv
@@ -475,18 +475,27 @@ def test_any_usage_rows_thoroughly(imported, tmp_path, rows):
     check_fuzzed_csv(imported, tmp_path, rows)
 
 
-def test_unreadable_csv_is_refused_whole_even_after_full_chunks(imported, tmp_path):
-    """A bad byte in row 5,000 refuses the file after 4 chunks were loaded: they roll back."""
+def test_unreadable_csv_is_refused_whole_even_after_full_chunks(imported, tmp_path, monkeypatch):
+    """A bad byte in row 4,500 refuses the file after 4 chunks were loaded: they roll back."""
     path = tmp_path / "broken.csv"
-    lines = [f"BRK-{n},I-2,1,2026-03-01T00:00:00" for n in range(1, 10_001)]
+    lines = [f"BRK-{n},I-2,1,2026-03-01T00:00:00" for n in range(1, 5_001)]
     body = ("\n".join([HEADER, *lines]) + "\n").encode()
-    path.write_bytes(body.replace(b"BRK-5000,", b"BRK-5000\xff,"))
+    path.write_bytes(body.replace(b"BRK-4500,", b"BRK-4500\xff,"))
     before = row_counts(imported)
+    loaded: list[int] = []
+    load = UsageLoader.load
+
+    def counting_load(self: UsageLoader, rows: list) -> None:
+        loaded.append(len(rows))
+        load(self, rows)
+
+    monkeypatch.setattr(UsageLoader, "load", counting_load)  # observes, changes nothing
 
     with unit_of_work(imported) as session:
         with pytest.raises(ImportFileError, match="broken.csv is not a readable usage CSV"):
             import_file(session, path, chunksize=1_000)
 
+    assert loaded == [1_000] * 4  # those rows were written before the bad byte was met
     assert row_counts(imported) == before
 
 
