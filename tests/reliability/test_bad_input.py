@@ -131,6 +131,14 @@ ENCODED_OR_SHAPED = [
      "record tax_categories[0] (code A), field name: key 'name' is given twice"),
     ("nan.json", b'{"usage": [{"external_id": "N", "item_ref": "I-2", "quantity": NaN, '
      b'"occurred_at": "2026-01-01T00:00"}]}', "field quantity: NaN is not a JSON value"),
+    ("utf16.csv", f"{HEADER}\nE-1,I-2,1,2026-03-01T00:00\n".encode("utf-16"),
+     "utf16.csv is not a readable usage CSV file"),
+    ("latin1.csv", f"{HEADER}\nE-1,I-2,1,2026-03-01T00:00\nÉ-2,I-2,1,2026-03-01T00:00\n"
+     .encode("latin-1"), "latin1.csv is not a readable usage CSV file"),
+    ("semicolons.csv", HEADER.replace(",", ";").encode() + b"\nE-1;I-2;1;2026-03-01T00:00\n",
+     "record semicolons.csv header: the header must be"),
+    ("quote.csv", f'{HEADER}\nE-1,I-2,1,"2026-03-01T00:00\n'.encode(),
+     "quote.csv is not a readable usage CSV file"),
 ]  # fmt: skip
 
 
