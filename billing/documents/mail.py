@@ -15,6 +15,7 @@ import smtplib
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -103,9 +104,19 @@ def single_address(value: str, what: str) -> str:
         or any(c in addr for c in ',;<>"() \t')
         or "@" in domain
         or not addr.isascii()
+        or not _parses_as_addr_spec(addr)
     ):
         raise HeaderInjectionError(f"{what} is not a single e-mail address: {value[:80]!r}")
     return addr
+
+
+def _parses_as_addr_spec(addr: str) -> bool:
+    """Whether the email package can build a header address from ``addr`` (``.@x`` cannot)."""
+    try:
+        Address(addr_spec=addr)
+    except (ValueError, HeaderParseError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
