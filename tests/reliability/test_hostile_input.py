@@ -31,7 +31,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 from sqlalchemy import select, update
@@ -234,7 +234,8 @@ def test_our_xml_parsers_neither_expand_entities_nor_open_files(watched_file, pa
         except REFUSALS as error:
             outcome = error
         assert MARKER not in str(outcome) and "lollollol" not in str(outcome), (parser, name)
-        assert time.monotonic() - started < 10, (parser, name)
+        if name == "billion laughs":  # (the others may include compiling the Schematron)
+            assert time.monotonic() - started < 5, parser
         assert not opened(), (parser, name)
 
 
@@ -427,14 +428,14 @@ def check_headers(name: str, address: str) -> None:
     assert recipient.display_name.split() == name.split()  # spaces may be folded, no more
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=HEADER_TEXT, local=LOCAL, domain=DOMAIN)
 def test_any_name_and_address_give_our_headers_only_or_a_refusal(name, local, domain):
     check_headers(name, f"{local}@{domain}")
 
 
 @pytest.mark.slow
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=HEADER_TEXT, local=LOCAL, domain=DOMAIN)
 def test_any_name_and_address_thoroughly(name, local, domain):
     check_headers(name, f"{local}@{domain}")
