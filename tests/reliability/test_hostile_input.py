@@ -148,17 +148,18 @@ def watched_file(tmp_path) -> Iterator[tuple[Path, Callable[[], bool]]]:
     """A FIFO that exists, and a question: has anything opened it for reading?
 
     A helper process opens the FIFO for writing, which blocks until a reader opens it; it then
-    writes ``MARKER``, leaves a flag file, and waits for the next reader.
+    writes ``MARKER``, leaves a flag file, closes, and later waits for the next reader.
     """
     fifo, flag = tmp_path / "secret.txt", tmp_path / "opened.flag"
     os.mkfifo(fifo)
     serve = (
-        "import pathlib, sys\n"
+        "import pathlib, sys, time\n"
         "fifo, flag = sys.argv[1:3]\n"
         "while True:\n"
         "    with open(fifo, 'w') as out:\n"
         "        pathlib.Path(flag).touch()\n"
         f"        out.write({MARKER!r})\n"
+        "    time.sleep(0.5)  # let the reader see the end of the file before serving again\n"
     )
     helper = subprocess.Popen([sys.executable, "-c", serve, str(fifo), str(flag)])
     time.sleep(0.3)  # the helper is blocked in open() before any parser runs
