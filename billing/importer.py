@@ -57,6 +57,7 @@ from billing.money import minor_units, to_decimal
 from billing.periods import first_bill_date
 from billing.pricing import PricePlan as PlanCheck
 from billing.pricing import Tier
+from billing.text import shown, text_problem
 from billing.types import to_storage
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "import.schema.json"
@@ -127,41 +128,121 @@ class _FloatLiteral(str):
     """A JSON number with a fraction or exponent, kept as its text so it can be refused."""
 
 
+class _Constant(str):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's ``json`` reads them, JSON has none."""
+
+
+class _LongInteger(str):
+    """A JSON integer with more digits than any field can hold, kept as its text."""
+
+
+class _DuplicateKeys(dict):  # type: ignore[type-arg]
+    """A JSON object that gave one key twice (``json`` would silently keep the last value)."""
+
+    duplicate: str
+
+
+MAX_DEPTH = 32
+"""Deepest nesting a file may have: records are 4 levels deep, ``params`` gets the rest."""
+MAX_INTEGER_DIGITS = 30
+
+
+def _integer(text: str) -> int | _LongInteger:
+    return int(text) if len(text.lstrip("-")) <= MAX_INTEGER_DIGITS else _LongInteger(text)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; one that repeats a key is flagged, so that the repeat can be refused."""
+    document = dict(pairs)
+    if len(document) == len(pairs):
+        return document
+    flagged = _DuplicateKeys(pairs)
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            flagged.duplicate = key
+            break
+        seen.add(key)
+    return flagged
+
+
 def read_document(path: Path) -> dict[str, Any]:
-    """Parse the file without ever making a float, refuse floats, then check the schema."""
+    """Parse the file without ever making a float, refuse unsafe values, then check the schema."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"), parse_float=_FloatLiteral)
+        document = json.loads(
+            path.read_text(encoding="utf-8"),
+            parse_float=_FloatLiteral,
+            parse_int=_integer,
+            parse_constant=_Constant,
+            object_pairs_hook=_object,
+        )
     except UnicodeDecodeError as error:
         raise ImportFileError(f"{path.name} is not UTF-8 text: {error}") from None
     except json.JSONDecodeError as error:
         raise ImportFileError(f"{path.name} is not JSON: {error}") from None
-    _refuse_floats(document)
+    except RecursionError:
+        raise ImportFileError(
+            f"{path.name} is nested too deeply (more than {MAX_DEPTH} levels)"
+        ) from None
+    _refuse_unsafe_values(document)
     _check_schema(document)
     return document  # type: ignore[no-any-return]
 
 
-def _refuse_floats(document: Any) -> None:
-    """Raise on the first JSON float: money and quantities must never pass through float."""
+def _refuse_unsafe_values(document: Any) -> None:
+    """Raise on the first value no field may hold: a float, NaN, a huge integer, a repeated key,
+    text with a control character, line break or surrogate, or nesting beyond ``MAX_DEPTH``.
+
+    Usage rows are left to the row checks: a bad usage value rejects its row, not the file.
+    """
     for path, value in _walk(document, ()):
-        if isinstance(value, _FloatLiteral):
-            record, name = locate(path, document)
-            raise ImportFileError(
-                f'JSON number {value} is not allowed; write it as a string, e.g. "{value}"',
-                record=record,
-                field=name,
-            )
+        problem = _value_problem(path, value)
+        if problem is not None:
+            message, where = problem
+            record, name = locate(where, document)
+            raise ImportFileError(message, record=record, field=name)
+
+
+def _value_problem(
+    path: tuple[str | int, ...], value: Any
+) -> tuple[str, tuple[str | int, ...]] | None:
+    """What is wrong with one JSON node, and the path to name in the error."""
+    if isinstance(value, _FloatLiteral):
+        return f'JSON number {value} is not allowed; write it as a string, e.g. "{value}"', path
+    if isinstance(value, _Constant):
+        return f"{value} is not a JSON value", path
+    if isinstance(value, _LongInteger):
+        return f"JSON integer of {len(value)} digits is out of range", path
+    if len(path) > MAX_DEPTH:
+        return f"nested more than {MAX_DEPTH} levels deep", path[: MAX_DEPTH + 1]
+    if isinstance(value, _DuplicateKeys):
+        return f"key {shown(value.duplicate)} is given twice", (*path, value.duplicate)
+    in_usage = len(path) >= 2 and path[0] == "usage"
+    if isinstance(value, str) and not in_usage:
+        problem = text_problem(value)
+        if problem is not None:
+            return f"{shown(value)} {problem}", path
+    if isinstance(value, dict) and not in_usage:
+        key = next((k for k in value if text_problem(k)), None)
+        if key is not None:
+            return f"key {shown(key)} {text_problem(key)}", (*path, key)
+    return None
 
 
 def _walk(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], Any]]:
-    """Every node of a JSON value with its path, depth first in document order."""
-    yield path, value
-    children: Iterable[tuple[str | int, Any]] = ()
-    if isinstance(value, dict):
-        children = value.items()
-    elif isinstance(value, list):
-        children = enumerate(value)
-    for key, child in children:
-        yield from _walk(child, (*path, key))
+    """Every node of a JSON value with its path, depth first in document order (no recursion)."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [(path, value)]
+    while stack:
+        path, value = stack.pop()
+        yield path, value
+        if len(path) > MAX_DEPTH:
+            continue
+        children: Iterable[tuple[str | int, Any]] = ()
+        if isinstance(value, dict):
+            children = value.items()
+        elif isinstance(value, list):
+            children = enumerate(value)
+        stack.extend(reversed([((*path, key), child) for key, child in children]))
 
 
 @cache
@@ -182,7 +263,8 @@ def _check_schema(document: Any) -> None:
     missing = _missing_property(error)
     if missing:
         name = f"{name}.{missing}" if name else missing
-    raise ImportFileError(error.message, record=record, field=name)
+    message = error.message if len(error.message) <= 300 else f"{error.message[:280]}..."
+    raise ImportFileError(message, record=record, field=name)
 
 
 def _missing_property(error: ValidationError) -> str | None:

@@ -28,6 +28,7 @@ from sqlalchemy.sql import Executable
 
 from billing.errors import ConfigurationError, ImportFileError, MoneyError
 from billing.models import ContractItem, RejectedUsage, UsageRecord
+from billing.text import shown, storable, text_problem
 from billing.types import to_storage
 
 USAGE_COLUMNS = ("external_id", "item_ref", "quantity", "occurred_at")
@@ -100,7 +101,7 @@ class UsageLoader:
             if row.item_ref in ids:
                 kept.append((row, ids[row.item_ref]))
             else:
-                rejected.append((row.row, f"unknown item_ref {row.item_ref!r}"))
+                rejected.append((row.row, f"unknown item_ref {shown(row.item_ref)}"))
         return kept
 
     def _drop_stored(
@@ -143,8 +144,8 @@ class UsageLoader:
                 {
                     "source": self.source,
                     "row_number": row.row_number,
-                    "external_id": _text(row.values.get("external_id"))[:128] or None,
-                    "raw": row.raw,
+                    "external_id": storable(_text(row.values.get("external_id"))[:128]) or None,
+                    "raw": storable(row.raw),
                     "reason": reason,
                 }
                 for row, reason in sorted(rejected, key=lambda item: item[0].row_number)
@@ -193,7 +194,7 @@ def _check_rows(rows: Sequence[UsageRow]) -> tuple[list[_Valid], list[tuple[Usag
 
 def _duplicate(external_id: str) -> str:
     """The reason for a row whose external id came earlier in the same file (any chunk)."""
-    return f"duplicate external_id {external_id!r} earlier in the file"
+    return f"duplicate external_id {shown(external_id)} earlier in the file"
 
 
 def check_usage_row(row: UsageRow) -> _Valid | str:
@@ -202,6 +203,9 @@ def check_usage_row(row: UsageRow) -> _Valid | str:
     for name in USAGE_COLUMNS:
         if not values[name].strip():
             return f"{name} is missing or blank"
+        problem = text_problem(values[name])
+        if problem is not None:
+            return f"{name} {shown(values[name])} {problem}"
     if len(values["external_id"]) > 128:
         return "external_id is longer than 128 characters"
     quantity = parse_quantity(values["quantity"])
@@ -223,25 +227,25 @@ def _text(value: Any) -> str:
 def parse_quantity(text: str) -> Decimal | str:
     """Return a usage quantity (a plain decimal >= 0, at most 6 decimals), or why it is bad."""
     if not _DECIMAL.fullmatch(text):
-        return f"quantity {text!r} is not a decimal number"
+        return f"quantity {shown(text)} is not a decimal number"
     quantity = Decimal(text)
     if quantity < 0:
-        return f"quantity {text} is negative"
+        return f"quantity {shown(text)[1:-1]} is negative"
     try:
         to_storage(quantity, "postgresql")
     except MoneyError as error:
-        return f"quantity: {error}"
+        return f"quantity: {str(error).replace(str(quantity), shown(text)[1:-1])}"
     return quantity
 
 
 def parse_timestamp(text: str) -> datetime | str:
     """Return an ISO 8601 date-time as naive UTC (an offset is converted), or why it is bad."""
     if not _DATETIME.fullmatch(text):
-        return f"occurred_at {text!r} is not an ISO 8601 date-time (YYYY-MM-DDTHH:MM[:SS])"
+        return f"occurred_at {shown(text)} is not an ISO 8601 date-time (YYYY-MM-DDTHH:MM[:SS])"
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        return f"occurred_at {text!r} is not a valid date-time"
+        return f"occurred_at {shown(text)} is not a valid date-time"
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment

@@ -13,6 +13,7 @@ from billing.cli.common import DatabaseOption, console, engine_for, fail
 from billing.db import unit_of_work
 from billing.errors import ImportFileError
 from billing.importer import ImportReport, import_file
+from billing.importer_csv import source_label
 
 TargetArgument = typer.Argument(
     ...,
@@ -49,7 +50,7 @@ def import_command(
     if report.rejected:
         console.print(
             f"{report.rejected} usage row(s) rejected, kept in table rejected_usage "
-            f"with source {escape(report.source)!r}"
+            f"with source {escape(source_label(file))!r}"
         )
 
 

@@ -5,7 +5,7 @@ BillingError(ValueError)
 |   +-- InvoiceValidationError    the XML breaks our XSD, the CII XSD or the EN 16931 Schematron
 |   +-- UnsafeResourceError       a template or a value referred to something we never fetch
 +-- DeliveryError                 an invoice e-mail cannot be sent
-    +-- HeaderInjectionError      CR or LF in a name, address or subject (header injection)
+    +-- HeaderInjectionError      a header value that could add a header, or cannot be written
     +-- TransientDeliveryError    worth retrying: connection lost, 4xx reply
     +-- PermanentDeliveryError    never worth retrying: 5xx reply, refused recipient
 """

@@ -3,15 +3,19 @@
 ``Transport`` is the seam where the outside world plugs in: ``SmtpTransport`` speaks SMTP with
 STARTTLS, implicit TLS (SSL) or plain, with optional authentication, and turns every failure
 into ``TransientDeliveryError`` (retry later) or ``PermanentDeliveryError`` (record, never
-retry). Header values with CR or LF are refused before anything is sent.
+retry). Header values with a line break, a control character or an RFC 2047 encoded word are
+refused before anything is sent, and the generated header block is checked to hold exactly our
+headers, so that no library bug can add one.
 """
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -25,6 +29,7 @@ from billing.documents.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from billing.text import shown, text_problem
 
 SECURITY = ("starttls", "ssl", "none")
 CONFIGURATION_CODES = frozenset({530, 534, 535, 538})
@@ -51,15 +56,44 @@ class SmtpSettings:
             raise DeliveryError(f"SMTP security must be one of {SECURITY}, not {self.security!r}")
 
 
+HEADERS = (b"From", b"To", b"Subject", b"Message-ID", b"Date", b"MIME-Version", b"Content-Type")
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+
+
 def header_safe(value: str, what: str) -> str:
-    """``value`` if it cannot add a header line: CR, LF and NUL are refused."""
-    if any(c in value for c in "\r\n\0"):
-        raise HeaderInjectionError(f"{what} contains a line break: {value[:80]!r}")
+    """``value`` if it cannot add a header line.
+
+    Refused: line breaks and control characters, and ``=?`` (an RFC 2047 encoded word): Python
+    3.11's generator decodes ``=?utf-8?q?Eve=0D=0ABcc:...?=`` in a display name into a raw CRLF.
+    """
+    problem = text_problem(value)
+    if problem is not None:
+        raise HeaderInjectionError(f"{what} {problem}: {shown(value, 80)}")
+    if "=?" in value:
+        raise HeaderInjectionError(f"{what} contains an encoded word (=?): {shown(value, 80)}")
     return value
 
 
+def check_header_block(message: EmailMessage) -> None:
+    """Raise unless the serialized message starts with exactly our headers, one line each."""
+    try:
+        head = message.as_bytes().split(b"\r\n\r\n", 1)[0]
+    except ValueError as error:  # the email package's defects and header errors
+        raise HeaderInjectionError(f"the message cannot be written: {error}") from error
+    names = [
+        line.split(b":", 1)[0]
+        for line in _LINE_BREAK.split(head)
+        if line and line[:1] not in (b" ", b"\t")
+    ]
+    if names != list(HEADERS):
+        raise HeaderInjectionError(f"the message's headers would be {names!r}, not {HEADERS!r}")
+
+
 def single_address(value: str, what: str) -> str:
-    """``value`` if it is exactly one plain address (no list, no display name, no breaks)."""
+    """``value`` if it is exactly one plain ASCII address (no list, display name or break).
+
+    Non-ASCII addresses would need SMTPUTF8, which we do not use: the message could not be written.
+    """
     header_safe(value, what)
     name, addr = parseaddr(value)
     local, at, domain = addr.partition("@")
@@ -69,9 +103,20 @@ def single_address(value: str, what: str) -> str:
         or not (local and at and domain)
         or any(c in addr for c in ',;<>"() \t')
         or "@" in domain
+        or not addr.isascii()
+        or not _parses_as_addr_spec(addr)
     ):
         raise HeaderInjectionError(f"{what} is not a single e-mail address: {value[:80]!r}")
     return addr
+
+
+def _parses_as_addr_spec(addr: str) -> bool:
+    """Whether the email package can build a header address from ``addr`` (``.@x`` cannot)."""
+    try:
+        Address(addr_spec=addr)
+    except (ValueError, HeaderParseError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -104,6 +149,7 @@ def build_message(envelope: Envelope, settings: SmtpSettings, sent_at: datetime)
         subtype="pdf",
         filename=header_safe(envelope.attachment_name, "attachment name"),
     )
+    check_header_block(message)
     return message
 
 

@@ -123,7 +123,15 @@ def parse_svrl(svrl: bytes) -> list[Finding]:
 
 
 def schematron_findings(xml: bytes) -> list[Finding]:
-    """Run the EN 16931 Schematron on a CII document and return its findings."""
+    """Run the EN 16931 Schematron on a CII document and return its findings.
+
+    Saxon's XML parser would load external entities, so a document with a DOCTYPE is refused
+    before it gets there (a CII never has one).
+    """
+    if etree.fromstring(xml, _PARSER).getroottree().docinfo.doctype:
+        raise InvoiceValidationError(
+            "CII before the EN 16931 Schematron", ["a DOCTYPE (DTD, entities) is not accepted"]
+        )
     return parse_svrl(_schematron().svrl(xml))
 
 

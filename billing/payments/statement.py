@@ -1,17 +1,19 @@
 """Payments from the bank: statement lines, settlements and returns of direct debits.
 
-A bank-statement CSV has the columns ``reference, account_ref, amount, currency, date`` and an
-optional ``bill_no``. Each line is either the settlement of a pending direct debit or refund
-(its reference is the debit's or the refund's end-to-end id) or a new payment, recorded settled
-under the idempotency key ``ref:{reference}`` and applied (the named bill first). Importing the
-same file twice changes nothing. A bad line is rejected with its reason; the others load.
+A bank-statement CSV (UTF-8) has the columns ``reference, account_ref, amount, currency, date``
+and an optional ``bill_no``. Each line is either the settlement of a pending direct debit or
+refund (its reference is the debit's or the refund's end-to-end id) or a new payment, recorded
+settled under the idempotency key ``ref:{reference}`` and applied (the named bill first).
+Importing the same file twice changes nothing. A bad line is rejected with its reason and leaves
+nothing behind (each line has its own savepoint); the others load. A file that cannot be read
+(not UTF-8, not CSV, a missing column) raises ``PaymentRecordError`` and imports nothing.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -32,6 +34,8 @@ from billing.payments.ledger import (
     settle_payment,
     settle_refund,
 )
+from billing.text import shown, text_problem
+from billing.types import to_storage
 
 COLUMNS = ("reference", "account_ref", "amount", "currency", "date")
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
@@ -50,12 +54,13 @@ class StatementReport:
 def parse_amount(text: str, currency: str) -> Decimal:
     """A positive amount in the currency's minor units; PaymentRecordError otherwise."""
     if not _DECIMAL.fullmatch(text.strip()):
-        raise PaymentRecordError(f"amount {text!r} is not a positive decimal number")
+        raise PaymentRecordError(f"amount {shown(text)} is not a positive decimal number")
     amount = Decimal(text.strip())
     try:
         places = minor_units(currency)
+        to_storage(amount, "postgresql")
     except MoneyError as error:
-        raise PaymentRecordError(str(error)) from error
+        raise PaymentRecordError(str(error).replace(str(amount), shown(text)[1:-1])) from error
     if amount <= 0 or amount != amount.quantize(Decimal(1).scaleb(-places)):
         raise PaymentRecordError(f"amount {text} is not a positive {currency} amount")
     return amount
@@ -74,9 +79,17 @@ def record_bank_payment(
     """Record one payment received; ``inserted``, ``settled`` (a pending debit) or ``unchanged``."""
     if not reference.strip() or len(reference) > 90:
         raise PaymentRecordError("a payment needs a reference of 1 to 90 characters")
+    for name, value in (
+        ("reference", reference),
+        ("account_ref", account_ref),
+        ("bill_no", bill_no),
+    ):
+        problem = text_problem(value or "")
+        if problem is not None:
+            raise PaymentRecordError(f"{name} {shown(value)} {problem}")
     account = session.scalars(select(Account).where(Account.ref == account_ref)).one_or_none()
     if account is None:
-        raise PaymentRecordError(f"unknown account {account_ref!r}")
+        raise PaymentRecordError(f"unknown account {shown(account_ref)}")
     matched = _debit_by_reference(session, reference)
     if matched is not None:
         if (matched.account_id, matched.amount, matched.currency) != (
@@ -89,7 +102,15 @@ def record_bank_payment(
                 f"on another account or amount"
             )
         return "settled" if settle_payment(session, matched.id) else "unchanged"
-    if _known(session, reference):
+    known = _known(session, reference)
+    if known is not None:
+        if (known.account_id, known.amount, known.currency) != (account.id, amount, currency):
+            raise PaymentRecordError(
+                f"reference {shown(reference)} was recorded as "
+                f"{known.amount.quantize(Decimal(1).scaleb(-minor_units(known.currency)))} "
+                f"{known.currency} "
+                f"from another account or for another amount; this line says {amount} {currency}"
+            )
         return "unchanged"
     bill_id = _bill_id(session, account.id, bill_no) if bill_no else None
     inserted = record_payment(
@@ -116,10 +137,10 @@ def _debit_by_reference(session: Session, reference: str) -> Payment | None:
     ).first()
 
 
-def _known(session: Session, reference: str) -> bool:
-    return bool(
-        session.scalar(select(func.count()).where(Payment.idempotency_key == f"ref:{reference}"))
-    )
+def _known(session: Session, reference: str) -> Payment | None:
+    return session.scalars(
+        select(Payment).where(Payment.idempotency_key == f"ref:{reference}")
+    ).one_or_none()
 
 
 def _bill_id(session: Session, account_id: int, bill_no: str) -> int:
@@ -127,7 +148,7 @@ def _bill_id(session: Session, account_id: int, bill_no: str) -> int:
         select(Bill.id).where(Bill.account_id == account_id, Bill.bill_no == bill_no)
     )
     if bill_id is None:
-        raise PaymentRecordError(f"the account has no bill {bill_no!r}")
+        raise PaymentRecordError(f"the account has no bill {shown(bill_no)}")
     return bill_id
 
 
@@ -166,45 +187,81 @@ def return_debit(
 
 
 def import_payments_csv(session: Session, path: Path) -> StatementReport:
-    """Import a bank-statement CSV into the session's transaction, line by line."""
+    """Import a bank-statement CSV into the session's transaction: all readable, or nothing."""
     report = StatementReport()
-    for number, row in _rows(path):
-        try:
-            currency = row["currency"].strip().upper()
-            outcome = record_bank_payment(
-                session,
-                reference=row["reference"].strip(),
-                account_ref=row["account_ref"].strip(),
-                amount=parse_amount(row["amount"], currency),
-                currency=currency,
-                received_on=_date(row["date"]),
-                bill_no=(row.get("bill_no") or "").strip() or None,
-            )
-        except PaymentRecordError as error:
-            report.rejected.append((number, str(error)))
-            continue
-        if outcome == "inserted":
-            report.inserted += 1
-        elif outcome == "settled":
-            report.settled += 1
-        else:
-            report.unchanged += 1
+    with session.begin_nested():
+        for number, row in _rows(path):
+            problem = _line_problem(row)
+            if problem is not None:
+                report.rejected.append((number, problem))
+                continue
+            try:
+                with session.begin_nested():
+                    outcome = _import_line(session, row)
+            except PaymentRecordError as error:
+                report.rejected.append((number, str(error)))
+                continue
+            if outcome == "inserted":
+                report.inserted += 1
+            elif outcome == "settled":
+                report.settled += 1
+            else:
+                report.unchanged += 1
     return report
+
+
+def _import_line(session: Session, row: dict[str, str]) -> str:
+    currency = row["currency"].strip().upper()
+    return record_bank_payment(
+        session,
+        reference=row["reference"].strip(),
+        account_ref=row["account_ref"].strip(),
+        amount=parse_amount(row["amount"], currency),
+        currency=currency,
+        received_on=_date(row["date"]),
+        bill_no=(row.get("bill_no") or "").strip() or None,
+    )
+
+
+def _line_problem(row: dict[str, str]) -> str | None:
+    """The first field holding text no store can carry (a control character), or None."""
+    for name, value in row.items():
+        problem = text_problem(value)
+        if problem is not None:
+            return f"{name} {shown(value)} {problem}"
+    return None
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """The file's lines as dicts, numbered from 1 after the header (streamed)."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise PaymentRecordError(f"{path.name}: missing column(s) {', '.join(missing)}")
-        for number, row in enumerate(reader, start=1):
-            yield number, {k: v or "" for k, v in row.items() if k is not None}
+    with path.open("rb") as handle:
+        reader = csv.DictReader(_decoded(handle, path))
+        try:
+            missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+            if missing:
+                raise PaymentRecordError(f"{path.name}: missing column(s) {', '.join(missing)}")
+            for number, row in enumerate(reader, start=1):
+                yield number, {k: v or "" for k, v in row.items() if k is not None}
+        except csv.Error as error:
+            raise PaymentRecordError(
+                f"{path.name}: line {reader.line_num} is not valid CSV: {error}"
+            ) from None
+
+
+def _decoded(lines: Iterable[bytes], path: Path) -> Iterator[str]:
+    """The file's physical lines as text; a line that is not UTF-8 names itself."""
+    for number, line in enumerate(lines, start=1):
+        try:
+            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise PaymentRecordError(
+                f"{path.name}: line {number} is not UTF-8 text ({error.reason} at byte "
+                f"{error.start + 1})"
+            ) from None
 
 
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError as error:
-        raise PaymentRecordError(f"date {text!r} is not YYYY-MM-DD") from error
+        raise PaymentRecordError(f"date {shown(text)} is not YYYY-MM-DD") from error
