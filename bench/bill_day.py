@@ -121,6 +121,8 @@ def main() -> None:
         cwd=ROOT,
     )
     figures = json.loads(out.stdout.strip().splitlines()[-1])
+    for step, seconds in figures["steps"].items():
+        print(f"  step {step}: {seconds:.1f} s")
     print(
         f"bill day: {figures['bills']:,} bills in {figures['seconds']:.1f} s, "
         f"peak memory {figures['peak_mib']:.0f} MiB"
