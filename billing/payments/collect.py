@@ -37,7 +37,7 @@ from billing.models_payments import PaymentFileKind
 from billing.money import add_to_total
 from billing.payments.config import PaymentConfig
 from billing.payments.errors import BankDetailsError
-from billing.payments.files import Entry, note_issue, store_file
+from billing.payments.files import Entry, note_issues, store_file
 from billing.payments.gateway import (
     GatewayRequest,
     GatewayResult,
@@ -146,6 +146,7 @@ def _plan(
     blocked = in_dunning(session, list({r.account_id for r in rows}))
     cards: list[Attempt] = []
     debits: list[Attempt] = []
+    issues: list[tuple[int, str]] = []
     for row in rows:
         if row.account_id in blocked:
             continue
@@ -165,18 +166,12 @@ def _plan(
         problem = _cannot_collect(attempt, config)
         if problem:
             result.skipped[row.ref] = problem
-            note_issue(
-                session,
-                run_id=run_id,
-                step=STEP,
-                account_id=row.account_id,
-                as_of=as_of,
-                reason=problem,
-            )
+            issues.append((row.account_id, problem))
         elif row.payment_method is PaymentMethod.CARD:
             cards.append(attempt)
         else:
             debits.append(attempt)
+    note_issues(session, run_id=run_id, step=STEP, as_of=as_of, issues=issues)
     return cards, debits
 
 

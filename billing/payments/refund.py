@@ -30,7 +30,7 @@ from billing.models_payments import PaymentFileKind
 from billing.money import add_to_total
 from billing.payments.config import PaymentConfig
 from billing.payments.errors import BankDetailsError
-from billing.payments.files import Entry, note_issue, store_file
+from billing.payments.files import Entry, note_issues, store_file
 from billing.payments.gateway import (
     GatewayRequest,
     GatewayStatus,
@@ -134,6 +134,7 @@ def _plan(
     }
     cards: list[_Item] = []
     transfers: list[_Item] = []
+    issues: list[tuple[int, str]] = []
     for account_id in credit_ids:
         account = accounts[account_id]
         amount = -balances[account_id] - on_the_way.get(account_id, Decimal(0))
@@ -148,14 +149,8 @@ def _plan(
             transfers.append(item)
         else:
             result.skipped[account.ref] = problem
-            note_issue(
-                session,
-                run_id=run_id,
-                step=STEP,
-                account_id=account_id,
-                as_of=as_of,
-                reason=problem,
-            )
+            issues.append((account_id, problem))
+    note_issues(session, run_id=run_id, step=STEP, as_of=as_of, issues=issues)
     return cards, transfers
 
 
