@@ -10,9 +10,10 @@ in a fresh schema, then, on the same data:
 2. the bill-day flow (Prefect, default BillRunSettings: children 5, per_batch 20000), in a
    child process, without documents (``documents=False``): deferred actions, billing,
    numbering, cycle fees, card and direct-debit collection, refunds and the post-billing
-   checks. Its own peak RSS is reported. In production the Prefect API is already up, so the
-   child first starts it (a no-op flow run, which starts Prefect's temporary local server) and
-   prints that time apart; the bill-day clock starts after it.
+   checks, in a scratch directory (so the sandbox gateway's ledger, the SEPA files and the
+   checks' reports under ``var/`` start empty). Its own peak RSS is reported. In production
+   the Prefect API is already up, so the child first starts it (a no-op flow run, which starts
+   Prefect's temporary local server) and prints that time apart; the clock starts after it.
 It prints both times, the bill run's peak memory, and the ratio last. Not a test: the figures
 depend on the machine; docs/benchmarks.md records the ones measured here.
 """
@@ -25,6 +26,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -138,13 +140,14 @@ def main() -> None:
         f"in {floor:.2f} s"
     )
 
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", url],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    with tempfile.TemporaryDirectory(prefix="bench-bill-day-") as scratch:
+        out = subprocess.run(  # in a scratch directory: a fresh sandbox ledger under var/
+            [sys.executable, str(Path(__file__).resolve()), "--child", url],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=scratch,
+        )
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"Prefect API start (not timed): {figures['warm_up']:.1f} s")
     for step, seconds in figures["steps"].items():
