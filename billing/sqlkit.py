@@ -52,6 +52,8 @@ def lock_for_update(session: Session, stmt: Any) -> Any:
 
 
 _temp_tables = count()
+COPY_ROWS = 10_000
+"""Rows per COPY into a temporary table: bounds the CSV text held at once."""
 
 
 def bulk_insert(
@@ -174,13 +176,13 @@ def _copy_to_temp(
     cols = ", ".join(names)
     empty_copy = f"SELECT {cols} FROM {table.name} WITH NO DATA"
     session.execute(text(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS {empty_copy}"))
-    columns = {n: [_plain(row[n]) for row in rows] for n in names}
-    buffer = csv_buffer(table, columns, "postgresql")
+    copy = f"COPY {name} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
     cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.copy_expert(
-            f"COPY {name} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')", buffer
-        )
+        for start in range(0, len(rows), COPY_ROWS):  # the CSV text of a part at a time
+            part = rows[start : start + COPY_ROWS]
+            columns = {n: [_plain(row[n]) for row in part] for n in names}
+            cursor.copy_expert(copy, csv_buffer(table, columns, "postgresql"))
     finally:
         cursor.close()
     return sql_table(name, *(sql_column(n) for n in names))
