@@ -111,14 +111,14 @@ def bulk_update(
     """Update many rows of ``table``, each matched on ``key`` with its own values.
 
     ``rows`` name columns of ``table``; ``values(source)`` builds the SET clause from
-    ``source.c[name]`` (a row's value). PostgreSQL: COPY into a temporary table, then ONE
-    ``UPDATE ... FROM``. SQLite (in process, no round trips): one UPDATE per row.
-    Returns the ``returning`` columns of the rows updated.
+    ``source.c[name]`` (a row's value). PostgreSQL, several rows: COPY into a temporary table,
+    then ONE ``UPDATE ... FROM``. One row, or SQLite (in process, no round trips): one UPDATE
+    per row. Returns the ``returning`` columns of the rows updated.
     """
     if not rows:
         return []
     names = list(rows[0])
-    if dialect(session) == "postgresql":
+    if dialect(session) == "postgresql" and len(rows) > 1:
         source = _copy_to_temp(session, table, names, rows)
         stmt = update(table).where(table.c[key] == source.c[key]).values(**values(source))
         if where is not None:
