@@ -19,7 +19,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, exists, func, or_, select, update
+from sqlalchemy import Engine, exists, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -46,7 +46,7 @@ from billing.periods import add_cycles
 from billing.rating import RatingScope, midnight, rate_usage_for
 from billing.results import Mergeable
 from billing.schedule import ChargeSpec, CycleGrid, ItemTerms, scheduled_charges
-from billing.sqlkit import bulk_insert, id_in, insert_ignoring_duplicates, rowcount
+from billing.sqlkit import bulk_insert, bulk_update, id_in, insert_ignoring_duplicates
 
 STEP = "bill_accounts"
 
@@ -472,8 +472,11 @@ def _write_bills(
         for position, line in enumerate(draft.lines, start=1)
     ]
     bulk_insert(session, BillLine.__table__, lines)
-    _open_charges(session, list(bill_of_unit.values()), len(lines))
-    _add_to_balances(session, list(bill_of_unit.values()))
+    _open_charges(session, {line["charge_id"]: line["bill_id"] for line in lines})
+    new_gross: dict[int, Decimal] = defaultdict(Decimal)
+    for unit_id, draft in drafts.items():
+        new_gross[by_id[unit_id].account_id] += draft.gross
+    _add_to_balances(session, new_gross)
     result.bills = len(inserted)
     return result
 
@@ -482,59 +485,52 @@ class ConcurrentBillingError(BillingError):
     """A charge was billed by someone else between reading and writing it."""
 
 
-def _open_charges(session: Session, bill_ids: list[int], expected: int) -> None:
-    line = BillLine.__table__.c
-    billed_by = (
-        select(line.bill_id).where(line.charge_id == Charge.__table__.c.id).scalar_subquery()
+def _open_charges(session: Session, bill_of_charge: dict[int, int]) -> None:
+    """Move the billed charges from calculated to open, each pointing at its bill."""
+    opened = bulk_update(
+        session,
+        Charge.__table__,
+        [{"id": charge_id, "bill_id": bill_id} for charge_id, bill_id in bill_of_charge.items()],
+        values=lambda src: {"status": ChargeStatus.OPEN, "bill_id": src.c.bill_id},
+        where=Charge.__table__.c.status == ChargeStatus.CALCULATED,
+        returning=("id",),
     )
-    opened = rowcount(
-        session.execute(
-            update(Charge)
-            .where(
-                Charge.id.in_(select(line.charge_id).where(id_in(session, line.bill_id, bill_ids))),
-                Charge.status == ChargeStatus.CALCULATED,
-            )
-            .values(status=ChargeStatus.OPEN, bill_id=billed_by)
-            .execution_options(synchronize_session=False)
+    if len(opened) != len(bill_of_charge):
+        raise ConcurrentBillingError(
+            f"expected to open {len(bill_of_charge)} charges, opened {len(opened)}"
         )
-    )
-    if opened != expected:
-        raise ConcurrentBillingError(f"expected to open {expected} charges, opened {opened}")
 
 
-def _add_to_balances(session: Session, bill_ids: list[int]) -> None:
+def _add_to_balances(session: Session, gross_by_account: dict[int, Decimal]) -> None:
     """The account balance grows by the gross of each new bill."""
-    bills = Bill.__table__.c
-    new_gross = (
-        select(func.coalesce(func.sum(bills.gross), 0))
-        .where(bills.account_id == Account.__table__.c.id, id_in(session, bills.id, bill_ids))
-        .scalar_subquery()
-    )
-    session.execute(
-        update(Account)
-        .where(Account.id.in_(select(bills.account_id).where(id_in(session, bills.id, bill_ids))))
-        .values(balance=Account.balance + new_gross)
-        .execution_options(synchronize_session=False)
+    bulk_update(
+        session,
+        Account.__table__,
+        [{"id": account_id, "balance": gross} for account_id, gross in gross_by_account.items()],
+        values=lambda src: {"balance": Account.__table__.c.balance + src.c.balance},
     )
 
 
 def _close_cycles(session: Session, units: Sequence[Unit]) -> None:
-    """Advance each billed unit by one cycle, grouped so it is a handful of statements."""
-    groups: dict[tuple[date, int, str], list[int]] = defaultdict(list)
-    for unit in units:
-        groups[(unit.next_bill_date, unit.billing_day, unit.cycle)].append(unit.id)
-    for (bill_date, billing_day, cycle), ids in groups.items():
-        session.execute(
-            update(BillUnit)
-            .where(id_in(session, BillUnit.id, ids))
-            .values(
-                last_bill_date=bill_date,
-                next_bill_date=add_cycles(bill_date, 1, billing_day, cycle),
-                billing_state=BillingState.BILLED,
-                failure_reason=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
+    """Advance each billed unit by one cycle, in one statement."""
+    bulk_update(
+        session,
+        BillUnit.__table__,
+        [
+            {
+                "id": unit.id,
+                "last_bill_date": unit.next_bill_date,
+                "next_bill_date": unit.grid.boundary(1),
+            }
+            for unit in units
+        ],
+        values=lambda src: {
+            "last_bill_date": src.c.last_bill_date,
+            "next_bill_date": src.c.next_bill_date,
+            "billing_state": BillingState.BILLED,
+            "failure_reason": None,
+        },
+    )
 
 
 def _set_state(session: Session, unit_ids: Sequence[int], state: BillingState) -> None:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 from itertools import count
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Table, UniqueConstraint, any_, bindparam, select, text
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    Table,
+    UniqueConstraint,
+    any_,
+    bindparam,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,6 +52,8 @@ def lock_for_update(session: Session, stmt: Any) -> Any:
 
 
 _temp_tables = count()
+COPY_ROWS = 10_000
+"""Rows per COPY into a temporary table: bounds the CSV text held at once."""
 
 
 def bulk_insert(
@@ -85,6 +98,60 @@ def bulk_insert(
     return list(result.all()) if returning else []
 
 
+def bulk_update(
+    session: Session,
+    table: Any,
+    rows: Sequence[dict[str, Any]],
+    *,
+    values: Callable[[Any], dict[str, Any]],
+    key: str = "id",
+    where: Any = None,
+    returning: Sequence[str] = (),
+) -> list[Any]:
+    """Update many rows of ``table``, each matched on ``key`` with its own values.
+
+    ``rows`` name columns of ``table``; ``values(source)`` builds the SET clause from
+    ``source.c[name]`` (a row's value). PostgreSQL, several rows: COPY into a temporary table,
+    then ONE ``UPDATE ... FROM``. One row, or SQLite (in process, no round trips): one UPDATE
+    per row. Returns the ``returning`` columns of the rows updated.
+    """
+    if not rows:
+        return []
+    names = list(rows[0])
+    if dialect(session) == "postgresql" and len(rows) > 1:
+        source = _copy_to_temp(session, table, names, rows)
+        stmt = update(table).where(table.c[key] == source.c[key]).values(**values(source))
+        if where is not None:
+            stmt = stmt.where(where)
+        if returning:
+            stmt = stmt.returning(*(table.c[n] for n in returning))
+        result = session.execute(stmt.execution_options(synchronize_session=False))
+        return list(result.all()) if returning else []
+    params = SimpleNamespace(c=_Columns({n: bindparam(f"src_{n}", table.c[n].type) for n in names}))
+    stmt = update(table).where(table.c[key] == params.c[key]).values(**values(params))
+    if where is not None:
+        stmt = stmt.where(where)
+    if returning:
+        stmt = stmt.returning(*(table.c[n] for n in returning))
+    stmt = stmt.execution_options(synchronize_session=False)
+    found: list[Any] = []
+    for row in rows:
+        result = session.execute(stmt, {f"src_{n}": row[n] for n in names})
+        if returning:
+            found.extend(result.all())
+    return found
+
+
+class _Columns(dict[str, Any]):
+    """Bound parameters named like columns: ``c["name"]`` or ``c.name``, as a table's ``.c``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 def rowcount(result: Any) -> int:
     """Rows matched by an UPDATE or DELETE (``CursorResult.rowcount``)."""
     return int(result.rowcount)
@@ -109,13 +176,13 @@ def _copy_to_temp(
     cols = ", ".join(names)
     empty_copy = f"SELECT {cols} FROM {table.name} WITH NO DATA"
     session.execute(text(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS {empty_copy}"))
-    columns = {n: [_plain(row[n]) for row in rows] for n in names}
-    buffer = csv_buffer(table, columns, "postgresql")
+    copy = f"COPY {name} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
     cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.copy_expert(
-            f"COPY {name} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')", buffer
-        )
+        for start in range(0, len(rows), COPY_ROWS):  # the CSV text of a part at a time
+            part = rows[start : start + COPY_ROWS]
+            columns = {n: [_plain(row[n]) for row in part] for n in names}
+            cursor.copy_expert(copy, csv_buffer(table, columns, "postgresql"))
     finally:
         cursor.close()
     return sql_table(name, *(sql_column(n) for n in names))

@@ -4,14 +4,17 @@ As of ``as_of``, every bill of such an account with ``bill_date <= as_of`` and s
 to pay (``gross - amount_paid``, after the account's credit is applied) is collected, unless a
 payment for it is already pending, its next retry is not due yet, or the account is in dunning.
 
-- **Card**: the payment is first stored *pending* under its idempotency key
-  ``card:{bill_key}:{attempt}`` and committed; then the gateway is charged with that key; then
-  the answer is recorded (settled and applied, or failed). A crash after the charge leaves the
-  pending row: the next run resumes it, the gateway replays the same charge, and it is
-  recorded once. A transient gateway error leaves it pending for the next call.
-- **Direct debit**: pending payments ``dd:{bill_key}:{attempt}`` and ONE pain.008.001.02 file
-  per creditor and run, in one transaction. A debit stays pending until the bank settles it
-  (statement import or ``billing payment settle``) or returns it (``billing payment return``).
+- **Card**, in chunks of ``PaymentConfig.card_chunk``: the chunk's payments are first stored
+  *pending* under their idempotency keys ``card:{bill_key}:{attempt}`` and committed, in one
+  transaction (``_store_pending``); then the gateway is asked for each (``_ask_gateway``); then
+  every answer is recorded (settled and applied, or failed, and dunning) in one transaction
+  (``_record_answers``). A crash between those leaves pending rows: the next run resumes them,
+  the gateway replays the same charges, and each is recorded once. A transient gateway error
+  leaves its payment pending for the next call.
+- **Direct debit**: pending payments ``dd:{bill_key}:{attempt}`` (one bulk insert) and ONE
+  pain.008.001.02 file per creditor and run, in one transaction. A debit stays pending until
+  the bank settles it (statement import or ``billing payment settle``) or returns it
+  (``billing payment return``).
 - **Retries**: a bill's failed attempts are retried on ``RetryPolicy.retry_days`` after its
   first failure; when the last attempt fails the account enters dunning.
 
@@ -25,7 +28,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, func, select
+from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.orm import Session
 
 from billing.db import unit_of_work
@@ -34,15 +37,21 @@ from billing.models_payments import PaymentFileKind
 from billing.money import add_to_total
 from billing.payments.config import PaymentConfig
 from billing.payments.errors import BankDetailsError
-from billing.payments.files import Entry, note_issue, store_file
-from billing.payments.gateway import GatewayStatus, PaymentGateway, ask_gateway
+from billing.payments.files import Entry, note_issues, store_file
+from billing.payments.gateway import (
+    GatewayRequest,
+    GatewayResult,
+    GatewayStatus,
+    PaymentGateway,
+    ask_gateway_many,
+)
 from billing.payments.ledger import (
-    apply_credit,
+    apply_credits,
     enter_dunning,
-    fail_payment,
+    fail_payments,
     in_dunning,
-    record_payment,
-    settle_payment,
+    record_pending_payments,
+    settle_payments,
 )
 from billing.payments.sepa import (
     SEPA_CURRENCY,
@@ -119,8 +128,8 @@ def collect_payments(
     _resume_card_payments(engine, gateway, config, result)
     with unit_of_work(engine) as session:
         cards, debits = _plan(session, as_of, config, run_id, result)
-    for attempt in cards:
-        _charge(engine, gateway, attempt, as_of, config, result)
+    for start in range(0, len(cards), config.card_chunk):
+        _charge(engine, gateway, cards[start : start + config.card_chunk], as_of, config, result)
     if debits:
         with unit_of_work(engine) as session:
             _debit(session, debits, as_of, config, result)
@@ -131,13 +140,13 @@ def _plan(
     session: Session, as_of: date, config: PaymentConfig, run_id: str, result: CollectResult
 ) -> tuple[list[Attempt], list[Attempt]]:
     """Apply credit, then pick each open bill's attempt due today (card, debit)."""
-    for account_id in _accounts_with_unapplied_credit(session, as_of):
-        apply_credit(session, account_id)
+    apply_credits(session, {a: () for a in _accounts_with_unapplied_credit(session, as_of)})
     rows = _collectible(session, as_of)
     history = _failures(session, [r.bill_id for r in rows])
     blocked = in_dunning(session, list({r.account_id for r in rows}))
     cards: list[Attempt] = []
     debits: list[Attempt] = []
+    issues: list[tuple[int, str]] = []
     for row in rows:
         if row.account_id in blocked:
             continue
@@ -157,18 +166,12 @@ def _plan(
         problem = _cannot_collect(attempt, config)
         if problem:
             result.skipped[row.ref] = problem
-            note_issue(
-                session,
-                run_id=run_id,
-                step=STEP,
-                account_id=row.account_id,
-                as_of=as_of,
-                reason=problem,
-            )
+            issues.append((row.account_id, problem))
         elif row.payment_method is PaymentMethod.CARD:
             cards.append(attempt)
         else:
             debits.append(attempt)
+    note_issues(session, run_id=run_id, step=STEP, as_of=as_of, issues=issues)
     return cards, debits
 
 
@@ -269,42 +272,15 @@ def _cannot_collect(attempt: Attempt, config: PaymentConfig) -> str | None:
 def _charge(
     engine: Engine,
     gateway: PaymentGateway,
-    attempt: Attempt,
+    attempts: list[Attempt],
     as_of: date,
     config: PaymentConfig,
     result: CollectResult,
 ) -> None:
-    """Store the charge as pending (committed), charge the card, record the answer."""
-    with unit_of_work(engine) as session:
-        payment_id = record_payment(
-            session,
-            idempotency_key=attempt.key,
-            account_id=attempt.account.account_id,
-            amount=attempt.amount,
-            currency=attempt.currency,
-            received_on=as_of,
-            method=PaymentMethod.CARD,
-            status=PaymentStatus.PENDING,
-            bill_id=attempt.bill_id,
-        )
-    if payment_id is not None:
-        _call_and_record(
-            engine,
-            gateway,
-            _Pending(
-                payment_id,
-                attempt.key,
-                attempt.account.ref,
-                attempt.account.card_token,
-                attempt.amount,
-                attempt.currency,
-                attempt.bill_id,
-                attempt.account.account_id,
-            ),
-            as_of,
-            config,
-            result,
-        )
+    """One chunk: store its payments pending (committed), charge the cards, record answers."""
+    pending = _store_pending(engine, attempts, as_of)
+    answers = _ask_gateway(gateway, pending)
+    _record_answers(engine, pending, answers, config, result)
 
 
 @dataclass(frozen=True)
@@ -317,6 +293,46 @@ class _Pending:
     currency: str
     bill_id: int | None
     account_id: int
+    received_on: date
+
+
+def _store_pending(engine: Engine, attempts: list[Attempt], as_of: date) -> list[_Pending]:
+    """Commit the chunk's card payments as pending, in ONE transaction, before any charge.
+
+    A key stored already (a rerun) is left out: its pending row is resumed, not charged here.
+    """
+    with unit_of_work(engine) as session:
+        inserted = record_pending_payments(
+            session,
+            [
+                {
+                    "idempotency_key": a.key,
+                    "account_id": a.account.account_id,
+                    "bill_id": a.bill_id,
+                    "method": PaymentMethod.CARD,
+                    "amount": a.amount,
+                    "currency": a.currency,
+                    "received_on": as_of,
+                    "reference": None,
+                }
+                for a in attempts
+            ],
+        )
+    return [
+        _Pending(
+            inserted[a.key],
+            a.key,
+            a.account.ref,
+            a.account.card_token,
+            a.amount,
+            a.currency,
+            a.bill_id,
+            a.account.account_id,
+            as_of,
+        )
+        for a in attempts
+        if a.key in inserted
+    ]
 
 
 def _resume_card_payments(
@@ -340,8 +356,8 @@ def _resume_card_payments(
             .where(Payment.method == PaymentMethod.CARD, Payment.status == PaymentStatus.PENDING)
             .order_by(Payment.id)
         ).all()
-    for row in rows:
-        pending = _Pending(
+    pending = [
+        _Pending(
             row.id,
             row.idempotency_key,
             row.ref,
@@ -350,56 +366,90 @@ def _resume_card_payments(
             row.currency,
             row.bill_id,
             row.account_id,
+            row.received_on,
         )
-        _call_and_record(engine, gateway, pending, row.received_on, config, result)
+        for row in rows
+    ]
+    for start in range(0, len(pending), config.card_chunk):
+        chunk = pending[start : start + config.card_chunk]
+        answers = _ask_gateway(gateway, chunk)
+        _record_answers(engine, chunk, answers, config, result)
 
 
-def _call_and_record(
+def _ask_gateway(gateway: PaymentGateway, pending: list[_Pending]) -> list[GatewayResult]:
+    """Charge each pending payment's card under its idempotency key (replayed if known)."""
+    return ask_gateway_many(
+        gateway,
+        "charge",
+        [GatewayRequest(p.key, p.card_token, p.amount, p.currency) for p in pending],
+    )
+
+
+def _record_answers(
     engine: Engine,
-    gateway: PaymentGateway,
-    pending: _Pending,
-    as_of: date,
+    pending: list[_Pending],
+    answers: list[GatewayResult],
     config: PaymentConfig,
     result: CollectResult,
 ) -> None:
-    answer = ask_gateway(
-        gateway.charge, pending.key, pending.card_token, pending.amount, pending.currency
-    )
-    if answer.status is GatewayStatus.TRANSIENT_ERROR:
-        result.transient.append(pending.account_ref)
+    """Record the chunk's final answers in ONE transaction; transient ones stay pending.
+
+    Settled payments are applied to their bills; a failed one may put its account in dunning
+    as of the day the payment was stored.
+    """
+    settled: dict[int, str | None] = {}
+    declined: dict[int, str] = {}
+    for p, answer in zip(pending, answers, strict=True):
+        if answer.status is GatewayStatus.TRANSIENT_ERROR:
+            result.transient.append(p.account_ref)
+        elif answer.succeeded:
+            settled[p.payment_id] = answer.reference
+        else:
+            declined[p.payment_id] = answer.reason or "declined"
+    if not settled and not declined:
         return
+    by_id = {p.payment_id: p for p in pending}
     with unit_of_work(engine) as session:
-        if answer.succeeded:
-            if settle_payment(session, pending.payment_id, reference=answer.reference):
-                result.collected += 1
-                add_to_total(result.collected_amounts, pending.currency, pending.amount)
-            return
-        reason = answer.reason or "declined"
-        if fail_payment(session, pending.payment_id, reason):
-            result.declined[pending.account_ref] = reason
-            if pending.bill_id is not None:
-                _dunning_if_exhausted(session, pending, pending.bill_id, as_of, config, result)
+        for payment_id in settle_payments(session, settled):
+            p = by_id[payment_id]
+            result.collected += 1
+            add_to_total(result.collected_amounts, p.currency, p.amount)
+        failed = [by_id[i] for i in fail_payments(session, declined)]
+        for p in failed:
+            result.declined[p.account_ref] = declined[p.payment_id]
+        _dunning_if_exhausted(session, failed, config, result)
 
 
 def _dunning_if_exhausted(
     session: Session,
-    pending: _Pending,
-    bill_id: int,
-    as_of: date,
+    failed: list[_Pending],
     config: PaymentConfig,
     result: CollectResult,
 ) -> None:
-    """After the bill's last allowed attempt failed, the account enters dunning."""
-    reason = result.declined.get(pending.account_ref, "declined")
-    failures = session.scalar(
-        select(func.count()).where(
-            and_(Payment.bill_id == bill_id, Payment.status == PaymentStatus.FAILED)
+    """After a bill's last allowed attempt failed, its account enters dunning."""
+    bill_ids = sorted({p.bill_id for p in failed if p.bill_id is not None})
+    if not bill_ids:
+        return
+    failures = dict(
+        session.execute(
+            select(Payment.bill_id, func.count())
+            .where(
+                id_in(session, Payment.bill_id, bill_ids), Payment.status == PaymentStatus.FAILED
+            )
+            .group_by(Payment.bill_id)
         )
+        .tuples()
+        .all()
     )
-    if config.retry.exhausted(failures or 0):
-        why = f"collection failed {failures} times: {reason}"
-        enter_dunning(session, pending.account_id, bill_id, as_of, why)
-        result.dunning.append(pending.account_ref)
+    for p in failed:
+        if p.bill_id is None:
+            continue
+        count = failures.get(p.bill_id, 0)
+        if config.retry.exhausted(count):
+            reason = result.declined.get(p.account_ref, "declined")
+            why = f"collection failed {count} times: {reason}"
+            enter_dunning(session, p.account_id, p.bill_id, p.received_on, why)
+            result.dunning.append(p.account_ref)
 
 
 # --- direct debit -----------------------------------------------------------------------------
@@ -416,26 +466,30 @@ def _debit(
     assert config.creditor is not None  # _cannot_collect skipped debits without one
     creditor = config.creditor.checked()
     first_time = _accounts_without_debits(session, [a.account.account_id for a in attempts])
+    inserted = record_pending_payments(
+        session,
+        [
+            {
+                "idempotency_key": a.key,
+                "account_id": a.account.account_id,
+                "bill_id": a.bill_id,
+                "method": PaymentMethod.DIRECT_DEBIT,
+                "amount": a.amount,
+                "currency": a.currency,
+                "received_on": as_of,
+                "reference": _end_to_end_id(a),
+            }
+            for a in attempts
+        ],
+    )
     entries: list[Entry] = []
     debits: list[DirectDebit] = []
     for attempt in attempts:
-        account = attempt.account
-        e2e = f"DD-{attempt.bill_id}-{attempt.number}"
-        payment_id = record_payment(
-            session,
-            idempotency_key=attempt.key,
-            account_id=account.account_id,
-            amount=attempt.amount,
-            currency=attempt.currency,
-            received_on=as_of,
-            method=PaymentMethod.DIRECT_DEBIT,
-            status=PaymentStatus.PENDING,
-            reference=e2e,
-            bill_id=attempt.bill_id,
-        )
-        if payment_id is None:
+        if attempt.key not in inserted:
             continue
-        entries.append(Entry(e2e, attempt.amount, payment_id=payment_id))
+        account = attempt.account
+        e2e = _end_to_end_id(attempt)
+        entries.append(Entry(e2e, attempt.amount, payment_id=inserted[attempt.key]))
         debits.append(
             DirectDebit(
                 end_to_end_id=e2e,
@@ -466,6 +520,10 @@ def _debit(
         ),
     )
     result.files.append(str(path))
+
+
+def _end_to_end_id(attempt: Attempt) -> str:
+    return f"DD-{attempt.bill_id}-{attempt.number}"
 
 
 def _accounts_without_debits(session: Session, account_ids: list[int]) -> set[int]:

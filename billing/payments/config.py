@@ -53,7 +53,8 @@ class PaymentConfig:
 
     ``creditor`` is None when no SEPA creditor is configured: debits and transfers are then
     skipped (and reported), card payments still run. SEPA files go under
-    ``output_dir/<as_of>/sepa/<creditor id>/``.
+    ``output_dir/<as_of>/sepa/<creditor id>/``. Card payments are stored, charged and recorded
+    ``card_chunk`` at a time (one transaction each way per chunk).
     """
 
     output_dir: Path
@@ -61,6 +62,11 @@ class PaymentConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     debit_lead_days: int = 2
     min_refund: Decimal = Decimal("0.01")
+    card_chunk: int = 500
+
+    def __post_init__(self) -> None:
+        if self.card_chunk < 1:
+            raise ConfigurationError(f"card_chunk must be at least 1, not {self.card_chunk}")
 
     def sepa_folder(self, as_of: date) -> Path:
         creditor_id = self.creditor.creditor_id if self.creditor else "none"

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from billing.models import BillingIssue
 from billing.models_payments import PaymentFile, PaymentFileEntry, PaymentFileKind
 from billing.payments.sepa import SEPA_CURRENCY, Creditor, write_atomically
+from billing.sqlkit import bulk_insert, id_in
 
 PREFIX = {PaymentFileKind.DIRECT_DEBIT: "DD", PaymentFileKind.CREDIT_TRANSFER: "CT"}
 SUFFIX = {
@@ -70,36 +71,52 @@ def store_file(
     )
     session.add(row)
     session.flush()
-    session.add_all(
-        PaymentFileEntry(
-            file_id=row.id,
-            payment_id=e.payment_id,
-            refund_id=e.refund_id,
-            end_to_end_id=e.end_to_end_id,
-        )
-        for e in entries
+    bulk_insert(
+        session,
+        PaymentFileEntry.__table__,
+        [
+            {
+                "file_id": row.id,
+                "payment_id": e.payment_id,
+                "refund_id": e.refund_id,
+                "end_to_end_id": e.end_to_end_id,
+            }
+            for e in entries
+        ],
     )
-    session.flush()
     write_atomically(path, xml)
     return path
 
 
-def note_issue(
-    session: Session, *, run_id: str, step: str, account_id: int, as_of: date, reason: str
+def note_issues(
+    session: Session, *, run_id: str, step: str, as_of: date, issues: Sequence[tuple[int, str]]
 ) -> None:
-    """Keep a billing issue for an account a step skipped, once while it stays unresolved."""
-    known = session.scalar(
-        select(func.count()).where(
-            BillingIssue.step == step,
-            BillingIssue.account_id == account_id,
-            BillingIssue.reason == reason,
-            BillingIssue.resolved.is_(False),
-        )
-    )
-    if not known:
-        session.add(
-            BillingIssue(
-                run_id=run_id, step=step, account_id=account_id, as_of=as_of, reason=reason
+    """Keep a billing issue per (account, reason) a step skipped, once while it is unresolved."""
+    wanted = list(dict.fromkeys(issues))
+    if not wanted:
+        return
+    known = set(
+        session.execute(
+            select(BillingIssue.account_id, BillingIssue.reason).where(
+                BillingIssue.step == step,
+                id_in(session, BillingIssue.account_id, sorted({a for a, _ in wanted})),
+                BillingIssue.resolved.is_(False),
             )
-        )
-        session.flush()
+        ).tuples()
+    )
+    bulk_insert(
+        session,
+        BillingIssue.__table__,
+        [
+            {
+                "run_id": run_id,
+                "step": step,
+                "account_id": account_id,
+                "as_of": as_of,
+                "reason": reason,
+                "resolved": False,
+            }
+            for account_id, reason in wanted
+            if (account_id, reason) not in known
+        ],
+    )

@@ -3,15 +3,18 @@
 A gateway call carries an idempotency key. The processor keeps the result of each key and
 replays it when the key comes again, so a caller that crashed after the charge and before
 recording it simply asks again with the same key and gets the same charge back.
+
+A gateway that can take many requests in one call (``BatchGateway``) is asked a chunk at a
+time; any other gateway is asked one request after the other.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from billing.payments.errors import GatewayUnavailable, IdempotencyConflict
 
@@ -36,6 +39,16 @@ class GatewayResult:
     @property
     def succeeded(self) -> bool:
         return self.status is GatewayStatus.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class GatewayRequest:
+    """One charge or refund to ask for: ``amount`` on ``card_token`` under ``key``."""
+
+    key: str
+    card_token: str
+    amount: Decimal
+    currency: str
 
 
 class PaymentGateway(Protocol):
@@ -72,3 +85,43 @@ def ask_gateway(
         return GatewayResult(GatewayStatus.TRANSIENT_ERROR, "", amount, currency, str(error))
     except IdempotencyConflict as error:
         return GatewayResult(GatewayStatus.DECLINED, "", amount, currency, str(error)[:200])
+
+
+@runtime_checkable
+class BatchGateway(Protocol):
+    """A processor that answers many requests in one call, in order.
+
+    A key reused for another request is answered with its ``IdempotencyConflict`` in place of
+    a result; an outage raises ``GatewayUnavailable`` for the whole call.
+    """
+
+    def charge_many(
+        self, requests: Sequence[GatewayRequest]
+    ) -> list[GatewayResult | IdempotencyConflict]: ...
+
+    def refund_many(
+        self, requests: Sequence[GatewayRequest]
+    ) -> list[GatewayResult | IdempotencyConflict]: ...
+
+
+def ask_gateway_many(
+    gateway: PaymentGateway, kind: Literal["charge", "refund"], requests: Sequence[GatewayRequest]
+) -> list[GatewayResult]:
+    """``ask_gateway`` for many requests: one call to a ``BatchGateway``, else one by one."""
+    if not isinstance(gateway, BatchGateway):
+        single = gateway.charge if kind == "charge" else gateway.refund
+        return [ask_gateway(single, r.key, r.card_token, r.amount, r.currency) for r in requests]
+    many = gateway.charge_many if kind == "charge" else gateway.refund_many
+    try:
+        answers = many(requests)
+    except GatewayUnavailable as error:
+        return [
+            GatewayResult(GatewayStatus.TRANSIENT_ERROR, "", r.amount, r.currency, str(error))
+            for r in requests
+        ]
+    return [
+        GatewayResult(GatewayStatus.DECLINED, "", r.amount, r.currency, str(a)[:200])
+        if isinstance(a, IdempotencyConflict)
+        else a
+        for r, a in zip(requests, answers, strict=True)
+    ]

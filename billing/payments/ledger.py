@@ -16,7 +16,8 @@ idempotency key, so recording the same payment twice changes nothing. Nothing he
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -37,8 +38,16 @@ from billing.models import (
     Refund,
 )
 from billing.models_payments import AccountDunning, DunningState
+from billing.money import exact_sum
 from billing.payments.errors import PaymentRecordError
-from billing.sqlkit import dialect, id_in, insert_ignoring_duplicates, lock_for_update
+from billing.sqlkit import (
+    bulk_insert,
+    bulk_update,
+    dialect,
+    id_in,
+    insert_ignoring_duplicates,
+    lock_for_update,
+)
 
 ZERO = Decimal(0)
 
@@ -62,51 +71,97 @@ def lock_account(session: Session, account_id: int) -> Account:
     return account
 
 
-def open_bills(session: Session, account_id: int) -> list[OpenBill]:
-    """The account's bills not fully paid, oldest first."""
-    rows = session.execute(
-        lock_for_update(
-            session,
-            select(Bill.id, Bill.bill_no, Bill.bill_date, Bill.gross, Bill.amount_paid)
-            .where(Bill.account_id == account_id, Bill.gross > Bill.amount_paid)
-            .order_by(Bill.bill_date, Bill.id),
-        )
-    )
-    return [OpenBill(r.id, r.bill_no, r.bill_date, r.gross - r.amount_paid) for r in rows]
-
-
 def apply_credit(session: Session, account_id: int, *, first_bill_id: int | None = None) -> Decimal:
     """Apply the account's unapplied money (open dues - balance) to its open bills.
 
     The bill ``first_bill_id`` first, then oldest first. Returns the amount applied; closes the
     charges of every bill now fully paid, and clears a dunning state once nothing is due.
     """
-    account = lock_account(session, account_id)
-    bills = open_bills(session, account_id)
-    dues = sum((b.due for b in bills), ZERO)
-    left = min(dues - account.balance, dues)
-    bills.sort(key=lambda b: b.id != first_bill_id)
-    applied = ZERO
-    for bill in bills:
-        if left <= 0:
-            break
-        part = min(bill.due, left)
-        session.execute(
-            update(Bill)
-            .where(Bill.id == bill.id)
-            .values(amount_paid=Bill.amount_paid + part)
-            .execution_options(synchronize_session=False)
-        )
-        left -= part
-        applied += part
-    _close_paid_charges(session, account_id)
-    if applied == dues:
-        _clear_dunning(session, account_id)
+    firsts = () if first_bill_id is None else (first_bill_id,)
+    return apply_credits(session, {account_id: firsts})[account_id]
+
+
+def apply_credits(session: Session, first_bills: Mapping[int, Sequence[int]]) -> dict[int, Decimal]:
+    """``apply_credit`` for many accounts at once, in a handful of statements.
+
+    ``first_bills`` maps each account to the bills its money goes to first, in that order;
+    then oldest first. Returns the amount applied per account.
+    """
+    account_ids = sorted(first_bills)
+    if not account_ids:
+        return {}
+    balances = lock_balances(session, account_ids)
+    bills = _open_bills_of(session, account_ids)
+    applied: dict[int, Decimal] = {}
+    parts: list[dict[str, Any]] = []
+    settled_up: list[int] = []
+    for account_id in account_ids:
+        own = bills.get(account_id, [])
+        dues = exact_sum(b.due for b in own)
+        left = min(dues - balances[account_id], dues)
+        rank = {bill_id: n for n, bill_id in enumerate(first_bills[account_id])}
+        own.sort(key=lambda b: rank.get(b.id, len(rank)))  # stable: then oldest first
+        total = ZERO
+        for bill in own:
+            if left <= 0:
+                break
+            part = min(bill.due, left)
+            parts.append({"id": bill.id, "amount_paid": part})
+            left -= part
+            total += part
+        applied[account_id] = total
+        if total == dues:
+            settled_up.append(account_id)
+    bulk_update(
+        session,
+        Bill.__table__,
+        parts,
+        values=lambda src: {"amount_paid": Bill.__table__.c.amount_paid + src.c.amount_paid},
+    )
+    _close_paid_charges(session, account_ids)
+    _clear_dunning(session, settled_up)
     return applied
 
 
-def _close_paid_charges(session: Session, account_id: int) -> None:
-    paid = select(Bill.id).where(Bill.account_id == account_id, Bill.amount_paid >= Bill.gross)
+def lock_balances(session: Session, account_ids: Sequence[int]) -> dict[int, Decimal]:
+    """The accounts' balances as stored now, locked in id order (row locks on PostgreSQL)."""
+    rows = session.execute(
+        lock_for_update(
+            session,
+            select(Account.id, Account.balance)
+            .where(id_in(session, Account.id, account_ids))
+            .order_by(Account.id),
+        )
+    )
+    found = {account_id: balance for account_id, balance in rows}
+    missing = set(account_ids) - set(found)
+    if missing:
+        raise PaymentRecordError(f"no account with id {min(missing)}")
+    return found
+
+
+def _open_bills_of(session: Session, account_ids: Sequence[int]) -> dict[int, list[OpenBill]]:
+    """The accounts' bills not fully paid, oldest first, locked."""
+    rows = session.execute(
+        lock_for_update(
+            session,
+            select(
+                Bill.id, Bill.account_id, Bill.bill_no, Bill.bill_date, Bill.gross, Bill.amount_paid
+            )
+            .where(id_in(session, Bill.account_id, account_ids), Bill.gross > Bill.amount_paid)
+            .order_by(Bill.account_id, Bill.bill_date, Bill.id),
+        )
+    )
+    found: dict[int, list[OpenBill]] = defaultdict(list)
+    for r in rows:
+        found[r.account_id].append(OpenBill(r.id, r.bill_no, r.bill_date, r.gross - r.amount_paid))
+    return found
+
+
+def _close_paid_charges(session: Session, account_ids: Sequence[int]) -> None:
+    paid = select(Bill.id).where(
+        id_in(session, Bill.account_id, account_ids), Bill.amount_paid >= Bill.gross
+    )
     session.execute(
         update(Charge)
         .where(Charge.bill_id.in_(paid), Charge.status == ChargeStatus.OPEN)
@@ -115,11 +170,13 @@ def _close_paid_charges(session: Session, account_id: int) -> None:
     )
 
 
-def _clear_dunning(session: Session, account_id: int) -> None:
+def _clear_dunning(session: Session, account_ids: Sequence[int]) -> None:
+    if not account_ids:
+        return
     session.execute(
         update(AccountDunning)
         .where(
-            AccountDunning.account_id == account_id,
+            id_in(session, AccountDunning.account_id, account_ids),
             AccountDunning.state == DunningState.DUNNING,
         )
         .values(state=DunningState.CLEARED)
@@ -128,11 +185,16 @@ def _clear_dunning(session: Session, account_id: int) -> None:
 
 
 def _move_balance(session: Session, account_id: int, delta: Decimal) -> None:
-    session.execute(
-        update(Account)
-        .where(Account.id == account_id)
-        .values(balance=Account.balance + delta)
-        .execution_options(synchronize_session=False)
+    _move_balances(session, {account_id: delta})
+
+
+def _move_balances(session: Session, deltas: Mapping[int, Decimal]) -> None:
+    """Add each account's delta to its balance (one statement)."""
+    bulk_update(
+        session,
+        Account.__table__,
+        [{"id": account_id, "balance": delta} for account_id, delta in sorted(deltas.items())],
+        values=lambda src: {"balance": Account.__table__.c.balance + src.c.balance},
     )
 
 
@@ -180,6 +242,43 @@ def record_payment(
     return inserted
 
 
+def record_pending_payments(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Insert many pending payments in one statement; the ids of those inserted, by key.
+
+    Each row holds ``payments`` columns (idempotency_key, account_id, bill_id, method, amount,
+    currency, received_on, reference). A key that exists already is skipped: a rerun adds
+    nothing. Pending payments do not move the balance.
+    """
+    if not rows:
+        return {}
+    accounts = {
+        r.id: r
+        for r in session.execute(
+            select(Account.id, Account.ref, Account.currency).where(
+                id_in(session, Account.id, sorted({row["account_id"] for row in rows}))
+            )
+        )
+    }
+    for row in rows:
+        account = accounts.get(row["account_id"])
+        if account is None:
+            raise PaymentRecordError(f"no account with id {row['account_id']}")
+        if row["currency"] != account.currency:
+            raise PaymentRecordError(
+                f"account {account.ref} pays in {account.currency}, not {row['currency']}"
+            )
+        if row["amount"] <= 0:
+            raise PaymentRecordError(f"a payment is positive, not {row['amount']}")
+    inserted = bulk_insert(
+        session,
+        Payment.__table__,
+        [{**row, "status": PaymentStatus.PENDING} for row in rows],
+        on_conflict="nothing",
+        returning=("idempotency_key", "id"),
+    )
+    return {key: payment_id for key, payment_id in inserted}
+
+
 def insert_once(
     session: Session, model: type[Payment] | type[Refund], values: dict[str, Any]
 ) -> int | None:
@@ -197,63 +296,121 @@ def insert_once(
 
 def settle_payment(session: Session, payment_id: int, *, reference: str | None = None) -> bool:
     """pending -> settled: the balance drops and the money is applied. False if not pending."""
-    values: dict[str, object] = {"status": PaymentStatus.SETTLED}
-    if reference is not None:
-        values["reference"] = reference
-    row = session.execute(
-        update(Payment)
-        .where(Payment.id == payment_id, Payment.status == PaymentStatus.PENDING)
-        .values(**values)
-        .returning(Payment.account_id, Payment.amount, Payment.bill_id)
-        .execution_options(synchronize_session=False)
-    ).one_or_none()
-    if row is None:
-        return False
-    _move_balance(session, row.account_id, -row.amount)
-    apply_credit(session, row.account_id, first_bill_id=row.bill_id)
-    return True
+    return bool(settle_payments(session, {payment_id: reference}))
+
+
+def settle_payments(session: Session, references: Mapping[int, str | None]) -> list[int]:
+    """pending -> settled for many payments: balances drop, the money is applied.
+
+    ``references`` maps payment ids to the processor's reference (None keeps the stored one).
+    Each account's money goes to the bills its payments were for first (in payment id order),
+    then oldest first. Returns the ids settled (those not pending are left as they are).
+    """
+    if not references:
+        return []
+    payment = Payment.__table__.c
+    lock_balances(session, _accounts_of(session, list(references)))
+    rows = bulk_update(
+        session,
+        Payment.__table__,
+        [{"id": pid, "reference": ref} for pid, ref in sorted(references.items())],
+        values=lambda src: {
+            "status": PaymentStatus.SETTLED,
+            "reference": func.coalesce(src.c.reference, payment.reference),
+        },
+        where=payment.status == PaymentStatus.PENDING,
+        returning=("id", "account_id", "amount", "bill_id"),
+    )
+    rows.sort(key=lambda r: r.id)
+    deltas: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    firsts: dict[int, list[int]] = defaultdict(list)
+    for row in rows:
+        deltas[row.account_id] -= row.amount
+        if row.bill_id is not None:
+            firsts[row.account_id].append(row.bill_id)
+    _move_balances(session, deltas)
+    apply_credits(session, {account_id: firsts[account_id] for account_id in deltas})
+    return [row.id for row in rows]
+
+
+def _accounts_of(session: Session, payment_ids: Sequence[int]) -> list[int]:
+    return sorted(
+        set(
+            session.scalars(
+                select(Payment.account_id).where(id_in(session, Payment.id, payment_ids))
+            )
+        )
+    )
 
 
 def fail_payment(session: Session, payment_id: int, reason: str) -> bool:
     """pending -> failed (declined card, returned debit); the balance does not move."""
-    done = session.execute(
-        update(Payment)
-        .where(Payment.id == payment_id, Payment.status == PaymentStatus.PENDING)
-        .values(status=PaymentStatus.FAILED, reason=reason)
-        .returning(Payment.id)
-        .execution_options(synchronize_session=False)
-    ).first()
-    return done is not None
+    return bool(fail_payments(session, {payment_id: reason}))
+
+
+def fail_payments(session: Session, reasons: Mapping[int, str]) -> list[int]:
+    """pending -> failed for many payments, each with its reason; returns the ids failed."""
+    payment = Payment.__table__.c
+    rows = bulk_update(
+        session,
+        Payment.__table__,
+        [{"id": pid, "reason": reason} for pid, reason in sorted(reasons.items())],
+        values=lambda src: {"status": PaymentStatus.FAILED, "reason": src.c.reason},
+        where=payment.status == PaymentStatus.PENDING,
+        returning=("id",),
+    )
+    return sorted(row.id for row in rows)
 
 
 def settle_refund(session: Session, refund_id: int, *, reference: str | None = None) -> bool:
     """pending -> settled: the refunded credit leaves the account (its balance rises)."""
-    values: dict[str, object] = {"status": PaymentStatus.SETTLED}
-    if reference is not None:
-        values["reference"] = reference
-    row = session.execute(
-        update(Refund)
-        .where(Refund.id == refund_id, Refund.status == PaymentStatus.PENDING)
-        .values(**values)
-        .returning(Refund.account_id, Refund.amount)
-        .execution_options(synchronize_session=False)
-    ).one_or_none()
-    if row is None:
-        return False
-    _move_balance(session, row.account_id, row.amount)
-    return True
+    return bool(settle_refunds(session, {refund_id: reference}))
+
+
+def settle_refunds(session: Session, references: Mapping[int, str | None]) -> list[int]:
+    """pending -> settled for many refunds (None keeps the stored reference); the ids settled."""
+    if not references:
+        return []
+    refund = Refund.__table__.c
+    account_ids = session.scalars(
+        select(Refund.account_id).where(id_in(session, Refund.id, list(references)))
+    )
+    lock_balances(session, sorted(set(account_ids)))
+    rows = bulk_update(
+        session,
+        Refund.__table__,
+        [{"id": rid, "reference": ref} for rid, ref in sorted(references.items())],
+        values=lambda src: {
+            "status": PaymentStatus.SETTLED,
+            "reference": func.coalesce(src.c.reference, refund.reference),
+        },
+        where=refund.status == PaymentStatus.PENDING,
+        returning=("id", "account_id", "amount"),
+    )
+    deltas: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    for row in rows:
+        deltas[row.account_id] += row.amount
+    _move_balances(session, deltas)
+    return sorted(row.id for row in rows)
 
 
 def fail_refund(session: Session, refund_id: int) -> bool:
     """pending -> failed; the credit stays on the account for the next refund run."""
-    done = session.execute(
-        update(Refund)
-        .where(Refund.id == refund_id, Refund.status == PaymentStatus.PENDING)
-        .values(status=PaymentStatus.FAILED)
-        .returning(Refund.id)
-        .execution_options(synchronize_session=False)
-    ).first()
-    return done is not None
+    return bool(fail_refunds(session, [refund_id]))
+
+
+def fail_refunds(session: Session, refund_ids: Sequence[int]) -> list[int]:
+    """pending -> failed for many refunds; returns the ids failed."""
+    refund = Refund.__table__.c
+    rows = bulk_update(
+        session,
+        Refund.__table__,
+        [{"id": rid} for rid in sorted(refund_ids)],
+        values=lambda _src: {"status": PaymentStatus.FAILED},
+        where=refund.status == PaymentStatus.PENDING,
+        returning=("id",),
+    )
+    return sorted(row.id for row in rows)
 
 
 def enter_dunning(
@@ -295,11 +452,13 @@ def in_dunning(session: Session, account_ids: Sequence[int]) -> set[int]:
     )
 
 
-def pending_refunds(session: Session, account_id: int) -> Decimal:
-    """Credit already on its way back to the customer."""
-    total = session.scalar(
-        select(func.coalesce(func.sum(Refund.amount), 0)).where(
-            Refund.account_id == account_id, Refund.status == PaymentStatus.PENDING
+def pending_refunds_of(session: Session, account_ids: Sequence[int]) -> dict[int, Decimal]:
+    """Per account, credit already on its way back to the customer (accounts with some)."""
+    rows = session.execute(
+        select(Refund.account_id, func.sum(Refund.amount))
+        .where(
+            id_in(session, Refund.account_id, account_ids), Refund.status == PaymentStatus.PENDING
         )
+        .group_by(Refund.account_id)
     )
-    return Decimal(total) if total else ZERO
+    return {account_id: Decimal(total) for account_id, total in rows if total}

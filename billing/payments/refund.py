@@ -5,7 +5,9 @@ a refund item: its credit, first applied to any open bill, less the refunds alre
 When that is at least ``min_refund``:
 
 - an account with a card token is refunded through the gateway, under the idempotency key
-  ``rf:{account_ref}:{n}`` (stored pending first, as for card charges, so a crash replays);
+  ``rf:{account_ref}:{n}``, in chunks as card charges are: the chunk's refunds are committed
+  pending first (one transaction), then the gateway is asked, then the answers are recorded
+  (one transaction), so a crash replays instead of refunding twice;
 - an account with an IBAN (direct debit) gets a SEPA credit transfer: a pending refund and
   ONE pain.001.001.03 file per creditor and run. The refund is settled when the bank confirms
   it (``billing payment settle``);
@@ -28,15 +30,19 @@ from billing.models_payments import PaymentFileKind
 from billing.money import add_to_total
 from billing.payments.config import PaymentConfig
 from billing.payments.errors import BankDetailsError
-from billing.payments.files import Entry, note_issue, store_file
-from billing.payments.gateway import GatewayStatus, PaymentGateway, ask_gateway
+from billing.payments.files import Entry, note_issues, store_file
+from billing.payments.gateway import (
+    GatewayRequest,
+    GatewayStatus,
+    PaymentGateway,
+    ask_gateway_many,
+)
 from billing.payments.ledger import (
-    apply_credit,
-    fail_refund,
-    insert_once,
-    lock_account,
-    pending_refunds,
-    settle_refund,
+    apply_credits,
+    fail_refunds,
+    lock_balances,
+    pending_refunds_of,
+    settle_refunds,
 )
 from billing.payments.sepa import (
     SEPA_CURRENCY,
@@ -45,6 +51,7 @@ from billing.payments.sepa import (
     check_iban,
     credit_transfer_file,
 )
+from billing.sqlkit import bulk_insert, id_in
 
 STEP = "refund"
 
@@ -100,11 +107,11 @@ def refund_payments(
 ) -> RefundResult:
     """pin_refund as of ``as_of``: resume pending card refunds, then refund credit balances."""
     result = RefundResult()
-    _resume_card_refunds(engine, gateway, result)
+    _resume_card_refunds(engine, gateway, config, result)
     with unit_of_work(engine) as session:
         cards, transfers = _plan(session, as_of, config, run_id, result)
-    for item in cards:
-        _refund_card(engine, gateway, item, as_of, result)
+    for start in range(0, len(cards), config.card_chunk):
+        _refund_cards(engine, gateway, cards[start : start + config.card_chunk], as_of, result)
     if transfers:
         with unit_of_work(engine) as session:
             _transfer(session, transfers, as_of, config, result)
@@ -117,17 +124,23 @@ def _plan(
     credit_ids = list(
         session.scalars(select(Account.id).where(Account.balance < 0).order_by(Account.id))
     )
+    apply_credits(session, {account_id: () for account_id in credit_ids})
+    balances = lock_balances(session, credit_ids)
+    on_the_way = pending_refunds_of(session, credit_ids)
+    earlier = _refund_counts(session, credit_ids)
+    accounts = {
+        a.id: a
+        for a in session.scalars(select(Account).where(id_in(session, Account.id, credit_ids)))
+    }
     cards: list[_Item] = []
     transfers: list[_Item] = []
+    issues: list[tuple[int, str]] = []
     for account_id in credit_ids:
-        apply_credit(session, account_id)
-        account = lock_account(session, account_id)
-        amount = -account.balance - pending_refunds(session, account_id)
+        account = accounts[account_id]
+        amount = -balances[account_id] - on_the_way.get(account_id, Decimal(0))
         if amount < config.min_refund:
             continue
-        number = 1 + (
-            session.scalar(select(func.count()).where(Refund.account_id == account_id)) or 0
-        )
+        number = 1 + earlier.get(account_id, 0)
         item = _Item(account, number, amount)
         problem = _cannot_refund(account, config)
         if problem is None and account.card_token:
@@ -136,15 +149,19 @@ def _plan(
             transfers.append(item)
         else:
             result.skipped[account.ref] = problem
-            note_issue(
-                session,
-                run_id=run_id,
-                step=STEP,
-                account_id=account_id,
-                as_of=as_of,
-                reason=problem,
-            )
+            issues.append((account_id, problem))
+    note_issues(session, run_id=run_id, step=STEP, as_of=as_of, issues=issues)
     return cards, transfers
+
+
+def _refund_counts(session: Session, account_ids: list[int]) -> dict[int, int]:
+    """How many refunds each account has had (any status): the next one's number follows."""
+    rows = session.execute(
+        select(Refund.account_id, func.count())
+        .where(id_in(session, Refund.account_id, account_ids))
+        .group_by(Refund.account_id)
+    )
+    return {account_id: count for account_id, count in rows}
 
 
 def _cannot_refund(account: Account, config: PaymentConfig) -> str | None:
@@ -165,23 +182,34 @@ def _cannot_refund(account: Account, config: PaymentConfig) -> str | None:
     return None
 
 
-def _insert_refund(
-    session: Session, item: _Item, as_of: date, method: PaymentMethod, reference: str | None
-) -> int | None:
-    return insert_once(
+def _insert_refunds(
+    session: Session,
+    items: list[_Item],
+    as_of: date,
+    method: PaymentMethod,
+    references: dict[str, str] | None = None,
+) -> dict[str, int]:
+    """Insert the items' pending refunds in one statement; the ids of those inserted, by key."""
+    inserted = bulk_insert(
         session,
-        Refund,
-        {
-            "idempotency_key": item.key,
-            "account_id": item.account.id,
-            "method": method,
-            "amount": item.amount,
-            "currency": item.account.currency,
-            "refunded_on": as_of,
-            "status": PaymentStatus.PENDING,
-            "reference": reference,
-        },
+        Refund.__table__,
+        [
+            {
+                "idempotency_key": item.key,
+                "account_id": item.account.id,
+                "method": method,
+                "amount": item.amount,
+                "currency": item.account.currency,
+                "refunded_on": as_of,
+                "status": PaymentStatus.PENDING,
+                "reference": (references or {}).get(item.key),
+            }
+            for item in items
+        ],
+        on_conflict="nothing",
+        returning=("idempotency_key", "id"),
     )
+    return {key: refund_id for key, refund_id in inserted}
 
 
 # --- card -------------------------------------------------------------------------------------
@@ -197,21 +225,30 @@ class _PendingRefund:
     currency: str
 
 
-def _refund_card(
-    engine: Engine, gateway: PaymentGateway, item: _Item, as_of: date, result: RefundResult
+def _refund_cards(
+    engine: Engine, gateway: PaymentGateway, items: list[_Item], as_of: date, result: RefundResult
 ) -> None:
+    """One chunk: store its refunds pending (committed), ask the gateway, record the answers."""
     with unit_of_work(engine) as session:
-        refund_id = _insert_refund(session, item, as_of, PaymentMethod.CARD, None)
-    if refund_id is not None:
-        account = item.account
-        token = account.card_token or ""
-        pending = _PendingRefund(
-            refund_id, item.key, account.ref, token, item.amount, account.currency
+        inserted = _insert_refunds(session, items, as_of, PaymentMethod.CARD)
+    pending = [
+        _PendingRefund(
+            inserted[item.key],
+            item.key,
+            item.account.ref,
+            item.account.card_token or "",
+            item.amount,
+            item.account.currency,
         )
-        _call_and_record(engine, gateway, pending, result)
+        for item in items
+        if item.key in inserted
+    ]
+    _call_and_record(engine, gateway, pending, result)
 
 
-def _resume_card_refunds(engine: Engine, gateway: PaymentGateway, result: RefundResult) -> None:
+def _resume_card_refunds(
+    engine: Engine, gateway: PaymentGateway, config: PaymentConfig, result: RefundResult
+) -> None:
     with unit_of_work(engine) as session:
         rows = session.execute(
             select(
@@ -226,29 +263,44 @@ def _resume_card_refunds(engine: Engine, gateway: PaymentGateway, result: Refund
             .where(Refund.method == PaymentMethod.CARD, Refund.status == PaymentStatus.PENDING)
             .order_by(Refund.id)
         ).all()
-    for row in rows:
-        pending = _PendingRefund(
+    pending = [
+        _PendingRefund(
             row.id, row.idempotency_key, row.ref, row.card_token or "", row.amount, row.currency
         )
-        _call_and_record(engine, gateway, pending, result)
+        for row in rows
+    ]
+    for start in range(0, len(pending), config.card_chunk):
+        _call_and_record(engine, gateway, pending[start : start + config.card_chunk], result)
 
 
 def _call_and_record(
-    engine: Engine, gateway: PaymentGateway, pending: _PendingRefund, result: RefundResult
+    engine: Engine, gateway: PaymentGateway, pending: list[_PendingRefund], result: RefundResult
 ) -> None:
-    answer = ask_gateway(
-        gateway.refund, pending.key, pending.card_token, pending.amount, pending.currency
+    """Ask the gateway for the chunk's refunds, then record every final answer at once."""
+    answers = ask_gateway_many(
+        gateway,
+        "refund",
+        [GatewayRequest(p.key, p.card_token, p.amount, p.currency) for p in pending],
     )
-    if answer.status is GatewayStatus.TRANSIENT_ERROR:
-        result.transient.append(pending.account_ref)
+    settled: dict[int, str | None] = {}
+    declined: dict[int, str] = {}
+    for p, answer in zip(pending, answers, strict=True):
+        if answer.status is GatewayStatus.TRANSIENT_ERROR:
+            result.transient.append(p.account_ref)
+        elif answer.succeeded:
+            settled[p.refund_id] = answer.reference
+        else:
+            declined[p.refund_id] = answer.reason or "refund declined"
+    if not settled and not declined:
         return
+    by_id = {p.refund_id: p for p in pending}
     with unit_of_work(engine) as session:
-        if answer.succeeded:
-            if settle_refund(session, pending.refund_id, reference=answer.reference):
-                result.refunded += 1
-                add_to_total(result.refunded_amounts, pending.currency, pending.amount)
-        elif fail_refund(session, pending.refund_id):
-            result.failed[pending.account_ref] = answer.reason or "refund declined"
+        for refund_id in settle_refunds(session, settled):
+            p = by_id[refund_id]
+            result.refunded += 1
+            add_to_total(result.refunded_amounts, p.currency, p.amount)
+        for refund_id in fail_refunds(session, list(declined)):
+            result.failed[by_id[refund_id].account_ref] = declined[refund_id]
 
 
 # --- credit transfer --------------------------------------------------------------------------
@@ -260,15 +312,16 @@ def _transfer(
     """Pending refunds and the creditor's pain.001 file, in the caller's transaction."""
     assert config.creditor is not None  # _cannot_refund skipped transfers without one
     debtor = config.creditor.checked()
+    references = {item.key: item.end_to_end_id for item in items}
+    inserted = _insert_refunds(session, items, as_of, PaymentMethod.DIRECT_DEBIT, references)
     entries: list[Entry] = []
     transfers: list[CreditTransfer] = []
     for item in items:
+        if item.key not in inserted:
+            continue
         account = item.account
         e2e = item.end_to_end_id
-        refund_id = _insert_refund(session, item, as_of, PaymentMethod.DIRECT_DEBIT, e2e)
-        if refund_id is None:
-            continue
-        entries.append(Entry(e2e, item.amount, refund_id=refund_id))
+        entries.append(Entry(e2e, item.amount, refund_id=inserted[item.key]))
         transfers.append(
             CreditTransfer(
                 end_to_end_id=e2e,

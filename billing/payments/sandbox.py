@@ -19,7 +19,9 @@ Refunds succeed for every token except ``tok_transient`` (transient first, like 
 The ledger is a SQLite file the caller chooses (a test's temporary directory, ``var/`` for the
 demo), outside the billing database, as a real processor's records are: a billing transaction
 that rolls back leaves the charge in the ledger. A final answer is stored per idempotency key
-and replayed; a transient error is not final. Reusing a key for another amount, currency or
+and replayed; a transient error is not final. ``charge_many``/``refund_many`` answer a whole
+chunk in one ledger transaction (WAL, synced at commit), so every charge is durable before
+any answer is returned. Reusing a key for another amount, currency or
 token raises ``IdempotencyConflict``, as processors refuse it.
 """
 
@@ -27,14 +29,15 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from billing.payments.errors import IdempotencyConflict
-from billing.payments.gateway import GatewayResult, GatewayStatus
+from billing.payments.gateway import GatewayRequest, GatewayResult, GatewayStatus
 
 DECLINES = {
     "tok_declined": "card_declined",
@@ -82,16 +85,28 @@ class SandboxGateway:
         self.ledger.parent.mkdir(parents=True, exist_ok=True)
         with self._transaction() as db:
             db.execute(_SCHEMA)
+        with sqlite3.connect(self.ledger, timeout=60) as db:
+            db.execute("PRAGMA journal_mode=WAL")
 
     def charge(
         self, idempotency_key: str, card_token: str, amount: Decimal, currency: str
     ) -> GatewayResult:
-        return self._request("charge", idempotency_key, card_token, amount, currency)
+        return self._one("charge", GatewayRequest(idempotency_key, card_token, amount, currency))
 
     def refund(
         self, idempotency_key: str, card_token: str, amount: Decimal, currency: str
     ) -> GatewayResult:
-        return self._request("refund", idempotency_key, card_token, amount, currency)
+        return self._one("refund", GatewayRequest(idempotency_key, card_token, amount, currency))
+
+    def charge_many(
+        self, requests: Sequence[GatewayRequest]
+    ) -> list[GatewayResult | IdempotencyConflict]:
+        return self._requests("charge", requests)
+
+    def refund_many(
+        self, requests: Sequence[GatewayRequest]
+    ) -> list[GatewayResult | IdempotencyConflict]:
+        return self._requests("refund", requests)
 
     def requests(self, kind: str | None = None) -> list[LedgerRow]:
         """Every request the sandbox received (for tests and the demo), in key order."""
@@ -102,51 +117,54 @@ class SandboxGateway:
         ]
         return [r for r in found if kind is None or r.kind == kind]
 
-    def _request(
-        self, kind: str, key: str, token: str, amount: Decimal, currency: str
-    ) -> GatewayResult:
+    def _one(self, kind: str, request: GatewayRequest) -> GatewayResult:
+        [answer] = self._requests(kind, [request])
+        if isinstance(answer, IdempotencyConflict):
+            raise answer
+        return answer
+
+    def _requests(
+        self, kind: str, requests: Sequence[GatewayRequest]
+    ) -> list[GatewayResult | IdempotencyConflict]:
+        """Answer the requests in order, in ONE ledger transaction, committed before returning."""
+        answers: list[GatewayResult | IdempotencyConflict] = []
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT kind, card_token, amount, currency, calls, status, reference, reason "
-                "FROM requests WHERE idempotency_key = ?",
-                (key,),
-            ).fetchone()
-            if row is not None and (row[0], row[1], Decimal(row[2]), row[3]) != (
-                kind,
-                token,
-                amount,
-                currency,
-            ):
-                raise IdempotencyConflict(
-                    f"idempotency key {key!r} was used for {row[0]} {row[2]} {row[3]} "
-                    f"on {row[1]}, not {kind} {amount} {currency} on {token}"
-                )
-            if row is not None and row[5] is not None:
-                return GatewayResult(
-                    GatewayStatus(row[5]), row[6], amount, currency, row[7], replayed=True
-                )
-            calls = (row[4] if row else 0) + 1
-            status, reason = self._decide(kind, token, calls)
-            final = status is not GatewayStatus.TRANSIENT_ERROR
-            reference = _reference(kind, key)
-            db.execute(
-                "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (idempotency_key) DO UPDATE SET calls = excluded.calls, "
-                "status = excluded.status, reference = excluded.reference, "
-                "reason = excluded.reason",
-                (
-                    key,
+            known = _known(db, [r.key for r in requests])
+            writes: dict[str, tuple[object, ...]] = {}
+            for r in requests:
+                row = known.get(r.key)
+                if row is not None and (row[0], row[1], Decimal(row[2]), row[3]) != (
                     kind,
-                    token,
-                    str(amount),
-                    currency,
-                    calls,
-                    status.value if final else None,
-                    reference,
-                    reason,
-                ),
-            )
-        return GatewayResult(status, reference, amount, currency, reason)
+                    r.card_token,
+                    r.amount,
+                    r.currency,
+                ):
+                    answers.append(
+                        IdempotencyConflict(
+                            f"idempotency key {r.key!r} was used for {row[0]} {row[2]} "
+                            f"{row[3]} on {row[1]}, not {kind} {r.amount} {r.currency} "
+                            f"on {r.card_token}"
+                        )
+                    )
+                    continue
+                if row is not None and row[5] is not None:
+                    answers.append(
+                        GatewayResult(
+                            GatewayStatus(row[5]), row[6], r.amount, r.currency, row[7], True
+                        )
+                    )
+                    continue
+                calls = (row[4] if row else 0) + 1
+                status, reason = self._decide(kind, r.card_token, calls)
+                final = status is not GatewayStatus.TRANSIENT_ERROR
+                reference = _reference(kind, r.key)
+                stored = (kind, r.card_token, str(r.amount), r.currency, calls)
+                outcome = (status.value if final else None, reference, reason)
+                known[r.key] = (*stored, *outcome)
+                writes[r.key] = (r.key, *stored, *outcome)
+                answers.append(GatewayResult(status, reference, r.amount, r.currency, reason))
+            db.executemany(_UPSERT, list(writes.values()))
+        return answers
 
     def _decide(self, kind: str, token: str, calls: int) -> tuple[GatewayStatus, str | None]:
         if not token.startswith("tok_"):
@@ -159,8 +177,10 @@ class SandboxGateway:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ledger transaction; the WAL is synced at COMMIT (``synchronous=FULL``)."""
         db = sqlite3.connect(self.ledger, timeout=60, isolation_level=None)
         try:
+            db.execute("PRAGMA synchronous=FULL")
             db.execute("BEGIN IMMEDIATE")
             yield db
             db.execute("COMMIT")
@@ -169,6 +189,29 @@ class SandboxGateway:
             raise
         finally:
             db.close()
+
+
+_UPSERT = (
+    "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (idempotency_key) DO UPDATE SET calls = excluded.calls, "
+    "status = excluded.status, reference = excluded.reference, reason = excluded.reason"
+)
+_KEYS_PER_SELECT = 500
+
+
+def _known(db: sqlite3.Connection, keys: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    """The ledger's rows of ``keys``: kind, token, amount, currency, calls, status, ref, reason."""
+    found: dict[str, tuple[Any, ...]] = {}
+    for start in range(0, len(keys), _KEYS_PER_SELECT):
+        part = keys[start : start + _KEYS_PER_SELECT]
+        marks = ", ".join("?" * len(part))
+        for row in db.execute(
+            "SELECT idempotency_key, kind, card_token, amount, currency, calls, status, "
+            f"reference, reason FROM requests WHERE idempotency_key IN ({marks})",
+            part,
+        ):
+            found[row[0]] = tuple(row[1:])
+    return found
 
 
 def _reference(kind: str, key: str) -> str:

@@ -6,6 +6,7 @@ After the bill day of 2027-02-01, account A (FR, EUR) has one bill of 199.20 EUR
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -226,6 +227,55 @@ def test_crash_between_charge_and_recording_replays_instead_of_charging_twice(
     assert account(billed, "A").balance == 0
     assert collect(billed, gateway, config).collected == 0
     assert len(gateway.requests("charge")) == 1
+
+
+class CrashAfterChunk:
+    """The process dies after the processor charged a whole chunk, before it is recorded."""
+
+    def __init__(self, gateway: SandboxGateway, crash_on_chunk: int):
+        self.gateway, self.crash_on_chunk, self.chunks = gateway, crash_on_chunk, 0
+
+    def charge(self, key, token, amount, currency):
+        return self.gateway.charge(key, token, amount, currency)
+
+    def refund(self, key, token, amount, currency):
+        return self.gateway.refund(key, token, amount, currency)
+
+    def charge_many(self, requests):
+        answers = self.gateway.charge_many(requests)
+        self.chunks += 1
+        if self.chunks == self.crash_on_chunk:
+            raise SystemExit("killed between the chunk's charges and their recording")
+        return answers
+
+    def refund_many(self, requests):
+        return self.gateway.refund_many(requests)
+
+
+@pytest.mark.parametrize(("card_chunk", "crash_on_chunk"), [(500, 1), (1, 2)])
+def test_crash_after_a_charged_chunk_replays_it_once(
+    billed, gateway, config, card_chunk, crash_on_chunk
+):
+    by_card(billed, "A", "tok_visa")
+    by_card(billed, "B", "tok_mastercard")
+    chunked = replace(config, card_chunk=card_chunk)
+    with pytest.raises(SystemExit):
+        collect(billed, CrashAfterChunk(gateway, crash_on_chunk), chunked)
+    a_key, b_key = "card:cyc:1:2027-02-01:1", "card:cyc:2:2027-01-31:1"
+    # Every payment of the crashed chunk was committed pending before its card was charged.
+    a_status = "settled" if crash_on_chunk == 2 else "pending"
+    assert payments(billed) == [(a_key, D("199.20"), a_status), (b_key, D("17.34"), "pending")]
+    assert account(billed, "B").balance == D("17.34")  # charged, not recorded
+    assert len(gateway.requests("charge")) == 2
+
+    result = collect(billed, gateway, config)
+    assert result.collected == 2 - (crash_on_chunk - 1)
+    assert [(r.calls, r.status) for r in gateway.requests("charge")] == [(1, "succeeded")] * 2
+    assert payments(billed) == [(a_key, D("199.20"), "settled"), (b_key, D("17.34"), "settled")]
+    assert (account(billed, "A").balance, account(billed, "B").balance) == (0, 0)
+    assert charge_statuses(billed, "A") == charge_statuses(billed, "B") == {"closed"}
+    assert collect(billed, gateway, config).collected == 0
+    assert len(gateway.requests("charge")) == 2
 
 
 # --- direct debit -------------------------------------------------------------------------
