@@ -16,6 +16,7 @@ from billing.billrun import BatchResult, bill_batch, due_unit_ids
 from billing.cycle_fees import CycleFeesResult, cycle_fees
 from billing.db import retry_transient, unit_of_work
 from billing.deferred import DeferredResult, run_deferred_actions
+from billing.failpoints import failpoint
 from billing.numbering import Numbered, assign_bill_numbers
 
 MAX_PASSES = 120
@@ -64,7 +65,9 @@ def number_bills(engine: Engine) -> list[Numbered]:
 
     def work() -> list[Numbered]:
         with unit_of_work(engine, isolation="REPEATABLE READ") as session:
-            return assign_bill_numbers(session)
+            numbered = assign_bill_numbers(session)
+            failpoint("numbering.before_commit")
+            return numbered
 
     return retry_transient(work)
 
@@ -74,7 +77,9 @@ def apply_cycle_fees(engine: Engine, as_of: date, run_id: str) -> CycleFeesResul
 
     def work() -> CycleFeesResult:
         with unit_of_work(engine) as session:
-            return cycle_fees(session, as_of, run_id)
+            result = cycle_fees(session, as_of, run_id)
+            failpoint("cycle_fees.before_commit")
+            return result
 
     return retry_transient(work)
 
@@ -116,6 +121,7 @@ def bill_accounts(
             exclude=sorted(total.failed_units),
         ):
             done = done.merge(_bill_with_retries(engine, batch, as_of, run_id, dry_run))
+            failpoint("billday.between_batches")
         total = total.merge(done)
         if done.billed == 0:
             break
@@ -147,9 +153,10 @@ def run_bill_day(
             ),
         )
     deferred = deferred_actions(engine, as_of)
+    failpoint("billday.after_deferred")
     billing = bill_accounts(
         engine, as_of, run_id, fetch_size=fetch_size, per_batch=per_batch, account_refs=account_refs
     )
-    return BillDayResult(
-        deferred, billing, number_bills(engine), apply_cycle_fees(engine, as_of, run_id)
-    )
+    numbered = number_bills(engine)
+    failpoint("billday.after_numbering")
+    return BillDayResult(deferred, billing, numbered, apply_cycle_fees(engine, as_of, run_id))

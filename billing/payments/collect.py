@@ -29,6 +29,7 @@ from sqlalchemy import Engine, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from billing.db import unit_of_work
+from billing.failpoints import failpoint
 from billing.models import Account, Bill, Payment, PaymentMethod, PaymentStatus
 from billing.models_payments import PaymentFileKind
 from billing.money import add_to_total
@@ -119,6 +120,7 @@ def collect_payments(
     _resume_card_payments(engine, gateway, config, result)
     with unit_of_work(engine) as session:
         cards, debits = _plan(session, as_of, config, run_id, result)
+    failpoint("collect.planned")
     for attempt in cards:
         _charge(engine, gateway, attempt, as_of, config, result)
     if debits:
@@ -287,6 +289,7 @@ def _charge(
             status=PaymentStatus.PENDING,
             bill_id=attempt.bill_id,
         )
+    failpoint("collect.card_pending")
     if payment_id is not None:
         _call_and_record(
             engine,
@@ -365,6 +368,7 @@ def _call_and_record(
     answer = ask_gateway(
         gateway.charge, pending.key, pending.card_token, pending.amount, pending.currency
     )
+    failpoint("collect.card_answered")
     if answer.status is GatewayStatus.TRANSIENT_ERROR:
         result.transient.append(pending.account_ref)
         return
@@ -465,6 +469,7 @@ def _debit(
             creditor, debits, msg_id=msg_id, as_of=as_of, collection_date=collection_date
         ),
     )
+    failpoint("collect.debit_file_written")
     result.files.append(str(path))
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from billing.db import unit_of_work
+from billing.failpoints import failpoint
 from billing.models import Account, PaymentMethod, PaymentStatus, Refund
 from billing.models_payments import PaymentFileKind
 from billing.money import add_to_total
@@ -202,6 +203,7 @@ def _refund_card(
 ) -> None:
     with unit_of_work(engine) as session:
         refund_id = _insert_refund(session, item, as_of, PaymentMethod.CARD, None)
+    failpoint("refund.card_pending")
     if refund_id is not None:
         account = item.account
         token = account.card_token or ""
@@ -239,6 +241,7 @@ def _call_and_record(
     answer = ask_gateway(
         gateway.refund, pending.key, pending.card_token, pending.amount, pending.currency
     )
+    failpoint("refund.card_answered")
     if answer.status is GatewayStatus.TRANSIENT_ERROR:
         result.transient.append(pending.account_ref)
         return
@@ -294,4 +297,5 @@ def _transfer(
             debtor, transfers, msg_id=msg_id, as_of=as_of, execution_date=as_of
         ),
     )
+    failpoint("refund.transfer_file_written")
     result.files.append(str(path))
