@@ -36,6 +36,7 @@ from billing.documents.formatting import Formatter
 from billing.documents.mail import Envelope, SmtpSettings, Transport, build_message
 from billing.documents.model import Invoice
 from billing.documents.store import DocumentStore, document_name
+from billing.failpoints import failpoint
 from billing.models import Account, Bill, OutboxMessage, OutboxStatus
 
 RETRY_DELAYS = (1.0, 2.0, 4.0)
@@ -94,8 +95,14 @@ class Recovery:
     unknown: int = 0
 
 
-def recover_interrupted(session: Session, check: DeliveryCheck | None) -> Recovery:
-    """Settle rows left in ``sending`` by a crash, without sending anything."""
+def recover_interrupted(
+    session: Session, check: DeliveryCheck | None, *, today: date | None = None
+) -> Recovery:
+    """Settle rows left in ``sending`` by a crash, without sending anything.
+
+    A row the check finds delivered is ``sent`` on ``today`` (the recovering run's date), as
+    a row whose send was not interrupted records the date of its run.
+    """
     sent = requeued = unknown = 0
     rows = session.scalars(
         select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.SENDING)
@@ -103,7 +110,7 @@ def recover_interrupted(session: Session, check: DeliveryCheck | None) -> Recove
     for row in rows:
         answer = check.delivered(row.message_id) if check is not None else None
         if answer is True:
-            row.status, row.last_error = OutboxStatus.SENT, None
+            row.status, row.last_error, row.sent_on = OutboxStatus.SENT, None, today
             sent += 1
         elif answer is False:
             row.status = OutboxStatus.QUEUED
@@ -264,6 +271,7 @@ def send_outbox(
                 continue
             if not _claim(engine, outbox_id):
                 continue
+            failpoint("email.claimed")
             _deliver(
                 engine, pending, message, transport, now, retry_delays, max_attempts, sleep, result
             )
@@ -303,6 +311,8 @@ def _deliver(
         except DeliveryError:
             _settle(engine, pending.outbox_id, OutboxStatus.QUEUED, "configuration error", None)
             raise
+        failpoint("email.sent")
         _settle(engine, pending.outbox_id, OutboxStatus.SENT, None, now.date())
+        failpoint("email.settled")
         result.sent += 1
         return
