@@ -41,18 +41,26 @@ def due_batches(
     account_refs: Sequence[str] | None = None,
     exclude: Sequence[int] = (),
 ) -> Iterator[list[int]]:
-    """Due bill units in batches of ``per_batch``, fetched ``fetch_size`` ids at a time."""
+    """Due bill units in batches of ``per_batch``, fetched ``fetch_size`` ids at a time.
+
+    A fetch retries transient database errors: the flow calls this in its own body, where no
+    task retry would cover a connection lost between two batches.
+    """
     after = 0
     while True:
-        with unit_of_work(engine) as session:
-            ids = due_unit_ids(
-                session,
-                as_of,
-                after_id=after,
-                limit=fetch_size,
-                account_refs=account_refs,
-                exclude=exclude,
-            )
+
+        def fetch(after: int = after) -> list[int]:
+            with unit_of_work(engine) as session:
+                return due_unit_ids(
+                    session,
+                    as_of,
+                    after_id=after,
+                    limit=fetch_size,
+                    account_refs=account_refs,
+                    exclude=exclude,
+                )
+
+        ids = retry_transient(fetch)
         if not ids:
             return
         for start in range(0, len(ids), per_batch):
