@@ -20,6 +20,7 @@ then wait for the next run; permanent ones (5xx, bad address) are recorded as ``
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,9 +29,10 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from billing.db import unit_of_work
+from billing.db import retry_transient, unit_of_work
 from billing.documents.errors import (
     DeliveryError,
     HeaderInjectionError,
@@ -232,33 +234,58 @@ def _load(
 
 class _SendingLocks:
     """PostgreSQL session advisory locks, one per message from before its claim until it is
-    settled, on a connection of their own: recovery sees which ``sending`` rows are live."""
+    settled, on a connection of their own: recovery sees which ``sending`` rows are live.
+
+    A lost connection loses its locks with it (the server drops them): a release then has
+    nothing left to do, and the next ``take`` reconnects.
+    """
 
     def __init__(self, engine: Engine) -> None:
-        self._conn: Connection | None = (
-            engine.connect() if engine.dialect.name == "postgresql" else None
-        )
+        self._engine = engine if engine.dialect.name == "postgresql" else None
+        self._conn: Connection | None = None
 
     def _call(self, function: str, outbox_id: int) -> bool:
+        assert self._engine is not None
         if self._conn is None:
-            return True
-        done = self._conn.scalar(
-            text(f"SELECT {function}(:cls, :id)"), {"cls": SENDING_LOCK, "id": outbox_id}
-        )
-        self._conn.commit()  # session locks outlive the transaction; do not idle in one
+            self._conn = self._engine.connect()
+        try:
+            done = self._conn.scalar(
+                text(f"SELECT {function}(:cls, :id)"), {"cls": SENDING_LOCK, "id": outbox_id}
+            )
+            self._conn.commit()  # session locks outlive the transaction; do not idle in one
+        except DBAPIError:
+            self._drop()
+            raise
         return bool(done)
 
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.invalidate()
+            self._conn.close()
+            self._conn = None
+
     def take(self, outbox_id: int) -> bool:
-        return self._call("pg_try_advisory_lock", outbox_id)
+        if self._engine is None:
+            return True
+        return retry_transient(lambda: self._call("pg_try_advisory_lock", outbox_id))
 
     def release(self, outbox_id: int) -> None:
-        self._call("pg_advisory_unlock", outbox_id)
+        if self._engine is not None:
+            with contextlib.suppress(OperationalError):  # the lock went with the connection
+                self._call("pg_advisory_unlock", outbox_id)
 
     def close(self) -> None:
-        if self._conn is not None:
+        """Release whatever is left and return the connection to the pool without locks."""
+        if self._conn is None:
+            return
+        try:
             self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
             self._conn.commit()
-            self._conn.close()
+        except DBAPIError:
+            self._drop()
+            return
+        self._conn.close()
+        self._conn = None
 
 
 def _claim(engine: Engine, outbox_id: int) -> bool:
@@ -275,12 +302,17 @@ def _claim(engine: Engine, outbox_id: int) -> bool:
 def _settle(
     engine: Engine, outbox_id: int, status: OutboxStatus, error: str | None, sent_on: date | None
 ) -> None:
-    with unit_of_work(engine) as session:
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == outbox_id)
-            .values(status=status, last_error=error, sent_on=sent_on)
-        )
+    """Record the outcome; a lost connection is retried (the message went out already)."""
+
+    def work() -> None:
+        with unit_of_work(engine) as session:
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == outbox_id)
+                .values(status=status, last_error=error, sent_on=sent_on)
+            )
+
+    retry_transient(work)
 
 
 def _note(engine: Engine, outbox_id: int, error: str) -> None:
