@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from billing.billday import run_bill_day
 from billing.db import make_engine, unit_of_work
@@ -37,6 +41,8 @@ from billing.payments.sepa import Creditor
 
 CREDITOR = Creditor("Openbill Demo SA", "FR7630006000011234567890189", "AGRIFRPP", "FR72ZZZ123456")
 PAYMENT_TRIES = 4  # the first call and the tasks' 3 retries
+TASK_RETRY_DELAYS = (0.5, 1.0, 2.0)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,18 +91,38 @@ class MailLog:
         return message_id in self.path.read_text(encoding="utf-8").splitlines()
 
 
+def task(work: Callable[[], T]) -> T:
+    """Run a step as the flow runs its task: again after a transient database error (the
+    tasks' ``retry_condition_fn``), a few times, with backoff."""
+    for delay in (*TASK_RETRY_DELAYS, None):
+        try:
+            return work()
+        except OperationalError:
+            if delay is None:
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def run_day(config: DayConfig) -> None:
     engine = make_engine(config.url)
     as_of = date.fromisoformat(config.as_of)
     run_id = str(uuid.uuid4())  # a new run id each time, as each flow run has its own
+    # Billing steps retry inside billing/billday.py; the flow's batch fetch is not a task.
     run_bill_day(engine, as_of, run_id, per_batch=config.per_batch, fetch_size=50)
     gateway = SandboxGateway(config.ledger)
     payments = PaymentConfig(output_dir=config.root / "out", creditor=CREDITOR)
     for _ in range(PAYMENT_TRIES):
-        if not collect.collect_payments(engine, as_of, gateway, payments, run_id=run_id).transient:
+        collected = task(
+            lambda: collect.collect_payments(engine, as_of, gateway, payments, run_id=run_id)
+        )
+        if not collected.transient:
             break
     for _ in range(PAYMENT_TRIES):
-        if not refund.refund_payments(engine, as_of, gateway, payments, run_id=run_id).transient:
+        refunded = task(
+            lambda: refund.refund_payments(engine, as_of, gateway, payments, run_id=run_id)
+        )
+        if not refunded.transient:
             break
     if config.checks:
         from expectations.runner import run_post_billing_checks
@@ -104,10 +130,14 @@ def run_day(config: DayConfig) -> None:
         report = run_post_billing_checks(engine, as_of, config.root / "checks")
         if not report.success:
             raise SystemExit(f"post-billing checks failed: {[r.name for r in report.failed]}")
-    with unit_of_work(engine) as session:
-        ids = invoice_ids(  # the flow's documents step picks the same
-            session, run_id=run_id, bill_dates=(as_of, as_of), unqueued_through=as_of
-        )
+
+    def find() -> list[int]:
+        with unit_of_work(engine) as session:
+            return invoice_ids(  # the flow's documents step picks the same
+                session, run_id=run_id, bill_dates=(as_of, as_of), unqueued_through=as_of
+            )
+
+    ids = task(find)
     settings = RenderSettings(
         database_url=config.url,
         store_url=str(config.documents),
@@ -115,12 +145,15 @@ def run_day(config: DayConfig) -> None:
         enqueue_email=True,
         email_domain=DEFAULT_SELLER.mail_domain,
     )
-    rendered = render_in_processes(settings, ids, processes=1, per_batch=config.per_batch)
+    rendered = task(
+        lambda: render_in_processes(settings, ids, processes=1, per_batch=config.per_batch)
+    )
     if rendered.failed:
         raise SystemExit(f"invoices not rendered: {rendered.failed}")
-    sent = send_emails(engine, config, as_of)
+    sent = task(lambda: send_emails(engine, config, as_of))
     if sent.failed or sent.waiting:
         raise SystemExit(f"e-mails failed {sent.failed}, waiting {sent.waiting}")
+    engine.dispose()
 
 
 def send_emails(engine: Engine, config: DayConfig, as_of: date) -> SendResult:
