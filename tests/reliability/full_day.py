@@ -5,7 +5,8 @@ order and with the flow's choices, calling the same ``billing`` functions the ta
 deferred actions, billing in batches, numbering, cycle fees, collection and refunds (each
 repeated while the processor answers transiently, as the tasks' retries do), the checks gate
 (optional: Great Expectations takes seconds to import), the documents of this bill day with
-their e-mails queued, then e-mail over SMTP with interrupted messages settled first.
+their e-mails queued, then e-mail over SMTP with interrupted messages settled first. The steps
+the flow runs as tasks are retried on transient database errors, as the tasks are.
 
 Usage: ``python -m tests.reliability.full_day CONFIG.json``; the config is ``DayConfig``'s
 fields. ``OPENBILL_FAILPOINT`` arms the kill (billing/failpoints.py).

@@ -28,7 +28,8 @@ from tests.reliability.harness import (
 )
 
 
-@pytest.mark.parametrize("days", [2, pytest.param(3, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("days", [2, 3])
 def test_concurrent_whole_days_end_as_one_day(reference_day, tmp_path, days):
     with fresh_schema() as url, mail_server(tmp_path / "mail.log") as (server, port):
         engine = population(url)

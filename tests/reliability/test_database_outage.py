@@ -28,8 +28,9 @@ from tests.reliability.harness import (
 )
 from tests.reliability.proxy import SeveringProxy
 
-FAST = ["billrun.before_commit@2", "email.sent@2"]
+FAST = ["email.sent@2"]
 SLOW = [
+    "billrun.before_commit@2",
     "billday.between_batches@2",
     "billrun.after_claim@3",
     "numbering.before_commit",
