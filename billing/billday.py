@@ -16,6 +16,7 @@ from billing.billrun import BatchResult, bill_batch, due_unit_ids
 from billing.cycle_fees import CycleFeesResult, cycle_fees
 from billing.db import retry_transient, unit_of_work
 from billing.deferred import DeferredResult, run_deferred_actions
+from billing.failpoints import failpoint
 from billing.numbering import Numbered, assign_bill_numbers
 
 MAX_PASSES = 120
@@ -40,18 +41,26 @@ def due_batches(
     account_refs: Sequence[str] | None = None,
     exclude: Sequence[int] = (),
 ) -> Iterator[list[int]]:
-    """Due bill units in batches of ``per_batch``, fetched ``fetch_size`` ids at a time."""
+    """Due bill units in batches of ``per_batch``, fetched ``fetch_size`` ids at a time.
+
+    A fetch retries transient database errors: the flow calls this in its own body, where no
+    task retry would cover a connection lost between two batches.
+    """
     after = 0
     while True:
-        with unit_of_work(engine) as session:
-            ids = due_unit_ids(
-                session,
-                as_of,
-                after_id=after,
-                limit=fetch_size,
-                account_refs=account_refs,
-                exclude=exclude,
-            )
+
+        def fetch(after: int = after) -> list[int]:
+            with unit_of_work(engine) as session:
+                return due_unit_ids(
+                    session,
+                    as_of,
+                    after_id=after,
+                    limit=fetch_size,
+                    account_refs=account_refs,
+                    exclude=exclude,
+                )
+
+        ids = retry_transient(fetch)
         if not ids:
             return
         for start in range(0, len(ids), per_batch):
@@ -64,7 +73,9 @@ def number_bills(engine: Engine) -> list[Numbered]:
 
     def work() -> list[Numbered]:
         with unit_of_work(engine, isolation="REPEATABLE READ") as session:
-            return assign_bill_numbers(session)
+            numbered = assign_bill_numbers(session)
+            failpoint("numbering.before_commit")
+            return numbered
 
     return retry_transient(work)
 
@@ -74,7 +85,9 @@ def apply_cycle_fees(engine: Engine, as_of: date, run_id: str) -> CycleFeesResul
 
     def work() -> CycleFeesResult:
         with unit_of_work(engine) as session:
-            return cycle_fees(session, as_of, run_id)
+            result = cycle_fees(session, as_of, run_id)
+            failpoint("cycle_fees.before_commit")
+            return result
 
     return retry_transient(work)
 
@@ -116,6 +129,7 @@ def bill_accounts(
             exclude=sorted(total.failed_units),
         ):
             done = done.merge(_bill_with_retries(engine, batch, as_of, run_id, dry_run))
+            failpoint("billday.between_batches")
         total = total.merge(done)
         if done.billed == 0:
             break
@@ -147,9 +161,10 @@ def run_bill_day(
             ),
         )
     deferred = deferred_actions(engine, as_of)
+    failpoint("billday.after_deferred")
     billing = bill_accounts(
         engine, as_of, run_id, fetch_size=fetch_size, per_batch=per_batch, account_refs=account_refs
     )
-    return BillDayResult(
-        deferred, billing, number_bills(engine), apply_cycle_fees(engine, as_of, run_id)
-    )
+    numbered = number_bills(engine)
+    failpoint("billday.after_numbering")
+    return BillDayResult(deferred, billing, numbered, apply_cycle_fees(engine, as_of, run_id))

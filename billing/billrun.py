@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from billing.catalog import PlanInfo, TaxTable, load_plans, load_tax_table
 from billing.db import unit_of_work
 from billing.errors import BillingError
+from billing.failpoints import failpoint
 from billing.invoice import ChargeIn, DraftBill, generate_invoice
 from billing.models import (
     Account,
@@ -126,6 +127,7 @@ def bill_units(session: Session, unit_ids: Sequence[int], as_of: date, run_id: s
     units = _claim(session, unit_ids, as_of)
     if not units:
         return BatchResult()
+    failpoint("billrun.after_claim")
     plans, taxes = load_plans(session), load_tax_table(session)
     failed: dict[int, str] = {}
     cycle_units = [u for u in units if u.cycle_due(as_of)]
@@ -612,6 +614,7 @@ def bill_batch(
     try:
         with unit_of_work(engine, isolation="REPEATABLE READ") as session:
             result = _catch_up(session, unit_ids, as_of, run_id)
+            failpoint("billrun.before_commit")
             if dry_run:
                 raise _DryRun(result)
         return result

@@ -26,6 +26,7 @@ from great_expectations.data_context.types.base import (
 from great_expectations.datasource.fluent import SQLDatasource
 from sqlalchemy import Engine, text
 
+from billing.failpoints import failpoint
 from billing.types import from_storage
 from expectations.suites import RULES, Rule, build_suites, sql_date, suite_name
 
@@ -126,6 +127,7 @@ def run_post_billing_checks(
     }
     dialect = engine.dialect.name
     results = tuple(_check_result(rule, by_rule[rule.name], sample_size, dialect) for rule in rules)
+    failpoint("checks.done")
     return CheckReport(
         as_of=as_of,
         success=all(r.success for r in results),

@@ -253,8 +253,12 @@ def bill_day(
         from flows.document_steps import DocumentsFailed, render_documents
 
         started = perf_counter()
-        documents = render_documents(
-            database_block, run_id=run_id, bill_dates=(as_of, as_of), enqueue_email=True
+        documents = render_documents(  # with what an interrupted run left unqueued
+            database_block,
+            run_id=run_id,
+            bill_dates=(as_of, as_of),
+            unqueued_through=as_of,
+            enqueue_email=True,
         )
         timings["documents"] = perf_counter() - started
         summary["documents rendered"] = documents["rendered"]

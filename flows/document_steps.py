@@ -80,10 +80,17 @@ def find_invoices_to_render(
     run_id: str | None = None,
     bill_dates: tuple[date, date] | None = None,
     bill_nos: list[str] | None = None,
+    unqueued_through: date | None = None,
 ) -> list[int]:
-    """List the numbered bills of a run, of a date range, or with given numbers."""
+    """List the numbered bills of a run, of a date range, with given numbers, or not queued."""
     with unit_of_work(engine_for(database)) as session:
-        return invoice_ids(session, run_id=run_id, bill_dates=bill_dates, bill_nos=bill_nos)
+        return invoice_ids(
+            session,
+            run_id=run_id,
+            bill_dates=bill_dates,
+            bill_nos=bill_nos,
+            unqueued_through=unqueued_through,
+        )
 
 
 @task(name="render_invoice_documents", **RETRIES)
@@ -123,6 +130,7 @@ def render_documents(
     run_id: str | None = None,
     bill_dates: tuple[date, date] | None = None,
     bill_nos: list[str] | None = None,
+    unqueued_through: date | None = None,
     store_block: str = "default",
     seller_block: str = "default",
     processes: int | None = None,
@@ -133,7 +141,7 @@ def render_documents(
 ) -> dict[str, Any]:
     """Find the invoices, render them, and publish a table artifact; returns the summary."""
     logger = get_run_logger()
-    ids = find_invoices_to_render(database, run_id, bill_dates, bill_nos)
+    ids = find_invoices_to_render(database, run_id, bill_dates, bill_nos, unqueued_through)
     store_url = load_store_url(store_block)
     summary = render_invoice_documents(
         database,

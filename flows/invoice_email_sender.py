@@ -23,10 +23,10 @@ from flows.runtime import DaemonFailed, engine_for, now_if_none
 
 
 @task(name="recover_interrupted_emails", **RETRIES)
-def recover_interrupted_emails(database: str | None) -> dict[str, int]:
+def recover_interrupted_emails(database: str | None, process_now: datetime) -> dict[str, int]:
     """Settle e-mails left in 'sending' by a crash, without sending them again."""
     with unit_of_work(engine_for(database)) as session:
-        return outbox.recover_interrupted(session, None).__dict__
+        return outbox.recover_interrupted(session, None, today=process_now.date()).__dict__
 
 
 @task(name="find_due_emails", **RETRIES)
@@ -74,7 +74,7 @@ def invoice_email_sender(
     """
     process_now = now_if_none(process_now)
     logger = get_run_logger()
-    recovered = recover_interrupted_emails(database_block)
+    recovered = recover_interrupted_emails(database_block, process_now)
     ids = find_due_emails(database_block, process_now)
     logger.info("invoice e-mails as of %s: %s queued", process_now, len(ids))
     total = outbox.SendResult()

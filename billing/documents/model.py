@@ -14,10 +14,10 @@ from decimal import Decimal
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 
-from billing.models import Account, Bill, BillLine, PaymentMethod
+from billing.models import Account, Bill, BillLine, OutboxMessage, PaymentMethod
 
 
 @dataclass(frozen=True)
@@ -159,10 +159,15 @@ def invoice_ids(
     run_id: str | None = None,
     bill_dates: tuple[date, date] | None = None,
     bill_nos: Sequence[str] | None = None,
+    unqueued_through: date | None = None,
 ) -> list[int]:
-    """Ids of the numbered bills of a run, or dated within [first, last], or with these numbers.
+    """Ids of the numbered bills of a run, or dated within [first, last], or with these numbers,
+    or (``unqueued_through``) dated up to that day and never queued for e-mail.
 
-    Criteria combine with OR (a bill-day run renders its own bills and those dated that day).
+    Criteria combine with OR. A bill-day run renders its own bills, those dated that day, and
+    those an interrupted earlier run billed but never queued: the buyer has an address and no
+    e-mail of the bill is in the outbox. Without that last criterion a rerun after a crash
+    would never render nor send the crashed run's bills dated before ``as_of``.
     """
     query: Select[Any] = select(Bill.id).where(Bill.number.is_not(None))
     wanted = []
@@ -172,6 +177,12 @@ def invoice_ids(
         wanted.append(Bill.bill_date.between(*bill_dates))
     if bill_nos is not None:
         wanted.append(Bill.bill_no.in_(list(bill_nos)))
+    if unqueued_through is not None:
+        has_address = exists().where(
+            Account.id == Bill.account_id, Account.email.is_not(None), Account.email != ""
+        )
+        queued = exists().where(OutboxMessage.bill_id == Bill.id)
+        wanted.append((Bill.bill_date <= unqueued_through) & has_address & ~queued)
     if not wanted:
         return []
     query = query.where(or_(*wanted)).order_by(Bill.series_code, Bill.number)

@@ -4,9 +4,14 @@ Never twice, even across a crash:
 - a row is claimed (``queued -> sending``, attempts + 1) and committed *before* the SMTP
   transaction, and marked ``sent`` in its own commit right after the server accepted it;
 - a row found in ``sending`` when a run starts was interrupted somewhere between those two
-  commits. It is never sent again blindly: ``recover_interrupted`` asks a ``DeliveryCheck``
-  whether its stable Message-ID was delivered (yes -> ``sent``, no -> ``queued``); with no
-  check, or no answer, it is parked as ``failed`` with the Message-ID to look up;
+  commits, unless another sender is sending it right now: on PostgreSQL a sender holds an
+  advisory lock on the row from before its claim until it is settled, and recovery leaves
+  alone the rows whose lock is held (a killed sender's lock goes with its connection). On
+  SQLite, run one sender at a time;
+- an interrupted row is never sent again blindly: ``recover_interrupted`` asks a
+  ``DeliveryCheck`` whether its stable Message-ID was delivered (yes -> ``sent``, no ->
+  ``queued``); with no check, or no answer, it is parked as ``failed`` with the Message-ID
+  to look up;
 - the Message-ID derives from the bill, so even an operator's re-send is recognisable.
 
 Transient failures (4xx, lost connection) retry with exponential backoff inside the run,
@@ -15,17 +20,19 @@ then wait for the next run; permanent ones (5xx, bad address) are recorded as ``
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Protocol
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from billing.db import unit_of_work
+from billing.db import retry_transient, unit_of_work
 from billing.documents.errors import (
     DeliveryError,
     HeaderInjectionError,
@@ -36,9 +43,11 @@ from billing.documents.formatting import Formatter
 from billing.documents.mail import Envelope, SmtpSettings, Transport, build_message
 from billing.documents.model import Invoice
 from billing.documents.store import DocumentStore, document_name
+from billing.failpoints import failpoint
 from billing.models import Account, Bill, OutboxMessage, OutboxStatus
 
 RETRY_DELAYS = (1.0, 2.0, 4.0)
+SENDING_LOCK = 0x0B1E  # PostgreSQL advisory lock class: (SENDING_LOCK, outbox id) is in flight
 MAX_ATTEMPTS = 10
 
 
@@ -92,18 +101,45 @@ class Recovery:
     sent: int = 0
     requeued: int = 0
     unknown: int = 0
+    in_flight: int = 0  # being sent by a live sender: left alone
 
 
-def recover_interrupted(session: Session, check: DeliveryCheck | None) -> Recovery:
-    """Settle rows left in ``sending`` by a crash, without sending anything."""
-    sent = requeued = unknown = 0
+def _in_flight(session: Session, outbox_id: int) -> bool:
+    """Whether a live sender holds the row's lock (PostgreSQL; SQLite cannot tell).
+
+    Recovery takes the lock until its commit, so no sender claims the row meanwhile.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    taken = session.scalar(
+        text("SELECT pg_try_advisory_xact_lock(:cls, :id)"),
+        {"cls": SENDING_LOCK, "id": outbox_id},
+    )
+    return not taken
+
+
+def recover_interrupted(
+    session: Session, check: DeliveryCheck | None, *, today: date | None = None
+) -> Recovery:
+    """Settle rows left in ``sending`` by a crash, without sending anything.
+
+    A row the check finds delivered is ``sent`` on ``today`` (the recovering run's date), as
+    a row whose send was not interrupted records the date of its run.
+    """
+    sent = requeued = unknown = in_flight = 0
     rows = session.scalars(
         select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.SENDING)
     ).all()
     for row in rows:
+        if _in_flight(session, row.id):
+            in_flight += 1
+            continue
+        session.refresh(row)  # settled by its sender between our read and our lock?
+        if row.status != OutboxStatus.SENDING:
+            continue
         answer = check.delivered(row.message_id) if check is not None else None
         if answer is True:
-            row.status, row.last_error = OutboxStatus.SENT, None
+            row.status, row.last_error, row.sent_on = OutboxStatus.SENT, None, today
             sent += 1
         elif answer is False:
             row.status = OutboxStatus.QUEUED
@@ -116,7 +152,7 @@ def recover_interrupted(session: Session, check: DeliveryCheck | None) -> Recove
                 f"Message-ID {row.message_id} in the mail log, then requeue if it is absent."
             )
             unknown += 1
-    return Recovery(sent, requeued, unknown)
+    return Recovery(sent, requeued, unknown, in_flight)
 
 
 def due_messages(session: Session, as_of: date, *, limit: int | None = None) -> list[int]:
@@ -196,6 +232,62 @@ def _load(
     return _Pending(outbox_id, bill.bill_no or "", bill.bill_date, envelope)
 
 
+class _SendingLocks:
+    """PostgreSQL session advisory locks, one per message from before its claim until it is
+    settled, on a connection of their own: recovery sees which ``sending`` rows are live.
+
+    A lost connection loses its locks with it (the server drops them): a release then has
+    nothing left to do, and the next ``take`` reconnects.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine if engine.dialect.name == "postgresql" else None
+        self._conn: Connection | None = None
+
+    def _call(self, function: str, outbox_id: int) -> bool:
+        assert self._engine is not None
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        try:
+            done = self._conn.scalar(
+                text(f"SELECT {function}(:cls, :id)"), {"cls": SENDING_LOCK, "id": outbox_id}
+            )
+            self._conn.commit()  # session locks outlive the transaction; do not idle in one
+        except DBAPIError:
+            self._drop()
+            raise
+        return bool(done)
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.invalidate()
+            self._conn.close()
+            self._conn = None
+
+    def take(self, outbox_id: int) -> bool:
+        if self._engine is None:
+            return True
+        return retry_transient(lambda: self._call("pg_try_advisory_lock", outbox_id))
+
+    def release(self, outbox_id: int) -> None:
+        if self._engine is not None:
+            with contextlib.suppress(OperationalError):  # the lock went with the connection
+                self._call("pg_advisory_unlock", outbox_id)
+
+    def close(self) -> None:
+        """Release whatever is left and return the connection to the pool without locks."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
+            self._conn.commit()
+        except DBAPIError:
+            self._drop()
+            return
+        self._conn.close()
+        self._conn = None
+
+
 def _claim(engine: Engine, outbox_id: int) -> bool:
     """queued -> sending, committed before the SMTP transaction starts."""
     with unit_of_work(engine) as session:
@@ -210,12 +302,17 @@ def _claim(engine: Engine, outbox_id: int) -> bool:
 def _settle(
     engine: Engine, outbox_id: int, status: OutboxStatus, error: str | None, sent_on: date | None
 ) -> None:
-    with unit_of_work(engine) as session:
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == outbox_id)
-            .values(status=status, last_error=error, sent_on=sent_on)
-        )
+    """Record the outcome; a lost connection is retried (the message went out already)."""
+
+    def work() -> None:
+        with unit_of_work(engine) as session:
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == outbox_id)
+                .values(status=status, last_error=error, sent_on=sent_on)
+            )
+
+    retry_transient(work)
 
 
 def _note(engine: Engine, outbox_id: int, error: str) -> None:
@@ -247,26 +344,44 @@ def send_outbox(
 ) -> SendResult:
     """Send these queued messages over one transport; each message has its own commits."""
     result = SendResult()
-    with transport:
-        for outbox_id in outbox_ids:
-            with unit_of_work(engine) as session:
-                pending = _load(session, outbox_id, store, seller_name)
-            if isinstance(pending, str):
-                if pending.startswith("waiting"):
-                    _note(engine, outbox_id, pending)
-                    result.waiting += 1
-                continue
-            try:
-                message = build_message(pending.envelope, settings, now)
-            except HeaderInjectionError as error:
-                _settle(engine, outbox_id, OutboxStatus.FAILED, str(error), None)
-                result.failed[pending.bill_no] = str(error)
-                continue
-            if not _claim(engine, outbox_id):
-                continue
-            _deliver(
-                engine, pending, message, transport, now, retry_delays, max_attempts, sleep, result
-            )
+    locks = _SendingLocks(engine)
+    try:
+        with transport:
+            for outbox_id in outbox_ids:
+                with unit_of_work(engine) as session:
+                    pending = _load(session, outbox_id, store, seller_name)
+                if isinstance(pending, str):
+                    if pending.startswith("waiting"):
+                        _note(engine, outbox_id, pending)
+                        result.waiting += 1
+                    continue
+                try:
+                    message = build_message(pending.envelope, settings, now)
+                except HeaderInjectionError as error:
+                    _settle(engine, outbox_id, OutboxStatus.FAILED, str(error), None)
+                    result.failed[pending.bill_no] = str(error)
+                    continue
+                if not locks.take(outbox_id):
+                    continue  # another sender has it in flight
+                try:
+                    if not _claim(engine, outbox_id):
+                        continue
+                    failpoint("email.claimed")
+                    _deliver(
+                        engine,
+                        pending,
+                        message,
+                        transport,
+                        now,
+                        retry_delays,
+                        max_attempts,
+                        sleep,
+                        result,
+                    )
+                finally:
+                    locks.release(outbox_id)
+    finally:
+        locks.close()
     return result
 
 
@@ -303,6 +418,8 @@ def _deliver(
         except DeliveryError:
             _settle(engine, pending.outbox_id, OutboxStatus.QUEUED, "configuration error", None)
             raise
+        failpoint("email.sent")
         _settle(engine, pending.outbox_id, OutboxStatus.SENT, None, now.date())
+        failpoint("email.settled")
         result.sent += 1
         return

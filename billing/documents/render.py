@@ -33,6 +33,7 @@ from billing.documents.validation import (
     validate_invoice_xml,
 )
 from billing.documents.xml_export import invoice_xml
+from billing.failpoints import failpoint
 
 SCHEMATRON_MODES = ("off", "sample", "all")
 
@@ -124,11 +125,13 @@ def render_bills(
             continue
         store.write(xml_name, documents.xml)
         store.write(pdf_name, documents.pdf)
+        failpoint("render.pdf_stored")
         result.rendered += 1
         done.append(invoice)
     if settings.enqueue_email and done:
         with unit_of_work(engine) as session:
             result.queued = enqueue_invoices(session, done, domain=settings.email_domain)
+            failpoint("render.before_enqueue_commit")
     return result
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.orm import Session
 
 from billing.db import unit_of_work
+from billing.failpoints import failpoint
 from billing.models import Account, Bill, Payment, PaymentMethod, PaymentStatus
 from billing.models_payments import PaymentFileKind
 from billing.money import add_to_total
@@ -128,6 +129,7 @@ def collect_payments(
     _resume_card_payments(engine, gateway, config, result)
     with unit_of_work(engine) as session:
         cards, debits = _plan(session, as_of, config, run_id, result)
+    failpoint("collect.planned")
     for start in range(0, len(cards), config.card_chunk):
         _charge(engine, gateway, cards[start : start + config.card_chunk], as_of, config, result)
     if debits:
@@ -279,7 +281,9 @@ def _charge(
 ) -> None:
     """One chunk: store its payments pending (committed), charge the cards, record answers."""
     pending = _store_pending(engine, attempts, as_of)
+    failpoint("collect.card_pending")
     answers = _ask_gateway(gateway, pending)
+    failpoint("collect.card_answered")
     _record_answers(engine, pending, answers, config, result)
 
 
@@ -519,6 +523,7 @@ def _debit(
             creditor, debits, msg_id=msg_id, as_of=as_of, collection_date=collection_date
         ),
     )
+    failpoint("collect.debit_file_written")
     result.files.append(str(path))
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from billing.db import unit_of_work
+from billing.failpoints import failpoint
 from billing.models import Account, PaymentMethod, PaymentStatus, Refund
 from billing.models_payments import PaymentFileKind
 from billing.money import add_to_total
@@ -231,6 +232,7 @@ def _refund_cards(
     """One chunk: store its refunds pending (committed), ask the gateway, record the answers."""
     with unit_of_work(engine) as session:
         inserted = _insert_refunds(session, items, as_of, PaymentMethod.CARD)
+    failpoint("refund.card_pending")
     pending = [
         _PendingRefund(
             inserted[item.key],
@@ -282,6 +284,7 @@ def _call_and_record(
         "refund",
         [GatewayRequest(p.key, p.card_token, p.amount, p.currency) for p in pending],
     )
+    failpoint("refund.card_answered")
     settled: dict[int, str | None] = {}
     declined: dict[int, str] = {}
     for p, answer in zip(pending, answers, strict=True):
@@ -347,4 +350,5 @@ def _transfer(
             debtor, transfers, msg_id=msg_id, as_of=as_of, execution_date=as_of
         ),
     )
+    failpoint("refund.transfer_file_written")
     result.files.append(str(path))
