@@ -41,7 +41,7 @@ SLOW = [
     "collect.planned",
     "collect.card_pending@2",
     "collect.card_answered",
-    "collect.card_answered@4",
+    "collect.card_answered@2",
     "collect.debit_file_written",
     "refund.card_pending",
     "refund.card_answered",
