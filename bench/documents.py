@@ -7,7 +7,8 @@ SQLite file, bills it with ``run_bill_day``, then measures, with the same number
 worker processes and the same batches of 50:
 1. the pipeline: ``render_in_processes`` -- read the bills, XML export + our XSD, CII + the
    Factur-X XSD (+ the EN 16931 Schematron on the first invoice of each batch), the PDF/A-3b
-   with the CII embedded by factur-x, both files written to a document store;
+   with the CII embedded as it is written (attachment + Factur-X XMP), both files written to
+   a document store;
 2. the bare loop: ``HTML(string=...).write_pdf()`` of the same template, already filled in,
    with the same stylesheet, URL fetcher (the logo) and PDF variant, and nothing else.
 Both clocks start once every worker has started and warmed up (fonts, stylesheet, Schematron),
