@@ -10,7 +10,8 @@ worker processes and the same batches of 50:
    with the CII embedded as it is written (attachment + Factur-X XMP), both files written to
    a document store;
 2. the bare loop: ``HTML(string=...).write_pdf()`` of the same template, already filled in,
-   with the same stylesheet, URL fetcher (the logo) and PDF variant, and nothing else.
+   with the same stylesheet, URL fetcher (the logo) and PDF variant, and nothing else, in
+   workers with the same garbage-collector settings (``render.settle_heap``).
 Both clocks start once every worker has started and warmed up (stylesheet, Schematron, one
 invoice drawn so that fonts are loaded) and stop when the last invoice is done. Each side also
 reports the CPU time its workers spent per invoice (``time.process_time`` around each batch),
@@ -53,18 +54,21 @@ def _bare_renderer() -> InvoiceRenderer:
 
 
 def _warm_bare(page: str) -> None:
-    """Build the renderer and draw one invoice, so fonts are loaded before the clock."""
+    """Build the renderer and draw one invoice (fonts load), then the pipeline workers'
+    garbage-collector settings, so that both sides run in the same kind of process."""
     _bare_renderer().visual_pdf(page)
+    pipeline.settle_heap()
 
 
 def _warm_pipeline(page: str) -> None:
-    """The same for the pipeline's own cached renderer, plus the compiled Schematron."""
+    """The same for the pipeline's own cached renderer, plus the compiled Schematron, then
+    the pipeline's own worker initializer (which settles the heap)."""
     from billing.documents.validation import _schematron
 
     seller = DEFAULT_SELLER.to_dict()
-    pipeline._warm_up(seller)
     pipeline._worker_renderer(tuple(sorted(seller.items()))).visual_pdf(page)
     _schematron()
+    pipeline._warm_up(seller)
 
 
 def _ready(_: int) -> int:
