@@ -22,7 +22,7 @@ from weasyprint import CSS, HTML, Attachment, Document
 from weasyprint.text.fonts import FontConfiguration
 
 from billing.documents.cii import inclusive_end, tax_breakdown
-from billing.documents.errors import UnsafeResourceError
+from billing.documents.errors import DocumentError, UnsafeResourceError
 from billing.documents.fetcher import ASSET_SCHEME, AssetFetcher, asset, packaged_assets
 from billing.documents.formatting import Formatter
 from billing.documents.model import Invoice, Line
@@ -63,9 +63,9 @@ FACTURX_XMP = (
     + "</rdf:Seq></pdfaSchema:property></rdf:li></rdf:Bag></pdfaExtension:schemas>"
     "</rdf:Description>"
     f'<rdf:Description rdf:about="" xmlns:fx="{FACTURX_NAMESPACE}">'
-    f"<fx:DocumentType>INVOICE</fx:DocumentType>"
+    "<fx:DocumentType>INVOICE</fx:DocumentType>"
     f"<fx:DocumentFileName>{FACTURX_FILENAME}</fx:DocumentFileName>"
-    f"<fx:Version>1.0</fx:Version>"
+    "<fx:Version>1.0</fx:Version>"
     f"<fx:ConformanceLevel>{FACTURX_CONFORMANCE}</fx:ConformanceLevel>"
     "</rdf:Description>"
 ).encode()
@@ -86,7 +86,7 @@ def declare_facturx(document: Document, pdf: Any) -> None:
     metadata = pdf.objects[int(pdf.catalog["Metadata"].split()[0])]
     packet = b"".join(metadata.stream)
     if packet.count(b"</rdf:RDF>") != 1:
-        raise ValueError("unexpected XMP packet: expected exactly one rdf:RDF")
+        raise DocumentError("WeasyPrint's XMP packet has no single rdf:RDF to add Factur-X to")
     metadata.stream = [packet.replace(b"</rdf:RDF>", FACTURX_XMP + b"</rdf:RDF>")]
     pdf.catalog["AF"] = pydyf.Array(dict.fromkeys(pdf.catalog["AF"]))
     pdf.catalog["PageMode"] = "/UseAttachments"
