@@ -93,7 +93,7 @@ def test_template_references_outside_the_package_are_refused(http_server, secret
             f'<style>body {{ background: url("{url}/bg.png"); }}</style></head>',
         )
         .replace(
-            '<header>',
+            "<header>",
             f'<img src="file://{secret_svg}"><img src="{url}/pixel.svg">'
             f'<img src="data:image/svg+xml,%3Csvg%3E%3C/svg%3E"><header>',
             1,
