@@ -1,38 +1,74 @@
-"""The invoice PDF: Jinja2 (autoescape on) -> WeasyPrint PDF/A-3b -> Factur-X (factur-x).
+"""The invoice PDF: Jinja2 (autoescape on) -> WeasyPrint PDF/A-3b with the CII embedded.
 
-Rendering the same bill twice gives the same bytes: the PDF's dates come from the bill date
-(HTML ``dcterms`` metadata for WeasyPrint, a fixed clock for factur-x, which otherwise reads
-the wall clock), and the file identifiers are digests of the content. Resources come only
-from ``AssetFetcher``: a template or a customer field that names ``file:`` or ``http:`` is
-never fetched.
+WeasyPrint writes the Factur-X PDF in one pass: the CII is attached as ``factur-x.xml``
+(``/AFRelationship /Data``, MIME type ``text/xml``, listed in the catalog's ``/AF``) and the
+XMP packet gets the Factur-X extension schema and the ``fx:`` properties (EN 16931). Nothing
+re-opens the PDF afterwards. Rendering the same bill twice gives the same bytes: every date
+comes from the bill date (HTML ``dcterms`` metadata, the attachment's dates), and the file
+identifier is a digest of the content. Resources come only from ``AssetFetcher``: a template
+or a customer field that names ``file:`` or ``http:`` is never fetched.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import facturx.facturx as _facturx
+import pydyf
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from weasyprint import CSS, HTML
+from weasyprint import CSS, HTML, Attachment, Document
 from weasyprint.text.fonts import FontConfiguration
 
 from billing.documents.cii import inclusive_end, tax_breakdown
-from billing.documents.errors import UnsafeResourceError
-from billing.documents.fetcher import AssetFetcher, asset, packaged_assets
+from billing.documents.errors import DocumentError, UnsafeResourceError
+from billing.documents.fetcher import ASSET_SCHEME, AssetFetcher, asset, packaged_assets
 from billing.documents.formatting import Formatter
 from billing.documents.model import Invoice, Line
 from billing.documents.seller import Seller
 
 TEMPLATES = Path(__file__).parent / "templates"
 PDF_VARIANT = "pdf/a-3b"
-_CLOCK_LOCK = threading.Lock()
+FACTURX_FILENAME = "factur-x.xml"
+FACTURX_NAMESPACE = "urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#"
+FACTURX_CONFORMANCE = "EN 16931"
+_FX_PROPERTIES = {
+    "DocumentFileName": "The name of the embedded XML document",
+    "DocumentType": "The type of the hybrid document in capital letters, e.g. INVOICE or ORDER",
+    "Version": "The actual version of the standard applying to the embedded XML document",
+    "ConformanceLevel": "The conformance level of the embedded XML document",
+}
+_PDFA_NAMESPACES = (
+    'xmlns:pdfaExtension="http://www.aiim.org/pdfa/ns/extension/" '
+    'xmlns:pdfaSchema="http://www.aiim.org/pdfa/ns/schema#" '
+    'xmlns:pdfaProperty="http://www.aiim.org/pdfa/ns/property#"'
+)
+#: The Factur-X part of the XMP packet: the PDF/A extension schema that declares the ``fx:``
+#: properties, then their values. Inserted into WeasyPrint's own ``rdf:RDF``.
+FACTURX_XMP = (
+    f'<rdf:Description rdf:about="" {_PDFA_NAMESPACES}><pdfaExtension:schemas><rdf:Bag>'
+    '<rdf:li rdf:parseType="Resource">'
+    "<pdfaSchema:schema>Factur-X PDFA Extension Schema</pdfaSchema:schema>"
+    f"<pdfaSchema:namespaceURI>{FACTURX_NAMESPACE}</pdfaSchema:namespaceURI>"
+    "<pdfaSchema:prefix>fx</pdfaSchema:prefix><pdfaSchema:property><rdf:Seq>"
+    + "".join(
+        '<rdf:li rdf:parseType="Resource">'
+        f"<pdfaProperty:name>{name}</pdfaProperty:name>"
+        "<pdfaProperty:valueType>Text</pdfaProperty:valueType>"
+        "<pdfaProperty:category>external</pdfaProperty:category>"
+        f"<pdfaProperty:description>{description}</pdfaProperty:description></rdf:li>"
+        for name, description in _FX_PROPERTIES.items()
+    )
+    + "</rdf:Seq></pdfaSchema:property></rdf:li></rdf:Bag></pdfaExtension:schemas>"
+    "</rdf:Description>"
+    f'<rdf:Description rdf:about="" xmlns:fx="{FACTURX_NAMESPACE}">'
+    "<fx:DocumentType>INVOICE</fx:DocumentType>"
+    f"<fx:DocumentFileName>{FACTURX_FILENAME}</fx:DocumentFileName>"
+    "<fx:Version>1.0</fx:Version>"
+    f"<fx:ConformanceLevel>{FACTURX_CONFORMANCE}</fx:ConformanceLevel>"
+    "</rdf:Description>"
+).encode()
 
 
 def document_moment(invoice: Invoice) -> datetime:
@@ -40,19 +76,20 @@ def document_moment(invoice: Invoice) -> datetime:
     return datetime.combine(invoice.bill_date, time(0, 0), tzinfo=UTC)
 
 
-@contextmanager
-def _facturx_clock(moment: datetime) -> Iterator[None]:
-    """Make factur-x stamp ``moment`` instead of the wall clock (its only time source)."""
-    pdf_stamp = moment.strftime("D:%Y%m%d%H%M%S+00'00'")
-    xmp_stamp = moment.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-    with _CLOCK_LOCK:
-        saved = _facturx._get_pdf_timestamp, _facturx._get_metadata_timestamp
-        _facturx._get_pdf_timestamp = lambda date=None: pdf_stamp
-        _facturx._get_metadata_timestamp = lambda: xmp_stamp
-        try:
-            yield
-        finally:
-            _facturx._get_pdf_timestamp, _facturx._get_metadata_timestamp = saved
+def declare_facturx(document: Document, pdf: Any) -> None:
+    """WeasyPrint finisher: Factur-X properties into the XMP packet; open on the attachment.
+
+    The properties go inside WeasyPrint's ``rdf:RDF`` (its ``xmp_metadata`` option would add
+    a second ``rdf:RDF``, which XMP readers that take the first one never see). WeasyPrint 70
+    lists the attachment twice in the catalog's ``/AF``; once is enough.
+    """
+    metadata = pdf.objects[int(pdf.catalog["Metadata"].split()[0])]
+    packet = b"".join(metadata.stream)
+    if packet.count(b"</rdf:RDF>") != 1:
+        raise DocumentError("WeasyPrint's XMP packet has no single rdf:RDF to add Factur-X to")
+    metadata.stream = [packet.replace(b"</rdf:RDF>", FACTURX_XMP + b"</rdf:RDF>")]
+    pdf.catalog["AF"] = pydyf.Array(dict.fromkeys(pdf.catalog["AF"]))
+    pdf.catalog["PageMode"] = "/UseAttachments"
 
 
 @dataclass(frozen=True)
@@ -123,42 +160,33 @@ class InvoiceRenderer:
             t=f.labels,
         )
 
-    def visual_pdf(self, html: str) -> bytes:
-        """The PDF/A-3b of an HTML document, fetching packaged assets only."""
+    def _write_pdf(self, html: str, **options: Any) -> bytes:
         fetcher = AssetFetcher(self._assets)
         pdf = HTML(string=html, url_fetcher=fetcher).write_pdf(
-            stylesheets=[self._css], font_config=self._fonts, pdf_variant=PDF_VARIANT
+            stylesheets=[self._css], font_config=self._fonts, pdf_variant=PDF_VARIANT, **options
         )
         if fetcher.refused and self.strict:
             raise UnsafeResourceError(f"refused resources: {', '.join(fetcher.refused)[:500]}")
         return pdf
 
-    @cached_property
-    def _author(self) -> str:
-        return self.seller.name
+    def visual_pdf(self, html: str) -> bytes:
+        """The PDF/A-3b of an HTML document, fetching packaged assets only (no attachment)."""
+        return self._write_pdf(html)
 
-    def facturx_pdf(self, invoice: Invoice, visual: bytes, cii: bytes) -> bytes:
-        """Embed the CII as ``factur-x.xml`` (PDF/A-3 attachment, EN 16931 profile)."""
-        f = Formatter.for_account(invoice.language, invoice.buyer.country, invoice.currency)
-        title = f"{self.seller.name}: {f.labels['invoice']} {invoice.bill_no}"
-        metadata = {
-            "author": self._author,
-            "keywords": "Factur-X, EN 16931, invoice",
-            "title": title,
-            "subject": f"Factur-X invoice {invoice.bill_no} dated {invoice.bill_date.isoformat()}",
-        }
-        with _facturx_clock(document_moment(invoice)):
-            return _facturx.generate_from_binary(
-                visual,
-                cii,
-                flavor="factur-x",
-                level="en16931",
-                check_xsd=False,  # validated before, with a cached schema (validation.py)
-                check_schematron=False,
-                pdf_metadata=metadata,
-                lang=f.lang,
-            )
+    def facturx_pdf(self, invoice: Invoice, html: str, cii: bytes) -> bytes:
+        """The PDF/A-3b of ``html`` with the CII embedded as ``factur-x.xml`` (EN 16931)."""
+        moment = document_moment(invoice)
+        attachment = Attachment(
+            url=ASSET_SCHEME + FACTURX_FILENAME,
+            url_fetcher=AssetFetcher({FACTURX_FILENAME: (cii, "text/xml")}),
+            name=FACTURX_FILENAME,
+            description="Factur-X XML file",
+            created=moment,
+            modified=moment,
+            relationship="Data",
+        )
+        return self._write_pdf(html, attachments=[attachment], finisher=declare_facturx)
 
     def pdf(self, invoice: Invoice, cii: bytes) -> bytes:
         """The Factur-X PDF of an invoice whose CII is already built and checked."""
-        return self.facturx_pdf(invoice, self.visual_pdf(self.html(invoice)), cii)
+        return self.facturx_pdf(invoice, self.html(invoice), cii)

@@ -8,6 +8,7 @@ safe under a threaded parent such as a Prefect flow), each keeping its renderer 
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
@@ -160,6 +161,16 @@ def render_batch(settings: RenderSettings, bill_ids: Sequence[int]) -> RenderRes
 def _warm_up(seller: dict[str, Any]) -> None:
     """Build the renderer (fonts, CSS, logo) once per worker, before the first batch."""
     _worker_renderer(tuple(sorted(seller.items())))
+    settle_heap()
+
+
+def settle_heap(young_threshold: int = 10_000) -> None:
+    """Set a worker's garbage collector for rendering: what it keeps (renderer, fonts,
+    schemas) is frozen out of collections, and young objects are collected every 10,000
+    allocations instead of 700. WeasyPrint allocates so much per page that the default made
+    the collector walk the heap many times per invoice (about 5 % of a worker's CPU)."""
+    gc.freeze()
+    gc.set_threshold(young_threshold, *gc.get_threshold()[1:])
 
 
 def chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:

@@ -258,11 +258,43 @@ def test_pdf_in_the_account_language_carries_the_facturx_xml(renderer, language,
     assert name == "factur-x.xml"
     assert xml == documents.cii
     reader = PdfReader(io.BytesIO(documents.pdf))
-    xmp = reader.trailer["/Root"]["/Metadata"].get_object().get_data()
-    assert b"<pdfaid:part>3</pdfaid:part>" in xmp
-    assert b"<pdfaid:conformance>B</pdfaid:conformance>" in xmp
-    assert b"EN 16931" in xmp
+    catalog = reader.trailer["/Root"]
+    [filespec] = [ref.get_object() for ref in catalog["/AF"]]
+    assert (filespec["/UF"], filespec["/AFRelationship"]) == ("factur-x.xml", "/Data")
+    assert filespec["/EF"]["/F"].get_object()["/Subtype"] == "/text/xml"
+    assert facturx_xmp(catalog["/Metadata"].get_object().get_data()) == {
+        "part": "3",
+        "conformance": "B",
+        "DocumentType": "INVOICE",
+        "DocumentFileName": "factur-x.xml",
+        "Version": "1.0",
+        "ConformanceLevel": "EN 16931",
+        "extension schema for": "urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#",
+    }
     assert len(reader.pages) == 1
+
+
+def facturx_xmp(packet: bytes) -> dict[str, str]:
+    """What an XMP reader that takes the packet's one ``rdf:RDF`` sees of PDF/A and Factur-X."""
+    ns = {
+        "x": "adobe:ns:meta/",
+        "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+        "pdfaid": "http://www.aiim.org/pdfa/ns/id/",
+        "fx": "urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#",
+        "pdfaSchema": "http://www.aiim.org/pdfa/ns/schema#",
+    }
+    [rdf] = etree.fromstring(packet).findall("rdf:RDF", ns)
+    [ids] = rdf.xpath("rdf:Description[@pdfaid:part]", namespaces=ns)
+    values = {
+        "part": ids.get(f"{{{ns['pdfaid']}}}part"),
+        "conformance": ids.get(f"{{{ns['pdfaid']}}}conformance"),
+    }
+    for name in ("DocumentType", "DocumentFileName", "Version", "ConformanceLevel"):
+        [value] = rdf.xpath(f"rdf:Description/fx:{name}/text()", namespaces=ns)
+        values[name] = value
+    [schema] = rdf.xpath(".//pdfaSchema:namespaceURI[../pdfaSchema:prefix='fx']", namespaces=ns)
+    values["extension schema for"] = schema.text
+    return values
 
 
 def test_long_invoice_continues_on_pages_with_the_table_header_repeated(renderer):
@@ -288,7 +320,7 @@ def test_rendering_again_gives_the_same_bytes(renderer):
     second = render_invoice(value, InvoiceRenderer(DEFAULT_SELLER))
     assert first == second
     info = PdfReader(io.BytesIO(first.pdf)).metadata  # dates come from the bill date
-    assert info["/CreationDate"] == info["/ModDate"] == "D:20270201000000+00'00'"
+    assert info["/CreationDate"] == info["/ModDate"] == "D:20270201000000Z"
 
 
 # --- from the database, on both backends ---------------------------------------------------

@@ -93,9 +93,9 @@ def test_template_references_outside_the_package_are_refused(http_server, secret
             f'<style>body {{ background: url("{url}/bg.png"); }}</style></head>',
         )
         .replace(
-            '<table class="head">',
+            "<header>",
             f'<img src="file://{secret_svg}"><img src="{url}/pixel.svg">'
-            f'<img src="data:image/svg+xml,%3Csvg%3E%3C/svg%3E"><table class="head">',
+            f'<img src="data:image/svg+xml,%3Csvg%3E%3C/svg%3E"><header>',
             1,
         )
     )
