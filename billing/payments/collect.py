@@ -42,9 +42,9 @@ from billing.payments.files import Entry, note_issues, store_file
 from billing.payments.gateway import (
     GatewayRequest,
     GatewayResult,
-    GatewayStatus,
     PaymentGateway,
     ask_gateway_many,
+    sort_answers,
 )
 from billing.payments.ledger import (
     apply_credits,
@@ -401,26 +401,19 @@ def _record_answers(
     Settled payments are applied to their bills; a failed one may put its account in dunning
     as of the day the payment was stored.
     """
-    settled: dict[int, str | None] = {}
-    declined: dict[int, str] = {}
-    for p, answer in zip(pending, answers, strict=True):
-        if answer.status is GatewayStatus.TRANSIENT_ERROR:
-            result.transient.append(p.account_ref)
-        elif answer.succeeded:
-            settled[p.payment_id] = answer.reference
-        else:
-            declined[p.payment_id] = answer.reason or "declined"
-    if not settled and not declined:
-        return
     by_id = {p.payment_id: p for p in pending}
+    sorted_ = sort_answers(list(by_id), answers, "declined")
+    result.transient.extend(by_id[i].account_ref for i in sorted_.transient)
+    if not sorted_.final:
+        return
     with unit_of_work(engine) as session:
-        for payment_id in settle_payments(session, settled):
+        for payment_id in settle_payments(session, sorted_.settled):
             p = by_id[payment_id]
             result.collected += 1
             add_to_total(result.collected_amounts, p.currency, p.amount)
-        failed = [by_id[i] for i in fail_payments(session, declined)]
+        failed = [by_id[i] for i in fail_payments(session, sorted_.declined)]
         for p in failed:
-            result.declined[p.account_ref] = declined[p.payment_id]
+            result.declined[p.account_ref] = sorted_.declined[p.payment_id]
         _dunning_if_exhausted(session, failed, config, result)
 
 

@@ -125,3 +125,31 @@ def ask_gateway_many(
         else a
         for r, a in zip(requests, answers, strict=True)
     ]
+
+
+@dataclass
+class SortedAnswers:
+    """A chunk's answers by outcome: transient ids stay pending, the others are recorded."""
+
+    transient: list[int]
+    settled: dict[int, str | None]  # id -> the processor's reference
+    declined: dict[int, str]  # id -> reason
+
+    @property
+    def final(self) -> bool:
+        return bool(self.settled or self.declined)
+
+
+def sort_answers(
+    ids: Sequence[int], answers: Sequence[GatewayResult], declined_reason: str
+) -> SortedAnswers:
+    """Sort the answers to the requests with these payment (or refund) ids by outcome."""
+    out = SortedAnswers([], {}, {})
+    for row_id, answer in zip(ids, answers, strict=True):
+        if answer.status is GatewayStatus.TRANSIENT_ERROR:
+            out.transient.append(row_id)
+        elif answer.succeeded:
+            out.settled[row_id] = answer.reference
+        else:
+            out.declined[row_id] = answer.reason or declined_reason
+    return out

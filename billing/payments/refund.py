@@ -34,9 +34,9 @@ from billing.payments.errors import BankDetailsError
 from billing.payments.files import Entry, note_issues, store_file
 from billing.payments.gateway import (
     GatewayRequest,
-    GatewayStatus,
     PaymentGateway,
     ask_gateway_many,
+    sort_answers,
 )
 from billing.payments.ledger import (
     apply_credits,
@@ -285,25 +285,18 @@ def _call_and_record(
         [GatewayRequest(p.key, p.card_token, p.amount, p.currency) for p in pending],
     )
     failpoint("refund.card_answered")
-    settled: dict[int, str | None] = {}
-    declined: dict[int, str] = {}
-    for p, answer in zip(pending, answers, strict=True):
-        if answer.status is GatewayStatus.TRANSIENT_ERROR:
-            result.transient.append(p.account_ref)
-        elif answer.succeeded:
-            settled[p.refund_id] = answer.reference
-        else:
-            declined[p.refund_id] = answer.reason or "refund declined"
-    if not settled and not declined:
-        return
     by_id = {p.refund_id: p for p in pending}
+    sorted_ = sort_answers(list(by_id), answers, "refund declined")
+    result.transient.extend(by_id[i].account_ref for i in sorted_.transient)
+    if not sorted_.final:
+        return
     with unit_of_work(engine) as session:
-        for refund_id in settle_refunds(session, settled):
+        for refund_id in settle_refunds(session, sorted_.settled):
             p = by_id[refund_id]
             result.refunded += 1
             add_to_total(result.refunded_amounts, p.currency, p.amount)
-        for refund_id in fail_refunds(session, list(declined)):
-            result.failed[by_id[refund_id].account_ref] = declined[refund_id]
+        for refund_id in fail_refunds(session, list(sorted_.declined)):
+            result.failed[by_id[refund_id].account_ref] = sorted_.declined[refund_id]
 
 
 # --- credit transfer --------------------------------------------------------------------------
