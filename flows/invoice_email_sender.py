@@ -97,10 +97,13 @@ def invoice_email_sender(
         )
         total = total.merge(done)
     summary = _report(process_now, len(ids), recovered, total)
-    if total.failed or recovered["unknown"]:
+    if total.failed or total.unknown or recovered["unknown"]:
         names = ", ".join(sorted(total.failed)[:20])
+        unsure = ", ".join(sorted(total.unknown)[:20])
         raise DaemonFailed(
             f"{len(total.failed)} invoice e-mail(s) failed: {names}; "
+            f"{len(total.unknown)} lost the link after their data went out: {unsure} "
+            "(left 'sending'; the next run settles them); "
             f"{recovered['unknown']} interrupted while sending (delivery unknown, not re-sent). "
             "See email_outbox.last_error."
         )
@@ -118,6 +121,7 @@ def _report(
         {"measure": "retried (transient)", "value": result.retried},
         {"measure": "waiting for their PDF", "value": result.waiting},
         {"measure": "failed", "value": len(result.failed)},
+        {"measure": "link lost after the data (delivery unknown)", "value": len(result.unknown)},
         {"measure": "recovered as sent", "value": recovered["sent"]},
         {"measure": "recovered as queued", "value": recovered["requeued"]},
         {"measure": "interrupted, delivery unknown", "value": recovered["unknown"]},

@@ -47,5 +47,9 @@ class TransientDeliveryError(DeliveryError):
     """A failure worth retrying later (lost connection, 4xx reply)."""
 
 
+class DeliveryUnknownError(DeliveryError):
+    """The link failed after the message data went out: the server may have accepted it."""
+
+
 class PermanentDeliveryError(DeliveryError):
     """A failure that retrying cannot fix (5xx reply, refused recipient)."""

@@ -21,10 +21,11 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, parseaddr
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from billing.documents.errors import (
     DeliveryError,
+    DeliveryUnknownError,
     HeaderInjectionError,
     PermanentDeliveryError,
     TransientDeliveryError,
@@ -189,6 +190,38 @@ def _classify(error: Exception) -> DeliveryError:
     return TransientDeliveryError(f"{type(error).__name__}: {error}")
 
 
+class _TracksData:
+    """Notes when the message data starts to go out (``payload_started``).
+
+    From then on a lost link or a timeout leaves delivery unknown: the server may have
+    accepted the message before the link failed, so it must not be retried blindly.
+    """
+
+    payload_started = False
+    _in_data = False
+
+    def data(self, msg: Any) -> Any:
+        self._in_data = True
+        try:
+            return super().data(msg)  # type: ignore[misc]
+        finally:
+            self._in_data = False
+
+    def send(self, s: Any) -> None:
+        payload = bytes(s) if not isinstance(s, str) else s.encode("ascii", "replace")
+        if self._in_data and payload.endswith(b"\r\n.\r\n"):  # not the DATA command itself
+            self.payload_started = True
+        super().send(s)  # type: ignore[misc]
+
+
+class _SMTP(_TracksData, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_TracksData, smtplib.SMTP_SSL):
+    pass
+
+
 class SmtpTransport:
     """SMTP with STARTTLS, SSL or none, and login when a user name is set."""
 
@@ -207,11 +240,11 @@ class SmtpTransport:
         s = self.settings
         try:
             if s.security == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                smtp: smtplib.SMTP = _SMTP_SSL(
                     s.host, s.port, timeout=s.timeout, context=self._context()
                 )
             else:
-                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                smtp = _SMTP(s.host, s.port, timeout=s.timeout)
                 if s.security == "starttls":
                     smtp.starttls(context=self._context())
             if s.username:
@@ -248,8 +281,17 @@ class SmtpTransport:
     def send(self, message: EmailMessage) -> None:
         if self._smtp is None:
             self._smtp = self._connect()
+        smtp = self._smtp
+        if isinstance(smtp, _TracksData):
+            smtp.payload_started = False
         try:
-            self._smtp.send_message(message)
+            smtp.send_message(message)
         except (smtplib.SMTPException, OSError) as error:
             self._close()  # a fresh connection for the next message
+            unknown = getattr(smtp, "payload_started", False) and not isinstance(
+                error,
+                smtplib.SMTPResponseException,  # a reply, so the server did not take it
+            )
+            if unknown:
+                raise DeliveryUnknownError(f"{type(error).__name__}: {error}") from error
             raise _classify(error) from error

@@ -14,7 +14,9 @@ Never twice, even across a crash:
   to look up;
 - the Message-ID derives from the bill, so even an operator's re-send is recognisable.
 
-Transient failures (4xx, lost connection) retry with exponential backoff inside the run,
+A link lost or timed out after the message data went out (``DeliveryUnknownError``) may have
+delivered it: the row stays ``sending`` and the next run's recovery settles it as above.
+Other transient failures (4xx, lost connection) retry with exponential backoff inside the run,
 then wait for the next run; permanent ones (5xx, bad address) are recorded as ``failed``.
 """
 
@@ -35,6 +37,7 @@ from sqlalchemy.orm import Session
 from billing.db import retry_transient, unit_of_work
 from billing.documents.errors import (
     DeliveryError,
+    DeliveryUnknownError,
     HeaderInjectionError,
     PermanentDeliveryError,
     TransientDeliveryError,
@@ -175,6 +178,7 @@ class SendResult:
     retried: int = 0
     waiting: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)  # left 'sending' for recovery
 
     def merge(self, other: SendResult) -> SendResult:
         return SendResult(
@@ -182,6 +186,7 @@ class SendResult:
             self.retried + other.retried,
             self.waiting + other.waiting,
             {**self.failed, **other.failed},
+            {**self.unknown, **other.unknown},
         )
 
 
@@ -410,6 +415,12 @@ def _deliver(
             _settle(engine, pending.outbox_id, status, f"transient: {error}", None)
             if status == OutboxStatus.FAILED:
                 result.failed[pending.bill_no] = str(error)
+            return
+        except DeliveryUnknownError as error:
+            # The server may have accepted it: never resend blindly. The row stays 'sending'
+            # and the next run's recover_interrupted settles it, as after a crash.
+            _note(engine, pending.outbox_id, f"delivery unknown: {error}")
+            result.unknown[pending.bill_no] = str(error)
             return
         except PermanentDeliveryError as error:
             _settle(engine, pending.outbox_id, OutboxStatus.FAILED, f"permanent: {error}", None)

@@ -7,6 +7,7 @@ implicit TLS and authentication run against the same server with a self-signed c
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import socket
@@ -45,6 +46,7 @@ class Mailbox:
         self.messages: list = []
         self.fail_next = 0
         self.refused: set[str] = set()
+        self.slow_reply = 0.0  # seconds to wait, after taking a message, before saying 250
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if address in self.refused:
@@ -57,6 +59,8 @@ class Mailbox:
             self.fail_next -= 1
             return "451 4.3.0 temporary failure, try again later"
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        if self.slow_reply:
+            await asyncio.sleep(self.slow_reply)  # taken, but the reply comes too late
         return "250 OK queued"
 
     def ids(self) -> Counter:
@@ -246,6 +250,36 @@ def test_recovery_asks_the_delivery_check_by_message_id(outbox_db, smtp_server):
         recovered = recover_interrupted(s, mailbox)
     assert (recovered.sent, recovered.requeued, recovered.unknown) == (1, 1, 0)
     assert send(engine, store, settings).sent == 1
+    assert sorted(mailbox.ids().values()) == [1, 1]
+
+
+def test_link_lost_after_the_data_went_out_is_never_resent_blindly(outbox_db, smtp_server):
+    """The server takes the message but its 250 comes after the client's timeout: a retry
+    would send it again, so the row stays 'sending' and recovery settles it by Message-ID."""
+    engine, store = outbox_db
+    mailbox, settings = smtp_server
+    mailbox.slow_reply = 1.5
+    result = send(engine, store, dataclasses.replace(settings, timeout=0.5))
+    assert result.sent == 0 and result.retried == 0 and len(result.unknown) == 2
+    assert len(mailbox.messages) == 2  # the server did take both, once each
+    assert [r[1] for r in statuses(engine)] == [OutboxStatus.SENDING] * 2
+    assert all("delivery unknown" in r[3] for r in statuses(engine))
+    mailbox.slow_reply = 0
+    assert send(engine, store, settings).sent == 0  # not due: nothing is sent again
+    with unit_of_work(engine) as s:
+        recovered = recover_interrupted(s, mailbox, today=NOW.date())
+    assert (recovered.sent, recovered.requeued, recovered.unknown) == (2, 0, 0)
+    assert [r[1] for r in statuses(engine)] == [OutboxStatus.SENT] * 2
+    assert sorted(mailbox.ids().values()) == [1, 1]
+
+
+def test_a_refusal_after_the_data_is_still_a_plain_transient_failure(outbox_db, smtp_server):
+    """A 451 reply to the data is an answer, not a lost link: retried as before."""
+    engine, store = outbox_db
+    mailbox, settings = smtp_server
+    mailbox.fail_next = 1
+    result = send(engine, store, settings)
+    assert (result.sent, result.retried, result.unknown) == (2, 1, {})
     assert sorted(mailbox.ids().values()) == [1, 1]
 
 
