@@ -208,8 +208,10 @@ class _TracksData:
             self._in_data = False
 
     def send(self, s: Any) -> None:
-        payload = bytes(s) if not isinstance(s, str) else s.encode("ascii", "replace")
-        if self._in_data and payload.endswith(b"\r\n.\r\n"):  # not the DATA command itself
+        tail = s[-5:]  # the message data ends with CRLF . CRLF; the DATA command does not
+        if isinstance(tail, str):
+            tail = tail.encode("ascii", "replace")
+        if self._in_data and bytes(tail) == b"\r\n.\r\n":
             self.payload_started = True
         super().send(s)  # type: ignore[misc]
 
