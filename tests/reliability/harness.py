@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 
 from billing.db import make_engine, unit_of_work
 from billing.migrate import upgrade
@@ -39,7 +39,7 @@ from billing.payments.ledger import record_payment
 from billing.payments.sandbox import SandboxGateway
 from billing.synthetic import seed
 from tests.billing.test_email import free_port
-from tests.conftest import PG_URL, pg_schema_url, require_postgres
+from tests.conftest import pg_schema_url, scratch_schema
 from tests.reliability.full_day import DayConfig
 from tests.reliability.snapshots import billing_state
 
@@ -51,17 +51,8 @@ REPO = Path(__file__).resolve().parents[2]
 @contextmanager
 def fresh_schema() -> Iterator[str]:
     """A new PostgreSQL schema's URL, dropped afterwards (for module-scoped fixtures)."""
-    require_postgres()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
+    with scratch_schema() as schema:
         yield pg_schema_url(schema)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def population(url: str) -> Engine:
