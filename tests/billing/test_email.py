@@ -199,9 +199,8 @@ class CrashAfterSending(SmtpTransport):
         raise Crash
 
 
-def test_crash_after_the_server_accepted_does_not_send_twice(outbox_db, smtp_server):
-    engine, store = outbox_db
-    mailbox, settings = smtp_server
+def _crash_after_the_first_send(engine, store, settings) -> list[int]:
+    """The first due message reaches the server, then the sender 'dies'; the due ids."""
     with unit_of_work(engine) as s:
         ids = due_messages(s, NOW.date())
     with pytest.raises(Crash):
@@ -214,6 +213,13 @@ def test_crash_after_the_server_accepted_does_not_send_twice(outbox_db, smtp_ser
             seller_name="S",
             now=NOW,
         )
+    return ids
+
+
+def test_crash_after_the_server_accepted_does_not_send_twice(outbox_db, smtp_server):
+    engine, store = outbox_db
+    mailbox, settings = smtp_server
+    _crash_after_the_first_send(engine, store, settings)
     assert statuses(engine)[0][1] == OutboxStatus.SENDING and len(mailbox.messages) == 1
     # Recovery without a delivery check: parked, never re-sent blindly.
     with unit_of_work(engine) as s:
@@ -228,18 +234,7 @@ def test_crash_after_the_server_accepted_does_not_send_twice(outbox_db, smtp_ser
 def test_recovery_asks_the_delivery_check_by_message_id(outbox_db, smtp_server):
     engine, store = outbox_db
     mailbox, settings = smtp_server
-    with unit_of_work(engine) as s:
-        ids = due_messages(s, NOW.date())
-    with pytest.raises(Crash):  # the first one reached the server, then the crash
-        send_outbox(
-            engine,
-            ids[:1],
-            transport=CrashAfterSending(settings),
-            settings=settings,
-            store=store,
-            seller_name="S",
-            now=NOW,
-        )
+    ids = _crash_after_the_first_send(engine, store, settings)
     with unit_of_work(engine) as s:  # the second was claimed, then the crash before SMTP
         s.execute(
             update(OutboxMessage)
