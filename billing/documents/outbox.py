@@ -48,6 +48,7 @@ from billing.documents.model import Invoice
 from billing.documents.store import DocumentStore, document_name
 from billing.failpoints import failpoint
 from billing.models import Account, Bill, OutboxMessage, OutboxStatus
+from billing.results import Mergeable
 
 RETRY_DELAYS = (1.0, 2.0, 4.0)
 SENDING_LOCK = 0x0B1E  # PostgreSQL advisory lock class: (SENDING_LOCK, outbox id) is in flight
@@ -171,7 +172,7 @@ def due_messages(session: Session, as_of: date, *, limit: int | None = None) -> 
 
 
 @dataclass
-class SendResult:
+class SendResult(Mergeable):
     """What a sending batch did; ``failed`` maps bill numbers to the reason."""
 
     sent: int = 0
@@ -179,15 +180,6 @@ class SendResult:
     waiting: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     unknown: dict[str, str] = field(default_factory=dict)  # left 'sending' for recovery
-
-    def merge(self, other: SendResult) -> SendResult:
-        return SendResult(
-            self.sent + other.sent,
-            self.retried + other.retried,
-            self.waiting + other.waiting,
-            {**self.failed, **other.failed},
-            {**self.unknown, **other.unknown},
-        )
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from billing.documents.validation import (
 )
 from billing.documents.xml_export import invoice_xml
 from billing.failpoints import failpoint
+from billing.results import Mergeable
 
 SCHEMATRON_MODES = ("off", "sample", "all")
 
@@ -64,21 +65,13 @@ def render_invoice(
 
 
 @dataclass
-class RenderResult:
+class RenderResult(Mergeable):
     """What a batch did: invoices rendered, e-mails queued, failures by bill number."""
 
     rendered: int = 0
     skipped: int = 0
     queued: int = 0
     failed: dict[str, str] = field(default_factory=dict)
-
-    def merge(self, other: RenderResult) -> RenderResult:
-        return RenderResult(
-            self.rendered + other.rendered,
-            self.skipped + other.skipped,
-            self.queued + other.queued,
-            {**self.failed, **other.failed},
-        )
 
 
 @dataclass(frozen=True)
