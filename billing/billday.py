@@ -18,6 +18,19 @@ from billing.db import retry_transient, unit_of_work
 from billing.deferred import DeferredResult, run_deferred_actions
 from billing.failpoints import failpoint
 from billing.numbering import Numbered, assign_bill_numbers
+from billing.sqlkit import refresh_statistics
+
+BILLED_TABLES = (
+    "accounts",
+    "bill_lines",
+    "bill_units",
+    "bills",
+    "billing_issues",
+    "charges",
+    "payments",
+    "usage_records",
+)
+"""The tables billing rewrites: the steps after it plan their joins on fresh statistics."""
 
 MAX_PASSES = 120
 
@@ -66,6 +79,11 @@ def due_batches(
         for start in range(0, len(ids), per_batch):
             yield ids[start : start + per_batch]
         after = ids[-1]
+
+
+def analyze_billed_tables(engine: Engine) -> None:
+    """Statistics of what billing just wrote, before the steps that join on it (PostgreSQL)."""
+    retry_transient(lambda: refresh_statistics(engine, BILLED_TABLES))
 
 
 def number_bills(engine: Engine) -> list[Numbered]:
@@ -165,6 +183,7 @@ def run_bill_day(
     billing = bill_accounts(
         engine, as_of, run_id, fetch_size=fetch_size, per_batch=per_batch, account_refs=account_refs
     )
+    analyze_billed_tables(engine)
     numbered = number_bills(engine)
     failpoint("billday.after_numbering")
     return BillDayResult(deferred, billing, numbered, apply_cycle_fees(engine, as_of, run_id))

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    Engine,
     Integer,
     Table,
     UniqueConstraint,
@@ -150,6 +151,25 @@ class _Columns(dict[str, Any]):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+def refresh_statistics(engine: Engine, tables: Sequence[str]) -> None:
+    """ANALYZE ``tables`` (those that exist) on PostgreSQL, in one short transaction.
+
+    A bill run writes millions of rows before autovacuum looks at them: planned on statistics
+    of the empty tables, the next steps' joins turn into a sequential scan per chunk. SQLite
+    plans without such statistics: nothing to do there.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:
+        existing = set(
+            conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            ).scalars()
+        )
+        for table in sorted(set(tables) & existing):
+            conn.execute(text(f"ANALYZE {table}"))
 
 
 def rowcount(result: Any) -> int:

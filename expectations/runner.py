@@ -24,9 +24,10 @@ from great_expectations.data_context.types.base import (
     ProgressBarsConfig,
 )
 from great_expectations.datasource.fluent import SQLDatasource
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from billing.failpoints import failpoint
+from billing.sqlkit import refresh_statistics
 from billing.types import from_storage
 from expectations.suites import RULES, Rule, build_suites, sql_date, suite_name
 
@@ -64,21 +65,10 @@ class CheckReport:
         return next(r for r in self.results if r.name == name)
 
 
-def refresh_statistics(engine: Engine) -> None:
-    """ANALYZE on PostgreSQL: the checks run right after a bill run rewrote the big tables,
-    before autovacuum has looked at them, and stale row estimates turn the joins quadratic."""
-    if engine.dialect.name != "postgresql":
-        return
-    tables = sorted({rule.table for rule in RULES} | {"usage_records", "bill_lines", "payments"})
-    with engine.begin() as conn:
-        existing = set(
-            conn.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
-            ).scalars()
-        )
-        for table in tables:
-            if table in existing:
-                conn.execute(text(f"ANALYZE {table}"))
+def _refresh_statistics(engine: Engine) -> None:
+    """The checks run right after a bill run rewrote the big tables: fresh statistics first."""
+    tables = {rule.table for rule in RULES} | {"usage_records", "bill_lines", "payments"}
+    refresh_statistics(engine, sorted(tables))
 
 
 def run_post_billing_checks(
@@ -92,7 +82,7 @@ def run_post_billing_checks(
     """Run every rule over ``engine``'s database as of ``as_of``; Data Docs go to output_dir."""
     sql_date(as_of)  # a date, or TypeError before any work
     rules = tuple(rules)
-    refresh_statistics(engine)
+    _refresh_statistics(engine)
     docs_dir = Path(output_dir).resolve() / "data_docs"
     context = gx.get_context(project_config=_project_config(docs_dir), mode="ephemeral")
     datasource = _add_datasource(context, engine)

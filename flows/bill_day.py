@@ -1,12 +1,15 @@
 """bill-day: BRM's ``pin_bill_day`` as a Prefect DAG, run "as of" a virtual date.
 
-    deferred_actions -> bill_accounts (batches, at most `children` at once) -+-> invoices   -+
-                                                                             +-> cycle_fees -+
-                                            -> post_billing_checks (Great Expectations gate)
+    deferred_actions -> bill_accounts (batches, at most `children` at once)
+      -> analyze_billed_tables -+-> invoices   -+
+                                +-> cycle_fees -+-> post_billing_checks (Great Expectations gate)
+                                +-> collect    -+
+                                +-> refund     -+
 
-The steps after ``bill_accounts`` are submitted together by ``_after_billing`` and run side by
-side; collect and refund plug in there. ``post_billing_checks`` gates what follows: documents
-and e-mail run only when every check passed.
+``analyze_billed_tables`` gives the planner the statistics of what billing just wrote (on
+PostgreSQL), so the steps after it do not plan on those of the empty tables. The steps after
+it are submitted together by ``_after_billing`` and run side by side. ``post_billing_checks``
+gates what follows: documents and e-mail run only when every check passed.
 """
 
 from __future__ import annotations
@@ -73,6 +76,12 @@ def bill_accounts_batch(
     """Bill one batch of bill units in one transaction (pin_bill_accts)."""
     with concurrency(BATCH_LIMIT, occupy=1):
         return bill_batch(engine_for(database), unit_ids, as_of, run_id, dry_run=dry_run)
+
+
+@task(name="analyze_billed_tables", **RETRIES)
+def analyze_billed_tables(database: str | None) -> None:
+    """Refresh the planner's statistics of the tables billing just wrote (PostgreSQL)."""
+    billday.analyze_billed_tables(engine_for(database))
 
 
 @task(name="number_invoices", **RETRIES)
@@ -232,6 +241,7 @@ def bill_day(
     checks: dict[str, Any] = {"success": True, "failed": []}
     if not dry_run:
         started = perf_counter()
+        analyze_billed_tables(database_block)
         after = _after_billing(database_block, as_of, run_id)
         timings["invoices, cycle fees, collect, refund"] = perf_counter() - started
         started = perf_counter()
