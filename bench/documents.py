@@ -9,8 +9,9 @@ worker processes and the same batches of 50:
    Factur-X XSD (+ the EN 16931 Schematron on the first invoice of each batch), the PDF/A-3b
    with the CII embedded as it is written (attachment + Factur-X XMP), both files written to
    a document store;
-2. the bare loop: ``HTML(string=...).write_pdf()`` of the same template, already filled in,
-   with the same stylesheet, URL fetcher (the logo) and PDF variant, and nothing else, in
+2. the bare loop: ``InvoiceHTML(string=...).write_pdf()`` of the same template, already filled
+   in, with the same stylesheets (the template's and the user-agent one), URL fetcher (the
+   logo) and PDF variant, and nothing else, in
    workers with the same garbage-collector settings (``render.settle_heap``).
 Both clocks start once every worker has started and warmed up (stylesheet, Schematron, one
 invoice drawn so that fonts are loaded) and stop when the last invoice is done. Each side also
@@ -38,8 +39,9 @@ sys.path.insert(0, str(ROOT))
 from billing.billday import run_bill_day  # noqa: E402
 from billing.db import make_engine, unit_of_work  # noqa: E402
 from billing.documents import render as pipeline  # noqa: E402
+from billing.documents.fetcher import AssetFetcher  # noqa: E402
 from billing.documents.model import invoice_ids, load_invoices  # noqa: E402
-from billing.documents.pdf import PDF_VARIANT, InvoiceRenderer  # noqa: E402
+from billing.documents.pdf import PDF_VARIANT, InvoiceHTML, InvoiceRenderer  # noqa: E402
 from billing.documents.seller import DEFAULT_SELLER  # noqa: E402
 from billing.migrate import upgrade  # noqa: E402
 from billing.synthetic import seed  # noqa: E402
@@ -76,18 +78,20 @@ def _ready(_: int) -> int:
     return os.getpid()
 
 
+def bare_pdf(renderer: InvoiceRenderer, html: str) -> bytes:
+    """The bare loop's call: WeasyPrint on already-filled HTML with the same stylesheets,
+    PDF variant and fetcher (so the logo is drawn as in the pipeline), and nothing else."""
+    return InvoiceHTML(string=html, url_fetcher=AssetFetcher(renderer._assets)).write_pdf(
+        stylesheets=[renderer._css], font_config=renderer._fonts, pdf_variant=PDF_VARIANT
+    )
+
+
 def bare_batch(pages: list[str]) -> tuple[int, float]:
-    """The bare loop: WeasyPrint on already-filled HTML, same stylesheet and variant."""
-    from weasyprint import HTML
-
-    from billing.documents.fetcher import AssetFetcher
-
+    """The bare loop over a batch of filled-in pages."""
     cpu = time.process_time()
     renderer = _bare_renderer()
-    for html in pages:  # the same fetcher, so the logo is drawn as in the pipeline
-        HTML(string=html, url_fetcher=AssetFetcher(renderer._assets)).write_pdf(
-            stylesheets=[renderer._css], font_config=renderer._fonts, pdf_variant=PDF_VARIANT
-        )
+    for html in pages:
+        bare_pdf(renderer, html)
     return len(pages), time.process_time() - cpu
 
 

@@ -24,11 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from documents import bare_pdf  # noqa: E402  (bench/documents.py: the same bare call)
+
 from billing.billday import run_bill_day  # noqa: E402
 from billing.db import make_engine, unit_of_work  # noqa: E402
-from billing.documents.fetcher import AssetFetcher  # noqa: E402
 from billing.documents.model import invoice_ids, load_invoices  # noqa: E402
-from billing.documents.pdf import PDF_VARIANT, InvoiceRenderer  # noqa: E402
+from billing.documents.pdf import InvoiceRenderer  # noqa: E402
 from billing.documents.render import render_invoice  # noqa: E402
 from billing.documents.seller import DEFAULT_SELLER  # noqa: E402
 from billing.migrate import upgrade  # noqa: E402
@@ -59,15 +60,6 @@ def main() -> None:
             render_invoice(invoice, renderer)
         else:
             bare_pdf(renderer, page)
-
-
-def bare_pdf(renderer: InvoiceRenderer, html: str) -> bytes:
-    """The bare loop's call, as in bench/documents.py."""
-    from weasyprint import HTML
-
-    return HTML(string=html, url_fetcher=AssetFetcher(renderer._assets)).write_pdf(
-        stylesheets=[renderer._css], font_config=renderer._fonts, pdf_variant=PDF_VARIANT
-    )
 
 
 if __name__ == "__main__":

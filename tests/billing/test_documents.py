@@ -18,14 +18,16 @@ from facturx import get_xml_from_pdf
 from lxml import etree
 from pypdf import PdfReader
 from sqlalchemy import select
+from weasyprint import HTML
 
 from billing.billday import run_bill_day
 from billing.db import unit_of_work
 from billing.documents import export_invoices_xml
 from billing.documents.cii import build_cii, check_tax_breakdown, cii_bytes
 from billing.documents.errors import InvoiceValidationError
+from billing.documents.fetcher import AssetFetcher
 from billing.documents.model import Invoice, Line, Party, Payment, invoice_ids, load_invoices
-from billing.documents.pdf import InvoiceRenderer
+from billing.documents.pdf import InvoiceHTML, InvoiceRenderer, invoice_user_agent_stylesheet
 from billing.documents.render import RenderSettings, render_bills, render_invoice
 from billing.documents.seller import DEFAULT_SELLER
 from billing.documents.store import DocumentStore, document_name
@@ -311,6 +313,43 @@ def test_long_invoice_continues_on_pages_with_the_table_header_repeated(renderer
         assert f"Page {number}" in text
     assert all("(continued)" in text for text in pages[1:]) and "(continued)" not in pages[0]
     assert "€1,080.00" in pages[-1] and "Usage line 90" in pages[-1]
+
+
+def boxes(document) -> list[tuple]:
+    """Every box of every page: kind, position, size and text, in tree order."""
+    found = []
+
+    def walk(box) -> None:
+        found.append(
+            (type(box).__name__, box.position_x, box.position_y, box.width, box.height)
+            + ((box.text,) if hasattr(box, "text") else ())
+        )
+        for child in box.all_children():
+            walk(child)
+
+    for page in document.pages:
+        walk(page._page_box)
+    return found
+
+
+@pytest.mark.parametrize("lines", [7, 90])
+def test_lean_user_agent_stylesheet_lays_out_every_box_as_weasyprint_default(renderer, lines):
+    value = invoice(
+        "en",
+        lines=tuple(line(n, "10.00", "2.00", desc=f"Usage line {n}") for n in range(1, lines + 1)),
+    )
+    page = renderer.html(value)
+
+    def layout(html_class):
+        html = html_class(string=page, url_fetcher=AssetFetcher(renderer._assets))
+        return html.render(stylesheets=[renderer._css], font_config=renderer._fonts)
+
+    default, lean = layout(HTML), layout(InvoiceHTML)
+    assert len(lean.pages) == len(default.pages) == (1 if lines == 7 else 3)
+    assert boxes(lean) == boxes(default)
+    assert len(boxes(lean)) > 100 * len(lean.pages)  # the walk saw the document, not a stub
+    sheet = invoice_user_agent_stylesheet()
+    assert InvoiceHTML(string=page)._ua_stylesheets() == [sheet]
 
 
 def test_rendering_again_gives_the_same_bytes(renderer):
