@@ -14,8 +14,13 @@ in a fresh schema, then, on the same data:
    checks' reports under ``var/`` start empty). Its own peak RSS is reported. In production
    the Prefect API is already up, so the child first starts it (a no-op flow run, which starts
    Prefect's temporary local server) and prints that time apart; the clock starts after it.
-It prints both times, the bill run's peak memory, and the ratio last. Not a test: the figures
-depend on the machine; docs/benchmarks.md records the ones measured here.
+It prints both times, the bill run's peak memory, and the ratio last. Before the ratio it
+prints, for scale, what storing bill day's output costs with nothing computed ("writes
+alone"): every row the run inserted, inserted again by one plain ``INSERT ... SELECT`` per
+table into an empty copy of its table (same columns, indexes, unique keys, checks and foreign
+keys), and every row it updated, updated again by one plain statement per table in a
+transaction rolled back. Not a test: the figures depend on the machine; docs/benchmarks.md
+records the ones measured here.
 """
 
 from __future__ import annotations
@@ -53,6 +58,49 @@ JOIN bill_units bu ON bu.account_id = c.account_id
 WHERE bu.next_bill_date <= :as_of AND u.occurred_at < bu.next_bill_date
 GROUP BY c.account_id, bu.next_bill_date
 """
+
+
+INSERTED = ("bills", "bill_lines", "charges", "payments", "payment_file_entries", "billing_issues")
+"""Tables bill day only adds rows to (the run starts with them empty)."""
+REWRITTEN = {
+    "usage_records": "UPDATE usage_records SET status = status, charge_key = charge_key "
+    "WHERE status = 'collected'",
+    "bill_units": "UPDATE bill_units SET next_bill_date = next_bill_date, "
+    "last_bill_date = last_bill_date, billing_state = billing_state "
+    "WHERE id IN (SELECT bill_unit_id FROM bills)",
+    "accounts": "UPDATE accounts SET balance = balance WHERE id IN (SELECT account_id FROM bills)",
+}
+"""Rows bill day updates, and a statement that writes them again unchanged."""
+
+
+def writes_alone(engine) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Seconds to store bill day's rows again with nothing computed, per table."""
+    seconds = {}
+    for table in INSERTED:
+        with engine.begin() as conn:
+            copy = f"{table}_again"
+            conn.execute(text(f"CREATE TABLE {copy} (LIKE {table} INCLUDING ALL)"))
+            for definition in conn.execute(
+                text(
+                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE contype = 'f' AND conrelid = CAST(:t AS regclass)"
+                ),
+                {"t": table},
+            ).scalars():
+                conn.execute(text(f"ALTER TABLE {copy} ADD {definition}"))
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            conn.execute(text(f"INSERT INTO {copy} SELECT * FROM {table}"))
+        seconds[f"insert {table}"] = time.perf_counter() - started
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE {copy}"))
+    for table, statement in REWRITTEN.items():
+        with engine.connect() as conn:
+            started = time.perf_counter()
+            conn.execute(text(statement))
+            seconds[f"update {table}"] = time.perf_counter() - started
+            conn.rollback()
+    return seconds
 
 
 def schema_url(base: str) -> str:
@@ -155,6 +203,15 @@ def main() -> None:
     print(
         f"bill day: {figures['bills']:,} bills, {figures['usage']:,} events rated, "
         f"in {figures['seconds']:.1f} s, peak memory {figures['peak_mib']:.0f} MiB"
+    )
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+    stored = writes_alone(engine)
+    for what, seconds in stored.items():
+        print(f"  {what}: {seconds:.1f} s")
+    print(
+        f"writes alone (bill day's rows stored again, nothing computed, one statement per "
+        f"table): {sum(stored.values()):.1f} s = {sum(stored.values()) / floor:.1f}x the floor"
     )
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {SCHEMA} CASCADE"))
