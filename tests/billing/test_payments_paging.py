@@ -26,6 +26,7 @@ from billing import failpoints
 from billing.billday import run_bill_day
 from billing.db import make_engine, unit_of_work
 from billing.errors import ConfigurationError
+from billing.migrate import upgrade
 from billing.models import (
     Account,
     Bill,
@@ -36,7 +37,7 @@ from billing.models import (
 )
 from billing.models_payments import AccountDunning, PaymentFile, PaymentFileEntry, PaymentFileKind
 from billing.payments.collect import collect_payments
-from billing.payments.config import PaymentConfig
+from billing.payments.config import PaymentConfig, RetryPolicy
 from billing.payments.files import FileBatches
 from billing.payments.refund import refund_payments
 from billing.payments.sandbox import SandboxGateway
@@ -61,8 +62,6 @@ CAP = 7
 @contextmanager
 def twin(engine: Engine, path: Path) -> Iterator[Engine]:
     """Another empty, migrated database on ``engine``'s backend."""
-    from billing.migrate import upgrade
-
     with ExitStack() as stack:
         if engine.dialect.name == "sqlite":
             url = f"sqlite:///{path / 'twin.db'}"
@@ -79,15 +78,6 @@ def populate(engine: Engine) -> None:
     seed(engine, accounts=ACCOUNTS, usage_per_account=3, start=date(2027, 1, 1))
     run_bill_day(engine, AS_OF, "run-1")
     with unit_of_work(engine) as s:
-        cards = s.scalars(
-            select(Account.id)
-            .where(Account.payment_method == PaymentMethod.CARD)
-            .order_by(Account.id)
-        ).all()
-        for account_id, token in zip(
-            cards[1:12:3], ("tok_declined", "tok_transient") * 2, strict=True
-        ):
-            s.execute(update(Account).where(Account.id == account_id).values(card_token=token))
         overpaid = s.execute(
             select(Account.ref, Account.balance, Account.currency)
             .where(Account.balance > 0)
@@ -98,11 +88,25 @@ def populate(engine: Engine) -> None:
                 s, reference=f"OVER-{ref}", account_ref=ref, amount=balance + D("20.00"),
                 currency=currency, received_on=AS_OF,
             )  # fmt: skip
+        cards = s.scalars(
+            select(Account.id)
+            .where(Account.payment_method == PaymentMethod.CARD, Account.balance > 0)
+            .order_by(Account.id)
+        ).all()
+        for account_id, token in zip(
+            cards[1:12:3], ("tok_declined", "tok_transient") * 2, strict=True
+        ):
+            s.execute(update(Account).where(Account.id == account_id).values(card_token=token))
 
 
 def run_days(engine: Engine, workdir: Path, **sizes: int) -> PaymentConfig:
-    """Collect and refund on the bill day, resume, retry three days later, then a month on."""
-    config = PaymentConfig(output_dir=workdir / "out", creditor=CREDITOR, **sizes)
+    """Collect and refund on the bill day, resume, retry three days later, then a month on.
+
+    One retry only: a card declined twice puts its account in dunning on the third day.
+    """
+    config = PaymentConfig(
+        output_dir=workdir / "out", creditor=CREDITOR, retry=RetryPolicy((3,)), **sizes
+    )
     gateway = SandboxGateway(workdir / "gateway.sqlite3", transient_failures=1)
     for day in (AS_OF, AS_OF, AS_OF + timedelta(days=3)):
         collect_payments(engine, day, gateway, config, run_id=f"collect-{day}")
@@ -126,7 +130,7 @@ def ledger_state(engine: Engine, workdir: Path) -> dict[str, Any]:
                     Payment.reason,
                     Payment.received_on,
                 ).order_by(Payment.idempotency_key)
-            ).all(),  # fmt: skip
+            ).all(),
             "refunds": s.execute(
                 select(
                     Refund.idempotency_key, Refund.status, Refund.amount, Refund.reference
@@ -199,6 +203,7 @@ def test_tiny_pages_and_capped_files_collect_and_refund_as_one_big_page(engine, 
     assert {key.split(":")[0] for key, *_ in expected["refunds"]} == {"rf"}
     assert {r[1] for r in expected["requests"]} == {"charge", "refund"}
     assert any(calls == 2 for *_, calls in expected["requests"])  # a transient one, resumed
+    assert expected["dunning"]
 
     big = sepa_files(big_config)
     assert sepa_files(tiny_config) == big  # page size changes no byte of any file
@@ -361,10 +366,11 @@ def test_file_batches_keep_order_and_accounts_and_fill_each_file(cap, sizes):
     assert [item for batch in written for item in batch] == [i for a in accounts for i in a]
     owners = [[item.split(".")[0] for item in batch] for batch in written]
     assert all(set(a).isdisjoint(b) for a, b in zip(owners, owners[1:], strict=False))
-    for batch, following in zip(written, written[1:], strict=False):
-        assert len(batch) <= cap or len(set(o.split(".")[0] for o in batch)) == 1
-        next_account = [i for i in following if i.split(".")[0] == following[0].split(".")[0]]
-        assert len(batch) + len(next_account) > cap  # the next account did not fit
+    assert all(
+        len(batch) <= cap or len(set(o)) == 1 for batch, o in zip(written, owners, strict=True)
+    )
+    for batch, following in zip(owners, owners[1:], strict=False):
+        assert len(batch) + following.count(following[0]) > cap  # the next account did not fit
 
 
 @pytest.mark.parametrize("name", ["card_chunk", "page_size", "file_transactions"])
