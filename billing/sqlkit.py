@@ -16,6 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
     any_,
     bindparam,
+    func,
     select,
     text,
     update,
@@ -115,13 +116,23 @@ def bulk_update(
     ``source.c[name]`` (a row's value). PostgreSQL, several rows: COPY into a temporary table,
     then ONE ``UPDATE ... FROM``. One row, or SQLite (in process, no round trips): one UPDATE
     per row. Returns the ``returning`` columns of the rows updated.
+
+    On PostgreSQL the target rows are also matched with ``key = ANY(ARRAY(SELECT key FROM
+    source))``: an index scan on ``key`` whatever the statistics. The temporary table has none,
+    and the target's may be stale (rows written since the last ANALYZE): joined on estimates,
+    a chunk's update became a sequential scan of the whole table, once per chunk.
     """
     if not rows:
         return []
     names = list(rows[0])
     if dialect(session) == "postgresql" and len(rows) > 1:
         source = _copy_to_temp(session, table, names, rows)
-        stmt = update(table).where(table.c[key] == source.c[key]).values(**values(source))
+        keys = func.array(select(source.c[key]).scalar_subquery())
+        stmt = (
+            update(table)
+            .where(table.c[key] == source.c[key], table.c[key] == any_(keys))
+            .values(**values(source))
+        )
         if where is not None:
             stmt = stmt.where(where)
         if returning:

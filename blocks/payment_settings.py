@@ -10,7 +10,9 @@ from pydantic import Field
 
 class PaymentSettings(Block):
     _block_type_name = "Payment Settings"
-    _description = "Retry schedule of failed collections, debit lead time, smallest refund."
+    _description = (
+        "Retry schedule of failed collections, debit lead time, smallest refund, SEPA file size."
+    )
 
     retry_days: list[int] = Field(
         [3, 7, 14],
@@ -22,4 +24,10 @@ class PaymentSettings(Block):
     )
     min_refund: Decimal = Field(
         Decimal("0.01"), gt=0, description="Smallest credit balance that is refunded."
+    )
+    file_transactions: int = Field(
+        10_000,
+        ge=1,
+        description="Most transactions in one SEPA file (pain.008 debits, pain.001 refunds); "
+        "a run with more writes several files. Set it to your bank's limit if that is lower.",
     )

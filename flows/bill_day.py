@@ -322,15 +322,20 @@ def _report(
         rows.append({"measure": "card payments declined", "value": len(collect["declined"])})
         rows.append({"measure": "direct debits pending", "value": collect["debits_pending"]})
         rows.append({"measure": "accounts in dunning", "value": len(collect["dunning"])})
-        rows += [{"measure": "SEPA file", "value": path} for path in collect["files"]]
+        rows += _sepa_rows(collect["files"])
     if "refund" in after:
         refund = after["refund"]
         rows.append({"measure": "card refunds", "value": refund["refunded"]})
         rows.append({"measure": "refund transfers pending", "value": refund["transfers_pending"]})
-        rows += [{"measure": "SEPA file", "value": path} for path in refund["files"]]
+        rows += _sepa_rows(refund["files"])
     rows += [{"measure": f"seconds {k}", "value": f"{v:.2f}"} for k, v in timings.items()]
     rows += [
         {"measure": f"failed {ref}", "value": why} for ref, why in sorted(billing.failed.items())
     ]
     create_table_artifact(rows, key="bill-day-summary", description=f"Bill day {as_of}")
     return {row["measure"]: row["value"] for row in rows}
+
+
+def _sepa_rows(paths: list[str]) -> list[dict[str, Any]]:
+    """One row per SEPA file, named by the file, so that a run's several files all show."""
+    return [{"measure": f"SEPA file {Path(path).name}", "value": path} for path in paths]

@@ -77,6 +77,7 @@ def payment_config() -> tuple[PaymentGateway, PaymentConfig]:
         retry=RetryPolicy(tuple(settings.retry_days)),
         debit_lead_days=settings.debit_lead_days,
         min_refund=settings.min_refund,
+        file_transactions=settings.file_transactions,
     )
     gateway = SandboxGateway(
         gateway_block.sandbox_ledger,

@@ -11,12 +11,19 @@ payment for it is already pending, its next retry is not due yet, or the account
   (``_record_answers``). A crash between those leaves pending rows: the next run resumes them,
   the gateway replays the same charges, and each is recorded once. A transient gateway error
   leaves its payment pending for the next call.
-- **Direct debit**: pending payments ``dd:{bill_key}:{attempt}`` (one bulk insert) and ONE
-  pain.008.001.02 file per creditor and run, in one transaction. A debit stays pending until
-  the bank settles it (statement import or ``billing payment settle``) or returns it
+- **Direct debit**: pending payments ``dd:{bill_key}:{attempt}`` (one bulk insert per file) and
+  pain.008.001.02 files of at most ``PaymentConfig.file_transactions`` debits each, in account
+  id order; each file and its debits in one transaction. A debit stays pending until the bank
+  settles it (statement import or ``billing payment settle``) or returns it
   (``billing payment return``).
 - **Retries**: a bill's failed attempts are retried on ``RetryPolicy.retry_days`` after its
   first failure; when the last attempt fails the account enters dunning.
+
+Accounts are planned ``PaymentConfig.page_size`` at a time, in id order (``_plan``: credit
+applied, attempts picked, committed), and each page's cards are charged before the next page
+is read; its debits wait for their file, which is written as soon as it is full. So memory is
+bounded by a page and a file, whatever the number of accounts, and the files are the same
+whatever the page size.
 
 Collection needs bills, not bill numbers, so bill day runs it beside ``invoices``.
 """
@@ -26,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Engine, exists, func, select
@@ -38,7 +46,7 @@ from billing.models_payments import PaymentFileKind
 from billing.money import add_to_total
 from billing.payments.config import PaymentConfig
 from billing.payments.errors import BankDetailsError
-from billing.payments.files import Entry, note_issues, store_file
+from billing.payments.files import Entry, FileBatches, note_issues, store_file
 from billing.payments.gateway import (
     GatewayRequest,
     GatewayResult,
@@ -127,27 +135,58 @@ def collect_payments(
     """pin_collect as of ``as_of``: resume pending card charges, then collect what is due."""
     result = CollectResult()
     _resume_card_payments(engine, gateway, config, result)
-    with unit_of_work(engine) as session:
-        cards, debits = _plan(session, as_of, config, run_id, result)
-    failpoint("collect.planned")
-    for start in range(0, len(cards), config.card_chunk):
-        _charge(engine, gateway, cards[start : start + config.card_chunk], as_of, config, result)
-    if debits:
+    files: FileBatches[Attempt] = FileBatches(
+        config.file_transactions, lambda debits: _debit(engine, debits, as_of, config, result)
+    )
+    after = 0
+    while True:
         with unit_of_work(engine) as session:
-            _debit(session, debits, as_of, config, result)
+            page = _plan(session, after, as_of, config, run_id, result)
+        if page is None:
+            break
+        failpoint("collect.planned")
+        for start in range(0, len(page.cards), config.card_chunk):
+            chunk = page.cards[start : start + config.card_chunk]
+            _charge(engine, gateway, chunk, as_of, config, result)
+        for _, debits in groupby(page.debits, key=lambda a: a.account.account_id):
+            files.add(list(debits))
+        after = page.last_account_id
+    files.flush()
     return result
 
 
+@dataclass(frozen=True)
+class _Page:
+    """One page of collected accounts, planned: the attempts due, in account id order."""
+
+    last_account_id: int
+    cards: list[Attempt]
+    debits: list[Attempt]
+
+
 def _plan(
-    session: Session, as_of: date, config: PaymentConfig, run_id: str, result: CollectResult
-) -> tuple[list[Attempt], list[Attempt]]:
-    """Apply credit, then pick each open bill's attempt due today (card, debit)."""
-    apply_credits(session, {a: () for a in _accounts_with_unapplied_credit(session, as_of)})
-    rows = _collectible(session, as_of)
-    history = _failures(session, [r.bill_id for r in rows])
-    blocked = in_dunning(session, list({r.account_id for r in rows}))
-    cards: list[Attempt] = []
-    debits: list[Attempt] = []
+    session: Session,
+    after: int,
+    as_of: date,
+    config: PaymentConfig,
+    run_id: str,
+    result: CollectResult,
+) -> _Page | None:
+    """The next page of accounts after ``after``: apply credit, pick each open bill's attempt.
+
+    None when no collected account is left. The page's queries select the account id range
+    ``first..last`` of the page (an index range scan each), never the whole table.
+    """
+    account_ids = _collected_accounts(session, after, config.page_size)
+    if not account_ids:
+        return None
+    first, last = account_ids[0], account_ids[-1]
+    credit = _accounts_with_unapplied_credit(session, as_of, first, last)
+    apply_credits(session, {a: () for a in credit})
+    rows = _collectible(session, as_of, first, last)
+    history = _failures(session, first, last)
+    blocked = in_dunning(session, sorted({r.account_id for r in rows}))
+    page = _Page(last, [], [])
     issues: list[tuple[int, str]] = []
     for row in rows:
         if row.account_id in blocked:
@@ -170,18 +209,36 @@ def _plan(
             result.skipped[row.ref] = problem
             issues.append((row.account_id, problem))
         elif row.payment_method is PaymentMethod.CARD:
-            cards.append(attempt)
+            page.cards.append(attempt)
         else:
-            debits.append(attempt)
+            page.debits.append(attempt)
     note_issues(session, run_id=run_id, step=STEP, as_of=as_of, issues=issues)
-    return cards, debits
+    return page
 
 
-def _accounts_with_unapplied_credit(session: Session, as_of: date) -> list[int]:
-    """Collected accounts whose balance is below their open dues (money not yet applied)."""
+def _collected_accounts(session: Session, after: int, limit: int) -> list[int]:
+    """The next ``limit`` accounts paying by card or direct debit after id ``after``."""
+    return list(
+        session.scalars(
+            select(Account.id)
+            .where(Account.payment_method.in_(COLLECTED_METHODS), Account.id > after)
+            .order_by(Account.id)
+            .limit(limit)
+        )
+    )
+
+
+def _accounts_with_unapplied_credit(
+    session: Session, as_of: date, first: int, last: int
+) -> list[int]:
+    """Collected accounts of ``first..last`` whose balance is below their open dues."""
     dues = (
         select(Bill.account_id, func.sum(Bill.gross - Bill.amount_paid).label("due"))
-        .where(Bill.gross > Bill.amount_paid, Bill.bill_date <= as_of)
+        .where(
+            Bill.account_id.between(first, last),
+            Bill.gross > Bill.amount_paid,
+            Bill.bill_date <= as_of,
+        )
         .group_by(Bill.account_id)
         .subquery()
     )
@@ -195,9 +252,16 @@ def _accounts_with_unapplied_credit(session: Session, as_of: date) -> list[int]:
     )
 
 
-def _collectible(session: Session, as_of: date) -> list[Any]:
-    """Open bills of card and direct-debit accounts with no payment pending, oldest first."""
-    pending = exists().where(Payment.bill_id == Bill.id, Payment.status == PaymentStatus.PENDING)
+def _collectible(session: Session, as_of: date, first: int, last: int) -> list[Any]:
+    """Open bills of ``first..last``'s card and direct-debit accounts with no payment pending.
+
+    In account id order, each account's oldest first.
+    """
+    pending = exists().where(
+        Payment.account_id.between(first, last),
+        Payment.bill_id == Bill.id,
+        Payment.status == PaymentStatus.PENDING,
+    )
     return list(
         session.execute(
             select(
@@ -218,6 +282,7 @@ def _collectible(session: Session, as_of: date) -> list[Any]:
             )
             .join(Account, Account.id == Bill.account_id)
             .where(
+                Bill.account_id.between(first, last),
                 Account.payment_method.in_(COLLECTED_METHODS),
                 Bill.gross > Bill.amount_paid,
                 Bill.bill_date <= as_of,
@@ -229,22 +294,23 @@ def _collectible(session: Session, as_of: date) -> list[Any]:
 
 
 def _failures(
-    session: Session, bill_ids: list[int]
+    session: Session, first: int, last: int
 ) -> dict[int, tuple[int, date | None, str | None]]:
-    """Per bill: failed attempts, the first one's date and the last one's reason."""
+    """Per bill of ``first..last``: failed attempts, the first one's date, the last reason."""
     found: dict[int, tuple[int, date | None, str | None]] = {}
-    if not bill_ids:
-        return found
     rows = session.execute(
         select(Payment.bill_id, Payment.received_on, Payment.reason)
-        .where(id_in(session, Payment.bill_id, bill_ids), Payment.status == PaymentStatus.FAILED)
+        .where(
+            Payment.account_id.between(first, last),
+            Payment.status == PaymentStatus.FAILED,
+        )
         .order_by(Payment.bill_id, Payment.received_on, Payment.id)
     )
     for bill_id, received_on, reason in rows:
         if bill_id is None:
             continue
-        count, first, _ = found.get(bill_id, (0, received_on, None))
-        found[bill_id] = (count + 1, first, reason)
+        count, first_on, _ = found.get(bill_id, (0, received_on, None))
+        found[bill_id] = (count + 1, first_on, reason)
     return found
 
 
@@ -342,7 +408,18 @@ def _store_pending(engine: Engine, attempts: list[Attempt], as_of: date) -> list
 def _resume_card_payments(
     engine: Engine, gateway: PaymentGateway, config: PaymentConfig, result: CollectResult
 ) -> None:
-    """Card payments left pending (a crash, a transient error) ask the gateway again."""
+    """Card payments left pending (a crash, a transient error) ask the gateway again.
+
+    A chunk at a time, in payment id order; one still transient stays pending for the next run.
+    """
+    after = 0
+    while chunk := _pending_card_payments(engine, after, config.card_chunk):
+        _record_answers(engine, chunk, _ask_gateway(gateway, chunk), config, result)
+        after = chunk[-1].payment_id
+
+
+def _pending_card_payments(engine: Engine, after: int, limit: int) -> list[_Pending]:
+    """The next ``limit`` pending card payments after payment id ``after``."""
     with unit_of_work(engine) as session:
         rows = session.execute(
             select(
@@ -357,10 +434,15 @@ def _resume_card_payments(
                 Payment.received_on,
             )
             .join(Account, Account.id == Payment.account_id)
-            .where(Payment.method == PaymentMethod.CARD, Payment.status == PaymentStatus.PENDING)
+            .where(
+                Payment.method == PaymentMethod.CARD,
+                Payment.status == PaymentStatus.PENDING,
+                Payment.id > after,
+            )
             .order_by(Payment.id)
+            .limit(limit)
         ).all()
-    pending = [
+    return [
         _Pending(
             row.id,
             row.idempotency_key,
@@ -374,10 +456,6 @@ def _resume_card_payments(
         )
         for row in rows
     ]
-    for start in range(0, len(pending), config.card_chunk):
-        chunk = pending[start : start + config.card_chunk]
-        answers = _ask_gateway(gateway, chunk)
-        _record_answers(engine, chunk, answers, config, result)
 
 
 def _ask_gateway(gateway: PaymentGateway, pending: list[_Pending]) -> list[GatewayResult]:
@@ -453,6 +531,18 @@ def _dunning_if_exhausted(
 
 
 def _debit(
+    engine: Engine,
+    attempts: list[Attempt],
+    as_of: date,
+    config: PaymentConfig,
+    result: CollectResult,
+) -> None:
+    """One pain.008 file: its debits stored pending, the file recorded and written, one commit."""
+    with unit_of_work(engine) as session:
+        _debit_file(session, attempts, as_of, config, result)
+
+
+def _debit_file(
     session: Session,
     attempts: list[Attempt],
     as_of: date,

@@ -55,6 +55,15 @@ class PaymentConfig:
     skipped (and reported), card payments still run. SEPA files go under
     ``output_dir/<as_of>/sepa/<creditor id>/``. Card payments are stored, charged and recorded
     ``card_chunk`` at a time (one transaction each way per chunk).
+
+    ``page_size`` accounts are planned at a time (in account id order), and each page's work is
+    done before the next page is read, so memory does not grow with the number of accounts.
+    ``file_transactions`` caps the transactions of one SEPA file: a run with more debits (or
+    transfers) writes several files. The XSD sets no limit, but banks cap a file's transactions
+    or its size, each its own way: set this to your bank's limit. The default, 10,000, gives a
+    pain.008 file of about 7.5 MB and takes about 120 MiB to build and validate (100,000 would
+    take 1.1 GiB). A file holds whole accounts, so it exceeds the cap only if one account alone
+    has more transactions due than the cap.
     """
 
     output_dir: Path
@@ -63,10 +72,13 @@ class PaymentConfig:
     debit_lead_days: int = 2
     min_refund: Decimal = Decimal("0.01")
     card_chunk: int = 500
+    page_size: int = 10_000
+    file_transactions: int = 10_000
 
     def __post_init__(self) -> None:
-        if self.card_chunk < 1:
-            raise ConfigurationError(f"card_chunk must be at least 1, not {self.card_chunk}")
+        for name in ("card_chunk", "page_size", "file_transactions"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name} must be at least 1, not {getattr(self, name)}")
 
     def sepa_folder(self, as_of: date) -> Path:
         creditor_id = self.creditor.creditor_id if self.creditor else "none"

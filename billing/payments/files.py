@@ -1,12 +1,13 @@
-"""Storing a SEPA file: its row, its entries and its bytes, in the caller's transaction."""
+"""SEPA files: batching transactions into files, and storing a file (row, entries, bytes)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -15,6 +16,8 @@ from billing.models import BillingIssue
 from billing.models_payments import PaymentFile, PaymentFileEntry, PaymentFileKind
 from billing.payments.sepa import SEPA_CURRENCY, Creditor, write_atomically
 from billing.sqlkit import bulk_insert, id_in
+
+T = TypeVar("T")
 
 PREFIX = {PaymentFileKind.DIRECT_DEBIT: "DD", PaymentFileKind.CREDIT_TRANSFER: "CT"}
 SUFFIX = {
@@ -31,6 +34,32 @@ class Entry:
     amount: Decimal
     payment_id: int | None = None
     refund_id: int | None = None
+
+
+@dataclass
+class FileBatches(Generic[T]):
+    """Transactions waiting for their SEPA file, added an account at a time, ``cap`` a file.
+
+    A batch is handed to ``write`` as soon as the next account's transactions would not fit,
+    so at most one file's worth is held. Accounts are never split across files: where a file
+    ends depends only on the order and number of the transactions, never on paging.
+    """
+
+    cap: int
+    write: Callable[[list[T]], None]
+    held: list[T] = field(default_factory=list)
+
+    def add(self, account_items: Sequence[T]) -> None:
+        """Hold one account's transactions, writing the batch held first if they do not fit."""
+        if self.held and len(self.held) + len(account_items) > self.cap:
+            self.flush()
+        self.held.extend(account_items)
+
+    def flush(self) -> None:
+        """Write the batch held, if any."""
+        if self.held:
+            batch, self.held = self.held, []
+            self.write(batch)
 
 
 def store_file(

@@ -8,10 +8,15 @@ When that is at least ``min_refund``:
   ``rf:{account_ref}:{n}``, in chunks as card charges are: the chunk's refunds are committed
   pending first (one transaction), then the gateway is asked, then the answers are recorded
   (one transaction), so a crash replays instead of refunding twice;
-- an account with an IBAN (direct debit) gets a SEPA credit transfer: a pending refund and
-  ONE pain.001.001.03 file per creditor and run. The refund is settled when the bank confirms
-  it (``billing payment settle``);
+- an account with an IBAN (direct debit) gets a SEPA credit transfer: a pending refund in a
+  pain.001.001.03 file of at most ``PaymentConfig.file_transactions`` transfers, in account id
+  order; each file and its refunds in one transaction. The refund is settled when the bank
+  confirms it (``billing payment settle``);
 - any other account is reported: there is no way to pay it back automatically.
+
+Accounts with a credit balance are planned ``PaymentConfig.page_size`` at a time, in id order,
+and each page's cards are refunded before the next page is read, so memory is bounded by a
+page and a file whatever the number of accounts.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from billing.models_payments import PaymentFileKind
 from billing.money import add_to_total
 from billing.payments.config import PaymentConfig
 from billing.payments.errors import BankDetailsError
-from billing.payments.files import Entry, note_issues, store_file
+from billing.payments.files import Entry, FileBatches, note_issues, store_file
 from billing.payments.gateway import (
     GatewayRequest,
     PaymentGateway,
@@ -109,22 +114,49 @@ def refund_payments(
     """pin_refund as of ``as_of``: resume pending card refunds, then refund credit balances."""
     result = RefundResult()
     _resume_card_refunds(engine, gateway, config, result)
-    with unit_of_work(engine) as session:
-        cards, transfers = _plan(session, as_of, config, run_id, result)
-    for start in range(0, len(cards), config.card_chunk):
-        _refund_cards(engine, gateway, cards[start : start + config.card_chunk], as_of, result)
-    if transfers:
+    files: FileBatches[_Item] = FileBatches(
+        config.file_transactions, lambda items: _transfer(engine, items, as_of, config, result)
+    )
+    after = 0
+    while True:
         with unit_of_work(engine) as session:
-            _transfer(session, transfers, as_of, config, result)
+            page = _plan(session, after, as_of, config, run_id, result)
+        if page is None:
+            break
+        for start in range(0, len(page.cards), config.card_chunk):
+            chunk = page.cards[start : start + config.card_chunk]
+            _refund_cards(engine, gateway, chunk, as_of, result)
+        for item in page.transfers:
+            files.add([item])
+        after = page.last_account_id
+    files.flush()
     return result
 
 
+@dataclass(frozen=True)
+class _Page:
+    """One page of accounts with a credit balance, planned, in account id order."""
+
+    last_account_id: int
+    cards: list[_Item]
+    transfers: list[_Item]
+
+
 def _plan(
-    session: Session, as_of: date, config: PaymentConfig, run_id: str, result: RefundResult
-) -> tuple[list[_Item], list[_Item]]:
-    credit_ids = list(
-        session.scalars(select(Account.id).where(Account.balance < 0).order_by(Account.id))
-    )
+    session: Session,
+    after: int,
+    as_of: date,
+    config: PaymentConfig,
+    run_id: str,
+    result: RefundResult,
+) -> _Page | None:
+    """The next page of credit accounts after ``after``: apply credit, size each refund.
+
+    None when no account with a credit balance is left.
+    """
+    credit_ids = _credit_accounts(session, after, config.page_size)
+    if not credit_ids:
+        return None
     apply_credits(session, {account_id: () for account_id in credit_ids})
     balances = lock_balances(session, credit_ids)
     on_the_way = pending_refunds_of(session, credit_ids)
@@ -133,8 +165,7 @@ def _plan(
         a.id: a
         for a in session.scalars(select(Account).where(id_in(session, Account.id, credit_ids)))
     }
-    cards: list[_Item] = []
-    transfers: list[_Item] = []
+    page = _Page(credit_ids[-1], [], [])
     issues: list[tuple[int, str]] = []
     for account_id in credit_ids:
         account = accounts[account_id]
@@ -145,14 +176,26 @@ def _plan(
         item = _Item(account, number, amount)
         problem = _cannot_refund(account, config)
         if problem is None and account.card_token:
-            cards.append(item)
+            page.cards.append(item)
         elif problem is None:
-            transfers.append(item)
+            page.transfers.append(item)
         else:
             result.skipped[account.ref] = problem
             issues.append((account_id, problem))
     note_issues(session, run_id=run_id, step=STEP, as_of=as_of, issues=issues)
-    return cards, transfers
+    return page
+
+
+def _credit_accounts(session: Session, after: int, limit: int) -> list[int]:
+    """The next ``limit`` accounts with a credit (negative) balance after id ``after``."""
+    return list(
+        session.scalars(
+            select(Account.id)
+            .where(Account.balance < 0, Account.id > after)
+            .order_by(Account.id)
+            .limit(limit)
+        )
+    )
 
 
 def _refund_counts(session: Session, account_ids: list[int]) -> dict[int, int]:
@@ -251,6 +294,15 @@ def _refund_cards(
 def _resume_card_refunds(
     engine: Engine, gateway: PaymentGateway, config: PaymentConfig, result: RefundResult
 ) -> None:
+    """Card refunds left pending ask the gateway again, a chunk at a time in refund id order."""
+    after = 0
+    while chunk := _pending_card_refunds(engine, after, config.card_chunk):
+        _call_and_record(engine, gateway, chunk, result)
+        after = chunk[-1].refund_id
+
+
+def _pending_card_refunds(engine: Engine, after: int, limit: int) -> list[_PendingRefund]:
+    """The next ``limit`` pending card refunds after refund id ``after``."""
     with unit_of_work(engine) as session:
         rows = session.execute(
             select(
@@ -262,17 +314,20 @@ def _resume_card_refunds(
                 Refund.currency,
             )
             .join(Account, Account.id == Refund.account_id)
-            .where(Refund.method == PaymentMethod.CARD, Refund.status == PaymentStatus.PENDING)
+            .where(
+                Refund.method == PaymentMethod.CARD,
+                Refund.status == PaymentStatus.PENDING,
+                Refund.id > after,
+            )
             .order_by(Refund.id)
+            .limit(limit)
         ).all()
-    pending = [
+    return [
         _PendingRefund(
             row.id, row.idempotency_key, row.ref, row.card_token or "", row.amount, row.currency
         )
         for row in rows
     ]
-    for start in range(0, len(pending), config.card_chunk):
-        _call_and_record(engine, gateway, pending[start : start + config.card_chunk], result)
 
 
 def _call_and_record(
@@ -303,6 +358,14 @@ def _call_and_record(
 
 
 def _transfer(
+    engine: Engine, items: list[_Item], as_of: date, config: PaymentConfig, result: RefundResult
+) -> None:
+    """One pain.001 file: its refunds stored pending, the file recorded and written, one commit."""
+    with unit_of_work(engine) as session:
+        _transfer_file(session, items, as_of, config, result)
+
+
+def _transfer_file(
     session: Session, items: list[_Item], as_of: date, config: PaymentConfig, result: RefundResult
 ) -> None:
     """Pending refunds and the creditor's pain.001 file, in the caller's transaction."""

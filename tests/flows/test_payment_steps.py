@@ -49,7 +49,8 @@ def _state(engine) -> tuple[dict[str, Decimal], list[tuple[str, str]]]:
 def test_bill_day_collects_cards_and_writes_the_debit_file(billing_db):
     by_debit(billing_db, "A")
     by_card(billing_db, "B", "tok_visa")
-    bill_day(as_of=AS_OF, database_block="")  # the checks (balances match the ledger) pass
+    summary = bill_day(as_of=AS_OF, database_block="")  # the checks (ledger) pass
+    assert Path(summary[f"SEPA file {DD_FILE.name}"]).resolve() == DD_FILE.resolve()
     balances, payments = _state(billing_db)
     assert balances == {"A": Decimal("199.20"), "B": Decimal(0)}  # A's debit is pending
     assert sorted(payments) == [

@@ -112,8 +112,11 @@ def run_day(config: DayConfig) -> None:
     # Billing steps retry inside billing/billday.py; the flow's batch fetch is not a task.
     run_bill_day(engine, as_of, run_id, per_batch=config.per_batch, fetch_size=50)
     gateway = SandboxGateway(config.ledger)
-    # Chunks of two: a kill lands between chunks and inside a multi-payment chunk.
-    payments = PaymentConfig(output_dir=config.root / "out", creditor=CREDITOR, card_chunk=2)
+    # Chunks of two: a kill lands between chunks and inside a multi-payment chunk. Pages of
+    # two accounts: collection and refunds plan, charge and write page after page.
+    payments = PaymentConfig(
+        output_dir=config.root / "out", creditor=CREDITOR, card_chunk=2, page_size=2
+    )
     for _ in range(PAYMENT_TRIES):
         collected = task(
             lambda: collect.collect_payments(engine, as_of, gateway, payments, run_id=run_id)
