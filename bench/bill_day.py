@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchkit import bench_url, peak_mib, schema_url  # noqa: E402
 
 from billing.db import make_engine  # noqa: E402
 from billing.migrate import upgrade  # noqa: E402
@@ -103,11 +104,6 @@ def writes_alone(engine) -> dict[str, float]:  # type: ignore[no-untyped-def]
     return seconds
 
 
-def schema_url(base: str) -> str:
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{SCHEMA}"
-
-
 def _no_op() -> None:
     """A flow body that does nothing: running it starts the Prefect API."""
 
@@ -127,7 +123,7 @@ def child(url: str) -> None:
     started = time.perf_counter()
     summary = bill_day(as_of=AS_OF, database_block="", documents=False)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mib()
     steps = {
         k.removeprefix("seconds "): float(v) for k, v in summary.items() if k.startswith("seconds ")
     }
@@ -154,13 +150,11 @@ def main() -> None:
     if args.child:
         child(args.child)
         return
-    base = os.environ.get(
-        "BILLING_BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-    )
+    base = bench_url()
     admin = make_engine(base)
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}"))
-    url = schema_url(base)
+    url = schema_url(base, SCHEMA)
     engine = make_engine(url)
     upgrade(engine)
     started = time.perf_counter()

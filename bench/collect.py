@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,8 @@ from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchkit import bench_url, peak_mib, schema_url  # noqa: E402
 
 from billing.billday import BILLED_TABLES, run_bill_day  # noqa: E402
 from billing.db import make_engine  # noqa: E402
@@ -61,22 +62,6 @@ PREPAY = (
     "UPDATE accounts SET balance = balance - :amount WHERE id % :every = 0",
 )
 """Every 50th account has paid 200.00 on bill day (settled, applied to no bill yet)."""
-
-
-def schema_url(base: str) -> str:
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{SCHEMA}"
-
-
-def peak_mib() -> float:
-    """This process's own peak RSS (``VmHWM``, Linux).
-
-    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: in a child started by ``subprocess`` it also
-    counts the parent's peak before the exec, here the seeding and billing.
-    """
-    status = Path("/proc/self/status").read_text()
-    kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
-    return int(kib) / 1024
 
 
 def child(url: str) -> None:
@@ -122,7 +107,7 @@ def prepare(base: str, accounts: int, events: int) -> None:
     admin = make_engine(base)
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}"))
-    engine = make_engine(schema_url(base))
+    engine = make_engine(schema_url(base, SCHEMA))
     upgrade(engine)
     started = time.perf_counter()
     report = seed(engine, accounts=accounts, usage_per_account=events, start=START)
@@ -156,7 +141,7 @@ def restore(base: str, archive: str) -> None:
         conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
     started = time.perf_counter()
     subprocess.run(["pg_restore", *pg_args(base), "--jobs=2", archive], check=True)
-    refresh_statistics(make_engine(schema_url(base)), BILLED_TABLES)  # an archive has none
+    refresh_statistics(make_engine(schema_url(base, SCHEMA)), BILLED_TABLES)  # an archive has none
     print(f"restored {archive} in {time.perf_counter() - started:.1f} s")
 
 
@@ -171,9 +156,7 @@ def main() -> None:
     if args.child:
         child(args.child)
         return
-    base = os.environ.get(
-        "BILLING_BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-    )
+    base = bench_url()
     if args.restore:
         restore(base, args.restore)
     else:
@@ -183,7 +166,7 @@ def main() -> None:
         subprocess.run([*dump, f"--file={args.dump}"], check=True)
     with tempfile.TemporaryDirectory(prefix="bench-collect-") as scratch:
         out = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--child", schema_url(base)],
+            [sys.executable, str(Path(__file__).resolve()), "--child", schema_url(base, SCHEMA)],
             check=True,
             capture_output=True,
             text=True,

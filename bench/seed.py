@@ -10,26 +10,19 @@ rows per second and the peak RSS of this process (the PostgreSQL server is not c
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
 import time
 from datetime import date
 
+from benchkit import bench_url, schema_url
 from sqlalchemy import Engine, text
 
 from billing.db import make_engine
 from billing.migrate import upgrade
 from billing.synthetic import seed
 
-DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 SCHEMA = "bench_seed"
-
-
-def schema_url(url: str, schema: str) -> str:
-    """``url`` with ``schema`` as the search path of every connection."""
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options=-csearch_path%3D{schema}"
 
 
 def recreate_schema(admin: Engine, *, drop_only: bool = False) -> None:
@@ -49,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
 
-    url = os.environ.get("BILLING_BENCH_POSTGRES_URL", DEFAULT_URL)
+    url = bench_url()
     admin = make_engine(url)
     recreate_schema(admin)
     engine = make_engine(schema_url(url, SCHEMA))
