@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from enum import Enum
 from itertools import count
 from types import SimpleNamespace
 from typing import Any
@@ -192,22 +191,40 @@ def _unique_key(table: Table) -> list[str]:
 def _copy_to_temp(
     session: Session, table: Table, names: list[str], rows: Sequence[dict[str, Any]]
 ) -> Any:
-    name = f"tmp_{table.name}_{next(_temp_tables)}"
+    """COPY ``rows`` into an empty temporary table shaped like ``names`` of ``table``."""
+    name = _staging_table(session, table, names)
     cols = ", ".join(names)
-    empty_copy = f"SELECT {cols} FROM {table.name} WITH NO DATA"
-    session.execute(text(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS {empty_copy}"))
     copy = f"COPY {name} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
     cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         for start in range(0, len(rows), COPY_ROWS):  # the CSV text of a part at a time
             part = rows[start : start + COPY_ROWS]
-            columns = {n: [_plain(row[n]) for row in part] for n in names}
+            columns = {n: [row[n] for row in part] for n in names}
             cursor.copy_expert(copy, csv_buffer(table, columns, "postgresql"))
     finally:
         cursor.close()
     return sql_table(name, *(sql_column(n) for n in names))
 
 
-def _plain(value: Any) -> Any:
-    """Enums as their values (COPY writes text)."""
-    return value.value if isinstance(value, Enum) else value
+_staging_names: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def _staging_table(session: Session, table: Table, names: list[str]) -> str:
+    """An empty temporary table for ``names`` of ``table``, dropped at the end of the transaction.
+
+    A transaction that loads the same columns again (a batch bills its units in slices) empties
+    and reuses its table instead of creating one more: each new table holds its locks until
+    commit, and PostgreSQL's lock table is shared by every session.
+    """
+    key = (table.name, tuple(names))
+    name = _staging_names.get(key) or _staging_names.setdefault(
+        key, f"tmp_{table.name}_{next(_temp_tables)}"
+    )
+    empty_copy = f"SELECT {', '.join(names)} FROM {table.name} WITH NO DATA"
+    session.execute(
+        text(
+            f"CREATE TEMP TABLE IF NOT EXISTS {name} ON COMMIT DROP AS {empty_copy}; "
+            f"TRUNCATE {name}"
+        )
+    )
+    return name

@@ -1,0 +1,74 @@
+"""Tests for billing.sqlkit: bulk writes through a temporary table on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
+
+from billing.db import make_engine, unit_of_work
+from billing.migrate import upgrade
+from billing.models import TaxCategory
+from billing.sqlkit import bulk_insert, bulk_update
+from tests.conftest import pg_schema_url
+
+CATEGORIES = TaxCategory.__table__
+
+
+@pytest.fixture
+def pg_engine(pg_schema: str) -> Iterator[Engine]:
+    engine = make_engine(pg_schema_url(pg_schema))
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _staging_tables(session: Session) -> int:
+    return session.execute(
+        text("SELECT count(*) FROM pg_class WHERE relpersistence = 't' AND relkind = 'r'")
+    ).scalar_one()
+
+
+def _locks(session: Session) -> int:
+    return session.execute(
+        text("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid()")
+    ).scalar_one()
+
+
+def _rows(*codes: str) -> list[dict[str, str]]:
+    return [{"code": code, "name": code.upper()} for code in codes]
+
+
+def _suffix(session: Session, codes: tuple[str, ...], suffix: str) -> None:
+    bulk_update(
+        session, CATEGORIES, _rows(*codes), key="code",
+        values=lambda src: {"name": src.c.name + suffix},
+    )  # fmt: skip
+
+
+def test_a_transaction_loads_the_same_columns_through_one_temporary_table(pg_engine):
+    with unit_of_work(pg_engine) as s:
+        bulk_insert(s, CATEGORIES, _rows("a", "b"))
+        _suffix(s, ("a", "b"), "!")
+        tables, locks = _staging_tables(s), _locks(s)
+        for codes in (("c", "d"), ("e", "f")):  # as the slices of a batch do
+            bulk_insert(s, CATEGORIES, _rows(*codes))
+            _suffix(s, codes, "?")
+        assert (_staging_tables(s), _locks(s)) == (1, locks)  # no new table, no new lock
+        names = dict(s.execute(select(CATEGORIES.c.code, CATEGORIES.c.name)).all())
+    assert tables == 1
+    assert names == {"a": "A!", "b": "B!", "c": "C?", "d": "D?", "e": "E?", "f": "F?"}
+    with unit_of_work(pg_engine) as s:
+        assert _staging_tables(s) == 0  # dropped at commit
+
+
+def test_a_temporary_table_lost_with_a_savepoint_is_made_again(pg_engine):
+    with unit_of_work(pg_engine) as s:
+        with pytest.raises(RuntimeError), s.begin_nested():
+            bulk_insert(s, CATEGORIES, _rows("a"))
+            raise RuntimeError("roll the savepoint back")
+        bulk_insert(s, CATEGORIES, _rows("b"))
+        codes = s.execute(select(CATEGORIES.c.code)).scalars().all()
+    assert codes == ["b"]
