@@ -122,13 +122,19 @@ def due_unit_ids(
     return list(session.scalars(query.order_by(BillUnit.id).limit(limit)))
 
 
-def bill_units(session: Session, unit_ids: Sequence[int], as_of: date, run_id: str) -> BatchResult:
+def bill_units(
+    session: Session,
+    unit_ids: Sequence[int],
+    as_of: date,
+    run_id: str,
+    catalog: Catalog | None = None,
+) -> BatchResult:
     """Bill one batch of bill units as of ``as_of`` (never commits; the caller does)."""
     units = _claim(session, unit_ids, as_of)
     if not units:
         return BatchResult()
     failpoint("billrun.after_claim")
-    plans, taxes = load_plans(session), load_tax_table(session)
+    plans, taxes = (catalog or Catalog()).load(session)
     failed: dict[int, str] = {}
     cycle_units = [u for u in units if u.cycle_due(as_of)]
     _materialize(session, cycle_units, plans, as_of, failed)
@@ -145,6 +151,18 @@ def bill_units(session: Session, unit_ids: Sequence[int], as_of: date, run_id: s
     result.failed = {u.account_ref: failed[u.id] for u in units if u.id in failed}
     result.failed_units = set(failed)
     return result
+
+
+class Catalog:
+    """The price plans and VAT rates, read once per batch when its first units are claimed."""
+
+    def __init__(self) -> None:
+        self._loaded: tuple[dict[int, PlanInfo], TaxTable] | None = None
+
+    def load(self, session: Session) -> tuple[dict[int, PlanInfo], TaxTable]:
+        if self._loaded is None:
+            self._loaded = load_plans(session), load_tax_table(session)
+        return self._loaded
 
 
 def _claim(session: Session, unit_ids: Sequence[int], as_of: date) -> list[Unit]:
@@ -578,18 +596,43 @@ def record_failures(
 
 
 MAX_CYCLES_PER_BATCH = 120
+SLICE_UNITS = 2_000
+"""Bill units billed together inside a batch's transaction. A slice's rows, drafts and CSV text
+are dropped before the next slice is read, so a batch's memory does not grow with ``per_batch``
+while it still commits (or rolls back) as one."""
 
 
-def _catch_up(session: Session, unit_ids: Sequence[int], as_of: date, run_id: str) -> BatchResult:
-    """Bill the batch, then again for units still due (several cycles behind), in one go.
+def bill_slices(
+    session: Session,
+    unit_ids: Sequence[int],
+    as_of: date,
+    run_id: str,
+    *,
+    slice_units: int = SLICE_UNITS,
+) -> BatchResult:
+    """Bill a batch ``slice_units`` units at a time, in order, in the session's transaction."""
+    if slice_units < 1:
+        raise ValueError(f"slice_units must be 1 or more, got {slice_units}")
+    catalog = Catalog()
+    result = BatchResult()
+    for start in range(0, len(unit_ids), slice_units):
+        part = unit_ids[start : start + slice_units]
+        result = result.merge(_catch_up(session, part, as_of, run_id, catalog))
+    return result
+
+
+def _catch_up(
+    session: Session, unit_ids: Sequence[int], as_of: date, run_id: str, catalog: Catalog
+) -> BatchResult:
+    """Bill the units, then again for units still due (several cycles behind), in one go.
 
     ``units`` and ``billed`` count bill units, not cycles: a unit billed three times counts once.
     """
-    result = bill_units(session, unit_ids, as_of, run_id)
+    result = bill_units(session, unit_ids, as_of, run_id, catalog)
     units, billed = result.units, result.billed
     for _ in range(MAX_CYCLES_PER_BATCH):
         remaining = [i for i in unit_ids if i not in result.failed_units]
-        again = bill_units(session, remaining, as_of, run_id)
+        again = bill_units(session, remaining, as_of, run_id, catalog)
         if not again.units:
             break
         result = result.merge(again)
@@ -604,16 +647,22 @@ class _DryRun(Exception):
 
 
 def bill_batch(
-    engine: Engine, unit_ids: Sequence[int], as_of: date, run_id: str, *, dry_run: bool = False
+    engine: Engine,
+    unit_ids: Sequence[int],
+    as_of: date,
+    run_id: str,
+    *,
+    dry_run: bool = False,
+    slice_units: int = SLICE_UNITS,
 ) -> BatchResult:
-    """Bill a batch in one transaction; a unit that breaks the batch is retried alone.
+    """Bill a batch in one transaction, in slices; a unit that breaks the batch is retried alone.
 
     Transient database errors (``OperationalError``: lost connection, serialization failure,
     busy SQLite) propagate so the caller can retry. ``dry_run`` computes and rolls back.
     """
     try:
         with unit_of_work(engine, isolation="REPEATABLE READ") as session:
-            result = _catch_up(session, unit_ids, as_of, run_id)
+            result = bill_slices(session, unit_ids, as_of, run_id, slice_units=slice_units)
             failpoint("billrun.before_commit")
             if dry_run:
                 raise _DryRun(result)
