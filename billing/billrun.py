@@ -610,15 +610,34 @@ def bill_slices(
     *,
     slice_units: int = SLICE_UNITS,
 ) -> BatchResult:
-    """Bill a batch ``slice_units`` units at a time, in order, in the session's transaction."""
+    """Bill a batch ``slice_units`` units at a time, in the session's transaction.
+
+    The slices follow the units' next bill dates: rating runs its statements once per bill
+    date of a slice, so a slice of units that share a date needs one round of them, where
+    slices in id order would each need one per day of the month.
+    """
     if slice_units < 1:
         raise ValueError(f"slice_units must be 1 or more, got {slice_units}")
+    ordered = _in_bill_date_order(session, unit_ids)
     catalog = Catalog()
     result = BatchResult()
-    for start in range(0, len(unit_ids), slice_units):
-        part = unit_ids[start : start + slice_units]
+    for start in range(0, len(ordered), slice_units):
+        part = ordered[start : start + slice_units]
         result = result.merge(_catch_up(session, part, as_of, run_id, catalog))
     return result
+
+
+def _in_bill_date_order(session: Session, unit_ids: Sequence[int]) -> list[int]:
+    """The bill units among ``unit_ids``, by next bill date, then id."""
+    if not unit_ids:
+        return []
+    return list(
+        session.scalars(
+            select(BillUnit.id)
+            .where(id_in(session, BillUnit.id, unit_ids))
+            .order_by(BillUnit.next_bill_date, BillUnit.id)
+        )
+    )
 
 
 def _catch_up(
