@@ -11,6 +11,7 @@ from sqlalchemy import (
     ARRAY,
     Engine,
     Integer,
+    String,
     Table,
     UniqueConstraint,
     any_,
@@ -25,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from billing.bulk import NULL, csv_buffer
+from billing.bulk import NULL, csv_buffer, next_id
 
 
 def dialect(session: Session) -> str:
@@ -37,6 +38,32 @@ def id_in(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bo
     if dialect(session) == "postgresql":
         return column == any_(bindparam("ids", list(ids), type_=ARRAY(Integer), unique=True))  # type: ignore[no-any-return]
     return column.in_(list(ids))  # type: ignore[no-any-return]
+
+
+def key_in(session: Session, column: Any, keys: Sequence[str]) -> ColumnElement[bool]:
+    """``column IN keys`` for text keys: one array parameter on PostgreSQL, a list on SQLite."""
+    if dialect(session) == "postgresql":
+        return column == any_(bindparam("keys", list(keys), type_=ARRAY(String), unique=True))  # type: ignore[no-any-return]
+    return column.in_(list(keys))  # type: ignore[no-any-return]
+
+
+def take_ids(session: Session, table: Any, count: int) -> list[int]:
+    """``count`` new primary keys of ``table``, ascending, for rows inserted later in the
+    transaction: from the serial's sequence on PostgreSQL; above ``max(id)`` on SQLite, whose
+    ``BEGIN IMMEDIATE`` keeps every other writer out until commit."""
+    if count <= 0:
+        return []
+    if dialect(session) == "postgresql":
+        taken = session.execute(
+            text(
+                "SELECT nextval(seq) FROM (SELECT pg_get_serial_sequence(:table, 'id') AS seq) s,"
+                " generate_series(1, :count)"
+            ),
+            {"table": table.name, "count": count},
+        ).scalars()
+        return sorted(taken)
+    first = next_id(session.connection(), table)
+    return list(range(first, first + count))
 
 
 def insert_ignoring_duplicates(

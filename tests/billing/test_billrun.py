@@ -19,6 +19,8 @@ import pytest
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import aliased
 
+from billing import billrun
+from billing.billday import run_bill_day
 from billing.billrun import BatchResult, bill_batch, due_unit_ids
 from billing.db import make_engine, unit_of_work
 from billing.migrate import upgrade
@@ -29,15 +31,20 @@ from billing.models import (
     BillLine,
     BillUnit,
     Charge,
+    ChargeStatus,
+    Contract,
     ContractItem,
     ItemType,
+    PricePlan,
     UsageRecord,
 )
 from billing.synthetic import seed
 from billing.uti import run_uti_schedule_generator
+from tests import builders as b
 from tests.conftest import pg_schema_url, scratch_schema
 
 START, AS_OF = date(2026, 9, 1), date(2026, 11, 20)
+D = Decimal
 
 
 def _population(engine: Engine) -> None:
@@ -180,3 +187,134 @@ def test_slices_need_at_least_one_unit(twins: tuple[Engine, Engine]) -> None:
         bill_batch(engine, _due(engine), AS_OF, "run", slice_units=0)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM bills")).scalar_one() == 0
+
+
+# New charges are written once, already on their bill; what an insert ON CONFLICT would have
+# done with a key that exists is decided before billing. Hand-made accounts, both databases.
+
+
+@pytest.fixture
+def hand_made(engine: Engine) -> Engine:
+    """Account A (FR, EUR, billing day 1) with a 30.00 fee in advance and a per-unit usage."""
+    with unit_of_work(engine) as s:
+        b.vat(s, {("standard", "FR"): "0.20"})
+        advance = b.plan(s, "PRO", "recurring", price="30.00", timing="advance")
+        calls = b.plan(s, "CALLS", "per_unit", price="0.10")
+        b.plan(s, "ADDON", "recurring", price="31.00", timing="advance")
+        a = b.account(s, "A", created=date(2027, 1, 1), billing_day=1)
+        ca = b.contract(s, a, "CA", date(2027, 1, 1))
+        b.item(s, ca, "A1", advance, "recurring", date(2027, 1, 1))
+        use = b.item(s, ca, "A2", calls, "usage", date(2027, 1, 1))
+        b.usage(s, use, "u-1", "10", datetime(2027, 1, 5))
+        b.usage(s, use, "u-2", "20", datetime(2027, 1, 20))
+    return engine
+
+
+def _charges(engine: Engine) -> dict[str, tuple[Any, ...]]:
+    """Each charge by key: (id, status, quantity, amount, key of its bill)."""
+    billed_by = aliased(Bill)
+    with unit_of_work(engine) as s:
+        rows = s.execute(
+            select(Charge.charge_key, Charge.id, Charge.status, Charge.quantity, Charge.amount,
+                   billed_by.bill_key)
+            .outerjoin(billed_by, billed_by.id == Charge.bill_id)
+        ).all()  # fmt: skip
+    return {key: tuple(rest) for key, *rest in rows}
+
+
+def _lines(engine: Engine, bill: str) -> list[tuple[str, Decimal]]:
+    with unit_of_work(engine) as s:
+        return [
+            (key, net)
+            for key, net in s.execute(
+                select(Charge.charge_key, BillLine.net)
+                .join(BillLine, BillLine.charge_id == Charge.id)
+                .join(Bill, Bill.id == BillLine.bill_id)
+                .where(Bill.bill_key == bill)
+                .order_by(BillLine.position)
+            )
+        ]
+
+
+def test_new_charges_are_inserted_open_on_their_bill(hand_made: Engine) -> None:
+    run_bill_day(hand_made, date(2027, 2, 1), "run")
+    charges = _charges(hand_made)
+    bill = "cyc:1:2027-02-01"
+    assert {key: (status, bill_key) for key, (_, status, *_, bill_key) in charges.items()} == {
+        "rec:1:2027-01-01": (ChargeStatus.OPEN, bill),
+        "rec:1:2027-02-01": (ChargeStatus.OPEN, bill),
+        "use:2:2027-02-01": (ChargeStatus.OPEN, bill),
+    }
+    # Lines in (period start, charge id) order; ids were taken in insertion order.
+    assert _lines(hand_made, bill) == [
+        ("rec:1:2027-01-01", D("30.00")),
+        ("use:2:2027-02-01", D("3.00")),  # 30 calls from Jan 5
+        ("rec:1:2027-02-01", D("30.00")),
+    ]
+    ids = [charges[key][0] for key, _ in _lines(hand_made, bill)]
+    assert ids[0] < ids[2] < ids[1]  # scheduled fees first, then usage
+
+
+def test_a_fee_that_already_exists_is_billed_from_the_stored_charge_once(hand_made: Engine) -> None:
+    run_bill_day(hand_made, date(2027, 2, 1), "run-1")
+    with unit_of_work(hand_made) as s:  # bought on Feb 10: cycle fees charge Feb 10..Mar 1
+        contract = s.scalars(select(Contract)).one()
+        addon = s.scalars(select(PricePlan).where(PricePlan.code == "ADDON")).one()
+        b.item(s, contract, "A3", addon, "recurring", date(2027, 2, 10))
+    run_bill_day(hand_made, date(2027, 2, 15), "run-2")
+    forward = _charges(hand_made)["rec:3:2027-02-01"]
+    assert forward[1:] == (ChargeStatus.CALCULATED, D(1), D("21.04"), None)  # 31 x 19/28
+
+    run_bill_day(hand_made, date(2027, 3, 1), "run-3")
+    charges = _charges(hand_made)
+    bill = "cyc:1:2027-03-01"
+    # The schedule makes the same key: the stored charge (same id) is the one billed.
+    assert charges["rec:3:2027-02-01"] == (forward[0], ChargeStatus.OPEN, D(1), D("21.04"), bill)
+    assert charges["rec:3:2027-03-01"][1:] == (ChargeStatus.OPEN, D(1), D("31.00"), bill)
+    assert [key for key, _ in _lines(hand_made, bill)] == [
+        "rec:3:2027-02-01", "rec:1:2027-03-01", "rec:3:2027-03-01"
+    ]  # fmt: skip
+    # Already billed on Feb 1: not billed again although the schedule makes its key again.
+    assert charges["rec:1:2027-02-01"][-1] == "cyc:1:2027-02-01"
+
+
+def test_a_usage_charge_still_calculated_is_repriced_then_billed(hand_made: Engine) -> None:
+    with unit_of_work(hand_made) as s:
+        s.execute(text("update tax_rates set country = 'XX'"))
+    run_bill_day(hand_made, date(2027, 2, 1), "run-1")  # rated, then failed: no VAT rate
+    assert _charges(hand_made)["use:2:2027-02-01"][1:] == (
+        ChargeStatus.CALCULATED, D(30), D("3.00"), None
+    )  # fmt: skip
+    with unit_of_work(hand_made) as s:
+        s.execute(text("update tax_rates set country = 'FR'"))
+        use = s.scalars(select(ContractItem).where(ContractItem.ref == "A2")).one()
+        b.usage(s, use, "u-late", "5", datetime(2027, 1, 31, 23))  # arrived after the run
+    run_bill_day(hand_made, date(2027, 2, 1), "run-2")
+    charge = _charges(hand_made)["use:2:2027-02-01"]
+    assert charge[1:] == (ChargeStatus.OPEN, D(35), D("3.50"), "cyc:1:2027-02-01")
+    assert ("use:2:2027-02-01", D("3.50")) in _lines(hand_made, "cyc:1:2027-02-01")
+
+
+def test_a_charge_that_appears_after_the_check_fails_the_unit_not_twice_billed(
+    hand_made: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone else inserted a key between the check and the insert: nothing is billed twice."""
+    with unit_of_work(hand_made) as s:
+        unit = s.scalars(select(BillUnit)).one()
+        s.add(Charge(
+            charge_key="rec:1:2027-01-01", account_id=unit.account_id, bill_unit_id=unit.id,
+            contract_item_id=1, kind="recurring", description="by someone else",
+            period_start=date(2027, 1, 1), period_end=date(2027, 2, 1),
+            bill_on=date(2027, 1, 1), quantity=D(1), unit_price=D("30.00"), amount=D("30.00"),
+            currency="EUR", tax_category="standard", status=ChargeStatus.OPEN,
+            created_on=date(2027, 1, 1),
+        ))  # fmt: skip
+    monkeypatch.setattr(billrun, "_existing_keys", lambda session, keys: set())
+    result = bill_batch(hand_made, [1], date(2027, 2, 1), "run")
+    assert result.bills == 0
+    assert result.failed == {
+        "A": "ConcurrentBillingError: expected to insert 3 charges, inserted 2"
+    }
+    charges = _charges(hand_made)
+    assert list(charges) == ["rec:1:2027-01-01"]
+    assert charges["rec:1:2027-01-01"][1] == ChargeStatus.OPEN

@@ -1,20 +1,24 @@
-"""Tests for billing.sqlkit: bulk writes through a temporary table on PostgreSQL."""
+"""Tests for billing.sqlkit: bulk writes through a temporary table on PostgreSQL, ids taken
+ahead and text keys on both databases."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from billing.db import make_engine, unit_of_work
 from billing.migrate import upgrade
-from billing.models import TaxCategory
-from billing.sqlkit import bulk_insert, bulk_update
+from billing.models import TaxCategory, TaxRate
+from billing.sqlkit import bulk_insert, bulk_update, key_in, take_ids
 from tests.conftest import pg_schema_url
 
 CATEGORIES = TaxCategory.__table__
+RATE = {"category_code": "s", "country": "FR", "rate": Decimal("0.2")}
 
 
 @pytest.fixture
@@ -72,3 +76,29 @@ def test_a_temporary_table_lost_with_a_savepoint_is_made_again(pg_engine):
         bulk_insert(s, CATEGORIES, _rows("b"))
         codes = s.execute(select(CATEGORIES.c.code)).scalars().all()
     assert codes == ["b"]
+
+
+def test_ids_taken_ahead_are_new_ascending_and_free(engine: Engine) -> None:
+    rates = TaxRate.__table__
+    with unit_of_work(engine) as s:
+        bulk_insert(s, CATEGORIES, _rows("s"))
+        s.execute(rates.insert(), [{**RATE, "valid_from": date(2000 + i, 1, 1)} for i in range(3)])
+        taken = take_ids(s, rates, 4)
+        assert take_ids(s, rates, 0) == []
+        highest = s.execute(select(func.max(rates.c.id))).scalar_one()
+        assert taken == sorted(taken) and len(set(taken)) == 4 and taken[0] > highest
+        rows = [{**RATE, "id": i, "valid_from": date(2010 + n, 1, 1)} for n, i in enumerate(taken)]
+        bulk_insert(s, rates, rows)
+        s.execute(rates.insert(), [{**RATE, "valid_from": date(2020, 1, 1)}])  # the default
+        ids = s.execute(select(rates.c.id).order_by(rates.c.id)).scalars().all()
+    assert len(ids) == len(set(ids)) == 8
+    assert ids[3:7] == taken
+
+
+def test_keys_match_text_columns(engine: Engine) -> None:
+    with unit_of_work(engine) as s:
+        bulk_insert(s, CATEGORIES, _rows("a", "b", "c"))
+        found = s.scalars(
+            select(CATEGORIES.c.code).where(key_in(s, CATEGORIES.c.code, ["c", "a", "x"]))
+        ).all()
+    assert sorted(found) == ["a", "c"]
