@@ -98,12 +98,16 @@ def bulk_insert(
     ``on_conflict`` is None, "nothing" or "update" (the columns in ``update``).
 
     PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT, so a batch costs two
-    round trips whatever its size. SQLite: one executemany of the same core insert.
+    round trips whatever its size; a plain insert (no conflict clause, nothing returned) is one
+    COPY straight into ``table``. SQLite: one executemany of the same core insert.
     """
     if not rows:
         return []
     names = list(rows[0])
     is_pg = dialect(session) == "postgresql"
+    if is_pg and on_conflict is None and not returning:
+        _copy(session, table.name, table, names, rows)
+        return []
     make = postgresql.insert if is_pg else sqlite.insert
     stmt: Any
     if is_pg:
@@ -220,8 +224,15 @@ def _copy_to_temp(
 ) -> Any:
     """COPY ``rows`` into an empty temporary table shaped like ``names`` of ``table``."""
     name = _staging_table(session, table, names)
-    cols = ", ".join(names)
-    copy = f"COPY {name} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
+    _copy(session, name, table, names, rows)
+    return sql_table(name, *(sql_column(n) for n in names))
+
+
+def _copy(
+    session: Session, target: str, table: Table, names: list[str], rows: Sequence[dict[str, Any]]
+) -> None:
+    """COPY the ``names`` columns of ``rows`` (columns of ``table``) into the table ``target``."""
+    copy = f"COPY {target} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
     cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         for start in range(0, len(rows), COPY_ROWS):  # the CSV text of a part at a time
@@ -230,7 +241,6 @@ def _copy_to_temp(
             cursor.copy_expert(copy, csv_buffer(table, columns, "postgresql"))
     finally:
         cursor.close()
-    return sql_table(name, *(sql_column(n) for n in names))
 
 
 _staging_names: dict[tuple[str, tuple[str, ...]], str] = {}

@@ -52,13 +52,23 @@ def _suffix(session: Session, codes: tuple[str, ...], suffix: str) -> None:
     )  # fmt: skip
 
 
+def test_a_plain_insert_is_one_copy_straight_into_the_table(pg_engine):
+    with unit_of_work(pg_engine) as s:
+        assert bulk_insert(s, CATEGORIES, _rows("a", "b")) == []
+        assert _staging_tables(s) == 0
+        bulk_insert(s, CATEGORIES, _rows("b", "c"), on_conflict="nothing")  # needs the staging
+        assert _staging_tables(s) == 1
+        names = dict(s.execute(select(CATEGORIES.c.code, CATEGORIES.c.name)).all())
+    assert names == {"a": "A", "b": "B", "c": "C"}
+
+
 def test_a_transaction_loads_the_same_columns_through_one_temporary_table(pg_engine):
     with unit_of_work(pg_engine) as s:
-        bulk_insert(s, CATEGORIES, _rows("a", "b"))
+        bulk_insert(s, CATEGORIES, _rows("a", "b"), on_conflict="nothing")
         _suffix(s, ("a", "b"), "!")
         tables, locks = _staging_tables(s), _locks(s)
         for codes in (("c", "d"), ("e", "f")):  # as the slices of a batch do
-            bulk_insert(s, CATEGORIES, _rows(*codes))
+            bulk_insert(s, CATEGORIES, _rows(*codes), on_conflict="nothing")
             _suffix(s, codes, "?")
         assert (_staging_tables(s), _locks(s)) == (1, locks)  # no new table, no new lock
         names = dict(s.execute(select(CATEGORIES.c.code, CATEGORIES.c.name)).all())
@@ -71,9 +81,9 @@ def test_a_transaction_loads_the_same_columns_through_one_temporary_table(pg_eng
 def test_a_temporary_table_lost_with_a_savepoint_is_made_again(pg_engine):
     with unit_of_work(pg_engine) as s:
         with pytest.raises(RuntimeError), s.begin_nested():
-            bulk_insert(s, CATEGORIES, _rows("a"))
+            bulk_insert(s, CATEGORIES, _rows("a"), on_conflict="nothing")
             raise RuntimeError("roll the savepoint back")
-        bulk_insert(s, CATEGORIES, _rows("b"))
+        bulk_insert(s, CATEGORIES, _rows("b"), on_conflict="nothing")
         codes = s.execute(select(CATEGORIES.c.code)).scalars().all()
     assert codes == ["b"]
 
