@@ -8,6 +8,9 @@ One code path serves both: ``bill_units`` bills a batch of bill units as of a da
 
 Idempotence: the batch claims its units with a conditional UPDATE, charges are keyed, and
 ``bills.bill_key`` is unique, so a rerun, a crash or a concurrent run never bills twice.
+
+A batch is billed in slices inside its one transaction (``bill_slices``), and the charges a
+pass creates are written once, already open on their bill (``_new_charges``, ``_write_bills``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from itertools import chain
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, exists, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -44,10 +48,17 @@ from billing.models import (
 )
 from billing.money import add_to_total
 from billing.periods import add_cycles
-from billing.rating import RatingScope, midnight, rate_usage_for
+from billing.rating import RatingScope, midnight, price_usage_for, upsert_usage_charges
 from billing.results import Mergeable
 from billing.schedule import ChargeSpec, CycleGrid, ItemTerms, scheduled_charges
-from billing.sqlkit import bulk_insert, bulk_update, id_in, insert_ignoring_duplicates
+from billing.sqlkit import (
+    bulk_insert,
+    bulk_update,
+    id_in,
+    insert_ignoring_duplicates,
+    key_in,
+    take_ids,
+)
 
 STEP = "bill_accounts"
 
@@ -122,19 +133,26 @@ def due_unit_ids(
     return list(session.scalars(query.order_by(BillUnit.id).limit(limit)))
 
 
-def bill_units(session: Session, unit_ids: Sequence[int], as_of: date, run_id: str) -> BatchResult:
+def bill_units(
+    session: Session,
+    unit_ids: Sequence[int],
+    as_of: date,
+    run_id: str,
+    catalog: Catalog | None = None,
+) -> BatchResult:
     """Bill one batch of bill units as of ``as_of`` (never commits; the caller does)."""
     units = _claim(session, unit_ids, as_of)
     if not units:
         return BatchResult()
     failpoint("billrun.after_claim")
-    plans, taxes = load_plans(session), load_tax_table(session)
+    plans, taxes = (catalog or Catalog()).load(session)
     failed: dict[int, str] = {}
     cycle_units = [u for u in units if u.cycle_due(as_of)]
-    _materialize(session, cycle_units, plans, as_of, failed)
-    collected = _rate_usage(session, cycle_units, plans, as_of, failed)
-    drafts = _drafts(session, units, taxes, as_of, failed)
-    result = _write_bills(session, units, drafts, run_id, as_of)
+    scheduled = _materialize(session, cycle_units, plans, as_of, failed)
+    usage, collected = _rate_usage(session, cycle_units, plans, as_of, failed)
+    fresh = _new_charges(session, scheduled, usage)
+    drafts = _drafts(session, units, fresh, taxes, as_of, failed)
+    result = _write_bills(session, units, drafts, fresh, run_id, as_of)
     result.units, result.usage_collected = len(units), collected
     billed = [u for u in units if u.id not in failed]
     _close_cycles(session, [u for u in billed if u.cycle_due(as_of)])
@@ -145,6 +163,18 @@ def bill_units(session: Session, unit_ids: Sequence[int], as_of: date, run_id: s
     result.failed = {u.account_ref: failed[u.id] for u in units if u.id in failed}
     result.failed_units = set(failed)
     return result
+
+
+class Catalog:
+    """The price plans and VAT rates, read once per batch when its first units are claimed."""
+
+    def __init__(self) -> None:
+        self._loaded: tuple[dict[int, PlanInfo], TaxTable] | None = None
+
+    def load(self, session: Session) -> tuple[dict[int, PlanInfo], TaxTable]:
+        if self._loaded is None:
+            self._loaded = load_plans(session), load_tax_table(session)
+        return self._loaded
 
 
 def _claim(session: Session, unit_ids: Sequence[int], as_of: date) -> list[Unit]:
@@ -251,6 +281,22 @@ def schedule_for(
     timing: str | None = None,
 ) -> None:
     """Insert every scheduled fee of the units' items billable by ``through(unit)``."""
+    rows = scheduled_rows(session, units, plans, as_of, failed, through=through, timing=timing)
+    insert_ignoring_duplicates(session, Charge.__table__, rows)
+
+
+def scheduled_rows(
+    session: Session,
+    units: Sequence[Unit],
+    plans: dict[int, PlanInfo],
+    as_of: date,
+    failed: dict[int, str],
+    *,
+    through: Any,
+    timing: str | None = None,
+) -> list[dict[str, Any]]:
+    """The charges-table rows of every scheduled fee of the units' items billable by
+    ``through(unit)``; a unit whose fees cannot be priced is put in ``failed``."""
     items = _items_by_account(
         session, [u.account_id for u in units], (ItemType.RECURRING, ItemType.ONE_TIME)
     )
@@ -271,7 +317,7 @@ def schedule_for(
                 rows.extend(charge_row(s, unit, as_of, unit.currency) for s in specs)
         except BillingError as error:
             failed[unit.id] = str(error)
-    insert_ignoring_duplicates(session, Charge.__table__, rows)
+    return rows
 
 
 def _materialize(
@@ -280,8 +326,9 @@ def _materialize(
     plans: dict[int, PlanInfo],
     as_of: date,
     failed: dict[int, str],
-) -> None:
-    schedule_for(session, units, plans, as_of, failed, through=lambda u: u.next_bill_date)
+) -> list[dict[str, Any]]:
+    """The cycle's scheduled fees, as rows: ``_write_bills`` inserts them with their bill."""
+    return scheduled_rows(session, units, plans, as_of, failed, through=lambda u: u.next_bill_date)
 
 
 def _rate_usage(
@@ -290,12 +337,17 @@ def _rate_usage(
     plans: dict[int, PlanInfo],
     as_of: date,
     failed: dict[int, str],
-) -> int:
-    """Rate usage before midnight of each unit's bill date into that bill's charges."""
+) -> tuple[list[dict[str, Any]], int]:
+    """Rate usage before midnight of each unit's bill date into that bill's charge rows.
+
+    Returns the rows, unwritten (``_new_charges`` and ``_write_bills`` write them), and the
+    number of usage records collected.
+    """
     by_date: dict[date, list[Unit]] = defaultdict(list)
     for unit in units:
         if unit.id not in failed:
             by_date[unit.next_bill_date].append(unit)
+    rows: list[dict[str, Any]] = []
     collected = 0
     for bill_date, group in by_date.items():
         scope = RatingScope(
@@ -305,54 +357,109 @@ def _rate_usage(
             bill_on=bill_date,
             item_types=(ItemType.USAGE, ItemType.UTI),
         )
-        count, bad = rate_usage_for(session, scope, plans, as_of)
+        count, priced, bad = price_usage_for(session, scope, plans, as_of)
+        rows.extend(priced)
         collected += count
         for unit in group:
             if unit.account_id in bad:
                 failed[unit.id] = bad[unit.account_id]
-    return collected
+    return rows, collected
 
 
-def _billable(session: Session, units: Sequence[Unit], as_of: date) -> dict[int, list[Any]]:
-    """The units' calculated charges due by ``as_of``, as rows."""
-    c = Charge
+def _new_charges(
+    session: Session, scheduled: list[dict[str, Any]], usage: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The rows of the charges this pass creates, each with the id it will be inserted with.
+
+    What an insert with ON CONFLICT would do is decided here, before billing, so that each new
+    charge is written once, already on its bill: a fee whose key exists is left to the existing
+    charge (a forward fee from cycle fees is billed as it is; one already billed is not billed
+    again), and a usage charge that exists and is still calculated is re-priced in place.
+    Ids are taken in the order the rows would have been inserted, so bill lines keep the
+    (period start, charge id) order.
+    """
+    keys = [row["charge_key"] for row in chain(scheduled, usage)]
+    existing = _existing_keys(session, keys)
+    upsert_usage_charges(session, [row for row in usage if row["charge_key"] in existing])
+    seen = set(existing)
+    fresh = []
+    for row in chain(scheduled, usage):
+        if row["charge_key"] not in seen:
+            seen.add(row["charge_key"])
+            fresh.append(row)
+    for row, charge_id in zip(fresh, take_ids(session, Charge.__table__, len(fresh)), strict=True):
+        row["id"] = charge_id
+    return fresh
+
+
+CHARGE_KEYS_PER_QUERY = 10_000
+
+
+def _existing_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """The keys among ``keys`` that some charge already has."""
+    found: set[str] = set()
+    for start in range(0, len(keys), CHARGE_KEYS_PER_QUERY):
+        part = keys[start : start + CHARGE_KEYS_PER_QUERY]
+        query = select(Charge.charge_key).where(key_in(session, Charge.charge_key, part))
+        found.update(session.scalars(query))
+    return found
+
+
+class Billable(NamedTuple):
+    """A calculated charge as billing reads it (a stored one, or one this pass creates)."""
+
+    id: int
+    bill_unit_id: int
+    charge_key: str
+    description: str
+    period_start: date
+    period_end: date
+    bill_on: date
+    quantity: Decimal
+    unit_price: Decimal
+    amount: Decimal
+    currency: str
+    tax_category: str
+    immediate: bool
+
+
+_BILLABLE = [getattr(Charge, name) for name in Billable._fields]
+
+
+def _billable(
+    session: Session, units: Sequence[Unit], fresh: Sequence[dict[str, Any]], as_of: date
+) -> dict[int, list[Billable]]:
+    """The units' calculated charges due by ``as_of``, stored or new, in id order.
+
+    Sorted here rather than by ORDER BY id: on statistics of a table that was empty (the first
+    bill day, or charges written earlier in this transaction), the planner walks the whole
+    primary key for that order instead of the (bill unit, status, bill on) index.
+    """
     rows = session.execute(
-        select(
-            c.id,
-            c.bill_unit_id,
-            c.charge_key,
-            c.description,
-            c.period_start,
-            c.period_end,
-            c.bill_on,
-            c.quantity,
-            c.unit_price,
-            c.amount,
-            c.currency,
-            c.tax_category,
-            c.immediate,
+        select(*_BILLABLE).where(
+            id_in(session, Charge.bill_unit_id, [u.id for u in units]),
+            Charge.status == ChargeStatus.CALCULATED,
+            Charge.bill_on <= as_of,
         )
-        .where(
-            id_in(session, c.bill_unit_id, [u.id for u in units]),
-            c.status == ChargeStatus.CALCULATED,
-            c.bill_on <= as_of,
-        )
-        .order_by(c.id)
     )
-    found: dict[int, list[Any]] = defaultdict(list)
-    for charge in rows:
-        found[charge.bill_unit_id].append(charge)
+    found: dict[int, list[Billable]] = defaultdict(list)
+    for charge in sorted(rows, key=lambda row: row.id):
+        found[charge.bill_unit_id].append(Billable(*charge))
+    for row in fresh:  # new ids come after every stored one: the order stays by id
+        if row["bill_on"] <= as_of:
+            found[row["bill_unit_id"]].append(Billable(*(row[name] for name in Billable._fields)))
     return found
 
 
 def _drafts(
     session: Session,
     units: Sequence[Unit],
+    fresh: Sequence[dict[str, Any]],
     taxes: TaxTable,
     as_of: date,
     failed: dict[int, str],
 ) -> dict[int, DraftBill]:
-    charges = _billable(session, units, as_of)
+    charges = _billable(session, units, fresh, as_of)
     drafts = {}
     for unit in units:
         if unit.id in failed:
@@ -372,7 +479,7 @@ def _drafts(
     return drafts
 
 
-def _draft(unit: Unit, charges: Sequence[Any], taxes: TaxTable, bill_date: date) -> DraftBill:
+def _draft(unit: Unit, charges: Sequence[Billable], taxes: TaxTable, bill_date: date) -> DraftBill:
     for charge in charges:
         if charge.currency != unit.currency:
             raise BillingError(
@@ -420,12 +527,15 @@ def _write_bills(
     session: Session,
     units: Sequence[Unit],
     drafts: dict[int, DraftBill],
+    fresh: list[dict[str, Any]],
     run_id: str,
     as_of: date,
 ) -> BatchResult:
-    """Insert the bills and their lines, and move their charges from calculated to open."""
+    """Insert the bills, the new charges (open on their bill, or calculated) and the lines, and
+    move the stored charges the bills take from calculated to open."""
     result = BatchResult()
     if not drafts:
+        _insert_new_charges(session, fresh, {})
         return result
     by_id = {u.id: u for u in units}
     rows = []
@@ -473,8 +583,12 @@ def _write_bills(
         for unit_id, draft in drafts.items()
         for position, line in enumerate(draft.lines, start=1)
     ]
+    bill_of_charge = {line["charge_id"]: line["bill_id"] for line in lines}
+    _insert_new_charges(session, fresh, bill_of_charge)
     bulk_insert(session, BillLine.__table__, lines)
-    _open_charges(session, {line["charge_id"]: line["bill_id"] for line in lines})
+    for row in fresh:
+        bill_of_charge.pop(row["id"], None)
+    _open_charges(session, bill_of_charge)
     new_gross: dict[int, Decimal] = defaultdict(Decimal)
     for unit_id, draft in drafts.items():
         new_gross[by_id[unit_id].account_id] += draft.gross
@@ -485,6 +599,23 @@ def _write_bills(
 
 class ConcurrentBillingError(BillingError):
     """A charge was billed by someone else between reading and writing it."""
+
+
+def _insert_new_charges(
+    session: Session, fresh: list[dict[str, Any]], bill_of_charge: dict[int, int]
+) -> None:
+    """Insert the pass's new charges once: open with their bill id when a bill took them."""
+    for row in fresh:
+        bill_id = bill_of_charge.get(row["id"])
+        row["bill_id"] = bill_id
+        row["status"] = ChargeStatus.CALCULATED if bill_id is None else ChargeStatus.OPEN
+    inserted = bulk_insert(
+        session, Charge.__table__, fresh, on_conflict="nothing", returning=("id",)
+    )
+    if len(inserted) != len(fresh):
+        raise ConcurrentBillingError(
+            f"expected to insert {len(fresh)} charges, inserted {len(inserted)}"
+        )
 
 
 def _open_charges(session: Session, bill_of_charge: dict[int, int]) -> None:
@@ -578,18 +709,62 @@ def record_failures(
 
 
 MAX_CYCLES_PER_BATCH = 120
+SLICE_UNITS = 2_000
+"""Bill units billed together inside a batch's transaction. A slice's rows, drafts and CSV text
+are dropped before the next slice is read, so a batch's memory does not grow with ``per_batch``
+while it still commits (or rolls back) as one."""
 
 
-def _catch_up(session: Session, unit_ids: Sequence[int], as_of: date, run_id: str) -> BatchResult:
-    """Bill the batch, then again for units still due (several cycles behind), in one go.
+def bill_slices(
+    session: Session,
+    unit_ids: Sequence[int],
+    as_of: date,
+    run_id: str,
+    *,
+    slice_units: int = SLICE_UNITS,
+) -> BatchResult:
+    """Bill a batch ``slice_units`` units at a time, in the session's transaction.
+
+    The slices follow the units' next bill dates: rating runs its statements once per bill
+    date of a slice, so a slice of units that share a date needs one round of them, where
+    slices in id order would each need one per day of the month.
+    """
+    if slice_units < 1:
+        raise ValueError(f"slice_units must be 1 or more, got {slice_units}")
+    ordered = _in_bill_date_order(session, unit_ids)
+    catalog = Catalog()
+    result = BatchResult()
+    for start in range(0, len(ordered), slice_units):
+        part = ordered[start : start + slice_units]
+        result = result.merge(_catch_up(session, part, as_of, run_id, catalog))
+    return result
+
+
+def _in_bill_date_order(session: Session, unit_ids: Sequence[int]) -> list[int]:
+    """The bill units among ``unit_ids``, by next bill date, then id."""
+    if not unit_ids:
+        return []
+    return list(
+        session.scalars(
+            select(BillUnit.id)
+            .where(id_in(session, BillUnit.id, unit_ids))
+            .order_by(BillUnit.next_bill_date, BillUnit.id)
+        )
+    )
+
+
+def _catch_up(
+    session: Session, unit_ids: Sequence[int], as_of: date, run_id: str, catalog: Catalog
+) -> BatchResult:
+    """Bill the units, then again for units still due (several cycles behind), in one go.
 
     ``units`` and ``billed`` count bill units, not cycles: a unit billed three times counts once.
     """
-    result = bill_units(session, unit_ids, as_of, run_id)
+    result = bill_units(session, unit_ids, as_of, run_id, catalog)
     units, billed = result.units, result.billed
     for _ in range(MAX_CYCLES_PER_BATCH):
         remaining = [i for i in unit_ids if i not in result.failed_units]
-        again = bill_units(session, remaining, as_of, run_id)
+        again = bill_units(session, remaining, as_of, run_id, catalog)
         if not again.units:
             break
         result = result.merge(again)
@@ -604,16 +779,22 @@ class _DryRun(Exception):
 
 
 def bill_batch(
-    engine: Engine, unit_ids: Sequence[int], as_of: date, run_id: str, *, dry_run: bool = False
+    engine: Engine,
+    unit_ids: Sequence[int],
+    as_of: date,
+    run_id: str,
+    *,
+    dry_run: bool = False,
+    slice_units: int = SLICE_UNITS,
 ) -> BatchResult:
-    """Bill a batch in one transaction; a unit that breaks the batch is retried alone.
+    """Bill a batch in one transaction, in slices; a unit that breaks the batch is retried alone.
 
     Transient database errors (``OperationalError``: lost connection, serialization failure,
     busy SQLite) propagate so the caller can retry. ``dry_run`` computes and rolls back.
     """
     try:
         with unit_of_work(engine, isolation="REPEATABLE READ") as session:
-            result = _catch_up(session, unit_ids, as_of, run_id)
+            result = bill_slices(session, unit_ids, as_of, run_id, slice_units=slice_units)
             failpoint("billrun.before_commit")
             if dry_run:
                 raise _DryRun(result)

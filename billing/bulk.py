@@ -11,6 +11,7 @@ Nothing here commits: the caller's transaction covers the whole load.
 from __future__ import annotations
 
 import csv
+import enum
 import io
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +20,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import Connection, Table, func, literal, select, text
+from sqlalchemy import Connection, Enum, Table, func, literal, select, text
 
 from billing.types import Amount, to_storage
 
@@ -172,24 +173,29 @@ def _csv_column(table: Table, name: str, values: Column, dialect: str) -> list[A
         return np.datetime_as_string(values, unit=unit).tolist()
     if isinstance(values, np.ndarray) and values.dtype.kind in "iub":
         return values.tolist()
-    if isinstance(table.c[name].type, Amount):
+    column_type = table.c[name].type
+    if isinstance(column_type, Amount):
         return _amounts(values, dialect)
+    if isinstance(column_type, Enum):  # members as their values
+        return [NULL if v is None else v.value if isinstance(v, enum.Enum) else v for v in values]
     return [NULL if value is None else value for value in values]
 
 
+_EXACT_TYPES = frozenset({Decimal, int, type(None)})
+
+
 def _amounts(values: Column, dialect: str) -> list[Any]:
-    """Amounts in their stored form; each distinct value is converted (and checked) once."""
-    stored: dict[Decimal, Any] = {}
-    out: list[Any] = []
-    for value in values:
-        if value is None:
-            out.append(NULL)
-            continue
-        form = stored.get(value)
-        if form is None:
-            form = stored[value] = to_storage(value, dialect)
-        out.append(form)
-    return out
+    """Amounts in their stored form; each distinct value is converted (and checked) once.
+
+    Only for Decimals and ints: a float equal to a Decimal already seen must still be refused,
+    so a column holding any other type converts (and checks) every value.
+    """
+    if not {type(value) for value in values} <= _EXACT_TYPES:
+        return [NULL if value is None else to_storage(value, dialect) for value in values]
+    stored: dict[Any, Any] = {None: NULL}
+    for value in set(values) - {None}:
+        stored[value] = to_storage(value, dialect)
+    return list(map(stored.__getitem__, values))
 
 
 def _executemany(conn: Connection, table: Table, columns: Mapping[str, Column]) -> None:

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from billing.errors import MoneyError, PeriodError, PricingError
 from billing.money import LINE_ROUNDING, exact_sum, quantize_money, to_decimal
-from billing.tax import TaxLine, TaxSummaryRow, line_tax, tax_summary
+from billing.tax import TaxSummaryRow, line_tax, summarize
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,14 @@ def _check_charges(currency: str, charges: Sequence[ChargeIn]) -> None:
         if charge.period_end < charge.period_start:
             raise PeriodError(f"charge {charge.charge_id}: period ends before it starts")
         amount = to_decimal(charge.amount)
-        if quantize_money(amount, currency, LINE_ROUNDING) != amount:
+        if not _is_rounded(amount, currency):
             raise MoneyError(f"charge {charge.charge_id}: {amount} is not rounded to {currency}")
+
+
+@lru_cache(maxsize=1 << 16)
+def _is_rounded(amount: Decimal, currency: str) -> bool:
+    """Tell whether a finite amount is already rounded to the currency (pure: memoized)."""
+    return quantize_money(amount, currency, LINE_ROUNDING) == amount
 
 
 def _tax_rate(tax_rates: Mapping[str, Decimal], category: str) -> Decimal:
@@ -87,7 +93,15 @@ def _tax_rate(tax_rates: Mapping[str, Decimal], category: str) -> Decimal:
         raise PricingError(f"no tax rate for tax category {category!r}") from None
 
 
-_line_tax = lru_cache(maxsize=1 << 16)(line_tax)  # pure; most lines share amounts and rates
+@lru_cache(maxsize=1 << 16, typed=True)
+def _line_amounts(
+    amount: Decimal, rate: Decimal, currency: str, rounding: str
+) -> tuple[Decimal, Decimal, Decimal]:
+    """A line's net, tax rounded once, and gross. Pure, and most lines of a bill run share their
+    amount and rate: memoized."""
+    net = quantize_money(amount, currency, rounding)
+    tax = line_tax(net, rate, currency, rounding)
+    return net, tax, exact_sum((net, tax))
 
 
 def _draft_line(
@@ -95,8 +109,7 @@ def _draft_line(
 ) -> DraftLine:
     """Turn a charge into a bill line with its tax rounded once."""
     rate = _tax_rate(tax_rates, charge.tax_category)
-    net = quantize_money(charge.amount, currency, rounding)
-    tax = _line_tax(net, rate, currency, rounding)
+    net, tax, gross = _line_amounts(charge.amount, rate, currency, rounding)
     return DraftLine(
         charge_id=charge.charge_id,
         description=charge.description,
@@ -108,7 +121,7 @@ def _draft_line(
         tax_category=charge.tax_category,
         tax_rate=rate,
         tax=tax,
-        gross=exact_sum((net, tax)),
+        gross=gross,
     )
 
 
@@ -139,7 +152,7 @@ def generate_invoice(
         net=net,
         tax=tax,
         gross=exact_sum((net, tax)),
-        tax_summary=tax_summary(
-            TaxLine(line.tax_category, line.tax_rate, line.net, line.tax) for line in lines
+        tax_summary=summarize(
+            (line.tax_category, line.tax_rate, line.net, line.tax) for line in lines
         ),
     )

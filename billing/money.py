@@ -7,6 +7,7 @@ never the ambient one. Building money from a ``float`` (or a ``bool``) raises ``
 from __future__ import annotations
 
 import decimal
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -51,14 +52,29 @@ def minor_units(currency: str) -> int:
         raise MoneyError(f"unknown currency {currency!r}") from None
 
 
+_MINOR_UNIT = {currency: Decimal((0, (1,), -units)) for currency, units in MINOR_UNITS.items()}
+"""The smallest amount of each currency (EUR 0.01, JPY 1), the exponent it rounds to."""
+
+
+def minor_unit(currency: str) -> Decimal:
+    """Return the smallest amount of ``currency`` (EUR ``0.01``, JPY ``1``, TND ``0.001``)."""
+    try:
+        return _MINOR_UNIT[currency]
+    except (KeyError, TypeError):
+        raise MoneyError(f"unknown currency {currency!r}") from None
+
+
 def to_decimal(value: Decimal | int | str) -> Decimal:
     """Return ``value`` as a finite ``Decimal``; floats, bools and non-numbers are refused."""
-    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+    if type(value) is Decimal:  # already one: Decimal(value) would only copy it
+        result = value
+    elif isinstance(value, bool) or not isinstance(value, Decimal | int | str):
         raise MoneyError(f"money cannot be built from {type(value).__name__} {value!r}")
-    try:
-        result = Decimal(value)
-    except decimal.InvalidOperation:
-        raise MoneyError(f"not a decimal number: {value!r}") from None
+    else:
+        try:
+            result = Decimal(value)
+        except decimal.InvalidOperation:
+            raise MoneyError(f"not a decimal number: {value!r}") from None
     if not result.is_finite():
         raise MoneyError(f"not a finite amount: {value!r}")
     return result
@@ -73,20 +89,54 @@ def check_rounding(rounding: str) -> str:
 
 def quantize_money(amount: Decimal, currency: str, rounding: str) -> Decimal:
     """Round ``amount`` to the minor units of ``currency`` with the given rounding mode."""
-    exponent = Decimal((0, (1,), -minor_units(currency)))
+    exponent = minor_unit(currency)
     rounding = check_rounding(rounding)
     rounded = to_decimal(amount).quantize(exponent, rounding=rounding, context=_EXACT)
     return _without_negative_zero(rounded)
 
 
+def exact_product(*factors: Decimal) -> Decimal:
+    """Multiply decimals exactly, whatever the ambient context precision."""
+    return functools.reduce(_EXACT.multiply, factors, Decimal(1))
+
+
+def exact_difference(minuend: Decimal, subtrahend: Decimal) -> Decimal:
+    """Subtract exactly, whatever the ambient context precision."""
+    return _EXACT.subtract(minuend, subtrahend)
+
+
+def divmod_exact(dividend: Decimal, divisor: Decimal) -> tuple[Decimal, Decimal]:
+    """The whole number of times ``divisor`` goes into ``dividend`` (toward zero), and the rest."""
+    whole, rest = _EXACT.divmod(dividend, divisor)
+    return whole, rest
+
+
 def round_fraction(value: Fraction, places: int, rounding: str) -> Decimal:
     """Round an exact rational to ``places`` decimals; the only rounding is the final one."""
-    whole, rest = divmod(value.numerator * 10**places, value.denominator)
+    return _round_ratio(value.numerator, value.denominator, places, rounding)
+
+
+def round_quotient(dividend: Decimal, divisor: Decimal, places: int, rounding: str) -> Decimal:
+    """Round ``dividend / divisor`` to ``places`` decimals, exactly as ``round_fraction`` of the
+    exact quotient does, without building a ``Fraction``."""
+    numerator, scale = to_decimal(dividend).as_integer_ratio()
+    divisor_numerator, divisor_scale = to_decimal(divisor).as_integer_ratio()
+    if divisor_numerator == 0:
+        raise MoneyError(f"cannot divide {dividend} by zero")
+    numerator, denominator = numerator * divisor_scale, scale * divisor_numerator
+    if denominator < 0:
+        numerator, denominator = -numerator, -denominator
+    return _round_ratio(numerator, denominator, places, rounding)
+
+
+def _round_ratio(numerator: int, denominator: int, places: int, rounding: str) -> Decimal:
+    """Round ``numerator / denominator`` (``denominator > 0``) to ``places`` decimals, once."""
+    whole, rest = divmod(numerator * 10**places, denominator)
     twice = 2 * rest
     marker = (
         Decimal(0) if rest == 0
-        else Decimal("0.25") if twice < value.denominator
-        else Decimal("0.5") if twice == value.denominator
+        else Decimal("0.25") if twice < denominator
+        else Decimal("0.5") if twice == denominator
         else Decimal("0.75")
     )  # fmt: skip
     nearest = _EXACT.add(Decimal(whole), marker)
@@ -106,10 +156,7 @@ def round_money(value: Fraction, currency: str, rounding: str) -> Decimal:
 
 def exact_sum(values: Iterable[Decimal]) -> Decimal:
     """Sum decimals exactly, whatever the ambient context precision."""
-    total = Decimal(0)
-    for value in values:
-        total = _EXACT.add(total, value)
-    return total
+    return functools.reduce(_EXACT.add, values, Decimal(0))
 
 
 def allocate(total: Decimal, weights: Sequence[Decimal], currency: str) -> list[Decimal]:

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from fractions import Fraction
 
 from billing.errors import BillingError, PricingError
-from billing.money import minor_units, round_fraction, round_money, to_decimal
+from billing.money import (
+    divmod_exact,
+    exact_difference,
+    exact_product,
+    exact_sum,
+    minor_units,
+    quantize_money,
+    round_quotient,
+    to_decimal,
+)
 from billing.periods import PRORATION_POLICIES, Period, proration_factor
 
 MODELS = ("recurring", "one_time", "per_unit", "graduated", "volume", "package")
@@ -141,15 +149,15 @@ def _check_timing(plan: PricePlan) -> None:
         raise _fail(plan, "timing", f"a {plan.model} plan takes no timing")
 
 
-def _quantity(value: Decimal) -> Fraction:
-    """Return a quantity as an exact rational; negative or float quantities are refused."""
+def _quantity(value: Decimal) -> Decimal:
+    """Return a quantity as an exact Decimal; negative or float quantities are refused."""
     try:
         quantity = to_decimal(value)
     except BillingError as error:
         raise PricingError(f"quantity: {error}") from None
     if quantity < 0:
         raise PricingError(f"quantity must not be negative, got {quantity}")
-    return Fraction(quantity)
+    return quantity
 
 
 def _require_model(plan: PricePlan, models: tuple[str, ...], operation: str) -> None:
@@ -161,47 +169,53 @@ def _require_model(plan: PricePlan, models: tuple[str, ...], operation: str) -> 
 
 
 def _rated(
-    plan: PricePlan, quantity: Decimal, exact: Fraction, list_price: Decimal, rounding: str
+    plan: PricePlan, quantity: Decimal, amount: Decimal, list_price: Decimal, rounding: str
 ) -> Rated:
-    """Round an exact amount once and derive the effective unit price from the rounded amount."""
-    amount = round_money(exact, plan.currency, rounding)
+    """Derive the effective unit price from the amount, already rounded once."""
     if quantity == 0:
         return Rated(quantity, list_price, amount)
-    unit_price = round_fraction(Fraction(amount) / Fraction(quantity), UNIT_PRICE_PLACES, rounding)
+    unit_price = round_quotient(amount, quantity, UNIT_PRICE_PLACES, rounding)
     return Rated(quantity, unit_price, amount)
 
 
-def _graduated(tiers: tuple[Tier, ...], quantity: Fraction) -> Fraction:
+def _graduated(tiers: tuple[Tier, ...], quantity: Decimal) -> Decimal:
     """Price each slice of the quantity at its own tier, plus each touched tier's flat fee."""
-    total, floor = Fraction(0), Fraction(0)
+    total, floor = Decimal(0), Decimal(0)
     for tier in tiers:
-        ceiling = quantity if tier.up_to is None else min(quantity, Fraction(tier.up_to))
+        ceiling = quantity if tier.up_to is None else min(quantity, tier.up_to)
         if ceiling <= floor:
             break
-        total += (ceiling - floor) * Fraction(tier.unit_price) + Fraction(tier.flat_fee)
+        slice_price = exact_product(exact_difference(ceiling, floor), tier.unit_price)
+        total = exact_sum((total, slice_price, tier.flat_fee))
         floor = ceiling
     return total
 
 
-def _volume(tiers: tuple[Tier, ...], quantity: Fraction) -> Fraction:
+def _volume(tiers: tuple[Tier, ...], quantity: Decimal) -> Decimal:
     """Price the whole quantity at the tier it falls in, plus that tier's flat fee."""
-    tier = next(t for t in tiers if t.up_to is None or quantity <= Fraction(t.up_to))
-    return quantity * Fraction(tier.unit_price) + Fraction(tier.flat_fee)
+    tier = next(t for t in tiers if t.up_to is None or quantity <= t.up_to)
+    return exact_sum((exact_product(quantity, tier.unit_price), tier.flat_fee))
 
 
-def _usage_amount(plan: PricePlan, quantity: Fraction) -> Fraction:
+def _packages(quantity: Decimal, size: Decimal) -> Decimal:
+    """The number of whole packages of ``size`` that hold ``quantity`` (rounded up)."""
+    whole, rest = divmod_exact(quantity, size)
+    return exact_sum((whole, Decimal(1))) if rest else whole
+
+
+def _usage_amount(plan: PricePlan, quantity: Decimal) -> Decimal:
     """Return the exact, unrounded amount of a usage quantity under the plan's model."""
     if quantity == 0:
-        return Fraction(0)
+        return Decimal(0)
     if plan.model == "graduated":
         return _graduated(plan.tiers, quantity)
     if plan.model == "volume":
         return _volume(plan.tiers, quantity)
-    price = Fraction(_list_price(plan))
+    price = _list_price(plan)
     if plan.model == "package":
         assert plan.package_size is not None  # validated by PricePlan.__post_init__
-        return -(-quantity // Fraction(plan.package_size)) * price
-    return quantity * price
+        return exact_product(_packages(quantity, plan.package_size), price)
+    return exact_product(quantity, price)
 
 
 def _list_price(plan: PricePlan) -> Decimal:
@@ -213,9 +227,8 @@ def rate_usage(plan: PricePlan, quantity: Decimal, rounding: str) -> Rated:
     """Rate a usage quantity (per_unit, graduated, volume or package), rounded once."""
     _require_model(plan, USAGE_MODELS, "rate_usage")
     exact = _quantity(quantity)
-    return _rated(
-        plan, to_decimal(quantity), _usage_amount(plan, exact), _list_price(plan), rounding
-    )
+    amount = quantize_money(_usage_amount(plan, exact), plan.currency, rounding)
+    return _rated(plan, exact, amount, _list_price(plan), rounding)
 
 
 def _price(plan: PricePlan, price_override: Decimal | None) -> Decimal:
@@ -243,9 +256,15 @@ def recurring_fee(
         raise PricingError(f"cycle_months must be a whole number >= 1, got {cycle_months!r}")
     price = _price(plan, price_override)
     exact = _quantity(quantity)
-    full = Fraction(price) * exact * cycle_months / plan.period_months
     factor = proration_factor(active, cycle, plan.proration)
-    return _rated(plan, to_decimal(quantity), full * factor, price, rounding)
+    prorated = exact_product(price, exact, Decimal(cycle_months * factor.numerator))
+    amount = round_quotient(
+        prorated,
+        Decimal(plan.period_months * factor.denominator),
+        minor_units(plan.currency),
+        rounding,
+    )
+    return _rated(plan, exact, amount, price, rounding)
 
 
 def one_time_fee(
@@ -255,4 +274,5 @@ def one_time_fee(
     _require_model(plan, ("one_time",), "one_time_fee")
     price = _price(plan, price_override)
     exact = _quantity(quantity)
-    return _rated(plan, to_decimal(quantity), exact * Fraction(price), price, rounding)
+    amount = quantize_money(exact_product(exact, price), plan.currency, rounding)
+    return _rated(plan, exact, amount, price, rounding)

@@ -4,7 +4,9 @@ Set-based and idempotent, in three statements per cut-off:
 1. attach: pending records before the cut-off get ``status = collected`` and their charge key;
 2. aggregate: the quantity of every record attached to each key;
 3. upsert: the charge is inserted, or re-priced while still ``calculated``, from that aggregate.
-A charge therefore always prices exactly the records attached to it.
+A charge therefore always prices exactly the records attached to it. Bill day stops after the
+second step (``price_usage_for``) and writes the rows itself, already on their bill, with the
+outcome the upsert would have had.
 """
 
 from __future__ import annotations
@@ -80,8 +82,21 @@ def rate_usage_for(
     session: Session, scope: RatingScope, plans: dict[int, PlanInfo], as_of: date
 ) -> tuple[int, dict[int, str]]:
     """Rate the scope's pending usage; returns (records collected, failed account -> reason)."""
+    attached, rows, failed = price_usage_for(session, scope, plans, as_of)
+    upsert_usage_charges(session, rows)
+    return attached, failed
+
+
+def price_usage_for(
+    session: Session, scope: RatingScope, plans: dict[int, PlanInfo], as_of: date
+) -> tuple[int, list[dict], dict[int, str]]:  # type: ignore[type-arg]
+    """Attach the scope's pending usage and price it, without writing the charges.
+
+    Returns (records collected, charge rows, failed account -> reason); the caller writes the
+    rows with ``upsert_usage_charges`` (or in its own way, with the same outcome).
+    """
     if not scope.account_ids:
-        return 0, {}
+        return 0, [], {}
     items = _items_of(session, scope)
     attached = rowcount(
         session.execute(
@@ -96,10 +111,9 @@ def rate_usage_for(
         )
     )
     if not attached:
-        return 0, {}
+        return 0, [], {}
     rows, failed = _priced_rows(session, scope, plans, as_of)
-    _upsert_charges(session, rows)
-    return attached, failed
+    return attached, rows, failed
 
 
 def _aggregates(session: Session, scope: RatingScope) -> Iterable:  # type: ignore[type-arg]
@@ -186,7 +200,7 @@ def bill_units_of(session: Session, account_ids: Sequence[int]) -> dict[int, int
     return dict(rows.all())  # type: ignore[arg-type]
 
 
-def _upsert_charges(session: Session, rows: list[dict]) -> None:  # type: ignore[type-arg]
+def upsert_usage_charges(session: Session, rows: list[dict]) -> None:  # type: ignore[type-arg]
     """Insert usage charges; one that exists and is still calculated is re-priced."""
     table = Charge.__table__
     bulk_insert(

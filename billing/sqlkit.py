@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from enum import Enum
 from itertools import count
 from types import SimpleNamespace
 from typing import Any
@@ -12,6 +11,7 @@ from sqlalchemy import (
     ARRAY,
     Engine,
     Integer,
+    String,
     Table,
     UniqueConstraint,
     any_,
@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from billing.bulk import NULL, csv_buffer
+from billing.bulk import NULL, csv_buffer, next_id
 
 
 def dialect(session: Session) -> str:
@@ -39,6 +39,32 @@ def id_in(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bo
     if dialect(session) == "postgresql":
         return column == any_(bindparam("ids", list(ids), type_=ARRAY(Integer), unique=True))  # type: ignore[no-any-return]
     return column.in_(list(ids))  # type: ignore[no-any-return]
+
+
+def key_in(session: Session, column: Any, keys: Sequence[str]) -> ColumnElement[bool]:
+    """``column IN keys`` for text keys: one array parameter on PostgreSQL, a list on SQLite."""
+    if dialect(session) == "postgresql":
+        return column == any_(bindparam("keys", list(keys), type_=ARRAY(String), unique=True))  # type: ignore[no-any-return]
+    return column.in_(list(keys))  # type: ignore[no-any-return]
+
+
+def take_ids(session: Session, table: Any, count: int) -> list[int]:
+    """``count`` new primary keys of ``table``, ascending, for rows inserted later in the
+    transaction: from the serial's sequence on PostgreSQL; above ``max(id)`` on SQLite, whose
+    ``BEGIN IMMEDIATE`` keeps every other writer out until commit."""
+    if count <= 0:
+        return []
+    if dialect(session) == "postgresql":
+        taken = session.execute(
+            text(
+                "SELECT nextval(seq) FROM (SELECT pg_get_serial_sequence(:table, 'id') AS seq) s,"
+                " generate_series(1, :count)"
+            ),
+            {"table": table.name, "count": count},
+        ).scalars()
+        return sorted(taken)
+    first = next_id(session.connection(), table)
+    return list(range(first, first + count))
 
 
 def insert_ignoring_duplicates(
@@ -73,12 +99,16 @@ def bulk_insert(
     ``on_conflict`` is None, "nothing" or "update" (the columns in ``update``).
 
     PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT, so a batch costs two
-    round trips whatever its size. SQLite: one executemany of the same core insert.
+    round trips whatever its size; a plain insert (no conflict clause, nothing returned) is one
+    COPY straight into ``table``. SQLite: one executemany of the same core insert.
     """
     if not rows:
         return []
     names = list(rows[0])
     is_pg = dialect(session) == "postgresql"
+    if is_pg and on_conflict is None and not returning:
+        _copy(session, table.name, table, names, rows)
+        return []
     make = postgresql.insert if is_pg else sqlite.insert
     stmt: Any
     if is_pg:
@@ -203,22 +233,46 @@ def _unique_key(table: Table) -> list[str]:
 def _copy_to_temp(
     session: Session, table: Table, names: list[str], rows: Sequence[dict[str, Any]]
 ) -> Any:
-    name = f"tmp_{table.name}_{next(_temp_tables)}"
-    cols = ", ".join(names)
-    empty_copy = f"SELECT {cols} FROM {table.name} WITH NO DATA"
-    session.execute(text(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS {empty_copy}"))
-    copy = f"COPY {name} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
+    """COPY ``rows`` into an empty temporary table shaped like ``names`` of ``table``."""
+    name = _staging_table(session, table, names)
+    _copy(session, name, table, names, rows)
+    return sql_table(name, *(sql_column(n) for n in names))
+
+
+def _copy(
+    session: Session, target: str, table: Table, names: list[str], rows: Sequence[dict[str, Any]]
+) -> None:
+    """COPY the ``names`` columns of ``rows`` (columns of ``table``) into the table ``target``."""
+    copy = f"COPY {target} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
     cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         for start in range(0, len(rows), COPY_ROWS):  # the CSV text of a part at a time
             part = rows[start : start + COPY_ROWS]
-            columns = {n: [_plain(row[n]) for row in part] for n in names}
+            columns = {n: [row[n] for row in part] for n in names}
             cursor.copy_expert(copy, csv_buffer(table, columns, "postgresql"))
     finally:
         cursor.close()
-    return sql_table(name, *(sql_column(n) for n in names))
 
 
-def _plain(value: Any) -> Any:
-    """Enums as their values (COPY writes text)."""
-    return value.value if isinstance(value, Enum) else value
+_staging_names: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def _staging_table(session: Session, table: Table, names: list[str]) -> str:
+    """An empty temporary table for ``names`` of ``table``, dropped at the end of the transaction.
+
+    A transaction that loads the same columns again (a batch bills its units in slices) empties
+    and reuses its table instead of creating one more: each new table holds its locks until
+    commit, and PostgreSQL's lock table is shared by every session.
+    """
+    key = (table.name, tuple(names))
+    name = _staging_names.get(key) or _staging_names.setdefault(
+        key, f"tmp_{table.name}_{next(_temp_tables)}"
+    )
+    empty_copy = f"SELECT {', '.join(names)} FROM {table.name} WITH NO DATA"
+    session.execute(
+        text(
+            f"CREATE TEMP TABLE IF NOT EXISTS {name} ON COMMIT DROP AS {empty_copy}; "
+            f"TRUNCATE {name}"
+        )
+    )
+    return name

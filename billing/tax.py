@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from fractions import Fraction
 
 from billing.errors import MoneyError
-from billing.money import exact_sum, round_money, to_decimal
+from billing.money import exact_product, exact_sum, quantize_money, to_decimal
 
 
 @dataclass(frozen=True)
@@ -40,20 +39,25 @@ def line_tax(net: Decimal, rate: Decimal, currency: str, rounding: str) -> Decim
     rate = to_decimal(rate)
     if rate < 0:
         raise MoneyError(f"tax rate must not be negative, got {rate}")
-    return round_money(Fraction(to_decimal(net)) * Fraction(rate), currency, rounding)
+    return quantize_money(exact_product(to_decimal(net), rate), currency, rounding)
 
 
 def tax_summary(lines: Iterable[TaxLine]) -> tuple[TaxSummaryRow, ...]:
     """Group lines by (category, rate), summing their rounded bases and taxes; sorted by key."""
-    groups: dict[tuple[str, Decimal], list[TaxLine]] = {}
-    for line in lines:
-        groups.setdefault((line.category, line.rate), []).append(line)
+    return summarize((line.category, line.rate, line.base, line.tax) for line in lines)
+
+
+def summarize(lines: Iterable[tuple[str, Decimal, Decimal, Decimal]]) -> tuple[TaxSummaryRow, ...]:
+    """``tax_summary`` of (category, rate, base, tax) tuples, for callers that hold no TaxLine."""
+    groups: dict[tuple[str, Decimal], list[tuple[Decimal, Decimal]]] = {}
+    for category, rate, base, tax in lines:
+        groups.setdefault((category, rate), []).append((base, tax))
     return tuple(
         TaxSummaryRow(
             category=category,
             rate=rate,
-            base=exact_sum(line.base for line in group),
-            tax=exact_sum(line.tax for line in group),
+            base=exact_sum(base for base, _ in group),
+            tax=exact_sum(tax for _, tax in group),
         )
         for (category, rate), group in sorted(groups.items(), key=lambda item: item[0])
     )

@@ -152,3 +152,30 @@ def test_invoice_totals_are_the_sums_of_its_lines(charges: list[ChargeIn]) -> No
     assert sum((row.base for row in bill.tax_summary), D(0)) == bill.net
     keys = [(line.period_start, line.charge_id) for line in bill.lines]
     assert keys == sorted(keys) and len(keys) == len(charges)
+
+
+def test_equal_amounts_and_rates_written_with_other_digits_give_the_same_lines() -> None:
+    """Line amounts are memoized by value: the digits of what comes in never leak out."""
+
+    def draft(amount: str, rate: str) -> tuple[str, ...]:
+        bill = generate_invoice(
+            currency="EUR",
+            charges=[charge(1, date(2024, 4, 1), amount)],
+            tax_rates={"S": D(rate)},
+            bill_date=date(2024, 5, 1),
+            payment_terms_days=0,
+        )
+        line = bill.lines[0]
+        return tuple(str(v) for v in (line.net, line.tax, line.gross, line.tax_rate, bill.gross))
+
+    assert draft("10.05", "0.2") == ("10.05", "2.01", "12.06", "0.2", "12.06")
+    assert draft("10.050000", "0.200000") == ("10.05", "2.01", "12.06", "0.200000", "12.06")
+    assert draft("-0.00", "0.2")[:3] == ("0.00", "0.00", "0.00")
+    with pytest.raises(MoneyError):  # a float equal to an amount seen before is still refused
+        generate_invoice(
+            currency="EUR",
+            charges=[ChargeIn(1, "c", date(2024, 4, 1), date(2024, 5, 1), D(1), D(1), 10.05, "S")],  # type: ignore[arg-type]
+            tax_rates={"S": D("0.2")},
+            bill_date=date(2024, 5, 1),
+            payment_terms_days=0,
+        )

@@ -15,9 +15,15 @@ from billing.money import (
     ROUNDING_MODES,
     Money,
     allocate,
+    divmod_exact,
+    exact_difference,
+    exact_product,
+    exact_sum,
+    minor_unit,
     minor_units,
     quantize_money,
     round_fraction,
+    round_quotient,
     to_decimal,
 )
 
@@ -111,6 +117,54 @@ def test_round_fraction(value: Fraction, places: int, rounding: str, expected: s
 def test_round_fraction_agrees_with_decimal_quantize(value: Decimal, rounding: str) -> None:
     expected = value.quantize(D("0.01"), rounding=rounding)
     assert round_fraction(Fraction(value), 2, rounding) == expected
+
+
+decimals = st.decimals(min_value=-(10**12), max_value=10**12, places=6, allow_nan=False)
+
+
+@given(
+    decimals,
+    decimals.filter(lambda d: d != 0),
+    st.integers(min_value=0, max_value=8),
+    st.sampled_from(sorted(ROUNDING_MODES)),
+)
+def test_round_quotient_is_round_fraction_of_the_exact_quotient(
+    dividend: Decimal, divisor: Decimal, places: int, rounding: str
+) -> None:
+    expected = round_fraction(Fraction(dividend) / Fraction(divisor), places, rounding)
+    got = round_quotient(dividend, divisor, places, rounding)
+    assert (got, str(got)) == (expected, str(expected))
+
+
+def test_round_quotient_refuses_zero_divisors_floats_and_unknown_modes() -> None:
+    with pytest.raises(MoneyError, match="by zero"):
+        round_quotient(D("1.00"), D("0.000"), 2, ROUND_HALF_UP)
+    with pytest.raises(MoneyError):
+        round_quotient(D("1.00"), 0.5, 2, ROUND_HALF_UP)  # type: ignore[arg-type]
+    with pytest.raises(MoneyError, match="rounding mode"):
+        round_quotient(D("1.00"), D(3), 2, "ROUND_SOMETIMES")
+
+
+def test_exact_arithmetic_ignores_the_ambient_precision() -> None:
+    big = D("123456789012345678901234567890.123456")  # 36 digits: the ambient context keeps 28
+    assert exact_product(big, D(10)) == D("1234567890123456789012345678901.23456")
+    assert exact_difference(big, D("0.000001")) == D("123456789012345678901234567890.123455")
+    assert exact_sum([big, D("0.000001")]) == D("123456789012345678901234567890.123457")
+    assert divmod_exact(big, D("0.5")) == (D("246913578024691357802469135780"), D("0.123456"))
+    assert exact_product() == D(1)
+
+
+def test_minor_unit_is_the_rounding_exponent_of_the_currency() -> None:
+    assert [str(minor_unit(c)) for c in ("EUR", "JPY", "TND")] == ["0.01", "1", "0.001"]
+    with pytest.raises(MoneyError, match="'XXX'"):
+        minor_unit("XXX")
+
+
+def test_to_decimal_returns_a_decimal_as_it_is() -> None:
+    value = D("-0.50")
+    assert to_decimal(value) is value
+    with pytest.raises(MoneyError):
+        to_decimal(D("NaN"))
 
 
 @pytest.mark.parametrize(

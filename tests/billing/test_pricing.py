@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing.errors import PricingError
-from billing.periods import Period
+from billing.money import ROUNDING_MODES, round_fraction, round_money
+from billing.periods import PRORATION_POLICIES, Period, proration_factor
 from billing.pricing import PricePlan, Rated, Tier, one_time_fee, rate_usage, recurring_fee
 
 D = Decimal
@@ -230,3 +232,122 @@ def test_graduated_price_is_monotonic_in_quantity(a: Decimal, b: Decimal) -> Non
     for tiers in (TIERS, FLAT_TIERS):
         graduated = PricePlan("g", "graduated", "EUR", None, tiers)
         assert rate_usage(graduated, low, HU).amount <= rate_usage(graduated, high, HU).amount
+
+
+# The same prices as exact rationals, rounded by round_fraction: the Decimal arithmetic in
+# billing.pricing must agree with them to the last digit, for every rounding mode.
+prices = st.decimals(min_value=0, max_value=1000, places=6)
+exact_quantities = st.decimals(min_value=0, max_value=10**6, places=6)
+currencies = st.sampled_from(["EUR", "JPY", "TND"])
+roundings = st.sampled_from(sorted(ROUNDING_MODES))
+
+
+@st.composite
+def usage_plans(draw: st.DrawFn) -> PricePlan:
+    model = draw(st.sampled_from(["per_unit", "package", "graduated", "volume"]))
+    currency = draw(currencies)
+    if model in ("per_unit", "package"):
+        size = draw(st.decimals(min_value="0.001", max_value=1000, places=3))
+        return PricePlan(
+            "p", model, currency, draw(prices), package_size=size if model == "package" else None
+        )
+    bounds = sorted(draw(st.sets(st.integers(min_value=1, max_value=10**6), max_size=3)))
+    fees = st.decimals(min_value=0, max_value=100, places=2)
+    tiers = tuple(Tier(D(b).scaleb(-2), draw(prices), draw(fees)) for b in bounds)
+    return PricePlan("t", model, currency, None, (*tiers, Tier(None, draw(prices), draw(fees))))
+
+
+def _exact_usage(plan: PricePlan, quantity: Fraction) -> Fraction:
+    if quantity == 0:
+        return Fraction(0)
+    if plan.model == "graduated":
+        total, floor = Fraction(0), Fraction(0)
+        for tier in plan.tiers:
+            ceiling = quantity if tier.up_to is None else min(quantity, Fraction(tier.up_to))
+            if ceiling <= floor:
+                break
+            total += (ceiling - floor) * Fraction(tier.unit_price) + Fraction(tier.flat_fee)
+            floor = ceiling
+        return total
+    if plan.model == "volume":
+        tier = next(t for t in plan.tiers if t.up_to is None or quantity <= Fraction(t.up_to))
+        return quantity * Fraction(tier.unit_price) + Fraction(tier.flat_fee)
+    assert plan.unit_price is not None
+    if plan.model == "package":
+        assert plan.package_size is not None
+        return -(-quantity // Fraction(plan.package_size)) * Fraction(plan.unit_price)
+    return quantity * Fraction(plan.unit_price)
+
+
+def _exact_rated(
+    quantity: Decimal, exact: Fraction, list_price: Decimal, currency: str, rounding: str
+) -> Rated:
+    amount = round_money(exact, currency, rounding)
+    if quantity == 0:
+        return Rated(quantity, list_price, amount)
+    return Rated(
+        quantity, round_fraction(Fraction(amount) / Fraction(quantity), 6, rounding), amount
+    )
+
+
+def _same(got: Rated, expected: Rated) -> bool:
+    """Equal values and equal digits (str), as they are stored and printed."""
+    return got == expected and str(got) == str(expected)
+
+
+@given(usage_plans(), exact_quantities, roundings)
+def test_rate_usage_is_the_exact_rational_rounded_once(
+    plan: PricePlan, quantity: Decimal, rounding: str
+) -> None:
+    list_price = plan.unit_price if plan.unit_price is not None else plan.tiers[0].unit_price
+    exact = _exact_usage(plan, Fraction(quantity))
+    expected = _exact_rated(quantity, exact, list_price, plan.currency, rounding)
+    assert _same(rate_usage(plan, quantity, rounding), expected)
+
+
+@st.composite
+def cycles(draw: st.DrawFn) -> tuple[Period, Period | None]:
+    start = date(2024, 1, 1) + timedelta(days=draw(st.integers(0, 800)))
+    cycle = Period(start, start + timedelta(days=draw(st.integers(28, 92))))
+    first = draw(st.integers(-10, cycle.days))
+    last = draw(st.integers(first + 1, cycle.days + 10))
+    active = Period(start + timedelta(days=first), start + timedelta(days=last))
+    return cycle, draw(st.sampled_from([active, None]))
+
+
+@given(
+    prices,
+    exact_quantities,
+    cycles(),
+    st.sampled_from(PRORATION_POLICIES),
+    st.integers(1, 12),
+    st.sampled_from([1, 3, 12]),
+    st.sampled_from([None, D("7.333333")]),
+    currencies,
+    roundings,
+)
+def test_recurring_and_one_time_fees_are_the_exact_rationals_rounded_once(
+    price: Decimal,
+    quantity: Decimal,
+    periods: tuple[Period, Period | None],
+    proration: str,
+    period_months: int,
+    cycle_months: int,
+    override: Decimal | None,
+    currency: str,
+    rounding: str,
+) -> None:
+    cycle, active = periods
+    recurring = plan(
+        unit_price=price, currency=currency, proration=proration, period_months=period_months
+    )
+    charged = override if override is not None else price
+    full = Fraction(charged) * Fraction(quantity) * cycle_months / period_months
+    exact = full * proration_factor(active, cycle, proration)
+    fee = recurring_fee(recurring, quantity, cycle, active, cycle_months, rounding, override)
+    assert _same(fee, _exact_rated(quantity, exact, charged, currency, rounding))
+
+    once = PricePlan("setup", "one_time", currency, price)
+    exact = Fraction(charged) * Fraction(quantity)
+    fee = one_time_fee(once, quantity, rounding, override)
+    assert _same(fee, _exact_rated(quantity, exact, charged, currency, rounding))

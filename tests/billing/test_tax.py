@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from billing.errors import MoneyError
-from billing.tax import TaxLine, TaxSummaryRow, line_tax, tax_summary
+from billing.money import ROUNDING_MODES, round_money
+from billing.tax import TaxLine, TaxSummaryRow, line_tax, summarize, tax_summary
 
 D = Decimal
 
@@ -54,3 +58,26 @@ def test_tax_summary_sums_the_rounded_lines_by_category_and_rate() -> None:
 
 def test_tax_summary_of_no_lines_is_empty() -> None:
     assert tax_summary([]) == ()
+
+
+@given(
+    st.decimals(min_value=-(10**9), max_value=10**9, places=3),
+    st.decimals(min_value=0, max_value=1, places=6),
+    st.sampled_from(["EUR", "JPY", "TND"]),
+    st.sampled_from(sorted(ROUNDING_MODES)),
+)
+def test_line_tax_is_the_exact_product_rounded_once(
+    net: Decimal, rate: Decimal, currency: str, rounding: str
+) -> None:
+    expected = round_money(Fraction(net) * Fraction(rate), currency, rounding)
+    got = line_tax(net, rate, currency, rounding)
+    assert (got, str(got)) == (expected, str(expected))
+
+
+def test_summarize_takes_plain_tuples_like_tax_summary() -> None:
+    rows = [("S", D("0.20"), D("0.03"), D("0.01")), ("Z", D("0"), D("5.00"), D("0.00"))] * 2
+    assert summarize(rows) == tax_summary(TaxLine(*row) for row in rows)
+    assert summarize(rows) == (
+        TaxSummaryRow("S", D("0.20"), D("0.06"), D("0.02")),
+        TaxSummaryRow("Z", D("0"), D("10.00"), D("0.00")),
+    )
