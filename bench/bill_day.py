@@ -185,11 +185,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-bill-day-") as scratch:
         out = subprocess.run(  # in a scratch directory: a fresh sandbox ledger under var/
             [sys.executable, str(Path(__file__).resolve()), "--child", url],
-            check=True,
             capture_output=True,
             text=True,
             cwd=scratch,
         )
+    if out.returncode != 0:
+        sys.exit(f"the bill-day run failed:\n{out.stderr[-5000:]}")
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"Prefect API start (not timed): {figures['warm_up']:.1f} s")
     for step, seconds in figures["steps"].items():

@@ -1,15 +1,15 @@
 """bill-day: BRM's ``pin_bill_day`` as a Prefect DAG, run "as of" a virtual date.
 
     deferred_actions -> bill_accounts (batches, at most `children` at once)
-      -> analyze_billed_tables -+-> invoices   -+
-                                +-> cycle_fees -+-> post_billing_checks (Great Expectations gate)
-                                +-> collect    -+
-                                +-> refund     -+
+      -> analyze_billed_tables -> invoices -+-> cycle_fees -+
+                                            +-> collect    -+-> post_billing_checks (GE gate)
+                                            +-> refund     -+
 
 ``analyze_billed_tables`` gives the planner the statistics of what billing just wrote (on
-PostgreSQL), so the steps after it do not plan on those of the empty tables. The steps after
-it are submitted together by ``_after_billing`` and run side by side. ``post_billing_checks``
-gates what follows: documents and e-mail run only when every check passed.
+PostgreSQL), so the steps after it do not plan on those of the empty tables. ``invoices``
+numbers the new bills before the rest start (``_after_billing``), which then run side by side.
+``post_billing_checks`` gates what follows: documents and e-mail run only when every check
+passed.
 """
 
 from __future__ import annotations
@@ -132,19 +132,22 @@ def post_billing_checks(database: str | None, as_of: date, output_dir: str) -> d
 
 
 def _after_billing(database: str | None, as_of: date, run_id: str) -> dict[str, Any]:
-    """The steps that follow billing, submitted side by side; each returns its summary.
+    """Number the new bills, then run the steps that follow side by side; each gives a summary.
 
-    Collection and refunds need bills, not bill numbers, so they run beside ``invoices``.
+    Numbering first: it rewrites every new bill in one statement and holds each bill's row lock
+    until it commits, and a payment inserted meanwhile checks its bill under a key-share lock,
+    so collection beside numbering deadlocked (1,000,000 accounts). Numbered bills also give
+    the SEPA remittance texts their bill numbers.
     """
     from flows.payment_steps import collect_payments, refund_payments
 
+    invoices = number_invoices(database)
     futures = {
-        "invoices": number_invoices.submit(database),
         "cycle_fees": apply_cycle_fees.submit(database, as_of, run_id),
         "collect": collect_payments.submit(database, as_of, run_id),
         "refund": refund_payments.submit(database, as_of, run_id),
     }
-    return {name: future.result() for name, future in futures.items()}
+    return {"invoices": invoices, **{name: f.result() for name, f in futures.items()}}
 
 
 def _run_batches(

@@ -1,10 +1,10 @@
 """Bill day's payment steps as Prefect tasks: BRM ``pin_collect`` and ``pin_refund``.
 
-They run in ``bill_day._after_billing`` beside ``invoices`` and ``cycle_fees``: collection
-needs bills (bill_accounts made them), not bill numbers. Each retries on transient errors only:
-a lost database connection, or a card processor that failed transiently (its charges are
-stored pending, so the retry replays them under the same idempotency keys). After the last
-retry, charges still pending are reported and resumed by the next run.
+They run in ``bill_day._after_billing`` beside ``cycle_fees``, once ``invoices`` has numbered
+the new bills. Each retries on transient errors only: a lost database connection, or a card
+processor that failed transiently (its charges are stored pending, so the retry replays them
+under the same idempotency keys). After the last retry, charges still pending are reported and
+resumed by the next run.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Prefect fixes a flow's task runner when the flow is decorated, so this module runs
 ``bill_day.with_options(task_runner=DaskTaskRunner(address=...))``: nothing of the DAG changes,
-only where the submitted tasks (``bill_accounts_batch``, ``number_invoices``,
-``apply_cycle_fees``) execute. At most ``BillRunSettings.children`` batches are in flight and
-the global limit ``bill-day-batches`` still holds, so raise both with the cluster's size.
+only where the submitted tasks (``bill_accounts_batch``, ``apply_cycle_fees``,
+``collect_payments``, ``refund_payments``) execute. At most ``BillRunSettings.children``
+batches are in flight and the global limit ``bill-day-batches`` still holds, so raise both
+with the cluster's size.
 
 Tasks on a Dask worker resolve the database themselves (``flows.runtime.engine_for``): name a
 ``BillingDatabase`` block (``database_block``), which they load through the Prefect API the

@@ -26,3 +26,14 @@ def artifacts(key: str) -> list[dict]:
     response = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body)
     response.raise_for_status()
     return response.json()
+
+
+def task_runs(flow_run_id: object) -> list[dict]:
+    """The task runs of a flow run, as the server's REST API returns them."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    body = {"flow_runs": {"id": {"any_": [str(flow_run_id)]}}, "limit": 200, "offset": 0}
+    response = httpx.post(f"{PREFECT_API_URL.value()}/task_runs/filter", json=body)
+    response.raise_for_status()
+    return response.json()

@@ -12,7 +12,7 @@ from billing.db import unit_of_work
 from billing.models import Bill, BillingIssue
 from flows.bill_day import BillDayFailed, PostBillingChecksFailed, bill_day
 from tests.billing.test_billday import population  # noqa: F401  (the hand-checked population)
-from tests.flows.conftest import artifacts
+from tests.flows.conftest import artifacts, task_runs
 
 
 @pytest.fixture
@@ -45,6 +45,19 @@ def test_flow_bills_numbers_and_reports(billing_db):
     again = bill_day(as_of=date(2027, 2, 1), database_block="")
     assert again["bills"] == 0
     assert len(_bills(billing_db)) == 2
+
+
+def test_numbering_ends_before_the_steps_that_write_payments_start(billing_db):
+    # Side by side, numbering's row locks and a payment's key-share lock on its bill deadlocked.
+    state = bill_day(as_of=date(2027, 2, 1), database_block="", return_state=True)
+    assert state.is_completed()
+    flow_run_id = state.state_details.flow_run_id
+    runs = {run["name"].rsplit("-", 1)[0]: run for run in task_runs(flow_run_id)}
+    numbered = runs["number_invoices"]["end_time"]
+    after = ("apply_cycle_fees", "collect_payments", "refund_payments")
+    assert all(runs[name]["start_time"] >= numbered for name in after), {
+        name: (runs[name]["start_time"], numbered) for name in after
+    }
 
 
 def test_flow_dry_run_writes_nothing(billing_db):
