@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,8 +86,7 @@ class SandboxGateway:
         self.ledger.parent.mkdir(parents=True, exist_ok=True)
         with self._transaction() as db:
             db.execute(_SCHEMA)
-        with sqlite3.connect(self.ledger, timeout=60) as db:
-            db.execute("PRAGMA journal_mode=WAL")
+        use_wal(self.ledger)
 
     def charge(
         self, idempotency_key: str, card_token: str, amount: Decimal, currency: str
@@ -189,6 +189,27 @@ class SandboxGateway:
             raise
         finally:
             db.close()
+
+
+def use_wal(ledger: Path, attempts: int = 100) -> None:
+    """Put ``ledger`` in WAL mode (kept in the file), waiting out another connection's write.
+
+    Switching fails at once, without the busy timeout, while another connection holds a write
+    lock: collect and refund open a new ledger side by side, and one's switch met the other's
+    schema transaction ("database is locked"). Once the file is in WAL mode it needs no lock.
+    """
+    for attempt in range(attempts):
+        db = sqlite3.connect(ledger, timeout=60)
+        try:
+            if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+        finally:
+            db.close()
+        time.sleep(0.05)
+    raise sqlite3.OperationalError(f"{ledger}: could not switch to WAL mode")
 
 
 _UPSERT = (

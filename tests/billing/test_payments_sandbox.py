@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from contextlib import closing
 from datetime import date
 from decimal import Decimal
 
@@ -11,7 +14,7 @@ from billing.errors import ConfigurationError
 from billing.payments.config import RetryPolicy
 from billing.payments.errors import BankDetailsError, IdempotencyConflict
 from billing.payments.gateway import GatewayStatus
-from billing.payments.sandbox import SandboxGateway
+from billing.payments.sandbox import SandboxGateway, use_wal
 from billing.payments.sepa import Creditor, check_iban, sepa_amount, sepa_text
 
 D = Decimal
@@ -68,6 +71,37 @@ def test_reusing_a_key_for_another_request_is_refused(sandbox):
         sandbox.charge("k1", "tok_visa", D("10.01"), "EUR")
     with pytest.raises(IdempotencyConflict):
         sandbox.refund("k1", "tok_visa", D("10.00"), "EUR")
+
+
+def test_a_new_ledger_switches_to_wal_once_another_connection_has_written(tmp_path):
+    # Collect and refund open a new sandbox ledger side by side: one's switch to WAL met the
+    # other's schema transaction and failed at once, without waiting.
+    ledger = tmp_path / "ledger.sqlite3"
+    with closing(sqlite3.connect(ledger)) as db, db:
+        db.execute("CREATE TABLE t (x)")
+    writing, done = threading.Event(), threading.Event()
+
+    def write() -> None:
+        db = sqlite3.connect(ledger, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t VALUES (1)")
+        writing.set()
+        done.wait(10)
+        db.execute("COMMIT")
+        db.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    writing.wait(10)
+    with closing(sqlite3.connect(ledger, timeout=60)) as db:  # the one plain pragma: at once
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            db.execute("PRAGMA journal_mode=WAL")
+    threading.Timer(0.3, done.set).start()
+    use_wal(ledger)
+    writer.join()
+    with closing(sqlite3.connect(ledger)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 1
 
 
 def test_refunds_succeed_for_declining_cards(sandbox):
