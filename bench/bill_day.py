@@ -74,9 +74,9 @@ REWRITTEN = {
 """Rows bill day updates, and a statement that writes them again unchanged."""
 
 
-def writes_alone(engine) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """Seconds to store bill day's rows again with nothing computed, per table."""
-    seconds = {}
+def writes_alone(engine) -> dict[str, tuple[int, float]]:  # type: ignore[no-untyped-def]
+    """Rows and seconds to store bill day's rows again with nothing computed, per table."""
+    done = {}
     for table in INSERTED:
         with engine.begin() as conn:
             copy = f"{table}_again"
@@ -91,17 +91,17 @@ def writes_alone(engine) -> dict[str, float]:  # type: ignore[no-untyped-def]
                 conn.execute(text(f"ALTER TABLE {copy} ADD {definition}"))
         started = time.perf_counter()
         with engine.begin() as conn:
-            conn.execute(text(f"INSERT INTO {copy} SELECT * FROM {table}"))
-        seconds[f"insert {table}"] = time.perf_counter() - started
+            rows = conn.execute(text(f"INSERT INTO {copy} SELECT * FROM {table}")).rowcount
+        done[f"insert {table}"] = rows, time.perf_counter() - started
         with engine.begin() as conn:
             conn.execute(text(f"DROP TABLE {copy}"))
     for table, statement in REWRITTEN.items():
         with engine.connect() as conn:
             started = time.perf_counter()
-            conn.execute(text(statement))
-            seconds[f"update {table}"] = time.perf_counter() - started
+            rows = conn.execute(text(statement)).rowcount
+            done[f"update {table}"] = rows, time.perf_counter() - started
             conn.rollback()
-    return seconds
+    return done
 
 
 def _no_op() -> None:
@@ -202,11 +202,12 @@ def main() -> None:
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))
     stored = writes_alone(engine)
-    for what, seconds in stored.items():
-        print(f"  {what}: {seconds:.1f} s")
+    for what, (rows, seconds) in stored.items():
+        print(f"  {what}: {rows:,} rows, {seconds:.1f} s")
+    alone = sum(seconds for _, seconds in stored.values())
     print(
         f"writes alone (bill day's rows stored again, nothing computed, one statement per "
-        f"table): {sum(stored.values()):.1f} s = {sum(stored.values()) / floor:.1f}x the floor"
+        f"table): {alone:.1f} s = {alone / floor:.1f}x the floor"
     )
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {SCHEMA} CASCADE"))
