@@ -55,7 +55,6 @@ from billing.sqlkit import (
     bulk_insert,
     bulk_update,
     id_in,
-    insert_ignoring_duplicates,
     key_in,
     take_ids,
 )
@@ -268,21 +267,6 @@ def charge_row(spec: ChargeSpec, unit: Unit, as_of: date, currency: str) -> dict
         "immediate": False,
         "created_on": as_of,
     }
-
-
-def schedule_for(
-    session: Session,
-    units: Sequence[Unit],
-    plans: dict[int, PlanInfo],
-    as_of: date,
-    failed: dict[int, str],
-    *,
-    through: Any,
-    timing: str | None = None,
-) -> None:
-    """Insert every scheduled fee of the units' items billable by ``through(unit)``."""
-    rows = scheduled_rows(session, units, plans, as_of, failed, through=through, timing=timing)
-    insert_ignoring_duplicates(session, Charge.__table__, rows)
 
 
 def scheduled_rows(

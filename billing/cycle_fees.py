@@ -14,12 +14,13 @@ from datetime import date
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from billing.billrun import item_terms, load_units, record_failures, schedule_for
+from billing.billrun import item_terms, load_units, record_failures, scheduled_rows
 from billing.catalog import load_plans
 from billing.changes import end_item
 from billing.errors import BillingError
 from billing.models import (
     BillUnit,
+    Charge,
     Contract,
     ContractItem,
     ItemStatus,
@@ -28,6 +29,7 @@ from billing.models import (
     Timing,
 )
 from billing.rating import bill_units_of
+from billing.sqlkit import insert_ignoring_duplicates
 
 STEP = "cycle_fees"
 
@@ -97,7 +99,7 @@ def apply_forward_fees(session: Session, as_of: date, run_id: str, result: Cycle
         return
     units = load_units(session, unit_ids)
     failed: dict[int, str] = {}
-    schedule_for(
+    rows = scheduled_rows(
         session,
         units,
         load_plans(session),
@@ -106,6 +108,7 @@ def apply_forward_fees(session: Session, as_of: date, run_id: str, result: Cycle
         through=lambda _unit: as_of,
         timing=Timing.ADVANCE.value,
     )
+    insert_ignoring_duplicates(session, Charge.__table__, rows)
     record_failures(session, units, failed, run_id, as_of, STEP)
     result.forward_units += len(units) - len(failed)
     result.failed.update({u.account_ref: failed[u.id] for u in units if u.id in failed})
