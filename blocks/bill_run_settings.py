@@ -26,6 +26,12 @@ class BillRunSettings(Block):
     output_dir: str = Field(
         "var/output", description="Where each run writes its reports (Data Docs of the checks)."
     )
+    files_url: str = Field(
+        "",
+        description="Base URL where the stack serves output_dir (as /output/) and the document "
+        "store (as /documents/) over HTTP, e.g. http://127.0.0.1:4201; empty: artifacts show "
+        "file paths instead of links.",
+    )
 
     @property
     def log_level(self) -> int:
