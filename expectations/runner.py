@@ -1,10 +1,11 @@
 """Run the post-billing suites over a billing database and build their Data Docs.
 
 One ephemeral GE context per run: its stores live in memory, and the only files it writes
-are the Data Docs site under ``output_dir/data_docs``. Nothing goes to the repository or to
-the user's home. GE's SQL datasource takes a connection string, not an engine, so the
-engine's URL is rendered with its password and its query (PostgreSQL ``options`` such as
-``-csearch_path=...`` survive); GE opens and disposes of its own engine.
+are the Data Docs site under ``output_dir/data_docs``, made readable offline
+(``expectations.offline``). Nothing goes to the repository or to the user's home. GE's
+SQL datasource takes a connection string, not an engine, so the engine's URL is rendered
+with its password and its query (PostgreSQL ``options`` such as ``-csearch_path=...``
+survive); GE opens and disposes of its own engine.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy import Engine
 from billing.failpoints import failpoint
 from billing.sqlkit import refresh_statistics
 from billing.types import from_storage
+from expectations.offline import make_offline
 from expectations.suites import RULES, Rule, build_suites, sql_date, suite_name
 
 SITE = "billing_checks"
@@ -109,6 +111,7 @@ def run_post_billing_checks(
         context.build_data_docs(site_names=[SITE])  # once, not once per suite as the action does
     finally:
         _dispose(datasource)
+    make_offline(docs_dir)  # GE links its CSS and JS from CDNs: blank pages offline
     by_rule = {
         (r.expectation_config.meta or {}).get("rule"): r
         for run in outcome.run_results.values()
