@@ -14,7 +14,6 @@ passed.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from datetime import date
 from pathlib import Path
@@ -22,25 +21,37 @@ from time import perf_counter
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
+    FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
 )
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
 from prefect.tasks import exponential_backoff
 
-from billing import billday
+from billing import billday, run_report
 from billing.billrun import BatchResult, bill_batch
+from billing.db import unit_of_work
 from billing.provisioning import notify_status_changes
+from billing.run_report import CurrencyTotals, StepCount, batch_share, number_range
+from flows.report import Measures, RunProgress, file_markdown, file_text, publish_markdown
 from flows.runtime import (
+    RunDate,
+    TextList,
+    dated_run_name,
     engine_for,
     ensure_concurrency_limit,
     load_settings,
     load_webhook,
-    today_if_none,
+    run_date,
     transient_only,
 )
 
@@ -101,37 +112,68 @@ class PostBillingChecksFailed(RuntimeError):
 
 
 @task(name="post_billing_checks")
-def post_billing_checks(database: str | None, as_of: date, output_dir: str) -> dict[str, Any]:
-    """Run the Great Expectations suites over the billed data; report counts and samples."""
+def post_billing_checks(
+    database: str | None,
+    as_of: date,
+    output_dir: str,
+    reports_root: str = "",
+    files_url: str = "",
+) -> dict[str, Any]:
+    """Run the Great Expectations suites over the billed data; report counts and samples.
+
+    The Data Docs are linked as ``<files_url>/output/<path under reports_root>`` when the
+    stack serves the reports over HTTP, else shown as their path.
+    """
     from expectations.runner import run_post_billing_checks  # GE takes seconds to import
 
     report = run_post_billing_checks(engine_for(database), as_of, Path(output_dir))
+    docs = file_text(report.data_docs, reports_root or output_dir, files_url)
     rows = [
         {
             "expectation": r.name,
-            "success": r.success,
-            "unexpected": r.unexpected_count,
-            "sample": json.dumps(r.sample, default=str)[:1000] if r.sample else r.error or "",
+            "passed": run_report.shown(r.success),
+            "offending rows": "error"
+            if r.unexpected_count is None
+            else run_report.shown(r.unexpected_count),
+            "sample": run_report.shown([run_report.shown(row) for row in r.sample])[:1000]
+            if r.sample
+            else r.error or run_report.NOTHING,
         }
         for r in report.results
     ]
+    from prefect.artifacts import create_table_artifact
+
     create_table_artifact(
         rows,
         key="post-billing-checks",
-        description=f"Post-billing checks as of {as_of}. Data Docs: {report.data_docs}",
+        description=f"Post-billing checks as of {as_of}. Data Docs: {docs}",
     )
-    create_markdown_artifact(
-        f"Data Docs of the post-billing checks: [{report.data_docs}]({report.data_docs.as_uri()})",
+    publish_markdown(
+        "Data Docs of the post-billing checks: "
+        + file_markdown(
+            "open the Data Docs", report.data_docs, reports_root or output_dir, files_url
+        ),
         key="post-billing-data-docs",
+        description=f"Post-billing checks as of {as_of}",
     )
     return {
         "success": report.success,
+        "passed": sum(1 for r in report.results if r.success),
         "failed": [f"{r.name} ({r.unexpected_count})" for r in report.failed],
         "data_docs": str(report.data_docs),
     }
 
 
-def _after_billing(database: str | None, as_of: date, run_id: str) -> dict[str, Any]:
+@task(name="bills_of_runs", **RETRIES)
+def bills_of_runs(database: str | None, run_ids: list[str]) -> dict[str, CurrencyTotals]:
+    """Per currency, the count, net, tax and gross of the bills these runs made."""
+    with unit_of_work(engine_for(database)) as session:
+        return run_report.run_totals(session, run_ids)
+
+
+def _after_billing(
+    database: str | None, as_of: date, run_id: str, progress: RunProgress
+) -> dict[str, Any]:
     """Number the new bills, then run the steps that follow side by side; each gives a summary.
 
     Numbering first: it rewrites every new bill in one statement and holds each bill's row lock
@@ -142,12 +184,32 @@ def _after_billing(database: str | None, as_of: date, run_id: str) -> dict[str, 
     from flows.payment_steps import collect_payments, refund_payments
 
     invoices = number_invoices(database)
+    numbered = run_report.numbered(invoices)
+    progress.step("numbering", note=f"{run_report.count(numbered)} bill(s) numbered")
     futures = {
         "cycle_fees": apply_cycle_fees.submit(database, as_of, run_id),
         "collect": collect_payments.submit(database, as_of, run_id),
         "refund": refund_payments.submit(database, as_of, run_id),
     }
-    return {"invoices": invoices, **{name: f.result() for name, f in futures.items()}}
+    done: dict[str, Any] = {"invoices": invoices}
+    for name, future in futures.items():
+        done[name] = future.result()
+        progress.step(AFTER_STEPS[name], note=f"{AFTER_STEPS[name]} done")
+    return done
+
+
+AFTER_STEPS = {"cycle_fees": "cycle fees", "collect": "collection", "refund": "refunds"}
+STEPS = (  # bill day's steps and their share of the progress bar (roughly, their time)
+    ("deferred actions", 4),
+    ("billing", 46),
+    ("numbering", 4),
+    ("cycle fees", 4),
+    ("collection", 8),
+    ("refunds", 4),
+    ("checks", 12),
+    ("documents", 14),
+    ("e-mail queueing", 4),
+)
 
 
 def _run_batches(
@@ -157,11 +219,11 @@ def _run_batches(
     settings: Any,
     accounts: list[str] | None,
     dry_run: bool,
+    progress: RunProgress,
 ) -> BatchResult:
     """Fan the due units out in batches, at most ``children`` in flight, in catch-up passes."""
     logger = get_run_logger()
     ensure_concurrency_limit(BATCH_LIMIT, settings.children)
-    progress = create_progress_artifact(0.0, key="bill-day-progress", description="Bill units")
     total = BatchResult()
     for pass_number in range(1, 2 if dry_run else billday.MAX_PASSES + 1):
         done, in_flight = BatchResult(), deque()
@@ -184,7 +246,13 @@ def _run_batches(
             logger.debug("pass %s: batch %s submitted (%s units)", pass_number, number, len(batch))
         while in_flight:
             done = done.merge(in_flight.popleft().result())
-            update_progress_artifact(progress, _percent(total.merge(done), settings))
+            so_far = total.merge(done)
+            progress.step(
+                "billing",
+                batch_share(so_far),
+                note=f"pass {pass_number}: {run_report.count(so_far.billed)} of "
+                f"{run_report.count(so_far.units)} bill unit(s) billed",
+            )
         total = total.merge(done)
         logger.info(
             "pass %s: %s units billed, %s bills, %s failed",
@@ -195,20 +263,15 @@ def _run_batches(
         )
         if done.billed == 0:
             break
-    update_progress_artifact(progress, 100.0)
+    progress.step("billing", note=f"{run_report.count(total.bills)} bill(s) made")
     return total
 
 
-def _percent(result: BatchResult, _settings: Any) -> float:
-    handled = result.billed + len(result.failed)
-    return 100.0 * handled / max(result.units, 1)
-
-
-@flow(name="bill-day")
+@flow(name="bill-day", flow_run_name=dated_run_name)
 def bill_day(
-    as_of: date | None = None,
+    as_of: RunDate = None,
     dry_run: bool = False,
-    accounts: list[str] | None = None,
+    accounts: TextList = None,
     settings_block: str = "default",
     database_block: str = "default",
     webhook_block: str = "provisioning",
@@ -216,28 +279,43 @@ def bill_day(
 ) -> dict[str, Any]:
     """BRM pin_bill_day as of a virtual date: bill due accounts, number, cycle fees.
 
-    as_of: the run's only clock (pin_virtual_time); today when empty.
-    dry_run: compute and report what would be billed; write nothing.
-    accounts: account refs, to re-run only these accounts.
-    documents: render the invoices' XML and PDF after the checks (off for a billing-only
-    run; the render-invoices flow renders them later).
+    Args:
+        as_of: The run's only clock (BRM pin_virtual_time), a date. Leave it empty for the
+            date the run was scheduled for (today, for a run started by hand).
+        dry_run: Compute and report what would be billed, and write nothing.
+        accounts: Account refs: bill only these accounts (to re-run them). Empty: every
+            account that is due.
+        settings_block: Name of the Bill Run Settings block (children, per_batch, fetch_size,
+            loglevel, simulate_agent, output_dir, files_url); its defaults when none exists.
+        database_block: Name of the Billing Database block; BILLING_DATABASE_URL when none
+            exists.
+        webhook_block: Name of the Provisioning Webhook block told about status changes.
+        documents: Render each new invoice's XML and Factur-X PDF after the checks passed
+            and queue its e-mail. Off: a billing-only run; render-invoices renders later.
     """
-    as_of = today_if_none(as_of)
+    as_of = run_date(as_of)
     settings = load_settings(settings_block)
     logger = get_run_logger()
     logger.setLevel(settings.log_level)
     run_id = str(get_run_context().flow_run.id)
+    title = f"Bill day {as_of}" + (" (dry run)" if dry_run else "")
+    progress = RunProgress("bill-day-progress", title, STEPS)
     timings: dict[str, float] = {}
     logger.info("bill day as of %s%s", as_of, " (dry run)" if dry_run else "")
 
     started = perf_counter()
+    deferred: dict[str, Any] = {}
     if not dry_run:
         deferred = execute_deferred_actions(database_block, as_of)
         _provision(deferred["changes"], settings, webhook_block)
         timings["deferred_actions"] = perf_counter() - started
+        progress.step(
+            "deferred actions",
+            note=f"{run_report.count(deferred['done'])} deferred action(s) done",
+        )
 
     started = perf_counter()
-    billing = _run_batches(database_block, as_of, run_id, settings, accounts, dry_run)
+    billing = _run_batches(database_block, as_of, run_id, settings, accounts, dry_run, progress)
     timings["bill_accounts"] = perf_counter() - started
 
     after: dict[str, Any] = {}
@@ -245,28 +323,33 @@ def bill_day(
     if not dry_run:
         started = perf_counter()
         analyze_billed_tables(database_block)
-        after = _after_billing(database_block, as_of, run_id)
+        after = _after_billing(database_block, as_of, run_id, progress)
         timings["invoices, cycle fees, collect, refund"] = perf_counter() - started
         started = perf_counter()
         output = Path(settings.output_dir) / as_of.isoformat() / run_id
-        checks = post_billing_checks(database_block, as_of, str(output))
+        checks = post_billing_checks(
+            database_block, as_of, str(output), settings.output_dir, settings.files_url
+        )
         timings["post_billing_checks"] = perf_counter() - started
+        progress.step("checks", note=f"{len(checks['failed'])} check(s) failed")
 
-    summary = _report(as_of, dry_run, billing, after, timings)
+    measures = _measures(as_of, dry_run, billing, after, settings)
     failed = {**billing.failed, **after.get("cycle_fees", {}).get("failed", {})}
+    problem: Exception | None = None
+    rendered: dict[str, Any] = {}
     if failed:
         names = ", ".join(sorted(failed)[:20])
-        raise BillDayFailed(f"{len(failed)} account(s) failed: {names}. See billing_issues.")
-    if not checks["success"]:
-        raise PostBillingChecksFailed(
+        problem = BillDayFailed(f"{len(failed)} account(s) failed: {names}. See billing_issues.")
+    elif not checks["success"]:
+        problem = PostBillingChecksFailed(
             f"post-billing checks failed: {', '.join(checks['failed'])}; "
             f"nothing is rendered or sent. Data Docs: {checks['data_docs']}"
         )
-    if documents and not dry_run:  # XML and Factur-X PDF, only after the checks gate passed
+    elif documents and not dry_run:  # XML and Factur-X PDF, only after the checks gate passed
         from flows.document_steps import DocumentsFailed, render_documents
 
         started = perf_counter()
-        documents = render_documents(  # with what an interrupted run left unqueued
+        rendered = render_documents(  # with what an interrupted run left unqueued
             database_block,
             run_id=run_id,
             bill_dates=(as_of, as_of),
@@ -274,12 +357,30 @@ def bill_day(
             enqueue_email=True,
         )
         timings["documents"] = perf_counter() - started
-        summary["documents rendered"] = documents["rendered"]
-        summary["invoice e-mails queued"] = documents["emails queued"]
-        summary["seconds documents"] = f"{timings['documents']:.2f}"
-        if documents["failed"]:
-            names = ", ".join(sorted(documents["failed"])[:20])
-            raise DocumentsFailed(f"{len(documents['failed'])} invoice(s) not rendered: {names}")
+        progress.step(
+            "documents", note=f"{run_report.count(rendered['rendered'])} document(s) rendered"
+        )
+        progress.step(
+            "e-mail queueing",
+            note=f"{run_report.count(rendered['emails queued'])} e-mail(s) queued",
+        )
+        measures.add("documents rendered", rendered["rendered"])
+        measures.add("invoice e-mails queued", rendered["emails queued"])
+        if rendered["failed"]:
+            names = ", ".join(sorted(rendered["failed"])[:20])
+            problem = DocumentsFailed(f"{len(rendered['failed'])} invoice(s) not rendered: {names}")
+    for step, seconds in timings.items():
+        measures.add(f"seconds {step}", f"{seconds:.2f}")
+    for ref, why in sorted(billing.failed.items()):
+        measures.add(f"failed {ref}", why)
+    summary = measures.publish("bill-day-summary", title)
+    _run_summary(
+        title, database_block, run_id, dry_run, billing, deferred, after, checks, rendered, settings
+    )
+    if problem is not None:
+        progress.step("checks", note=f"stopped: {problem}"[:500])
+        raise problem
+    progress.done()
     return summary
 
 
@@ -291,54 +392,182 @@ def _provision(changes: list[Any], settings: Any, webhook_block: str) -> None:
         notify_provisioning(webhook.url, webhook.timeout_seconds, changes)
 
 
-def _report(
-    as_of: date,
-    dry_run: bool,
-    billing: BatchResult,
-    after: dict[str, Any],
-    timings: dict[str, float],
-) -> dict[str, Any]:
-    """The run's table artifact: billed / failed / empty cycles, bills, totals, time per step."""
-    rows = [
-        {"measure": "as_of", "value": as_of.isoformat()},
-        {"measure": "dry run", "value": str(dry_run)},
-        {"measure": "bill units due", "value": billing.units},
-        {"measure": "billed", "value": billing.billed},
-        {"measure": "failed", "value": len(billing.failed)},
-        {"measure": "cycles with nothing to bill", "value": billing.empty_cycles},
-        {"measure": "bills", "value": billing.bills},
-        {"measure": "usage records rated", "value": billing.usage_collected},
-    ]
-    rows += [{"measure": f"total {c}", "value": str(v)} for c, v in sorted(billing.totals.items())]
+def _measures(
+    as_of: date, dry_run: bool, billing: BatchResult, after: dict[str, Any], settings: Any
+) -> Measures:
+    """The run's table: billed / failed / empty cycles, bills, totals, numbers, payments."""
+    measures = Measures()
+    measures.add("as_of", as_of)
+    measures.add("dry run", dry_run)
+    measures.add("bill units due", billing.units)
+    measures.add("billed", billing.billed)
+    measures.add("failed", len(billing.failed))
+    measures.add("cycles with nothing to bill", billing.empty_cycles)
+    measures.add("bills", billing.bills)
+    measures.add("usage records rated", billing.usage_collected)
+    for currency, total in sorted(billing.totals.items()):
+        measures.money(f"total {currency}", total, currency)
     for numbered in after.get("invoices", []):
-        first, count = numbered["first"], numbered["count"]
-        rows.append(
-            {"measure": f"numbers {numbered['series']}", "value": f"{first}..{first + count - 1}"}
+        measures.add(
+            f"numbers {numbered['series']}", number_range(numbered["first"], numbered["count"])
         )
     if "cycle_fees" in after:
         fees = after["cycle_fees"]
-        rows.append({"measure": "items cancelled", "value": fees["cancelled_items"]})
-        rows.append({"measure": "cancellation credits", "value": fees["credits"]})
+        measures.add("items cancelled", fees["cancelled_items"])
+        measures.add("cancellation credits", fees["credits"])
     if "collect" in after:
         collect = after["collect"]
-        rows.append({"measure": "card payments collected", "value": collect["collected"]})
-        rows.append({"measure": "card payments declined", "value": len(collect["declined"])})
-        rows.append({"measure": "direct debits pending", "value": collect["debits_pending"]})
-        rows.append({"measure": "accounts in dunning", "value": len(collect["dunning"])})
-        rows += _sepa_rows(collect["files"])
+        measures.add("card payments collected", collect["collected"])
+        measures.add("card payments declined", len(collect["declined"]))
+        measures.add("direct debits pending", collect["debits_pending"])
+        measures.add("accounts in dunning", len(collect["dunning"]))
+        _sepa_rows(measures, collect["files"], settings)
     if "refund" in after:
         refund = after["refund"]
-        rows.append({"measure": "card refunds", "value": refund["refunded"]})
-        rows.append({"measure": "refund transfers pending", "value": refund["transfers_pending"]})
-        rows += _sepa_rows(refund["files"])
-    rows += [{"measure": f"seconds {k}", "value": f"{v:.2f}"} for k, v in timings.items()]
-    rows += [
-        {"measure": f"failed {ref}", "value": why} for ref, why in sorted(billing.failed.items())
-    ]
-    create_table_artifact(rows, key="bill-day-summary", description=f"Bill day {as_of}")
-    return {row["measure"]: row["value"] for row in rows}
+        measures.add("card refunds", refund["refunded"])
+        measures.add("refund transfers pending", refund["transfers_pending"])
+        _sepa_rows(measures, refund["files"], settings)
+    return measures
 
 
-def _sepa_rows(paths: list[str]) -> list[dict[str, Any]]:
+def _sepa_rows(measures: Measures, paths: list[str], settings: Any) -> None:
     """One row per SEPA file, named by the file, so that a run's several files all show."""
-    return [{"measure": f"SEPA file {Path(path).name}", "value": path} for path in paths]
+    for path in paths:
+        text = file_text(path, settings.output_dir, settings.files_url)
+        measures.add(f"SEPA file {Path(path).name}", path, text)
+
+
+def _run_summary(
+    title: str,
+    database: str | None,
+    run_id: str,
+    dry_run: bool,
+    billing: BatchResult,
+    deferred: dict[str, Any],
+    after: dict[str, Any],
+    checks: dict[str, Any],
+    rendered: dict[str, Any],
+    settings: Any,
+) -> None:
+    """The run summary (markdown): the bills of this run per currency, counts per step, and
+    the change against the previous bill day."""
+    steps = _step_counts(billing, deferred, after, checks, rendered)
+    if dry_run:
+        note = "Dry run: nothing was written. Gross that would be billed: " + (
+            ", ".join(run_report.money(v, c) for c, v in sorted(billing.totals.items()))
+            or run_report.NOTHING
+        )
+        text = run_report.summary_markdown(title, {}, steps, note=note)
+    else:
+        previous = _previous_run()
+        runs = [run_id] + ([previous[0]] if previous else [])
+        totals = bills_of_runs(database, runs[:1])
+        before = bills_of_runs(database, runs[1:]) if previous else None
+        files = []
+        if checks.get("data_docs"):
+            files.append(
+                file_markdown(
+                    "Data Docs of the checks",
+                    checks["data_docs"],
+                    settings.output_dir,
+                    settings.files_url,
+                )
+            )
+        for path in after.get("collect", {}).get("files", []) + after.get("refund", {}).get(
+            "files", []
+        ):
+            files.append(
+                file_markdown(Path(path).name, path, settings.output_dir, settings.files_url)
+            )
+        text = run_report.summary_markdown(
+            title,
+            totals,
+            steps,
+            previous_name=previous[1] if previous else None,
+            previous=before,
+        )
+        if files:
+            text += "\n## Files\n\n" + "\n".join(f"- {f}" for f in files) + "\n"
+    publish_markdown(text, key="bill-day-run-summary", description=title)
+
+
+def _step_counts(
+    billing: BatchResult,
+    deferred: dict[str, Any],
+    after: dict[str, Any],
+    checks: dict[str, Any],
+    rendered: dict[str, Any],
+) -> list[StepCount]:
+    counts = []
+    if deferred:
+        counts += [
+            StepCount("deferred actions", "done", deferred["done"]),
+            StepCount("deferred actions", "failed", len(deferred["failed"])),
+        ]
+    counts += [
+        StepCount("billing", "bill units due", billing.units),
+        StepCount("billing", "billed", billing.billed),
+        StepCount("billing", "failed", len(billing.failed)),
+        StepCount("billing", "bills", billing.bills),
+        StepCount("billing", "usage records rated", billing.usage_collected),
+    ]
+    if "invoices" in after:
+        counts.append(
+            StepCount("numbering", "bills numbered", run_report.numbered(after["invoices"]))
+        )
+    if "cycle_fees" in after:
+        fees = after["cycle_fees"]
+        counts += [
+            StepCount("cycle fees", "items cancelled", fees["cancelled_items"]),
+            StepCount("cycle fees", "cancellation credits", fees["credits"]),
+        ]
+    if "collect" in after:
+        collect = after["collect"]
+        counts += [
+            StepCount("collection", "card payments collected", collect["collected"]),
+            StepCount("collection", "card payments declined", len(collect["declined"])),
+            StepCount("collection", "direct debits pending", collect["debits_pending"]),
+        ]
+    if "refund" in after:
+        refund = after["refund"]
+        counts += [
+            StepCount("refunds", "card refunds", refund["refunded"]),
+            StepCount("refunds", "refund transfers pending", refund["transfers_pending"]),
+        ]
+    if "passed" in checks:
+        counts += [
+            StepCount("checks", "passed", checks["passed"]),
+            StepCount("checks", "failed", len(checks["failed"])),
+        ]
+    if rendered:
+        counts += [
+            StepCount("documents", "rendered", rendered["rendered"]),
+            StepCount("documents", "failed", len(rendered["failed"])),
+            StepCount("e-mail queueing", "e-mails queued", rendered["emails queued"]),
+        ]
+    return counts
+
+
+def _previous_run() -> tuple[str, str] | None:
+    """The bill-day run before this one that billed (not a dry run): its id and its name."""
+    context = get_run_context().flow_run
+    before = context.expected_start_time
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["bill-day"])),
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(not_any_=[context.id]),
+                expected_start_time=FlowRunFilterExpectedStartTime(before_=before),
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(
+                        any_=[StateType.COMPLETED, StateType.FAILED, StateType.CRASHED]
+                    )
+                ),
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=50,
+        )
+    for run in runs:
+        if not run.parameters.get("dry_run"):
+            return str(run.id), run.name
+    return None

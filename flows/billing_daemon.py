@@ -12,45 +12,68 @@ from datetime import date, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 from prefect.context import get_run_context
 
 from billing import billday
 from billing.billrun import BatchResult
+from billing.run_report import batch_share as billday_share
+from billing.run_report import number_range, shown
 from flows.bill_day import bill_accounts_batch, number_invoices
 from flows.contract_item_renewal import retire_planned_schedules
-from flows.runtime import DaemonFailed, engine_for, load_settings, now_if_none
+from flows.report import Measures, RunProgress
+from flows.runtime import (
+    DaemonFailed,
+    RunMoment,
+    engine_for,
+    load_settings,
+    run_moment,
+    timed_run_name,
+)
 
 
-@flow(name="billing")
+@flow(name="billing", flow_run_name=timed_run_name)
 def billing(
-    process_now: datetime | None = None,
+    process_now: RunMoment = None,
     database_block: str = "default",
     settings_block: str = "default",
 ) -> dict[str, Any]:
     """Cn285 Billing daemon: bill and number every Invoicing Schedule due by process_now.
 
-    process_now: Cn285 "Process Now" (naive UTC); its date is the bill run's as_of.
-    settings_block: the BillRunSettings block (per_batch, fetch_size, loglevel).
+    Args:
+        process_now: Cn285 "Process Now" (UTC); its date is the bill run's as_of. Leave it
+            empty for the moment the run was scheduled for (now, for a run started by hand).
+        database_block: Name of the Billing Database block; BILLING_DATABASE_URL when none
+            exists.
+        settings_block: Name of the Bill Run Settings block (per_batch, fetch_size, loglevel).
     """
-    process_now = now_if_none(process_now)
+    process_now = run_moment(process_now)
     as_of = process_now.date()
     settings = load_settings(settings_block)
     logger = get_run_logger()
     logger.setLevel(settings.log_level)
+    progress = RunProgress("billing-daemon-progress", TITLE, PROGRESS)
     run_id = str(get_run_context().flow_run.id)
     logger.info("billing daemon as of %s", process_now)
-    total = _bill(database_block, as_of, run_id, settings)
+    total = _bill(database_block, as_of, run_id, settings, progress)
     numbered = number_invoices(database_block)
+    progress.step("numbering")
     retired = retire_planned_schedules(database_block)
+    progress.step("retiring forecasts", note=f"{retired} forecast line(s) retired")
     summary = _report(process_now, total, numbered, retired)
     if total.failed:
         names = ", ".join(sorted(total.failed)[:20])
         raise DaemonFailed(f"{len(total.failed)} account(s) failed: {names}. See billing_issues.")
+    progress.done()
     return summary
 
 
-def _bill(database: str, as_of: date, run_id: str, settings: Any) -> BatchResult:
+TITLE = "Billing daemon"
+PROGRESS = (("billing", 85), ("numbering", 10), ("retiring forecasts", 5))
+
+
+def _bill(
+    database: str, as_of: date, run_id: str, settings: Any, progress: RunProgress
+) -> BatchResult:
     """Bill the due units batch by batch, in catch-up passes like bill day."""
     logger = get_run_logger()
     total = BatchResult()
@@ -76,6 +99,11 @@ def _bill(database: str, as_of: date, run_id: str, settings: Any) -> BatchResult
                 len(result.failed),
             )
             done = done.merge(result)
+            progress.step(
+                "billing",
+                billday_share(total.merge(done)),
+                note=f"pass {pass_number} batch {number} billed",
+            )
         total = total.merge(done)
         if done.billed == 0:
             break
@@ -86,25 +114,18 @@ def _report(
     process_now: datetime, result: BatchResult, numbered: list[dict[str, Any]], retired: int
 ) -> dict[str, Any]:
     """The run's table artifact (the Cn285 QS / Message log): what changed, with counts."""
-    rows: list[dict[str, Any]] = [
-        {"measure": "process_now", "value": process_now.isoformat()},
-        {"measure": "bill units due", "value": result.units},
-        {"measure": "billed", "value": result.billed},
-        {"measure": "bills", "value": result.bills},
-        {"measure": "usage records rated", "value": result.usage_collected},
-        {"measure": "failed", "value": len(result.failed)},
-        {"measure": "planned IS lines retired", "value": retired},
-    ]
-    rows += [{"measure": f"total {c}", "value": str(v)} for c, v in sorted(result.totals.items())]
+    measures = Measures()
+    measures.add("process_now", process_now)
+    measures.add("bill units due", result.units)
+    measures.add("billed", result.billed)
+    measures.add("bills", result.bills)
+    measures.add("usage records rated", result.usage_collected)
+    measures.add("failed", len(result.failed))
+    measures.add("planned IS lines retired", retired)
+    for currency, total in sorted(result.totals.items()):
+        measures.money(f"total {currency}", total, currency)
     for block in numbered:
-        first, count = block["first"], block["count"]
-        rows.append(
-            {"measure": f"numbers {block['series']}", "value": f"{first}..{first + count - 1}"}
-        )
-    rows += [
-        {"measure": f"failed {ref}", "value": why} for ref, why in sorted(result.failed.items())
-    ]
-    create_table_artifact(
-        rows, key="billing-daemon-summary", description=f"Billing daemon {process_now.isoformat()}"
-    )
-    return {row["measure"]: row["value"] for row in rows}
+        measures.add(f"numbers {block['series']}", number_range(block["first"], block["count"]))
+    for ref, why in sorted(result.failed.items()):
+        measures.add(f"failed {ref}", why)
+    return measures.publish("billing-daemon-summary", f"{TITLE} {shown(process_now)}")

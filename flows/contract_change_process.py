@@ -10,13 +10,14 @@ from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 from prefect.tasks import exponential_backoff
 
 from billing import changes
 from billing.changes import ChangeResult
 from billing.db import unit_of_work
-from flows.runtime import engine_for, now_if_none, transient_only
+from billing.run_report import share, shown, total_applied
+from flows.report import Measures, RunProgress
+from flows.runtime import RunMoment, engine_for, run_moment, timed_run_name, transient_only
 
 RETRIES = {
     "retries": 3,
@@ -41,23 +42,30 @@ def apply_change_batch(
         return changes.apply_change_requests(session, request_ids, process_now.date())
 
 
-@flow(name="contract-change-process")
+@flow(name="contract-change-process", flow_run_name=timed_run_name)
 def contract_change_process(
-    process_now: datetime | None = None,
+    process_now: RunMoment = None,
     database_block: str = "default",
     per_batch: int = 500,
 ) -> dict[str, Any]:
     """Cn285 Contract Change Process: apply the change requests due by process_now.
 
-    process_now: Cn285 "Process Now", the run's only clock (naive UTC); now when empty.
-    per_batch: change requests per transaction.
+    Args:
+        process_now: Cn285 "Process Now", the run's only clock (UTC). Leave it empty for the
+            moment the run was scheduled for (now, for a run started by hand).
+        database_block: Name of the Billing Database block; BILLING_DATABASE_URL when none
+            exists.
+        per_batch: Change requests applied per transaction.
     """
-    process_now = now_if_none(process_now)
+    process_now = run_moment(process_now)
     logger = get_run_logger()
+    progress = RunProgress("contract-change-process-progress", TITLE, PROGRESS)
     ids = find_due_change_requests(database_block, process_now)
+    progress.step("finding requests", note=f"{len(ids)} request(s) due")
     logger.info("contract change process as of %s: %s request(s) due", process_now, len(ids))
     total = ChangeResult()
-    for number, start in enumerate(range(0, len(ids), per_batch), start=1):
+    batches = range(0, len(ids), per_batch)
+    for number, start in enumerate(batches, start=1):
         batch = ids[start : start + per_batch]
         done = apply_change_batch.with_options(name=f"apply_change_batch-{number}")(
             database_block, batch, process_now
@@ -65,7 +73,7 @@ def contract_change_process(
         logger.info(
             "batch %s: %s applied, %s rejected, %s adjustment(s), %s item(s) created",
             number,
-            sum(done.applied.values()),
+            total_applied(done.applied),
             len(done.rejected),
             done.adjustments,
             done.items_created,
@@ -73,32 +81,28 @@ def contract_change_process(
         for ref, reason in sorted(done.rejected.items()):
             logger.warning("change request %s rejected: %s", ref, reason)
         total = total.merge(done)
-    return _report(process_now, len(ids), total)
+        progress.step("applying", share(number, len(batches)), note=f"batch {number} applied")
+    summary = _report(process_now, len(ids), total)
+    progress.done()
+    return summary
+
+
+TITLE = "Contract change process"
+PROGRESS = (("finding requests", 5), ("applying", 95))
 
 
 def _report(process_now: datetime, due: int, result: ChangeResult) -> dict[str, Any]:
     """The run's table artifact (the Cn285 QS / Message log): what changed, with counts."""
-    rows: list[dict[str, Any]] = [
-        {"measure": "process_now", "value": process_now.isoformat()},
-        {"measure": "requests due", "value": due},
-        {"measure": "applied", "value": sum(result.applied.values())},
-    ]
-    rows += [
-        {"measure": f"applied {kind}", "value": count}
-        for kind, count in sorted(result.applied.items())
-    ]
-    rows += [
-        {"measure": "rejected", "value": len(result.rejected)},
-        {"measure": "adjustment charges", "value": result.adjustments},
-        {"measure": "cancellation credits", "value": result.credits},
-        {"measure": "items created", "value": result.items_created},
-    ]
-    rows += [
-        {"measure": f"rejected {ref}", "value": why} for ref, why in sorted(result.rejected.items())
-    ]
-    create_table_artifact(
-        rows,
-        key="contract-change-process-summary",
-        description=f"Contract change process {process_now.isoformat()}",
-    )
-    return {row["measure"]: row["value"] for row in rows}
+    measures = Measures()
+    measures.add("process_now", process_now)
+    measures.add("requests due", due)
+    measures.add("applied", total_applied(result.applied))
+    for kind, how_many in sorted(result.applied.items()):
+        measures.add(f"applied {kind}", how_many)
+    measures.add("rejected", len(result.rejected))
+    measures.add("adjustment charges", result.adjustments)
+    measures.add("cancellation credits", result.credits)
+    measures.add("items created", result.items_created)
+    for ref, why in sorted(result.rejected.items()):
+        measures.add(f"rejected {ref}", why)
+    return measures.publish("contract-change-process-summary", f"{TITLE} {shown(process_now)}")

@@ -11,13 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 from prefect.tasks import exponential_backoff
 
 from billing import renewal
 from billing.db import unit_of_work
 from billing.renewal import RenewalResult
-from flows.runtime import engine_for, now_if_none, transient_only
+from billing.run_report import share, shown
+from flows.report import Measures, RunProgress
+from flows.runtime import RunMoment, engine_for, run_moment, timed_run_name, transient_only
 
 RETRIES = {
     "retries": 3,
@@ -47,23 +48,30 @@ def retire_planned_schedules(database: str | None) -> int:
     return renewal.retire_forecasts(engine_for(database))
 
 
-@flow(name="contract-item-renewal")
+@flow(name="contract-item-renewal", flow_run_name=timed_run_name)
 def contract_item_renewal(
-    process_now: datetime | None = None,
+    process_now: RunMoment = None,
     database_block: str = "default",
     per_batch: int = 1_000,
 ) -> dict[str, Any]:
     """Cn285 Contract Item Renewal: renew or end the contracts due by process_now.
 
-    process_now: Cn285 "Process Now", the run's only clock (naive UTC); now when empty.
-    per_batch: contracts per transaction.
+    Args:
+        process_now: Cn285 "Process Now", the run's only clock (UTC). Leave it empty for the
+            moment the run was scheduled for (now, for a run started by hand).
+        database_block: Name of the Billing Database block; BILLING_DATABASE_URL when none
+            exists.
+        per_batch: Contracts renewed or ended per transaction.
     """
-    process_now = now_if_none(process_now)
+    process_now = run_moment(process_now)
     logger = get_run_logger()
+    progress = RunProgress("contract-item-renewal-progress", TITLE, PROGRESS)
     ids = find_due_contracts(database_block, process_now)
+    progress.step("finding contracts", note=f"{len(ids)} contract(s) due")
     logger.info("contract item renewal as of %s: %s contract(s) due", process_now, len(ids))
     total = RenewalResult()
-    for number, start in enumerate(range(0, len(ids), per_batch), start=1):
+    batches = range(0, len(ids), per_batch)
+    for number, start in enumerate(batches, start=1):
         done = renew_contract_batch.with_options(name=f"renew_contract_batch-{number}")(
             database_block, ids[start : start + per_batch], process_now
         )
@@ -78,38 +86,35 @@ def contract_item_renewal(
         for ref, reason in sorted(done.failed.items()):
             logger.warning("contract %s not processed: %s", ref, reason)
         total = total.merge(done)
+        progress.step("renewing", share(number, len(batches)), note=f"batch {number} done")
     total.retired_lines = retire_planned_schedules(database_block)
+    progress.step("retiring forecasts", note=f"{total.retired_lines} forecast line(s) retired")
     logger.info("%s forecast line(s) retired", total.retired_lines)
-    return _report(process_now, len(ids), total)
+    summary = _report(process_now, len(ids), total)
+    progress.done()
+    return summary
+
+
+TITLE = "Contract item renewal"
+PROGRESS = (("finding contracts", 5), ("renewing", 85), ("retiring forecasts", 10))
 
 
 def _report(process_now: datetime, due: int, result: RenewalResult) -> dict[str, Any]:
     """The run's table artifact (the Cn285 QS / Message log): what changed, with counts."""
-    rows: list[dict[str, Any]] = [
-        {"measure": "process_now", "value": process_now.isoformat()},
-        {"measure": "contracts due", "value": due},
-        {"measure": "renewed", "value": len(result.renewed)},
-        {"measure": "ended", "value": len(result.ended)},
-        {"measure": "planned IS lines", "value": result.planned_lines},
-        {"measure": "items ended", "value": result.items_ended},
-        {"measure": "end-of-term credits", "value": result.credits},
-        {"measure": "planned IS lines retired", "value": result.retired_lines},
-        {"measure": "failed", "value": len(result.failed)},
-    ]
-    rows += [
-        {"measure": f"renewed {ref}", "value": f"until {end.isoformat()}"}
-        for ref, end in sorted(result.renewed.items())
-    ]
-    rows += [
-        {"measure": f"ended {ref}", "value": f"on {end.isoformat()}"}
-        for ref, end in sorted(result.ended.items())
-    ]
-    rows += [
-        {"measure": f"failed {ref}", "value": why} for ref, why in sorted(result.failed.items())
-    ]
-    create_table_artifact(
-        rows,
-        key="contract-item-renewal-summary",
-        description=f"Contract item renewal {process_now.isoformat()}",
-    )
-    return {row["measure"]: row["value"] for row in rows}
+    measures = Measures()
+    measures.add("process_now", process_now)
+    measures.add("contracts due", due)
+    measures.add("renewed", len(result.renewed))
+    measures.add("ended", len(result.ended))
+    measures.add("planned IS lines", result.planned_lines)
+    measures.add("items ended", result.items_ended)
+    measures.add("end-of-term credits", result.credits)
+    measures.add("planned IS lines retired", result.retired_lines)
+    measures.add("failed", len(result.failed))
+    for ref, end in sorted(result.renewed.items()):
+        measures.add(f"renewed {ref}", f"until {shown(end)}")
+    for ref, end in sorted(result.ended.items()):
+        measures.add(f"ended {ref}", f"on {shown(end)}")
+    for ref, why in sorted(result.failed.items()):
+        measures.add(f"failed {ref}", why)
+    return measures.publish("contract-item-renewal-summary", f"{TITLE} {shown(process_now)}")

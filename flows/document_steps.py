@@ -8,10 +8,11 @@ when no block of that name exists, as the other blocks do.
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
 from billing.db import unit_of_work
@@ -19,10 +20,12 @@ from billing.documents.mail import SmtpSettings
 from billing.documents.model import invoice_ids
 from billing.documents.render import RenderSettings, render_in_processes
 from billing.documents.seller import DEFAULT_SELLER, Seller
+from billing.run_report import count
 from blocks.document_store import DocumentStoreLocation
 from blocks.seller_identity import SellerIdentity
 from blocks.smtp_server import SmtpServer
-from flows.runtime import engine_for, resolve_database_url, transient_only
+from flows.report import Measures, RunProgress
+from flows.runtime import engine_for, load_settings, resolve_database_url, transient_only
 
 RETRIES = {
     "retries": 3,
@@ -138,10 +141,16 @@ def render_documents(
     schematron: str = "sample",
     skip_existing: bool = False,
     enqueue_email: bool = False,
+    progress: RunProgress | None = None,
 ) -> dict[str, Any]:
-    """Find the invoices, render them, and publish a table artifact; returns the summary."""
+    """Find the invoices, render them, and publish a table artifact; returns the summary.
+
+    progress: the run's progress artifact, moved after the search and after rendering.
+    """
     logger = get_run_logger()
     ids = find_invoices_to_render(database, run_id, bill_dates, bill_nos, unqueued_through)
+    if progress is not None:
+        progress.step("finding invoices", note=f"{count(len(ids))} invoice(s) to render")
     store_url = load_store_url(store_block)
     summary = render_invoice_documents(
         database,
@@ -154,6 +163,8 @@ def render_documents(
         skip_existing,
         enqueue_email,
     )
+    if progress is not None:
+        progress.step("rendering", note=f"{count(summary['rendered'])} rendered")
     logger.info(
         "documents: %s rendered, %s skipped, %s failed, %s e-mail(s) queued, in %s",
         summary["rendered"],
@@ -162,18 +173,26 @@ def render_documents(
         summary["emails queued"],
         store_url,
     )
-    rows = [
-        {"measure": "invoices", "value": len(ids)},
-        {"measure": "rendered", "value": summary["rendered"]},
-        {"measure": "skipped (already stored)", "value": summary["skipped"]},
-        {"measure": "e-mails queued", "value": summary["emails queued"]},
-        {"measure": "document store", "value": store_url},
-    ]
-    rows += [
-        {"measure": f"failed {no}", "value": why[:500]} for no, why in summary["failed"].items()
-    ]
-    create_table_artifact(rows, key="invoice-documents", description="Invoice documents")
+    measures = Measures()
+    measures.add("invoices", len(ids))
+    measures.add("rendered", summary["rendered"])
+    measures.add("skipped (already stored)", summary["skipped"])
+    measures.add("e-mails queued", summary["emails queued"])
+    measures.add("failed", len(summary["failed"]))
+    measures.add("document store", store_url, _store_text(store_url))
+    for no, why in summary["failed"].items():
+        measures.add(f"failed {no}", why[:500])
+    measures.publish("invoice-documents", "Invoice documents")
     return summary
+
+
+def _store_text(store_url: str) -> str:
+    """The document store as the UI can open it: ``<files_url>/documents/`` when the stack
+    serves it over HTTP, else its folder (or URL)."""
+    settings = load_settings(flow_run.parameters.get("settings_block") or "default")
+    if settings.files_url and "://" not in store_url:
+        return f"{settings.files_url.rstrip('/')}/documents/"
+    return store_url if "://" in store_url else str(Path(store_url).resolve())
 
 
 class DocumentsFailed(RuntimeError):

@@ -12,14 +12,15 @@ from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 
 from billing.db import unit_of_work
 from billing.documents import outbox
 from billing.documents.mail import SmtpTransport
 from billing.documents.store import DocumentStore
+from billing.run_report import share, shown
 from flows.document_steps import RETRIES, load_seller, load_smtp, load_store_url
-from flows.runtime import DaemonFailed, engine_for, now_if_none
+from flows.report import Measures, RunProgress
+from flows.runtime import DaemonFailed, RunMoment, engine_for, run_moment, timed_run_name
 
 
 @task(name="recover_interrupted_emails", **RETRIES)
@@ -58,9 +59,9 @@ def send_invoice_emails(
     )
 
 
-@flow(name="invoice-email-sender")
+@flow(name="invoice-email-sender", flow_run_name=timed_run_name)
 def invoice_email_sender(
-    process_now: datetime | None = None,
+    process_now: RunMoment = None,
     database_block: str = "default",
     smtp_block: str = "default",
     store_block: str = "default",
@@ -69,16 +70,26 @@ def invoice_email_sender(
 ) -> dict[str, Any]:
     """Cn285 Invoice Email Sender: e-mail the queued invoices dated up to process_now.
 
-    process_now: Cn285 "Process Now" (naive UTC); bills dated later wait.
-    per_batch: e-mails per SMTP connection.
+    Args:
+        process_now: Cn285 "Process Now" (UTC); bills dated later wait. Leave it empty for
+            the moment the run was scheduled for (now, for a run started by hand).
+        database_block: Name of the Billing Database block; BILLING_DATABASE_URL when none
+            exists.
+        smtp_block: Name of the SMTP Server block; localhost:8025 when none exists.
+        store_block: Name of the Document Store block the PDFs are read from.
+        seller_block: Name of the Seller Identity block (the sender's name).
+        per_batch: E-mails sent per SMTP connection.
     """
-    process_now = now_if_none(process_now)
+    process_now = run_moment(process_now)
     logger = get_run_logger()
+    progress = RunProgress("invoice-email-sender-progress", TITLE, PROGRESS)
     recovered = recover_interrupted_emails(database_block, process_now)
     ids = find_due_emails(database_block, process_now)
+    progress.step("finding e-mails", note=f"{len(ids)} e-mail(s) queued")
     logger.info("invoice e-mails as of %s: %s queued", process_now, len(ids))
     total = outbox.SendResult()
-    for number, start in enumerate(range(0, len(ids), per_batch), start=1):
+    batches = range(0, len(ids), per_batch)
+    for number, start in enumerate(batches, start=1):
         done = send_invoice_emails.with_options(name=f"send_invoice_emails-{number}")(
             database_block,
             ids[start : start + per_batch],
@@ -96,6 +107,7 @@ def invoice_email_sender(
             len(done.failed),
         )
         total = total.merge(done)
+        progress.step("sending", share(number, len(batches)), note=f"batch {number} sent")
     summary = _report(process_now, len(ids), recovered, total)
     if total.failed or total.unknown or recovered["unknown"]:
         names = ", ".join(sorted(total.failed)[:20])
@@ -107,29 +119,29 @@ def invoice_email_sender(
             f"{recovered['unknown']} interrupted while sending (delivery unknown, not re-sent). "
             "See email_outbox.last_error."
         )
+    progress.done()
     return summary
+
+
+TITLE = "Invoice Email Sender"
+PROGRESS = (("finding e-mails", 5), ("sending", 95))
 
 
 def _report(
     process_now: datetime, due: int, recovered: dict[str, int], result: outbox.SendResult
 ) -> dict[str, Any]:
     """The run's table artifact (the Cn285 QS / Message log)."""
-    rows: list[dict[str, Any]] = [
-        {"measure": "process_now", "value": process_now.isoformat()},
-        {"measure": "queued", "value": due},
-        {"measure": "sent", "value": result.sent},
-        {"measure": "retried (transient)", "value": result.retried},
-        {"measure": "waiting for their PDF", "value": result.waiting},
-        {"measure": "failed", "value": len(result.failed)},
-        {"measure": "link lost after the data (delivery unknown)", "value": len(result.unknown)},
-        {"measure": "recovered as sent", "value": recovered["sent"]},
-        {"measure": "recovered as queued", "value": recovered["requeued"]},
-        {"measure": "interrupted, delivery unknown", "value": recovered["unknown"]},
-    ]
-    rows += [{"measure": f"failed {no}", "value": why} for no, why in sorted(result.failed.items())]
-    create_table_artifact(
-        rows,
-        key="invoice-email-sender-summary",
-        description=f"Invoice Email Sender {process_now.isoformat()}",
-    )
-    return {row["measure"]: row["value"] for row in rows}
+    measures = Measures()
+    measures.add("process_now", process_now)
+    measures.add("queued", due)
+    measures.add("sent", result.sent)
+    measures.add("retried (transient)", result.retried)
+    measures.add("waiting for their PDF", result.waiting)
+    measures.add("failed", len(result.failed))
+    measures.add("link lost after the data (delivery unknown)", len(result.unknown))
+    measures.add("recovered as sent", recovered["sent"])
+    measures.add("recovered as queued", recovered["requeued"])
+    measures.add("interrupted, delivery unknown", recovered["unknown"])
+    for no, why in sorted(result.failed.items()):
+        measures.add(f"failed {no}", why)
+    return measures.publish("invoice-email-sender-summary", f"{TITLE} {shown(process_now)}")

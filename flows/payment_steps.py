@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_table_artifact
 from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import flow_run, task_run
 from prefect.states import State
@@ -29,6 +28,7 @@ from billing.payments.sandbox import SandboxGateway
 from billing.payments.sepa import Creditor
 from blocks.payment_gateway import PaymentGateway as GatewayBlock
 from blocks.payment_settings import PaymentSettings
+from flows.report import Measures, file_text
 from flows.runtime import engine_for, load_settings
 
 RETRIES = 3
@@ -117,5 +117,26 @@ def refund_payments(database: str | None, as_of: date, run_id: str) -> dict[str,
 
 
 def _artifact(key: str, description: str, summary: dict[str, Any]) -> None:
-    rows = [{"measure": name, "value": str(value)} for name, value in summary.items()]
-    create_table_artifact(rows, key=key, description=description)
+    """The step's table: counts, amounts per currency as money, files, and each account or
+    bill a step left out, one row each with why."""
+    settings = load_settings(flow_run.parameters.get("settings_block", DEFAULT_BLOCK))
+    measures = Measures()
+    for name, value in summary.items():
+        if name.endswith("_amounts"):
+            for currency, amount in value.items():
+                measures.money(f"{name.removesuffix('_amounts')} {currency}", amount, currency)
+        elif name == "files":
+            for path in value:
+                text = file_text(path, settings.output_dir, settings.files_url)
+                measures.add(f"SEPA file {Path(path).name}", path, text)
+        elif isinstance(value, dict):
+            measures.add(name.replace("_", " "), len(value))
+            for ref, why in value.items():
+                measures.add(f"{name.replace('_', ' ')} {ref}", why)
+        elif isinstance(value, list):
+            measures.add(name.replace("_", " "), len(value))
+            if value:
+                measures.add(f"{name.replace('_', ' ')}: which", value)
+        else:
+            measures.add(name.replace("_", " "), value)
+    measures.publish(key, description)

@@ -12,13 +12,15 @@ from datetime import date
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run as current_run
 from prefect.tasks import exponential_backoff
 
 from billing import revrec
 from billing.db import unit_of_work
 from billing.revrec import JournalResult, ScheduleResult
-from flows.runtime import DaemonFailed, engine_for, today_if_none, transient_only
+from billing.run_report import money, shown
+from flows.report import Measures, RunProgress, publish_table
+from flows.runtime import Count, DaemonFailed, engine_for, run_date, transient_only
 
 RETRIES = {
     "retries": 3,
@@ -45,29 +47,57 @@ def write_summary_journal(
         return revrec.summary_journal(session, year, month, post=post, posted_on=posted_on)
 
 
-@flow(name="revrec-summary-journal")
+def month_run_name() -> str:
+    """``revrec-summary-journal 2027-01``: the month it journals (by default the month before
+    the scheduled date)."""
+    parameters = current_run.parameters
+    try:
+        year, month = _month(parameters.get("year"), parameters.get("month"))
+    except ValueError:  # the flow itself says why
+        return "revrec-summary-journal"
+    return f"revrec-summary-journal {year:04d}-{month:02d}" + (
+        " (post)" if parameters.get("post") else ""
+    )
+
+
+def _month(year: int | None, month: int | None) -> tuple[int, int]:
+    if (year is None) != (month is None):
+        raise ValueError("give both year and month, or neither (the previous month)")
+    if year is None or month is None:
+        return revrec.previous_month(run_date(None))
+    return int(year), int(month)
+
+
+@flow(name="revrec-summary-journal", flow_run_name=month_run_name)
 def revrec_summary_journal(
-    year: int | None = None,
-    month: int | None = None,
+    year: Count = None,
+    month: Count = None,
     post: bool = False,
     database_block: str = "default",
     per_batch: int = 20_000,
 ) -> dict[str, Any]:
     """Cn285 RevRec Summary Journal: recognize revenue by day and write a month's journal.
 
-    year, month: the month to journal; both empty means the month before today.
-    post: post (lock) the month; it refuses while an earlier month with revenue is open.
-    per_batch: bill lines scheduled per transaction.
+    Args:
+        year: Year of the month to journal. Leave year and month empty for the month before
+            the scheduled date.
+        month: Month to journal, 1 to 12 (with year).
+        post: Post (lock) the month; refused while an earlier month with revenue is open.
+        database_block: Name of the Billing Database block; BILLING_DATABASE_URL when none
+            exists.
+        per_batch: Bill lines given their revenue shares per transaction.
     """
-    if (year is None) != (month is None):
-        raise ValueError("give both year and month, or neither (the previous month)")
-    if year is None or month is None:
-        year, month = revrec.previous_month(today_if_none(None))
+    year, month = _month(year, month)
     revrec.check_month(year, month)
     logger = get_run_logger()
+    progress = RunProgress(
+        "revrec-summary-journal-progress", f"RevRec summary journal {year:04d}-{month:02d}", STEPS
+    )
     scheduled = _schedule(database_block, per_batch)
-    posted_on = today_if_none(None) if post else None
+    progress.step("scheduling revenue", note=f"{scheduled.lines} line(s) scheduled")
+    posted_on = run_date(None) if post else None
     journal = write_summary_journal(database_block, year, month, post, posted_on)
+    progress.step("journal", note=f"{journal.status}, {len(journal.entries)} entries")
     if journal.locked:
         logger.warning("%04d-%02d is locked (%s): nothing changed", year, month, journal.status)
     logger.info(
@@ -85,7 +115,11 @@ def revrec_summary_journal(
             f"{len(scheduled.failed)} bill line(s) could not be scheduled: {names}. "
             "Their revenue is missing until they are fixed."
         )
+    progress.done()
     return summary
+
+
+STEPS = (("scheduling revenue", 80), ("journal", 20))
 
 
 def _schedule(database: str, per_batch: int) -> ScheduleResult:
@@ -114,47 +148,38 @@ def _schedule(database: str, per_batch: int) -> ScheduleResult:
 def _report(scheduled: ScheduleResult, journal: JournalResult) -> dict[str, Any]:
     """The run's table artifacts (the Cn285 QS / Message log): counts, totals, entries."""
     period = f"{journal.year:04d}-{journal.month:02d}"
-    rows: list[dict[str, Any]] = [
-        {"measure": "month", "value": period},
-        {"measure": "status", "value": journal.status},
-        {"measure": "locked", "value": journal.locked},
-        {"measure": "lines scheduled", "value": scheduled.lines},
-        {"measure": "shares scheduled", "value": scheduled.shares},
-        {"measure": "lines failed", "value": len(scheduled.failed)},
-        {"measure": "shares in journal", "value": journal.shares},
-        {"measure": "catch-up shares", "value": journal.catch_up},
-        {"measure": "journal entries", "value": len(journal.entries)},
-    ]
-    rows += [
-        {"measure": f"recognized {currency}", "value": str(amount)}
-        for currency, amount in sorted(journal.recognized.items())
-    ]
-    rows += [
-        {"measure": f"deferred after {period} {currency}", "value": str(amount)}
-        for currency, amount in sorted(journal.deferred.items())
-    ]
-    rows += [
-        {"measure": f"failed line {line}", "value": why}
-        for line, why in sorted(scheduled.failed.items())
-    ]
-    create_table_artifact(
-        rows,
-        key="revrec-summary-journal-summary",
-        description=f"RevRec summary journal {period} ({journal.status})",
+    measures = Measures()
+    measures.add("month", period)
+    measures.add("status", journal.status)
+    measures.add("locked", journal.locked)
+    measures.add("lines scheduled", scheduled.lines)
+    measures.add("shares scheduled", scheduled.shares)
+    measures.add("lines failed", len(scheduled.failed))
+    measures.add("shares in journal", journal.shares)
+    measures.add("catch-up shares", journal.catch_up)
+    measures.add("journal entries", len(journal.entries))
+    for currency, amount in sorted(journal.recognized.items()):
+        measures.money(f"recognized {currency}", amount, currency)
+    for currency, amount in sorted(journal.deferred.items()):
+        measures.money(f"deferred after {period} {currency}", amount, currency)
+    for line, why in sorted(scheduled.failed.items()):
+        measures.add(f"failed line {line}", why)
+    summary = measures.publish(
+        "revrec-summary-journal-summary", f"RevRec summary journal {period} ({journal.status})"
     )
-    create_table_artifact(
+    publish_table(
         [
             {
                 "gl_account": e.gl_account,
                 "product": e.product or "",
                 "currency": e.currency,
-                "debit": str(e.debit),
-                "credit": str(e.credit),
-                "description": e.description,
+                "debit": money(e.debit, e.currency),
+                "credit": money(e.credit, e.currency),
+                "description": shown(e.description),
             }
             for e in journal.entries
         ],
         key="revrec-summary-journal-entries",
         description=f"RevRec summary journal entries {period} ({journal.status})",
     )
-    return {row["measure"]: row["value"] for row in rows}
+    return summary

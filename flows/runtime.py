@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import Task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import TaskRun
 from prefect.exceptions import ObjectNotFound
+from prefect.runtime import flow_run as current_run
 from prefect.states import State
+from pydantic import WithJsonSchema
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -76,18 +78,60 @@ def transient_only(_task: Task[Any, Any], _run: TaskRun, state: State[Any]) -> b
     return False
 
 
-def today_if_none(value: date | None) -> date:
-    """The flow edge is where "not given" becomes today; nothing below reads the clock."""
-    return value or date.today()
+# The run form's fields. ``date | None`` would render as an "any of" (date or null) picker;
+# these render as one plain date (date-time) field, and an empty field still means "not
+# given": the flow edge turns it into the scheduled date (time) below.
+RunDate = Annotated[date | None, WithJsonSchema({"type": "string", "format": "date"})]
+RunMoment = Annotated[datetime | None, WithJsonSchema({"type": "string", "format": "date-time"})]
+# The same for the other optional fields: a list of texts, a whole number (empty: not given).
+TextList = Annotated[
+    list[str] | None, WithJsonSchema({"type": "array", "items": {"type": "string"}})
+]
+Count = Annotated[int | None, WithJsonSchema({"type": "integer", "minimum": 1})]
 
 
-def now_if_none(value: datetime | None) -> datetime:
-    """Cn285 *Process Now* at the flow edge: naive UTC like usage stamps; "not given" is now."""
+def scheduled_moment() -> datetime:
+    """When this flow run was scheduled to start, naive UTC (now for a run started by hand).
+
+    A scheduled run that starts late (a worker down, the previous run still going) still
+    runs for the moment it was scheduled for, and its name says which.
+    """
+    start: datetime = current_run.scheduled_start_time
+    return start.astimezone(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def run_date(value: date | str | None) -> date:
+    """The flow edge is where "not given" becomes the scheduled date; nothing below reads
+    the clock."""
+    if isinstance(value, str):
+        return date.fromisoformat(value[:10])
+    return value or scheduled_moment().date()
+
+
+def run_moment(value: datetime | str | None) -> datetime:
+    """Cn285 *Process Now* at the flow edge: naive UTC like usage stamps; "not given" is the
+    moment the run was scheduled for (now, for a run started by hand)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     if value is None:
-        return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+        return scheduled_moment()
     if value.tzinfo is not None:
         return value.astimezone(UTC).replace(tzinfo=None)
     return value
+
+
+def dated_run_name() -> str:
+    """``bill-day 2027-02-01``: the flow's name and the date it runs as of (``as_of``, else
+    the scheduled date); ``(dry run)`` when it writes nothing. For ``flow_run_name=``."""
+    parameters = current_run.parameters
+    name = f"{current_run.flow_name} {run_date(parameters.get('as_of')).isoformat()}"
+    return f"{name} (dry run)" if parameters.get("dry_run") else name
+
+
+def timed_run_name() -> str:
+    """``contract-change-process 2027-01-01 00:05``: a daemon's name and its Process Now."""
+    moment = run_moment(current_run.parameters.get("process_now"))
+    return f"{current_run.flow_name} {moment:%Y-%m-%d %H:%M}"
 
 
 class DaemonFailed(RuntimeError):

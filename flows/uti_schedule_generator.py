@@ -11,14 +11,22 @@ from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 from prefect.context import get_run_context
 from prefect.tasks import exponential_backoff
 
 from billing import uti
 from billing.db import unit_of_work
+from billing.run_report import share, shown
 from billing.uti import UtiResult
-from flows.runtime import DaemonFailed, engine_for, now_if_none, transient_only
+from flows.report import Measures, RunProgress
+from flows.runtime import (
+    DaemonFailed,
+    RunMoment,
+    engine_for,
+    run_moment,
+    timed_run_name,
+    transient_only,
+)
 
 RETRIES = {
     "retries": 3,
@@ -42,24 +50,31 @@ def collect_uti_batch(
     return uti.uti_batch(engine_for(database), account_ids, process_now, run_id)
 
 
-@flow(name="uti-schedule-generator")
+@flow(name="uti-schedule-generator", flow_run_name=timed_run_name)
 def uti_schedule_generator(
-    process_now: datetime | None = None,
+    process_now: RunMoment = None,
     database_block: str = "default",
     per_batch: int = 2_000,
 ) -> dict[str, Any]:
     """Cn285 UTI Schedule Generator: usage before process_now becomes calculated IS lines.
 
-    process_now: Cn285 "Process Now" (naive UTC); it must be later than the usage to collect.
-    per_batch: accounts per transaction.
+    Args:
+        process_now: Cn285 "Process Now" (UTC); it must be later than the usage to collect.
+            Leave it empty for the moment the run was scheduled for (now, by hand).
+        database_block: Name of the Billing Database block; BILLING_DATABASE_URL when none
+            exists.
+        per_batch: Accounts collected per transaction.
     """
-    process_now = now_if_none(process_now)
+    process_now = run_moment(process_now)
     logger = get_run_logger()
+    progress = RunProgress("uti-schedule-generator-progress", TITLE, PROGRESS)
     run_id = str(get_run_context().flow_run.id)
     ids = find_uti_accounts(database_block, process_now)
+    progress.step("finding usage", note=f"{len(ids)} account(s) with usage")
     logger.info("UTI schedule generator as of %s: %s account(s) with usage", process_now, len(ids))
     total = UtiResult()
-    for number, start in enumerate(range(0, len(ids), per_batch), start=1):
+    batches = range(0, len(ids), per_batch)
+    for number, start in enumerate(batches, start=1):
         done = collect_uti_batch.with_options(name=f"collect_uti_batch-{number}")(
             database_block, ids[start : start + per_batch], process_now, run_id
         )
@@ -71,28 +86,27 @@ def uti_schedule_generator(
             len(done.failed),
         )
         total = total.merge(done)
+        progress.step("collecting", share(number, len(batches)), note=f"batch {number} done")
     summary = _report(process_now, total)
     if total.failed:
         names = ", ".join(str(a) for a in sorted(total.failed)[:20])
         raise DaemonFailed(f"{len(total.failed)} account(s) failed: {names}. See billing_issues.")
+    progress.done()
     return summary
+
+
+TITLE = "UTI schedule generator"
+PROGRESS = (("finding usage", 5), ("collecting", 95))
 
 
 def _report(process_now: datetime, result: UtiResult) -> dict[str, Any]:
     """The run's table artifact (the Cn285 QS / Message log): what changed, with counts."""
-    rows: list[dict[str, Any]] = [
-        {"measure": "process_now", "value": process_now.isoformat()},
-        {"measure": "accounts", "value": result.accounts},
-        {"measure": "usage collected", "value": result.collected},
-        {"measure": "IS lines calculated", "value": result.charges},
-        {"measure": "failed", "value": len(result.failed)},
-    ]
-    rows += [
-        {"measure": f"failed account {a}", "value": why} for a, why in sorted(result.failed.items())
-    ]
-    create_table_artifact(
-        rows,
-        key="uti-schedule-generator-summary",
-        description=f"UTI schedule generator {process_now.isoformat()}",
-    )
-    return {row["measure"]: row["value"] for row in rows}
+    measures = Measures()
+    measures.add("process_now", process_now)
+    measures.add("accounts", result.accounts)
+    measures.add("usage collected", result.collected)
+    measures.add("IS lines calculated", result.charges)
+    measures.add("failed", len(result.failed))
+    for account, why in sorted(result.failed.items()):
+        measures.add(f"failed account {account}", why)
+    return measures.publish("uti-schedule-generator-summary", f"{TITLE} {shown(process_now)}")

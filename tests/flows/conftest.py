@@ -37,3 +37,24 @@ def task_runs(flow_run_id: object) -> list[dict]:
     response = httpx.post(f"{PREFECT_API_URL.value()}/task_runs/filter", json=body)
     response.raise_for_status()
     return response.json()
+
+
+def run_artifacts(flow_run_id: object) -> list[dict]:
+    """Every artifact a flow run created (its task runs' too), as the REST API returns them."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    body = {"artifacts": {"flow_run_id": {"any_": [str(flow_run_id)]}}, "limit": 200, "offset": 0}
+    response = httpx.post(f"{PREFECT_API_URL.value()}/artifacts/filter", json=body)
+    response.raise_for_status()
+    return response.json()
+
+
+def flow_run(flow_run_id: object) -> dict:
+    """A flow run as the REST API returns it (its name, parameters, state)."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    response = httpx.get(f"{PREFECT_API_URL.value()}/flow_runs/{flow_run_id}")
+    response.raise_for_status()
+    return response.json()

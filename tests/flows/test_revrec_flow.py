@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from decimal import Decimal
 
 import pytest
 from typer.testing import CliRunner
@@ -41,11 +42,11 @@ def test_flow_writes_the_draft_then_posts_then_is_locked(revrec_db):
     draft = revrec_summary_journal(year=2027, month=1, database_block="")
     assert (draft["month"], draft["status"], draft["locked"]) == ("2027-01", "draft", False)
     assert (draft["lines scheduled"], draft["journal entries"]) == (7, 6)
-    assert draft["recognized EUR"] == "131.38"
+    assert draft["recognized EUR"] == Decimal("131.38")
     # deferred after January: YEARLY 915.07 + PRO15 13.55 + 15.00 + 15.00 + 16.45 + 13.55
     # + PRO 30.00 - 15.00 = 1003.62
-    assert draft["deferred after 2027-01 EUR"] == "1003.62"
-    assert {"measure": "recognized EUR", "value": "131.38"} in _artifact(
+    assert draft["deferred after 2027-01 EUR"] == Decimal("1003.62")
+    assert {"measure": "recognized EUR", "value": "131.38 EUR"} in _artifact(
         "revrec-summary-journal-summary"
     )
     entries = _artifact("revrec-summary-journal-entries")
@@ -53,8 +54,8 @@ def test_flow_writes_the_draft_then_posts_then_is_locked(revrec_db):
         "gl_account": "487000",
         "product": "P-PRO",
         "currency": "EUR",
-        "debit": "30.00",
-        "credit": "0.00",
+        "debit": "30.00 EUR",
+        "credit": "0.00 EUR",
         "description": "RevRec 2027-01 P-PRO: deferred revenue released",
     }
 

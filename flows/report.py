@@ -1,0 +1,106 @@
+"""How every flow reports: one progress artifact per run, tables in the one format of
+``billing.run_report``, and files as links the UI can open.
+
+Files are links only when ``BillRunSettings.files_url`` names the HTTP server of the local
+stack (``<files_url>/output/<path under output_dir>``); a browser refuses ``file://`` links
+from the UI, so without a server a file is shown as its path, as plain text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+from billing.run_report import ProgressPlan, money, shown
+
+
+class RunProgress:
+    """One progress artifact for a whole run, moved forward step by step up to 100."""
+
+    def __init__(self, key: str, title: str, steps: Sequence[tuple[str, int]]) -> None:
+        self.title = title
+        self.plan = ProgressPlan(steps)
+        self.id = create_progress_artifact(0.0, key=key, description=f"{title}: starting")
+
+    def step(self, step: str, fraction: Decimal | int = 1, note: str | None = None) -> None:
+        """``fraction`` of ``step`` is done (and every step before it)."""
+        percent = self.plan.at(step, fraction)
+        update_progress_artifact(self.id, percent, description=f"{self.title}: {note or step}")
+
+    def done(self, note: str = "done") -> None:
+        self.plan.percent = 100.0
+        update_progress_artifact(self.id, 100.0, description=f"{self.title}: {note}")
+
+
+class Measures:
+    """A run's measures in order: each value as the flow returns it, and as the artifact
+    shows it (``shown``, or ``money`` for an amount)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, Any, str]] = []
+
+    def add(self, measure: str, value: Any, text: str | None = None) -> None:
+        self.rows.append((measure, value, shown(value) if text is None else text))
+
+    def money(self, measure: str, amount: Decimal | str, currency: str) -> None:
+        """An amount: returned as a ``Decimal``, shown as ``1,234.50 EUR``."""
+        value = Decimal(amount)
+        self.add(measure, value, money(value, currency))
+
+    def summary(self) -> dict[str, Any]:
+        """What the flow returns: measure -> value (Python callers, the CLI, benchmarks)."""
+        return {measure: value for measure, value, _ in self.rows}
+
+    def table(self) -> list[dict[str, str]]:
+        return [{"measure": measure, "value": text} for measure, _, text in self.rows]
+
+    def publish(self, key: str, description: str) -> dict[str, Any]:
+        """The table artifact; returns ``summary()``."""
+        create_table_artifact(self.table(), key=key, description=description)
+        return self.summary()
+
+
+def publish_table(rows: list[dict[str, str]], key: str, description: str) -> None:
+    """A table artifact of rows whose cells are already text (``shown``)."""
+    bad = [v for row in rows for v in row.values() if not isinstance(v, str)]
+    if bad:
+        raise TypeError(f"table cells must be shown as text first, got {bad[:3]!r}")
+    create_table_artifact(rows, key=key, description=description)
+
+
+def publish_markdown(text: str, key: str, description: str) -> None:
+    create_markdown_artifact(text, key=key, description=description)
+
+
+def output_url(path: str | Path, output_dir: str, files_url: str) -> str | None:
+    """``<files_url>/output/<path under output_dir>``, or None without a server (or for a
+    file outside output_dir)."""
+    if not files_url:
+        return None
+    file, base = Path(path).resolve(), Path(output_dir).resolve()
+    if not file.is_relative_to(base):
+        return None
+    return f"{files_url.rstrip('/')}/output/{quote(file.relative_to(base).as_posix())}"
+
+
+def file_markdown(label: str, path: str | Path, output_dir: str, files_url: str) -> str:
+    """A markdown link to the file over the stack's HTTP server, else its path as text."""
+    url = output_url(path, output_dir, files_url)
+    if url is None:
+        return f"{label}: `{Path(path).resolve()}`"
+    return f"[{label}]({url})"
+
+
+def file_text(path: str | Path, output_dir: str, files_url: str) -> str:
+    """A table cell for a file: its URL over the stack's HTTP server, else its path."""
+    return output_url(path, output_dir, files_url) or str(Path(path).resolve())
