@@ -26,33 +26,39 @@ ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 EXPECTED = {
-    # flow name: (entrypoint, schedule, parameters)
+    # flow name: (deployment name, entrypoint, schedule, parameters)
     "contract-change-process": (
+        "hourly",
         "flows/contract_change_process.py:contract_change_process",
         {"interval": 3600.0},
         {"database_block": "default", "per_batch": 500},
     ),
     "contract-item-renewal": (
+        "daily-00-30-utc",
         "flows/contract_item_renewal.py:contract_item_renewal",
         {"cron": "30 0 * * *"},
         {"database_block": "default", "per_batch": 1000},
     ),
     "uti-schedule-generator": (
+        "every-4-hours",
         "flows/uti_schedule_generator.py:uti_schedule_generator",
         {"interval": 14400.0},
         {"database_block": "default", "per_batch": 2000},
     ),
     "billing": (
+        "daily-06-00-utc",
         "flows/billing_daemon.py:billing",
         {"cron": "0 6 * * *"},
         {"database_block": "default", "settings_block": "default"},
     ),
     "revrec-summary-journal": (
+        "monthly-2nd-03-00-utc",
         "flows/revrec_summary_journal.py:revrec_summary_journal",
         {"cron": "0 3 2 * *"},
         {"database_block": "default", "post": False, "per_batch": 20000},
     ),
     "invoice-email-sender": (
+        "every-15-minutes",
         "flows/invoice_email_sender.py:invoice_email_sender",
         {"interval": 900.0},
         {
@@ -64,6 +70,7 @@ EXPECTED = {
         },
     ),
     "bill-day": (
+        "daily-01-00-utc",
         "flows/bill_day.py:bill_day",
         {"cron": "0 1 * * *"},
         {
@@ -72,6 +79,12 @@ EXPECTED = {
             "database_block": "default",
             "webhook_block": "provisioning",
         },
+    ),
+    "render-invoices": (
+        "on-demand",
+        "flows/render_invoices.py:render_invoices",
+        None,
+        {"database_block": "default", "store_block": "default", "seller_block": "default"},
     ),
 }
 
@@ -167,24 +180,44 @@ def deployments(prefect_api: tuple[str, dict[str, str]]) -> dict[str, dict]:
     return found
 
 
-def test_every_daemon_and_bill_day_is_deployed(deployments):
+def test_every_daemon_and_bill_day_is_deployed_under_a_name_that_says_when(deployments):
+    """`<flow>/<when>`: the UI's list of deployments reads as the timetable, not 8 x "scheduled"."""
     assert sorted(deployments) == sorted(EXPECTED)
-    assert {d["name"] for d in deployments.values()} == {"scheduled"}
+    assert {flow: d["name"] for flow, d in deployments.items()} == {
+        flow: expected[0] for flow, expected in EXPECTED.items()
+    }
 
 
 @pytest.mark.parametrize("flow_name", sorted(EXPECTED))
 def test_deployment_has_its_schedule_pool_limit_and_parameters(deployments, flow_name):
-    entrypoint, schedule, parameters = EXPECTED[flow_name]
+    _, entrypoint, schedule, parameters = EXPECTED[flow_name]
     deployment = deployments[flow_name]
     assert deployment["entrypoint"] == entrypoint
     assert deployment["work_pool_name"] == "billing-pool"
     assert deployment["parameters"] == parameters
     assert deployment["global_concurrency_limit"]["limit"] == 1
+    if schedule is None:  # on demand only
+        assert deployment["schedules"] == []
+        return
     [registered] = deployment["schedules"]
     assert registered["active"] is True
     assert registered["schedule"]["timezone"] == "UTC"
     for field, value in schedule.items():
         assert registered["schedule"][field] == value
+
+
+@pytest.mark.parametrize("flow_name", sorted(EXPECTED))
+def test_run_form_describes_every_parameter(deployments, flow_name):
+    """The UI's run form shows each parameter's description, from the docstring's Args."""
+    properties = deployments[flow_name]["parameter_openapi_schema"]["properties"]
+    assert properties
+    undescribed = sorted(name for name, p in properties.items() if not p.get("description"))
+    assert undescribed == []
+
+
+def test_as_of_is_a_plain_date_field_in_the_run_form(deployments):
+    as_of = deployments["bill-day"]["parameter_openapi_schema"]["properties"]["as_of"]
+    assert (as_of["type"], as_of["format"], "anyOf" in as_of) == ("string", "date", False)
 
 
 def test_yaml_schedules_match_the_seed():
@@ -195,3 +228,5 @@ def test_yaml_schedules_match_the_seed():
     assert timedelta(seconds=uti["schedules"][0]["interval"]) == timedelta(hours=4)
     assert all(d["concurrency_limit"] == 1 for d in spec["deployments"])
     assert all(s["active"] for d in spec["deployments"] for s in d["schedules"])
+    scheduled = [d for d in spec["deployments"] if d["schedules"]]
+    assert len(scheduled) == 7 and all(d["name"] != "scheduled" for d in spec["deployments"])
