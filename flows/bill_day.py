@@ -378,7 +378,7 @@ def bill_day(
         title, database_block, run_id, dry_run, billing, deferred, after, checks, rendered, settings
     )
     if problem is not None:
-        progress.step("checks", note=f"stopped: {problem}"[:500])
+        progress.note(f"stopped: {problem}")
         raise problem
     progress.done()
     return summary

@@ -62,7 +62,11 @@ def billing(
     summary = _report(process_now, total, numbered, retired)
     if total.failed:
         names = ", ".join(sorted(total.failed)[:20])
-        raise DaemonFailed(f"{len(total.failed)} account(s) failed: {names}. See billing_issues.")
+        failure = DaemonFailed(
+            f"{len(total.failed)} account(s) failed: {names}. See billing_issues."
+        )
+        progress.note(f"stopped: {failure}")
+        raise failure
     progress.done()
     return summary
 

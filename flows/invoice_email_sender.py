@@ -112,13 +112,15 @@ def invoice_email_sender(
     if total.failed or total.unknown or recovered["unknown"]:
         names = ", ".join(sorted(total.failed)[:20])
         unsure = ", ".join(sorted(total.unknown)[:20])
-        raise DaemonFailed(
+        failure = DaemonFailed(
             f"{len(total.failed)} invoice e-mail(s) failed: {names}; "
             f"{len(total.unknown)} lost the link after their data went out: {unsure} "
             "(left 'sending'; the next run settles them); "
             f"{recovered['unknown']} interrupted while sending (delivery unknown, not re-sent). "
             "See email_outbox.last_error."
         )
+        progress.note(f"stopped: {failure}")
+        raise failure
     progress.done()
     return summary
 

@@ -80,6 +80,8 @@ def render_invoices(
     )
     if summary["failed"]:
         names = ", ".join(sorted(summary["failed"])[:20])
-        raise DocumentsFailed(f"{len(summary['failed'])} invoice(s) not rendered: {names}")
+        failure = DocumentsFailed(f"{len(summary['failed'])} invoice(s) not rendered: {names}")
+        progress.note(f"stopped: {failure}")
+        raise failure
     progress.done()
     return summary

@@ -37,6 +37,12 @@ class RunProgress:
         percent = self.plan.at(step, fraction)
         update_progress_artifact(self.id, percent, description=f"{self.title}: {note or step}")
 
+    def note(self, note: str) -> None:
+        """Say what happened without moving the bar (a run that stops short of 100)."""
+        update_progress_artifact(
+            self.id, self.plan.percent, description=f"{self.title}: {note}"[:2000]
+        )
+
     def done(self, note: str = "done") -> None:
         self.plan.percent = 100.0
         update_progress_artifact(self.id, 100.0, description=f"{self.title}: {note}")

@@ -111,10 +111,12 @@ def revrec_summary_journal(
     summary = _report(scheduled, journal)
     if scheduled.failed:
         names = ", ".join(str(line) for line in sorted(scheduled.failed)[:20])
-        raise DaemonFailed(
+        failure = DaemonFailed(
             f"{len(scheduled.failed)} bill line(s) could not be scheduled: {names}. "
             "Their revenue is missing until they are fixed."
         )
+        progress.note(f"stopped: {failure}")
+        raise failure
     progress.done()
     return summary
 

@@ -90,7 +90,11 @@ def uti_schedule_generator(
     summary = _report(process_now, total)
     if total.failed:
         names = ", ".join(str(a) for a in sorted(total.failed)[:20])
-        raise DaemonFailed(f"{len(total.failed)} account(s) failed: {names}. See billing_issues.")
+        failure = DaemonFailed(
+            f"{len(total.failed)} account(s) failed: {names}. See billing_issues."
+        )
+        progress.note(f"stopped: {failure}")
+        raise failure
     progress.done()
     return summary
 

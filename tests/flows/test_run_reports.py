@@ -106,6 +106,26 @@ def test_bill_day_artifacts_read_as_figures_and_one_progress_bar_reaches_100(bil
     assert flow_run(run_id)["name"] == "bill-day 2027-02-01"
 
 
+def test_a_run_that_fails_leaves_its_bar_short_of_100_and_says_why(billing_db):
+    from sqlalchemy import text
+
+    from billing.db import unit_of_work
+    from flows.bill_day import BillDayFailed
+
+    with unit_of_work(billing_db) as s:  # B's country loses its VAT rate: B cannot be billed
+        s.execute(text("update tax_rates set country = 'XX' where country = 'GB'"))
+    state = bill_day(as_of=date(2027, 2, 1), database_block="", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(BillDayFailed):
+        state.result()
+    found = run_artifacts(state.state_details.flow_run_id)
+    [progress] = [a for a in found if a["type"] == "progress"]
+    assert 0 < float(progress["data"]) < 100
+    assert "stopped: 1 account(s) failed: B" in progress["description"]
+    # The summary and the run summary are written all the same.
+    assert {"bill-day-summary", "bill-day-run-summary"} <= {a["key"] for a in found}
+
+
 def test_a_dry_run_is_named_so(billing_db):
     run_id, _ = _run(bill_day, as_of=date(2027, 2, 1), dry_run=True, database_block="")
     assert flow_run(run_id)["name"] == "bill-day 2027-02-01 (dry run)"
