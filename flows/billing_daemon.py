@@ -51,7 +51,7 @@ def billing(
     settings = load_settings(settings_block)
     logger = get_run_logger()
     logger.setLevel(settings.log_level)
-    progress = RunProgress("billing-daemon-progress", TITLE, PROGRESS)
+    progress = RunProgress("billing-daemon-progress", f"{TITLE} {shown(process_now)}", PROGRESS)
     run_id = str(get_run_context().flow_run.id)
     logger.info("billing daemon as of %s", process_now)
     total = _bill(database_block, as_of, run_id, settings, progress)

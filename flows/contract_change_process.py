@@ -59,7 +59,9 @@ def contract_change_process(
     """
     process_now = run_moment(process_now)
     logger = get_run_logger()
-    progress = RunProgress("contract-change-process-progress", TITLE, PROGRESS)
+    progress = RunProgress(
+        "contract-change-process-progress", f"{TITLE} {shown(process_now)}", PROGRESS
+    )
     ids = find_due_change_requests(database_block, process_now)
     progress.step("finding requests", note=f"{len(ids)} request(s) due")
     logger.info("contract change process as of %s: %s request(s) due", process_now, len(ids))

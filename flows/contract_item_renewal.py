@@ -65,7 +65,9 @@ def contract_item_renewal(
     """
     process_now = run_moment(process_now)
     logger = get_run_logger()
-    progress = RunProgress("contract-item-renewal-progress", TITLE, PROGRESS)
+    progress = RunProgress(
+        "contract-item-renewal-progress", f"{TITLE} {shown(process_now)}", PROGRESS
+    )
     ids = find_due_contracts(database_block, process_now)
     progress.step("finding contracts", note=f"{len(ids)} contract(s) due")
     logger.info("contract item renewal as of %s: %s contract(s) due", process_now, len(ids))

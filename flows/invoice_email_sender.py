@@ -82,7 +82,9 @@ def invoice_email_sender(
     """
     process_now = run_moment(process_now)
     logger = get_run_logger()
-    progress = RunProgress("invoice-email-sender-progress", TITLE, PROGRESS)
+    progress = RunProgress(
+        "invoice-email-sender-progress", f"{TITLE} {shown(process_now)}", PROGRESS
+    )
     recovered = recover_interrupted_emails(database_block, process_now)
     ids = find_due_emails(database_block, process_now)
     progress.step("finding e-mails", note=f"{len(ids)} e-mail(s) queued")

@@ -116,6 +116,9 @@ def refund_payments(database: str | None, as_of: date, run_id: str) -> dict[str,
     return summary
 
 
+AMOUNTS = {"debit_amounts": "direct debits pending", "transfer_amounts": "transfers pending"}
+
+
 def _artifact(key: str, description: str, summary: dict[str, Any]) -> None:
     """The step's table: counts, amounts per currency as money, files, and each account or
     bill a step left out, one row each with why."""
@@ -123,8 +126,9 @@ def _artifact(key: str, description: str, summary: dict[str, Any]) -> None:
     measures = Measures()
     for name, value in summary.items():
         if name.endswith("_amounts"):
+            what = AMOUNTS.get(name, name.removesuffix("_amounts"))
             for currency, amount in value.items():
-                measures.money(f"{name.removesuffix('_amounts')} {currency}", amount, currency)
+                measures.money(f"{what} {currency}", amount, currency)
         elif name == "files":
             for path in value:
                 text = file_text(path, settings.output_dir, settings.files_url)

@@ -67,7 +67,9 @@ def uti_schedule_generator(
     """
     process_now = run_moment(process_now)
     logger = get_run_logger()
-    progress = RunProgress("uti-schedule-generator-progress", TITLE, PROGRESS)
+    progress = RunProgress(
+        "uti-schedule-generator-progress", f"{TITLE} {shown(process_now)}", PROGRESS
+    )
     run_id = str(get_run_context().flow_run.id)
     ids = find_uti_accounts(database_block, process_now)
     progress.step("finding usage", note=f"{len(ids)} account(s) with usage")
