@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
+from uuid import UUID
 
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -30,7 +31,10 @@ class RunProgress:
     def __init__(self, key: str, title: str, steps: Sequence[tuple[str, int]]) -> None:
         self.title = title
         self.plan = ProgressPlan(steps)
-        self.id = create_progress_artifact(0.0, key=key, description=f"{title}: starting")
+        # create_progress_artifact dispatches sync/async; in a flow it returns the id.
+        self.id = cast(
+            UUID, create_progress_artifact(0.0, key=key, description=f"{title}: starting")
+        )
 
     def step(self, step: str, fraction: Decimal | int = 1, note: str | None = None) -> None:
         """``fraction`` of ``step`` is done (and every step before it)."""
