@@ -21,6 +21,7 @@ from flows.billing_daemon import billing
 from flows.contract_change_process import contract_change_process
 from flows.contract_item_renewal import contract_item_renewal
 from flows.invoice_email_sender import invoice_email_sender
+from flows.render_invoices import render_invoices
 from flows.revrec_summary_journal import revrec_summary_journal
 from flows.uti_schedule_generator import uti_schedule_generator
 from tests.billing.test_billday import population  # noqa: F401  (the hand-checked population)
@@ -104,6 +105,12 @@ def test_bill_day_artifacts_read_as_figures_and_one_progress_bar_reaches_100(bil
         "no",
     )
     assert flow_run(run_id)["name"] == "bill-day 2027-02-01"
+    rendered_id, rendered = _run(
+        render_invoices, bill_nos=["INV-00000001", "INV-00000002"], database_block=""
+    )
+    assert rendered["rendered"] == 2
+    assert flow_run(rendered_id)["name"] == "render-invoices INV-00000001 (+1 more)"
+    _check_artifacts(rendered_id)
 
 
 def test_a_run_that_fails_leaves_its_bar_short_of_100_and_says_why(billing_db):
