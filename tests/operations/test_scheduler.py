@@ -155,6 +155,8 @@ def test_scheduler_runs_a_scheduled_daemon_through_the_worker(tmp_path_factory):
             completed = [r for r in runs if r["state_type"] == "COMPLETED"]
             failed = [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")]
             assert not failed, failed
+            log = (stack.home / "logs" / "server.log").read_text(errors="replace")
+            assert scheduler_errors(log) == []  # fail at once, not after the wait
             time.sleep(2)
         server_log = (stack.home / "logs" / "server.log").read_text(errors="replace")
         worker_log = (stack.home / "logs" / "worker.log").read_text(errors="replace")
