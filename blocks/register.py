@@ -11,7 +11,8 @@ each as "default":
 - ``smtp-server``: the local mail catcher, 127.0.0.1:``--smtp-port``, no TLS, no login;
 - ``document-store``: ``<data-dir>/documents``;
 - ``seller-identity``: the demo seller (``billing.documents.seller.DEFAULT_SELLER``);
-- ``payment-gateway``: the sandbox processor, its ledger ``<data-dir>/sandbox-gateway.sqlite3``;
+- ``payment-gateway``: the sandbox processor, its ledger ``<data-dir>/sandbox-gateway.sqlite3``,
+  the demo seller as SEPA creditor (one identity on invoices and in the SEPA files);
 - ``payment-settings``: the defaults.
 
 ``<data-dir>`` is ``var`` in the checkout unless given. A relative SQLite path or folder is made
@@ -85,6 +86,16 @@ def default_blocks(
     )
     if children:
         settings.children = children
+    # One demo company on the invoices and in the SEPA files: the gateway's creditor is the
+    # seller (name, account), and the seller's creditor id is the gateway's, whose check
+    # digits are right (DEFAULT_SELLER's FR12ZZZ123456 is not a valid creditor identifier).
+    gateway = PaymentGateway(
+        sandbox_ledger=str(data / "sandbox-gateway.sqlite3"),
+        creditor_name=DEFAULT_SELLER.name,
+        creditor_iban=DEFAULT_SELLER.iban,
+        creditor_bic=DEFAULT_SELLER.bic,
+    )
+    seller = SellerIdentity(**{**DEFAULT_SELLER.to_dict(), "creditor_id": gateway.creditor_id})
     return {
         "bill-run-settings": settings,
         "billing-database": BillingDatabase(
@@ -94,8 +105,8 @@ def default_blocks(
             host=LOOPBACK, port=smtp_port, security="none", verify_certificate=False
         ),
         "document-store": DocumentStoreLocation(url=str(data / "documents")),
-        "seller-identity": SellerIdentity(**DEFAULT_SELLER.to_dict()),
-        "payment-gateway": PaymentGateway(sandbox_ledger=str(data / "sandbox-gateway.sqlite3")),
+        "seller-identity": seller,
+        "payment-gateway": gateway,
         "payment-settings": PaymentSettings(),
     }
 

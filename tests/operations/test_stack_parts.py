@@ -165,12 +165,33 @@ def test_default_blocks_point_at_the_local_stack(tmp_path):
     assert blocks["document-store"].url == str(tmp_path / "var" / "documents")
     ledger = blocks["payment-gateway"].sandbox_ledger
     assert ledger == str(tmp_path / "var" / "sandbox-gateway.sqlite3")
-    seller = blocks["seller-identity"]
+    seller, gateway = blocks["seller-identity"], blocks["payment-gateway"]
     assert (seller.name, seller.vat_id, seller.country) == (
         DEFAULT_SELLER.name,
         DEFAULT_SELLER.vat_id,
         DEFAULT_SELLER.country,
     )
+    # One company on the invoices and in the SEPA files, with a valid creditor identifier.
+    assert (gateway.creditor_name, gateway.creditor_iban, gateway.creditor_bic) == (
+        seller.name,
+        seller.iban,
+        seller.bic,
+    )
+    assert seller.creditor_id == gateway.creditor_id
+    assert _creditor_id_is_valid(seller.creditor_id)
+
+
+def _creditor_id_is_valid(creditor_id: str) -> bool:
+    """SEPA creditor identifier check digits (ISO 7064 MOD 97-10, business code skipped)."""
+    country, digits, national = creditor_id[:2], creditor_id[2:4], creditor_id[7:]
+    number = "".join(str(int(c, 36)) for c in national + country + "00")
+    return 98 - int(number) % 97 == int(digits)
+
+
+def test_creditor_id_check_catches_wrong_check_digits():
+    assert _creditor_id_is_valid("FR72ZZZ123456")
+    assert not _creditor_id_is_valid("FR12ZZZ123456")
+    assert _creditor_id_is_valid("DE98ZZZ09999999999")  # the EPC's published example
 
 
 def test_every_block_prefect_yaml_names_is_registered_or_optional():
