@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml constraints.txt scripts/system-deps.sh
 
 venv: $(STAMP)
 
-## The main job on the embedded SQLite default: seed a population, run bill day, report.
+## The main job on the default database (BILLING_DATABASE_URL, else var/billing.db): seed a
+## population, run bill day, report. `make server` afterwards shows it in the UI.
 demo: $(STAMP)
 	$(BIN)/python -m flows.demo
 
@@ -32,7 +33,7 @@ test-all: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check billing flows blocks expectations tests bench
+	$(BIN)/ruff check billing flows blocks expectations tests bench scripts
 	$(BIN)/mypy
 
 bench-seed: $(STAMP)
@@ -42,7 +43,9 @@ bench-bill-day: $(STAMP)
 	$(BIN)/python bench/bill_day.py
 
 ## A local Prefect stack (docs/operations.md): server (SQLite under var/prefect, or
-## PREFECT_API_DATABASE_CONNECTION_URL), pool, limit, blocks, deployments, worker. UI on PORT.
+## PREFECT_API_DATABASE_CONNECTION_URL) behind the auth string in var/prefect/api-auth-string,
+## pool, limit, blocks, mail catcher (PORT+2, var/mail), files server (PORT+1), deployments,
+## worker. UI on PORT. Run twice, it changes nothing; `make stop` stops every process.
 PORT ?= 4200
 server: $(STAMP)
 	$(BIN)/python scripts/server.py start --port $(PORT)

@@ -1,8 +1,12 @@
-"""``make demo``: the main job on the embedded SQLite default, from an empty database.
+"""``make demo``: the main job, on the database every other command uses.
 
-It migrates a fresh database under var/demo/, imports the example file, seeds a synthetic
-population whose contracts start on the first day of last month, runs the bill-day flow as of
-today, and prints what it did and where the results are.
+It migrates the default database (``BILLING_DATABASE_URL``, else SQLite ``var/billing.db``:
+``billing.db.database_url()``), imports the example file, seeds a synthetic population whose
+contracts start on the first day of last month, runs the bill-day flow as of today, and prints
+what it did, where the results are (documents in var/documents, reports in var/output) and
+what to do next. ``make server`` then registers that same database, so the UI shows the
+demo's data. Run again, it seeds nothing more (the population is there already) and bill day
+adds nothing: every step is idempotent. ``make clean`` (or deleting var/) starts over.
 """
 
 from __future__ import annotations
@@ -16,14 +20,15 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
+from sqlalchemy import Engine, func, make_url, select  # noqa: E402
 
-from billing.db import make_engine, unit_of_work  # noqa: E402
+from billing.db import database_url, make_engine, unit_of_work  # noqa: E402
 from billing.importer import import_file  # noqa: E402
 from billing.migrate import upgrade  # noqa: E402
+from billing.models import Account  # noqa: E402
 from billing.synthetic import seed  # noqa: E402
 
-OUTPUT = Path("var/demo")
-EXAMPLE = Path("examples/demo-import.json")
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo-import.json"
 ACCOUNTS, USAGE_PER_ACCOUNT = 500, 20
 
 console = Console()
@@ -33,11 +38,23 @@ def first_of_previous_month(today: date) -> date:
     return date(today.year - (today.month == 1), (today.month - 2) % 12 + 1, 1)
 
 
-def fresh_database() -> str:
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    for old in OUTPUT.glob("billing.db*"):
-        old.unlink()
-    return f"sqlite:///{(OUTPUT / 'billing.db').resolve()}"
+def default_database() -> str:
+    """``billing.db.database_url()`` with a relative SQLite path made absolute (its folder
+    created): the database ``billing`` and ``make server`` use by default."""
+    url = database_url()
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        path = Path(url.removeprefix(prefix)).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = prefix + str(path)
+    return url
+
+
+def seeded_accounts(engine: Engine) -> int:
+    """Synthetic accounts (``ACC-...``) already in the database."""
+    with unit_of_work(engine) as session:
+        count = select(func.count()).select_from(Account).where(Account.ref.like("ACC-%"))
+        return session.scalar(count) or 0
 
 
 def table(title: str, rows: dict[str, object]) -> Table:
@@ -49,8 +66,9 @@ def table(title: str, rows: dict[str, object]) -> Table:
 
 def main() -> None:
     today = date.today()
-    url = fresh_database()
-    os.environ["BILLING_DATABASE_URL"] = url
+    from_environment = bool(os.environ.get("BILLING_DATABASE_URL"))
+    url = default_database()
+    os.environ["BILLING_DATABASE_URL"] = url  # what the in-process flow runs read
     engine = make_engine(url)
     upgrade(engine)
 
@@ -58,37 +76,65 @@ def main() -> None:
         imported = import_file(session, EXAMPLE)
     console.print(
         table(
-            f"imported {EXAMPLE}",
+            f"imported {EXAMPLE.name}",
             {kind: f"{c.inserted} new, {c.unchanged} unchanged" for kind, c in imported.ordered()},
         )
     )
 
     start = first_of_previous_month(today)
-    with Progress(console=console) as bar:
-        task = bar.add_task(f"seeding {ACCOUNTS} accounts", total=ACCOUNTS)
-        seeded = seed(
-            engine,
-            accounts=ACCOUNTS,
-            usage_per_account=USAGE_PER_ACCOUNT,
-            start=start,
-            progress=lambda n: bar.advance(task, n),
-        )
-    console.print(table(f"seeded (contracts from {start})", seeded.__dict__))
+    already = seeded_accounts(engine)
+    if already:
+        console.print(f"{already} synthetic accounts are there already: nothing seeded")
+    else:
+        with Progress(console=console) as bar:
+            task = bar.add_task(f"seeding {ACCOUNTS} accounts", total=ACCOUNTS)
+            seeded = seed(
+                engine,
+                accounts=ACCOUNTS,
+                usage_per_account=USAGE_PER_ACCOUNT,
+                start=start,
+                progress=lambda n: bar.advance(task, n),
+            )
+        console.print(table(f"seeded (contracts from {start})", seeded.__dict__))
+    engine.dispose()
 
     from flows.bill_day import bill_day
 
     summary = bill_day(as_of=today, database_block="")
     console.print(table(f"bill day as of {today}", summary))
     output = Path("var/output") / today.isoformat()
-    print(f"\nDatabase:        {url}")
+    shown = make_url(url).render_as_string(hide_password=True)
+    print(f"\nDatabase:        {shown}")
     print(f"Invoices:        {Path('var/documents').resolve()}/ (PDF/A-3 Factur-X and XML)")
     for sepa in sorted(output.glob("sepa/*/*.xml")):
         print(f"SEPA file:       {sepa.resolve()}")
     for docs in sorted(output.glob("*/data_docs/index.html")):
         print(f"Checks (Data Docs): {docs.resolve()}")
-    print("Explore it:")
-    print(f"  BILLING_DATABASE_URL={url} .venv/bin/billing status")
-    print(f"  BILLING_DATABASE_URL={url} .venv/bin/billing export invoices --format csv")
+    next_steps(from_environment)
+
+
+def next_steps(from_environment: bool) -> None:
+    """What to do with the result: the stack over the same database, the CLI, the mail."""
+    same = (
+        "  (keep BILLING_DATABASE_URL set for these, so they find the same database)\n"
+        if from_environment
+        else ""
+    )
+    print(
+        "\nNext steps:\n"
+        f"{same}"
+        "  make server     Prefect's UI, a worker and every deployment over this same database,\n"
+        "                  with a mail catcher and a files server (docs/operations.md)\n"
+        "  UI              http://127.0.0.1:4200, log in with the contents of\n"
+        "                  var/prefect/api-auth-string\n"
+        "  .venv/bin/billing status\n"
+        "  .venv/bin/billing export invoices --format csv\n"
+        f"  .venv/bin/billing check --as-of {date.today()}\n"
+        "  Mail            the invoice-email-sender deployment (every 15 minutes, or Run in the\n"
+        "                  UI) sends the queued invoice e-mails to the local mail catcher: one\n"
+        "                  file per message in var/mail/new\n"
+        "  make stop       stops the stack"
+    )
 
 
 if __name__ == "__main__":

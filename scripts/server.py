@@ -1,27 +1,37 @@
-"""A local Prefect stack for openbill: server, pool, limit, blocks, deployments and a worker.
+"""A local Prefect stack for openbill: server, blocks, mail catcher, files server, worker.
 
-    python scripts/server.py start [--port 4200] [--home var/prefect] [--database URL] ...
+    python scripts/server.py start [--port 4200] [--home var/prefect] [--data-dir var]
+                                   [--database URL] [--files-port N] [--smtp-port N] ...
     python scripts/server.py stop  [--home var/prefect]
 
-``start`` runs ``prefect server start`` in the background (analytics off; SQLite under
-PREFECT_HOME, or PostgreSQL through PREFECT_API_DATABASE_CONNECTION_URL) and waits for
-/api/health. Then it creates the process work pool ``billing-pool``, the "default" blocks,
-the global concurrency limit ``bill-day-batches``, migrates the billing database of the
-``billing-database/default`` block, starts a worker on the pool, registers every deployment of
-prefect.yaml (``prefect --no-prompt deploy --all``) and waits until the worker is online.
-Each step may be repeated: what exists is kept. Logs and pid files are under PREFECT_HOME;
-``stop`` ends the worker, then the server (each is its own process group).
+``start`` makes the API auth string once (``<PREFECT_HOME>/api-auth-string``, mode 0600,
+``admin:<random>``), runs ``prefect server start`` in the background with it
+(PREFECT_SERVER_API_AUTH_STRING; analytics off; SQLite under PREFECT_HOME, or PostgreSQL
+through PREFECT_API_DATABASE_CONNECTION_URL) and waits for /api/health. Then it creates the
+process work pool ``billing-pool``, the "default" blocks (blocks/register.py), the global
+concurrency limit ``bill-day-batches``, migrates the billing database of the
+``billing-database/default`` block, starts the mail catcher (scripts/mail_catcher.py: SMTP on
+127.0.0.1, every message into ``<data-dir>/mail``) and the files server
+(scripts/files_server.py: the output and document folders over HTTP, same credentials),
+starts a worker on the pool, registers every deployment of prefect.yaml
+(``prefect --no-prompt deploy --all``) and waits until the worker is online. It records the
+stack in ``<PREFECT_HOME>/stack.json`` (flows/stack.py reads it). Each step may be repeated:
+what exists or runs is kept. Logs and pid files are under PREFECT_HOME; ``stop`` ends the
+worker, the files server, the mail catcher, then the server (each is its own process group).
 
-Every other variable of the environment (PREFECT_*, BILLING_*) reaches the server, the
-worker and the flow runs. ``make server`` and ``make stop`` call this; so does
-tests/operations, so the tests prove the same path.
+Every client of the stack (this script, ``prefect deploy``, the worker and its flow runs)
+gets PREFECT_API_URL and PREFECT_API_AUTH_STRING. Every other variable of the environment
+(PREFECT_*, BILLING_*) reaches the server, the worker and the flow runs. ``make server`` and
+``make stop`` call this; so does tests/operations, so the tests prove the same path.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,22 +39,57 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from flows.stack import AUTH_FILE, STACK_FILE, Stack, write_stack  # noqa: E402  (no Prefect)
+
 PREFECT_CLI = [sys.executable, "-m", "prefect"]
 POOL = "billing-pool"
 BATCH_LIMIT = "bill-day-batches"
-PROCESSES = ("worker", "server")  # stopped in this order
+LOOPBACK = "127.0.0.1"
+PROCESSES = ("worker", "files", "mail", "server")  # stopped in this order
+BILL_DAY = "bill-day/daily-01-00-utc"
 
 
 class StartFailed(RuntimeError):
     """A step of ``start`` did not succeed in time; the message says which and shows the log."""
 
 
-def stack_env(home: Path, host: str, port: int) -> dict[str, str]:
-    """The environment of every process of the stack."""
+def auth_string(home: Path) -> str:
+    """The API's ``user:password``, made once into ``<home>/api-auth-string`` (mode 0600).
+
+    The file is created with O_EXCL and mode 0600 in one call, so it is never readable by
+    others, not even for a moment; later starts read it, and tighten its mode if someone
+    loosened it. Delete it (with the stack stopped) to get a new one.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / AUTH_FILE
+    value = f"admin:{secrets.token_urlsafe(24)}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+            print(f"{path}: others could read it; mode set to 0600")
+        existing = path.read_text().strip()
+        if ":" not in existing:
+            raise StartFailed(
+                f"{path} must hold user:password; delete it to make a new one"
+            ) from None
+        return existing
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    return value
+
+
+def stack_env(home: Path, host: str, port: int, auth: str) -> dict[str, str]:
+    """The environment of every client of the stack: this script, deploy, worker, flow runs."""
     env = dict(os.environ)
     env.update(
         PREFECT_HOME=str(home),
         PREFECT_API_URL=f"http://{host}:{port}/api",
+        PREFECT_API_AUTH_STRING=auth,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
         PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
@@ -118,6 +163,11 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, home: Path, name
     raise StartFailed(f"no {what} after {timeout:.0f} s:\n{_tail(home, name)}")
 
 
+def _listening(port: int) -> bool:
+    with socket.create_connection((LOOPBACK, port), timeout=2):
+        return True
+
+
 def _prefect(env: dict[str, str], *args: str, timeout: float = 300) -> str:
     """Run ``prefect <args>`` from the repository root."""
     done = subprocess.run(
@@ -133,25 +183,45 @@ def _prefect(env: dict[str, str], *args: str, timeout: float = 300) -> str:
     return done.stdout
 
 
+def _basic(auth: str) -> tuple[str, str]:
+    user, _, password = auth.partition(":")
+    return user, password
+
+
 def start_server(home: Path, env: dict[str, str], host: str, port: int) -> None:
+    """Start the server with the auth string (unless it runs); wait for it to answer."""
     if _running(home, "server"):
         print(f"server already running (pid {_running(home, 'server')})")
     else:
         server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+        server_env["PREFECT_SERVER_API_AUTH_STRING"] = env["PREFECT_API_AUTH_STRING"]
         argv = [*PREFECT_CLI, "server", "start", "--host", host, "--port", str(port)]
         _spawn(home, "server", argv, server_env)
     import httpx
 
-    health = f"{env['PREFECT_API_URL']}/health"
+    api = env["PREFECT_API_URL"]
 
     def healthy() -> bool:
-        return httpx.get(health, timeout=2).status_code == 200
+        return httpx.get(f"{api}/health", timeout=2).status_code == 200
 
     _wait("/api/health", healthy, 120, home, "server")
+    answer = httpx.get(
+        f"{api}/admin/version", auth=_basic(env["PREFECT_API_AUTH_STRING"]), timeout=10
+    )
+    if answer.status_code != 200:
+        raise StartFailed(
+            f"{api} answers {answer.status_code} with the auth string of {home / AUTH_FILE}: "
+            "is another server (or one started with another auth string) on this port? "
+            "Stop it first (make stop)."
+        )
 
 
-def configure(env: dict[str, str], args: argparse.Namespace) -> None:
-    """Work pool, blocks, concurrency limit, billing schema: each kept when it exists."""
+def configure(env: dict[str, str], args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """Work pool, blocks, concurrency limit, billing schema: each kept when it exists.
+
+    Returns the folders the files server serves: the settings' output_dir and the document
+    store's folder (None when the store is not a local folder).
+    """
     os.environ.update(env)  # before Prefect reads its settings in this process
     from sqlalchemy import make_url
 
@@ -159,29 +229,46 @@ def configure(env: dict[str, str], args: argparse.Namespace) -> None:
     from billing.migrate import upgrade
     from blocks.bill_run_settings import BillRunSettings
     from blocks.billing_database import BillingDatabase
+    from blocks.document_store import DocumentStoreLocation
     from blocks.register import DEFAULT, register
     from flows.runtime import ensure_concurrency_limit
 
     create_pool()
     print(f"work pool {POOL}: ready")
-    blocks = register(database_url=args.database, output_dir=args.output_dir)
+    blocks = register(
+        database_url=args.database,
+        data_dir=args.data_dir,
+        output_dir=args.output_dir,
+        files_url=files_url(args),
+        smtp_port=args.smtp_port,
+    )
     for name, what in blocks.items():
         print(f"block {name}: {what}")
     if "kept" in blocks.values():
         print("  (existing blocks are kept: python -m blocks.register --overwrite replaces them)")
-    ensure_concurrency_limit(BATCH_LIMIT, BillRunSettings.load(DEFAULT).children)
+    settings = BillRunSettings.load(DEFAULT)
+    if settings.files_url != files_url(args):
+        print(
+            f"  note: bill-run-settings/default has files_url={settings.files_url!r}, the files "
+            f"server of this stack is {files_url(args)}"
+        )
+    ensure_concurrency_limit(BATCH_LIMIT, settings.children)
     print(f"global concurrency limit {BATCH_LIMIT}: ready")
     database = BillingDatabase.load(DEFAULT).url.get_secret_value()
     engine = make_engine(database)
     upgrade(engine)
     engine.dispose()
     print(f"billing database migrated: {make_url(database).render_as_string(hide_password=True)}")
+    store = DocumentStoreLocation.load(DEFAULT).url
+    local = "://" not in store or store.startswith("file://")
+    documents = Path(store.removeprefix("file://")).resolve() if local else None
+    return Path(settings.output_dir).resolve(), documents
 
 
-def deploy(env: dict[str, str]) -> None:
+def deploy(env: dict[str, str], prefect_file: str) -> None:
     """Every deployment of prefect.yaml, from the repository root (which flow runs start in)."""
-    _prefect(env, "--no-prompt", "deploy", "--all")
-    print("deployments of prefect.yaml: registered")
+    _prefect(env, "--no-prompt", "deploy", "--all", "--prefect-file", prefect_file)
+    print(f"deployments of {prefect_file}: registered")
 
 
 def create_pool() -> None:
@@ -201,6 +288,53 @@ def create_pool() -> None:
             pass
 
 
+def files_url(args: argparse.Namespace) -> str:
+    return f"http://{LOOPBACK}:{args.files_port}"
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir or ROOT / "var").resolve()
+
+
+def start_mail(home: Path, env: dict[str, str], args: argparse.Namespace) -> None:
+    """The mail catcher on 127.0.0.1:``--smtp-port``, writing into ``<data-dir>/mail``."""
+    if _running(home, "mail"):
+        print(f"mail catcher already running (pid {_running(home, 'mail')})")
+    else:
+        argv = [sys.executable, str(ROOT / "scripts" / "mail_catcher.py")]
+        argv += ["--port", str(args.smtp_port), "--maildir", str(data_dir(args) / "mail")]
+        _spawn(home, "mail", argv, env)
+    _wait(
+        f"mail catcher on port {args.smtp_port}",
+        lambda: _listening(args.smtp_port),
+        30,
+        home,
+        "mail",
+    )
+
+
+def start_files(
+    home: Path, env: dict[str, str], args: argparse.Namespace, output: Path, documents: Path | None
+) -> None:
+    """The files server on 127.0.0.1:``--files-port``: /output/ and /documents/, Basic auth."""
+    if _running(home, "files"):
+        print(f"files server already running (pid {_running(home, 'files')})")
+    else:
+        argv = [sys.executable, str(ROOT / "scripts" / "files_server.py")]
+        argv += ["--port", str(args.files_port), "--auth-file", str(home / AUTH_FILE)]
+        argv += ["--mount", f"output={output}"]
+        if documents is not None:
+            argv += ["--mount", f"documents={documents}"]
+        _spawn(home, "files", argv, env)
+    _wait(
+        f"files server on port {args.files_port}",
+        lambda: _listening(args.files_port),
+        30,
+        home,
+        "files",
+    )
+
+
 def worker_name() -> str:
     return f"billing-worker-{os.uname().nodename}"
 
@@ -218,28 +352,48 @@ def wait_worker_online(home: Path, env: dict[str, str]) -> None:
     import httpx
 
     name = worker_name()
-
     url = f"{env['PREFECT_API_URL']}/work_pools/{POOL}/workers/filter"
     body = {"offset": 0, "limit": 10, "workers": {"status": {"any_": ["ONLINE"]}}}
+    auth = _basic(env["PREFECT_API_AUTH_STRING"])
 
     def online() -> bool:
-        return any(w["name"] == name for w in httpx.post(url, json=body, timeout=5).json())
+        workers = httpx.post(url, json=body, auth=auth, timeout=5).json()
+        return any(w["name"] == name for w in workers)
 
     _wait("online worker", online, 90, home, "worker")
 
 
 def start(args: argparse.Namespace) -> None:
     home = Path(args.home).resolve()
-    env = stack_env(home, args.host, args.port)
+    args.files_port = args.files_port or args.port + 1
+    args.smtp_port = args.smtp_port or args.port + 2
     try:
+        auth = auth_string(home)
+        env = stack_env(home, args.host, args.port, auth)
         start_server(home, env, args.host, args.port)
-        print(f"server: http://{args.host}:{args.port} (logs {_log_file(home, 'server')})")
+        ui = f"http://{args.host}:{args.port}"
+        write_stack(
+            Stack(
+                home=home,
+                api_url=env["PREFECT_API_URL"],
+                ui_url=ui,
+                files_url=files_url(args),
+                auth_file=home / AUTH_FILE,
+                mail_dir=data_dir(args) / "mail",
+                smtp_port=args.smtp_port,
+            )
+        )
+        print(f"server: {ui} (logs {_log_file(home, 'server')})")
         if args.server_only:
             return
-        configure(env, args)
+        output, documents = configure(env, args)
+        start_mail(home, env, args)
+        print(f"mail catcher: {LOOPBACK}:{args.smtp_port} -> {data_dir(args) / 'mail'}")
+        start_files(home, env, args, output, documents)
+        print(f"files server: {files_url(args)}/output/ and /documents/")
         if not args.no_worker:
             start_worker(home, env)  # it starts while the deployments register
-        deploy(env)
+        deploy(env, args.prefect_file)
         if not args.no_worker:
             wait_worker_online(home, env)
             print(f"worker on {POOL}: online (logs {_log_file(home, 'worker')})")
@@ -247,16 +401,20 @@ def start(args: argparse.Namespace) -> None:
         print(f"start failed: {error}", file=sys.stderr)
         sys.exit(1)
     print(
-        f"\nUI: http://{args.host}:{args.port}  (Deployments -> bill-day/scheduled -> Run -> "
-        "Custom run, to choose as_of)\n"
-        f"CLI: PREFECT_API_URL={env['PREFECT_API_URL']} .venv/bin/prefect deployment run "
-        "'bill-day/scheduled' -p as_of=2027-02-01\n"
-        "Stop: make stop"
+        f"\nUI:    {ui}  (log in with the contents of {home / AUTH_FILE})\n"
+        f"       Deployments -> {BILL_DAY} -> Run -> Custom run, to choose as_of\n"
+        f"Files: {files_url(args)}/output/  {files_url(args)}/documents/  (same login)\n"
+        f"Mail:  every e-mail the stack sends lands in {data_dir(args) / 'mail'}/new\n"
+        f"CLI:   PREFECT_API_URL={env['PREFECT_API_URL']} "
+        f'PREFECT_API_AUTH_STRING="$(cat {home / AUTH_FILE})" \\\n'
+        f"         .venv/bin/prefect deployment run '{BILL_DAY}' -p as_of=2027-02-01\n"
+        "Stop:  make stop"
     )
 
 
 def stop(args: argparse.Namespace) -> None:
-    """End the worker, then the server: SIGTERM to the group, SIGKILL after ``--timeout``."""
+    """End the worker, files server, mail catcher, then the server: SIGTERM to each group,
+    SIGKILL after ``--timeout``."""
     home = Path(args.home).resolve()
     for name in PROCESSES:
         pid = _running(home, name)
@@ -264,6 +422,7 @@ def stop(args: argparse.Namespace) -> None:
             stop_group(pid, args.timeout)
             print(f"{name} stopped (pid {pid})")
         _pid_file(home, name).unlink(missing_ok=True)
+    (home / STACK_FILE).unlink(missing_ok=True)
 
 
 def stop_group(pid: int, timeout: float) -> None:
@@ -335,7 +494,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4200)
     parser.add_argument("--database", help="billing database URL (default BILLING_DATABASE_URL)")
-    parser.add_argument("--output-dir", help="BillRunSettings.output_dir (default var/output)")
+    parser.add_argument(
+        "--data-dir", help="documents, output, mail, sandbox ledger (default var in the checkout)"
+    )
+    parser.add_argument("--output-dir", help="BillRunSettings.output_dir (default DATA/output)")
+    parser.add_argument("--files-port", type=int, help="files server port (default PORT+1)")
+    parser.add_argument("--smtp-port", type=int, help="mail catcher port (default PORT+2)")
+    parser.add_argument(
+        "--prefect-file", default="prefect.yaml", help="the deployments to register"
+    )
     parser.add_argument("--server-only", action="store_true", help="only start the server")
     parser.add_argument("--no-worker", action="store_true", help="start no worker")
     parser.add_argument("--timeout", type=float, default=30, help="seconds before SIGKILL")

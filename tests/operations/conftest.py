@@ -1,12 +1,15 @@
 """One real Prefect stack for the operations tests, started the way ``make server`` starts it.
 
-``prefect_server`` runs ``scripts/server.py start --server-only`` on a free loopback port with
-its own PREFECT_HOME (analytics off, the scheduler off so no daemon wakes up mid-test).
-``deployed`` runs ``scripts/server.py start`` again on the same home: pool, limit, blocks,
-deployments and a worker, over a small seeded SQLite database. ``bill_day_run`` starts
-bill-day through the Prefect API with a chosen ``as_of`` and waits for it. Everything is
-session-scoped, so the end-to-end, UI and Dask tests share one server; ``scripts/server.py
-stop`` ends every process in the teardown, and any process group left behind is killed.
+``prefect_server`` runs ``scripts/server.py start --server-only`` on free loopback ports with
+its own PREFECT_HOME and data folder (analytics off, the scheduler off so no daemon wakes up
+mid-test; tests/operations/test_scheduler.py runs a stack of its own with it on). The server
+requires the API auth string that ``server.py`` writes to ``<home>/api-auth-string``; every
+client here sends it (``Stack.auth``, ``Stack.connected()``). ``deployed`` runs
+``scripts/server.py start`` again on the same home: pool, limit, blocks, mail catcher, files
+server, deployments and a worker, over a small seeded SQLite database. ``bill_day_run``
+starts bill-day through the Prefect API with a chosen ``as_of`` and waits for it. Everything
+is session-scoped, so the operations tests share one server; ``scripts/server.py stop`` ends
+every process in the teardown, and any process group left behind is killed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -26,12 +30,15 @@ import pytest
 
 from billing.db import make_engine, unit_of_work
 from billing.migrate import upgrade
+from flows import stack as local
 from tests import builders as b
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = [sys.executable, str(ROOT / "scripts" / "server.py")]
 AS_OF = date(2027, 2, 1)
 RUN_NAME = "bill-day-as-of-2027-02-01"
+BILL_DAY = "bill-day/daily-01-00-utc"
+EMAIL_SENDER = "invoice-email-sender/every-15-minutes"
 TIERS = [("100", "0.10"), ("1000", "0.05"), (None, "0.01")]
 
 
@@ -41,7 +48,9 @@ class Stack:
     port: int
     env: dict[str, str]
     database_url: str
-    output_dir: Path
+    data_dir: Path
+    files_port: int
+    smtp_port: int
 
     @property
     def ui(self) -> str:
@@ -51,6 +60,35 @@ class Stack:
     def api(self) -> str:
         return f"{self.ui}/api"
 
+    @property
+    def files(self) -> str:
+        return f"http://127.0.0.1:{self.files_port}"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.data_dir / "output"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.data_dir / "mail"
+
+    @property
+    def auth_string(self) -> str:
+        """The API's ``user:password`` as ``server.py`` wrote it (never in the test's env)."""
+        return (self.home / local.AUTH_FILE).read_text().strip()
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        """HTTP Basic credentials for httpx."""
+        user, _, password = self.auth_string.partition(":")
+        return user, password
+
+    def connected(self) -> Any:
+        """Prefect settings for this stack, through flows/stack.py as the CLI will use them."""
+        found = local.local_stack(self.home)
+        assert found is not None, f"no running stack recorded under {self.home}"
+        return local.connected(found)
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -59,9 +97,18 @@ def _free_port() -> int:
 
 
 def server_script(stack: Stack, *args: str, timeout: float = 240) -> str:
-    """``scripts/server.py <args> --home <stack home> --port <port>``; its output."""
+    """``scripts/server.py <args>`` on the stack's home, ports and data folder; its output."""
+    where = [
+        "--home",
+        str(stack.home),
+        "--port",
+        str(stack.port),
+        "--data-dir",
+        str(stack.data_dir),
+    ]
+    ports = ["--files-port", str(stack.files_port), "--smtp-port", str(stack.smtp_port)]
     done = subprocess.run(
-        [*SERVER, *args, "--home", str(stack.home), "--port", str(stack.port)],
+        [*SERVER, *args, *where, *ports],
         cwd=ROOT,
         env=stack.env,
         capture_output=True,
@@ -81,33 +128,52 @@ def _kill_leftovers(home: Path) -> None:
             pass
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A Prefect server of our own (no pool, deployment or worker yet)."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    data = tmp_path_factory.mktemp("billing")
+def stack_environment(**settings: str) -> dict[str, str]:
+    """This process's environment without PREFECT_* and BILLING_*, plus ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "BILLING_"))}
     env.update(
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",
         PREFECT_WORKER_QUERY_SECONDS="1",
-        PREFECT_LOGGING_LEVEL="WARNING",
+        **settings,
     )
-    stack = Stack(
-        home=home,
+    return env
+
+
+def new_stack(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Stack:
+    """A stack's home, data folder and three free loopback ports (nothing started)."""
+    data = tmp_path_factory.mktemp("billing")
+    return Stack(
+        home=tmp_path_factory.mktemp("prefect-home"),
         port=_free_port(),
         env=env,
         database_url=f"sqlite:///{data / 'billing.db'}",
-        output_dir=data / "output",
+        data_dir=data,
+        files_port=_free_port(),
+        smtp_port=_free_port(),
     )
+
+
+@contextmanager
+def running(stack: Stack, *args: str, timeout: float = 240) -> Iterator[Stack]:
+    """``server.py start <args>`` now, ``server.py stop`` (and SIGKILL of leftovers) at the end."""
     try:
-        server_script(stack, "start", "--server-only", timeout=180)
+        server_script(stack, "start", *args, timeout=timeout)
         yield stack
     finally:
         try:
             server_script(stack, "stop", "--timeout", "20", timeout=90)
         finally:
-            _kill_leftovers(home)
+            _kill_leftovers(stack.home)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A Prefect server of our own (no pool, deployment or worker yet), scheduler off."""
+    env = stack_environment(
+        PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING"
+    )
+    with running(new_stack(tmp_path_factory, env), "--server-only", timeout=180) as stack:
+        yield stack
 
 
 def seed_two_accounts(url: str) -> None:
@@ -143,41 +209,24 @@ def seed_two_accounts(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def deployed(prefect_server: Stack) -> Stack:
-    """The whole ``make server`` stack over a seeded billing database."""
+    """The whole ``make server`` stack over a seeded billing database.
+
+    Its files (documents, reports, mail, sandbox ledger) go to the stack's tmp data folder
+    (``--data-dir``), never into the checkout where flow runs start.
+    """
     seed_two_accounts(prefect_server.database_url)
-    server_script(
-        prefect_server,
-        "start",
-        "--database",
-        prefect_server.database_url,
-        "--output-dir",
-        str(prefect_server.output_dir),
-    )
-    _keep_files_out_of_the_checkout(prefect_server)
+    server_script(prefect_server, "start", "--database", prefect_server.database_url)
     return prefect_server
-
-
-def _keep_files_out_of_the_checkout(stack: Stack) -> None:
-    """Flow runs start in the repository root: point the file-writing blocks at tmp instead."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from blocks.document_store import DocumentStoreLocation
-    from blocks.payment_gateway import PaymentGateway
-
-    with temporary_settings(updates={PREFECT_API_URL: stack.api}):
-        DocumentStoreLocation(url=str(stack.output_dir / "documents")).save("default")
-        PaymentGateway(sandbox_ledger=str(stack.output_dir / "sandbox.sqlite3")).save("default")
 
 
 @pytest.fixture(scope="session")
 def bill_day_run(deployed: Stack) -> Any:
-    """bill-day/scheduled started through the API with as_of, run by the worker; its flow run."""
+    """bill-day started through the API with as_of, run by the worker; its flow run."""
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: deployed.api}):
+    with deployed.connected():
         return run_deployment(
-            "bill-day/scheduled",
+            BILL_DAY,
             parameters={"as_of": AS_OF.isoformat()},
             flow_run_name=RUN_NAME,
             timeout=150,

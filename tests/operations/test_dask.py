@@ -16,7 +16,6 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy import select
 
 from billing.db import unit_of_work
@@ -66,7 +65,7 @@ def blocks(prefect_server, population, tmp_path, monkeypatch) -> Iterator[str]: 
     """Settings (one unit per batch) and the population's database, under a fresh name."""
     monkeypatch.chdir(tmp_path)  # anything a step writes by default lands here
     name = f"dask-{uuid.uuid4().hex[:10]}"
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api}):
+    with prefect_server.connected():
         settings = BillRunSettings(per_batch=1, output_dir=str(tmp_path / "output"))
         settings.save(name)
         url = population.url.render_as_string(hide_password=False)
@@ -103,7 +102,7 @@ def test_dask_runner_bills_like_the_default_runner(
     parameters = {"as_of": AS_OF, "settings_block": blocks, "database_block": blocks}
     with Client(dask_cluster.scheduler_address) as client:
         before = _engines_resolved(client)
-        with temporary_settings(updates={PREFECT_API_URL: prefect_server.api}):
+        with prefect_server.connected():
             if runner == "dask":
                 summary = bill_day_on_dask(dask_cluster.scheduler_address, **parameters)
             else:

@@ -17,8 +17,13 @@ pytestmark = pytest.mark.slow
 D = Decimal
 
 
-def _post(api: str, path: str, body: dict) -> list[dict]:
-    response = httpx.post(f"{api}{path}", json={"offset": 0, "limit": 200, **body}, timeout=30)
+def _post(stack, path: str, body: dict) -> list[dict]:
+    response = httpx.post(
+        f"{stack.api}{path}",
+        json={"offset": 0, "limit": 200, **body},
+        auth=stack.auth,
+        timeout=30,
+    )
     response.raise_for_status()
     return response.json()
 
@@ -47,7 +52,7 @@ def test_bill_day_deployment_run_bills_the_population(deployed, bill_day_run):
 
 def test_run_reports_its_summary_artifact(deployed, bill_day_run):
     [summary] = _post(
-        deployed.api,
+        deployed,
         "/artifacts/filter",
         {
             "artifacts": {
@@ -62,7 +67,7 @@ def test_run_reports_its_summary_artifact(deployed, bill_day_run):
 def test_every_deployment_of_prefect_yaml_is_served_with_its_schedule(deployed):
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     wanted = {d["entrypoint"]: d for d in spec["deployments"]}
-    found = {d["entrypoint"]: d for d in _post(deployed.api, "/deployments/filter", {})}
+    found = {d["entrypoint"]: d for d in _post(deployed, "/deployments/filter", {})}
     assert sorted(found) == sorted(wanted)
     for entrypoint, deployment in found.items():
         assert deployment["work_pool_name"] == "billing-pool"
@@ -71,7 +76,9 @@ def test_every_deployment_of_prefect_yaml_is_served_with_its_schedule(deployed):
 
 
 def test_pool_has_an_online_worker_and_the_batch_limit_exists(deployed):
-    workers = _post(deployed.api, "/work_pools/billing-pool/workers/filter", {})
+    workers = _post(deployed, "/work_pools/billing-pool/workers/filter", {})
     assert [w["status"] for w in workers] == ["ONLINE"]
-    limit = httpx.get(f"{deployed.api}/v2/concurrency_limits/bill-day-batches", timeout=30)
+    limit = httpx.get(
+        f"{deployed.api}/v2/concurrency_limits/bill-day-batches", auth=deployed.auth, timeout=30
+    )
     assert limit.json()["limit"] == 5  # BillRunSettings.children

@@ -1,4 +1,8 @@
-"""The Prefect UI, offline, in headless Debian chromium: the bill-day run is on the runs page.
+"""The Prefect UI, offline, in headless Debian chromium: log in, find the bill-day run.
+
+The server requires the API auth string, so the UI first shows its login page; the test logs
+in there with the string ``scripts/server.py`` wrote, as an operator would, and then finds the
+run on the runs page.
 
 The screenshot goes to the test's tmp dir. ``make ui-screenshot`` sets OPENBILL_UI_SCREENSHOT
 to write the same picture to docs/ui-bill-day-run.png as well.
@@ -39,6 +43,16 @@ def _require_chromium() -> None:
     pytest.skip(message)
 
 
+def log_in(page, auth_string: str) -> None:
+    """The UI's login page (it asks because the API requires auth): type the string, submit."""
+    password = page.locator("input[type=password]")
+    password.wait_for(timeout=60_000)
+    assert "login" in page.url
+    password.fill(auth_string)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_url(lambda url: "login" not in url, timeout=60_000)
+
+
 def test_runs_page_shows_the_bill_day_run(deployed, bill_day_run, tmp_path):
     _require_chromium()
     from playwright.sync_api import sync_playwright
@@ -65,6 +79,7 @@ def test_runs_page_shows_the_bill_day_run(deployed, bill_day_run, tmp_path):
                 ),
             )
             page.goto(f"{deployed.ui}/runs", wait_until="domcontentloaded", timeout=60_000)
+            log_in(page, deployed.auth_string)
             page.get_by_text(RUN_NAME, exact=True).first.wait_for(timeout=60_000)
             page.get_by_text("Completed").first.wait_for(timeout=30_000)
             page.wait_for_timeout(1_000)  # let the chart settle for the picture
