@@ -36,7 +36,7 @@ from tests import builders as b
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = [sys.executable, str(ROOT / "scripts" / "server.py")]
 AS_OF = date(2027, 2, 1)
-RUN_NAME = "bill-day-as-of-2027-02-01"
+RUN_NAME = "bill-day 2027-02-01"  # the flow names its runs by their date
 BILL_DAY = "bill-day/daily-01-00-utc"
 EMAIL_SENDER = "invoice-email-sender/every-15-minutes"
 TIERS = [("100", "0.10"), ("1000", "0.05"), (None, "0.01")]
@@ -228,7 +228,6 @@ def bill_day_run(deployed: Stack) -> Any:
         return run_deployment(
             BILL_DAY,
             parameters={"as_of": AS_OF.isoformat()},
-            flow_run_name=RUN_NAME,
             timeout=150,
             poll_interval=1,
         )

@@ -61,7 +61,7 @@ def test_run_reports_its_summary_artifact(deployed, bill_day_run):
             }
         },
     )
-    assert '"measure": "bills", "value": 2' in summary["data"]
+    assert '"measure": "bills", "value": "2"' in summary["data"]
 
 
 def test_every_deployment_of_prefect_yaml_is_served_with_its_schedule(deployed):
