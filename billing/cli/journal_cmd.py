@@ -23,7 +23,7 @@ def export_journal(
 ) -> None:
     """The month's summary journal entries (account, product, currency, debit, credit)."""
     try:
-        with unit_of_work(engine_for(database)) as session:
+        with unit_of_work(engine_for(database, read_only=True)) as session:
             if output is None:
                 count = write_journal_csv(session, year, month, sys.stdout)
             else:

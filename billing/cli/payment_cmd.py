@@ -9,7 +9,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from billing.cli.app import app
-from billing.cli.common import DatabaseOption, console, engine_for, fail, parse_date
+from billing.cli.common import (
+    DatabaseOption,
+    console,
+    engine_for,
+    fail,
+    parse_date,
+    readable_file,
+)
 from billing.db import unit_of_work
 from billing.payments.config import DEFAULT_RETRY_DAYS, RetryPolicy
 from billing.payments.errors import PaymentRecordError
@@ -63,10 +70,11 @@ def record_command(
 
 @payment_app.command("import")
 def import_command(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    file: Path = typer.Argument(..., help="The bank statement CSV."),
     database: str | None = DatabaseOption,
 ) -> None:
     """Import a bank-statement CSV: reference, account_ref, amount, currency, date[, bill_no]."""
+    readable_file(file)
     try:
         with unit_of_work(engine_for(database)) as session:
             report = import_payments_csv(session, file)

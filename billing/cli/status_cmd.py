@@ -54,7 +54,7 @@ def count_states(conn: Connection) -> dict[str, dict[str, int]]:
 @app.command("status")
 def status_command(database: str | None = DatabaseOption) -> None:
     """Show row counts per state: accounts, bill units, charges, usage, bills and issues."""
-    engine = engine_for(database)
+    engine = engine_for(database, read_only=True)
     with engine.connect() as conn:
         counts = count_states(conn)
     for title, by_state in counts.items():
