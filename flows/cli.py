@@ -1,30 +1,118 @@
 """The ``billing`` command: the engine's CLI plus ``billing run``, which starts flows.
 
 It lives in flows/ because running a job means running its Prefect flow; billing/ stays
-free of Prefect.
+free of Prefect. Prefect and Great Expectations take seconds to import, so they load inside
+the commands that need them (``run ...``, ``check``): ``billing status`` and the other reports
+never import them.
+
+Before a flow starts, ``billing run`` checks what would otherwise fail inside it: the Prefect
+server named by ``PREFECT_API_URL`` answers, the database answers at the latest schema, and
+every ``--account`` names an account.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import datetime
+from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from billing.cli import app
 from billing.cli.app import run_app
-from billing.cli.common import console, fail, parse_date
+from billing.cli.common import DatabaseOption, console, engine_for, err_console, fail, parse_date
+from billing.errors import ConfigurationError
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-import expectations.cli  # noqa: F401,E402  (registers billing check)
+
+class PrefectServerDown(ConfigurationError):
+    """PREFECT_API_URL names a server that does not answer (or refuses our credentials)."""
+
+
+def require_prefect_server() -> None:
+    """Raise ``PrefectServerDown`` when PREFECT_API_URL is set and its server does not answer.
+
+    Without PREFECT_API_URL a flow runs on a temporary in-process server: nothing to check.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return
+    with get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+    if problem is None:
+        return
+    reason = " ".join(str(problem).split()) or type(problem).__name__
+    raise PrefectServerDown(
+        f"Prefect server {url} (PREFECT_API_URL) does not answer: {reason}; "
+        "start it (`make server`) or unset PREFECT_API_URL to run without a server"
+    )
 
 
 def _database_block_fallback(database: str | None) -> None:
     """``--database`` wins over any block: the flows fall back to BILLING_DATABASE_URL."""
     if database:
         os.environ["BILLING_DATABASE_URL"] = database
+
+
+def _prepare_run(database: str | None, accounts: list[str] | None = None) -> None:
+    """Check the server, the database (schema) and the account refs before a flow starts."""
+    from billing.db import unit_of_work
+    from billing.views import require_accounts
+    from flows.runtime import resolve_database_url
+
+    require_prefect_server()
+    _database_block_fallback(database)
+    engine = engine_for(database or resolve_database_url("default"), read_only=True)
+    try:
+        if accounts:
+            with unit_of_work(engine) as session:
+                require_accounts(session, accounts)
+    finally:
+        engine.dispose()
+
+
+@app.command("check")
+def check_command(
+    as_of: str = typer.Option(None, "--as-of", help="The run's date, YYYY-MM-DD (default today)."),
+    database: str | None = DatabaseOption,
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Directory for the Data Docs (default: a new temp dir)."
+    ),
+) -> None:
+    """Check the billed data (BRM post-billing queries); exit 1 when a check fails."""
+    from expectations.cli import print_report
+    from expectations.runner import run_post_billing_checks
+
+    run_date = parse_date(as_of)
+    assert run_date is not None  # parse_date falls back to today
+    engine = engine_for(database, read_only=True)
+    output_dir = output or Path(tempfile.mkdtemp(prefix=f"billing-check-{run_date}-"))
+    try:
+        report = run_post_billing_checks(engine, run_date, output_dir)
+    finally:
+        engine.dispose()
+    print_report(report)
+    if not report.success:
+        failed = ", ".join(
+            f"{r.name} ({'error' if r.unexpected_count is None else r.unexpected_count})"
+            for r in report.failed
+        )
+        err_console.print(
+            escape(
+                f"error: {len(report.failed)} of {len(report.results)} post-billing checks "
+                f"failed as of {run_date}: {failed}; details: {report.data_docs}"
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 @run_app.command("bill-day")
@@ -35,9 +123,9 @@ def run_bill_day(
     database: str = typer.Option(None, "--database", "-d", envvar="BILLING_DATABASE_URL"),
 ) -> None:
     """BRM pin_bill_day: bill due accounts, number invoices, cycle fees."""
+    _prepare_run(database, account or None)
     from flows.bill_day import BillDayFailed, bill_day
 
-    _database_block_fallback(database)
     try:
         summary = bill_day(
             as_of=parse_date(as_of),
@@ -78,8 +166,8 @@ def _run_daemon(module: str, name: str, process_now: str | None, database: str |
     from flows.runtime import DaemonFailed
 
     moment = parse_process_now(process_now)
+    _prepare_run(database)
     daemon = getattr(import_module(module), name)
-    _database_block_fallback(database)
     try:
         summary = daemon(process_now=moment, database_block="" if database else "default")
     except DaemonFailed as error:
@@ -139,7 +227,7 @@ def run_revrec(
     from flows.revrec_summary_journal import revrec_summary_journal
     from flows.runtime import DaemonFailed
 
-    _database_block_fallback(database)
+    _prepare_run(database)
     try:
         summary = revrec_summary_journal(
             year=year, month=month, post=post, database_block="" if database else "default"
@@ -177,7 +265,7 @@ def run_render_invoices(
     if not bill_no and date_from is None and date_to is None:
         fail("name the invoices: --bill-no, or --from / --to")
         return
-    _database_block_fallback(database)
+    _prepare_run(database)
     try:
         summary = render_invoices(
             bill_nos=bill_no or None,
