@@ -11,6 +11,7 @@ whether the schema is at the latest migration. Each problem is a ``DatabaseUnava
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import time
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url
+from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -210,17 +211,32 @@ def _first_line(error: DBAPIError) -> str:
     return re.sub(r"\s+", " ", text.replace("FATAL:", "")).strip()
 
 
+VERSIONS = Path(__file__).parent / "migrations" / "versions"
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\b[^=\n]*=\s*(.+)$", re.MULTILINE)
+
+
+def migration_heads() -> set[str]:
+    """The revisions no migration builds on: what ``alembic heads`` says, without importing
+    Alembic (a report then starts in a fraction of the time)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in VERSIONS.glob("*.py"):
+        found = dict(_REVISION_LINE.findall(script.read_text(encoding="utf-8")))
+        if "revision" not in found:
+            continue
+        revisions.add(ast.literal_eval(found["revision"]))
+        down = ast.literal_eval(found.get("down_revision", "None"))
+        parents.update([down] if isinstance(down, str) else down or ())
+    return revisions - parents
+
+
 def schema_heads(engine: Engine) -> tuple[set[str], set[str]]:
-    """The database's current Alembic revisions and the migrations' heads."""
-    from alembic.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    from billing.migrate import alembic_config
-
+    """The database's current revisions (table ``alembic_version``) and the migrations' heads."""
     with engine.connect() as conn:
-        current = set(MigrationContext.configure(conn).get_current_heads())
-    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
-    return current, heads
+        current: set[str] = set()
+        if inspect(conn).has_table("alembic_version"):
+            current = set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    return current, migration_heads()
 
 
 def check_schema(engine: Engine) -> None:

@@ -206,3 +206,13 @@ def test_the_real_entry_point_prints_one_line_and_debug_the_traceback(tmp_path):
     debug = billing("--debug", "status", "-d", url)
     assert debug.returncode == 1
     assert "Traceback" in debug.stderr and "DatabaseUnavailable" in debug.stderr
+
+
+def test_migration_heads_agree_with_alembic():
+    from alembic.script import ScriptDirectory
+
+    from billing.db import migration_heads
+    from billing.migrate import alembic_config
+
+    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    assert migration_heads() == heads and len(heads) == 1
