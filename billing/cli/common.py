@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from sqlalchemy import Engine
 from billing.db import check_schema, is_empty, open_database
 
 console = Console()
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console = Console(width=160)  # a report piped to a file or a pager is not cut at 80
 err_console = Console(stderr=True)
 
 DatabaseOption = typer.Option(

@@ -40,11 +40,34 @@ def show_account(
     print_account(view)
 
 
+WRAPPED = {"product", "where", "reason", "period", "items"}
+"""Columns whose text may wrap; refs, dates and amounts never do (an operator copies them)."""
+RIGHT = {"quantity", "price", "count", "amount", "net", "tax", "gross", "paid"}
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(
+            column,
+            justify="right" if column in RIGHT else "left",
+            no_wrap=column not in WRAPPED,
+            min_width=10 if column in WRAPPED else None,
+            overflow="fold",
+        )
+    return table
+
+
+def _print(table: Table, title: str) -> None:
+    """The table, or ``title: none`` when it has no rows."""
+    console.print(table if table.row_count else f"{title}: none", highlight=False)
+
+
 def print_account(view: AccountView) -> None:
     a = view.account
     head = Table(title=f"Account {escape(a.ref)}", title_justify="left", show_header=False)
-    head.add_column("field")
-    head.add_column("value")
+    head.add_column("field", no_wrap=True)
+    head.add_column("value", overflow="fold")
     for label, value in (
         ("name", a.name),
         ("country", a.country),
@@ -71,18 +94,16 @@ def print_account(view: AccountView) -> None:
         head.add_row("billing state", _text(state))
     console.print(head)
 
-    items = Table(title="Contracts and items", title_justify="left")
-    for column in ("contract", "item", "product", "type", "quantity", "price", "from", "to",
-                   "status"):  # fmt: skip
-        items.add_column(column, justify="right" if column in ("quantity", "price") else "left")
+    contracts = _table("Contracts", "contract", "from", "to", "status", "auto-renew", "items")
+    items = _table("Items", "item", "product", "type", "quantity", "price", "from", "to", "status")
     for contract in view.contracts:
-        label = f"{contract.ref} ({contract.status}{', auto-renew' if contract.auto_renew else ''})"
-        if not contract.items:
-            items.add_row(_text(label), *["-"] * 5, _day(contract.start_date),
-                          _day(contract.end_date), "-")  # fmt: skip
-        for n, item in enumerate(contract.items):
+        contracts.add_row(
+            _text(contract.ref), _day(contract.start_date), _day(contract.end_date),
+            contract.status, "yes" if contract.auto_renew else "no",
+            _text(", ".join(item.ref for item in contract.items)),
+        )  # fmt: skip
+        for item in contract.items:
             items.add_row(
-                _text(label) if n == 0 else "",
                 _text(item.ref),
                 _text(item.product),
                 _text(item.item_type),
@@ -92,25 +113,21 @@ def print_account(view: AccountView) -> None:
                 _day(item.end_date),
                 _text(item.status),
             )
-    console.print(items)
+    _print(contracts, "Contracts")
+    _print(items, "Items")
 
-    charges = Table(title="Charges", title_justify="left")
-    charges.add_column("status")
-    charges.add_column("count", justify="right")
-    charges.add_column("amount", justify="right")
+    charges = _table("Charges", "status", "count", "amount")
     for total in view.charges:
         charges.add_row(total.status, str(total.count), format_money(total.amount, total.currency))
-    console.print(charges)
+    _print(charges, "Charges")
 
-    bills = Table(title="Bills", title_justify="left")
-    for column in ("number", "date", "period", "net", "tax", "gross", "paid", "status", "due"):
-        bills.add_column(column, justify="right" if column in ("net", "tax", "gross", "paid")
-                         else "left")  # fmt: skip
+    bills = _table("Bills", "number", "date", "period", "net", "tax", "gross", "paid", "status",
+                   "due")  # fmt: skip
     for bill in view.bills:
         bills.add_row(
             _text(bill.bill_no),
             _day(bill.bill_date),
-            f"{_day(bill.period_start)}..{_day(bill.period_end)}",
+            f"{_day(bill.period_start)} to {_day(bill.period_end)}",
             format_money(bill.net, bill.currency),
             format_money(bill.tax, bill.currency),
             format_money(bill.gross, bill.currency),
@@ -118,28 +135,17 @@ def print_account(view: AccountView) -> None:
             bill.status,
             _day(bill.due_date),
         )
-    console.print(bills)
+    _print(bills, "Bills")
 
-    if not view.payments:
-        console.print("Payments and refunds: none", highlight=False)
-        console.print(_issues_or_none(view.issues))
-        return
-    payments = Table(title="Payments and refunds", title_justify="left")
-    for column in ("kind", "date", "method", "amount", "status", "reference", "bill", "reason"):
-        payments.add_column(column, justify="right" if column == "amount" else "left")
+    payments = _table("Payments and refunds", "kind", "date", "method", "amount", "status",
+                      "reference", "bill", "reason")  # fmt: skip
     for p in view.payments:
         payments.add_row(
             p.kind, _day(p.on), p.method, format_money(p.amount, p.currency), p.status,
             _text(p.reference), _text(p.bill_no), _text(p.reason),
         )  # fmt: skip
-    console.print(payments)
-    console.print(_issues_or_none(view.issues))
-
-
-def _issues_or_none(found: tuple[Issue, ...]) -> Table | str:
-    if not found:
-        return "Open issues: none"
-    return issues_table(found, title="Open issues", with_account=False)
+    _print(payments, "Payments and refunds")
+    _print(issues_table(view.issues, title="Open issues", with_account=False), "Open issues")
 
 
 def _dunning_text(view: AccountView) -> str:
@@ -155,12 +161,10 @@ def _dunning_text(view: AccountView) -> str:
 
 
 def issues_table(found: Iterable[Issue], *, title: str, with_account: bool = True) -> Table:
-    table = Table(title=title, title_justify="left")
     columns = ["kind", "account", "date", "where", "reason"]
     if not with_account:
         columns.remove("account")
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    table = _table(title, *columns)
     for issue in found:
         cells = [issue.kind, issue.account_ref, _day(issue.on), issue.where, issue.reason]
         if not with_account:
