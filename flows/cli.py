@@ -124,7 +124,7 @@ def run_bill_day(
 ) -> None:
     """BRM pin_bill_day: bill due accounts, number invoices, cycle fees."""
     _prepare_run(database, account or None)
-    from flows.bill_day import BillDayFailed, bill_day
+    from flows.bill_day import BillDayFailed, PostBillingChecksFailed, bill_day
 
     try:
         summary = bill_day(
@@ -133,8 +133,8 @@ def run_bill_day(
             accounts=account or None,
             database_block="" if database else "default",
         )
-    except BillDayFailed as error:
-        fail(str(error))
+    except (BillDayFailed, PostBillingChecksFailed) as error:
+        fail(escape(str(error)))
         return
     table = Table("measure", "value", title="bill day")
     for key, value in summary.items():
