@@ -45,11 +45,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str | None = None, *, create: bool = True, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str | None = None, *, create: bool = True, read_only: bool = False, **kwargs: Any
+) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
 
     With ``create`` (the default) a SQLite file's directory is made; the file itself appears on
     the first connection. ``open_database`` passes ``create=False`` for commands that only read.
+    A SQLite unit of work takes the write lock when it begins, unless ``read_only``: a report's
+    transaction begins deferred and reads its WAL snapshot beside a running bill day.
     """
     url = database_url(url)
     if url.startswith("sqlite"):
@@ -61,7 +65,7 @@ def make_engine(url: str | None = None, *, create: bool = True, **kwargs: Any) -
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves so a
         # unit of work is one real transaction (BEGIN IMMEDIATE takes the write lock).
         event.listen(engine, "connect", _disable_pysqlite_begin)
-        event.listen(engine, "begin", _begin_immediate)
+        event.listen(engine, "begin", _begin_deferred if read_only else _begin_immediate)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
@@ -192,10 +196,9 @@ def open_database(
             )
     elif parsed.get_driver_name() == "psycopg2" and "connect_timeout" not in parsed.query:
         kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 10)
-    engine = make_engine(parsed.render_as_string(hide_password=False), create=create, **kwargs)
-    if read_only and engine.dialect.name == "sqlite":
-        event.remove(engine, "begin", _begin_immediate)
-        event.listen(engine, "begin", _begin_deferred)
+    engine = make_engine(
+        parsed.render_as_string(hide_password=False), create=create, read_only=read_only, **kwargs
+    )
     try:
         with engine.connect():
             pass

@@ -28,9 +28,10 @@ def engine_for(url: str | None, *, create: bool = False, read_only: bool = False
 
     ``create`` is for the commands that may start a database (``billing import``, ``seed``):
     a missing SQLite file or an empty database gets the schema; a database with an older
-    schema still asks for ``billing db upgrade``.
+    schema still asks for ``billing db upgrade``. ``read_only`` is for reports: their SQLite
+    transactions never take (or wait for) the write lock a bill run holds.
     """
-    engine = open_database(url, create=create)
+    engine = open_database(url, create=create, read_only=read_only)
     if create and is_empty(engine):
         from billing.migrate import upgrade
 

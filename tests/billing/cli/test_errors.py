@@ -216,3 +216,22 @@ def test_migration_heads_agree_with_alembic():
 
     heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
     assert migration_heads() == heads and len(heads) == 1
+
+
+@pytest.mark.timeout(30)
+def test_reports_answer_while_a_bill_run_holds_the_write_lock(tmp_path):
+    """A writer's BEGIN IMMEDIATE (what a bill run's unit of work takes) does not block them;
+    before, each report took the write lock itself and waited up to busy_timeout (60 s)."""
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    writer = sqlite3.connect(tmp_path / "busy.db", isolation_level=None, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        for command in (["status"], ["issues"], ["export", "invoices"]):
+            result = run(*command, "-d", url)
+            assert result.exit_code == 0, (command, result.output)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
