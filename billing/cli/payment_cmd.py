@@ -117,7 +117,7 @@ def return_command(
 
     returned_on = parse_date(date_)
     assert returned_on is not None
-    days = DEFAULT_RETRY_DAYS
+    days: tuple[int, ...] = DEFAULT_RETRY_DAYS
     if retry_days is not None:
         days = tuple(int(d) for d in retry_days.split(",") if d.strip())
     policy = RetryPolicy(days)
