@@ -55,6 +55,14 @@ def require_prefect_server() -> None:
     )
 
 
+def _summary_table(title: str) -> Table:
+    """A flow's summary: measures and values, values folded rather than cut (file paths)."""
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", overflow="fold")
+    return table
+
+
 def _database_block_fallback(database: str | None) -> None:
     """``--database`` wins over any block: the flows fall back to BILLING_DATABASE_URL."""
     if database:
@@ -136,7 +144,7 @@ def run_bill_day(
     except (BillDayFailed, PostBillingChecksFailed) as error:
         fail(escape(str(error)))
         return
-    table = Table("measure", "value", title="bill day")
+    table = _summary_table("bill day")
     for key, value in summary.items():
         table.add_row(key, str(value))
     console.print(table)
@@ -173,7 +181,7 @@ def _run_daemon(module: str, name: str, process_now: str | None, database: str |
     except DaemonFailed as error:
         fail(str(error))
         return
-    table = Table("measure", "value", title=name.replace("_", " "))
+    table = _summary_table(name.replace("_", " "))
     for key, value in summary.items():
         table.add_row(key, str(value))
     console.print(table)
@@ -235,7 +243,7 @@ def run_revrec(
     except (BillingError, DaemonFailed) as error:
         fail(str(error))
         return
-    table = Table("measure", "value", title="revrec summary journal")
+    table = _summary_table("revrec summary journal")
     for key, value in summary.items():
         table.add_row(key, str(value))
     console.print(table)
@@ -277,7 +285,7 @@ def run_render_invoices(
     except DocumentsFailed as error:
         fail(str(error))
         return
-    table = Table("measure", "value", title="render invoices")
+    table = _summary_table("render invoices")
     for key, value in summary.items():
         table.add_row(key, str(value if key != "failed" else len(value)))
     console.print(table)

@@ -188,5 +188,6 @@ def issues_command(
     since_date = parse_date(since, default_today=False)
     with unit_of_work(engine_for(database, read_only=True)) as session:
         found = issues(session, account_ref=account, since=since_date, include_past=include_past)
-    console.print(issues_table(found, title="Issues"))
-    console.print(f"{len(found)} issue(s)", highlight=False)
+    _print(issues_table(found, title="Issues"), "Issues")
+    if found:
+        console.print(f"{len(found)} issue(s)", highlight=False)

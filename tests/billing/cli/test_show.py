@@ -221,3 +221,9 @@ def test_export_invoices_of_an_unknown_account_writes_nothing(billed, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: unknown accounts 'ZZ', 'YY'"
     assert not target.exists()
+
+
+def test_issues_says_none_when_there_are_none(billed):
+    result = run(billed, "issues")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "Issues: none"
