@@ -2,8 +2,8 @@
 
 An operator never sees a traceback: a ``BillingError`` (bad database URL, no schema, server
 down, unknown account) or a database error ends the command with one line on stderr and exit
-code 1; any other exception ends it the same way, with its type. ``billing --debug ...`` lets the
-exception through, traceback and all.
+code 1; any other exception ends it the same way, with its type. ``billing --debug ...`` (or
+``BILLING_DEBUG=1``) lets the exception through, traceback and all.
 """
 
 from __future__ import annotations
@@ -71,7 +71,10 @@ app = typer.Typer(
 @app.callback()
 def main(
     debug: bool = typer.Option(
-        False, "--debug", help="Show the traceback of an error instead of one line."
+        False,
+        "--debug",
+        envvar="BILLING_DEBUG",
+        help="Show the traceback of an error instead of one line.",
     ),
 ) -> None:
     """openbill: bill accounts, issue invoices, collect and close the books."""

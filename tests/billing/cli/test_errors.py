@@ -185,6 +185,8 @@ def test_debug_lets_the_exception_through():
     assert isinstance(result.exception, DatabaseUnavailable)
     assert run("--debug", "status", "-d", "sqlite://").exit_code == 1
     assert isinstance(run("--debug", "status", "-d", "sqlite://").exception, SchemaNotReady)
+    from_env = run("status", "-d", "not a url", env={"BILLING_DEBUG": "1"})
+    assert isinstance(from_env.exception, DatabaseUnavailable)
 
 
 def billing(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
