@@ -30,14 +30,17 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 class PrefectServerDown(ConfigurationError):
-    """PREFECT_API_URL names a server that does not answer (or refuses our credentials)."""
+    """PREFECT_API_URL names a server that does not answer, or refuses our credentials."""
 
 
 def require_prefect_server() -> None:
-    """Raise ``PrefectServerDown`` when PREFECT_API_URL is set and its server does not answer.
+    """Raise ``PrefectServerDown`` when PREFECT_API_URL is set and its server cannot be used.
 
-    Without PREFECT_API_URL a flow runs on a temporary in-process server: nothing to check.
+    ``/health`` answers without credentials, so ``/hello`` (which needs them when the server
+    has an auth string) checks PREFECT_API_AUTH_STRING too. Without PREFECT_API_URL a flow runs
+    on a temporary in-process server: nothing to check.
     """
+    import httpx
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
@@ -46,8 +49,18 @@ def require_prefect_server() -> None:
         return
     with get_client(sync_client=True) as client:
         problem = client.api_healthcheck()
-    if problem is None:
-        return
+        if problem is None:
+            try:
+                client.hello()
+            except httpx.HTTPStatusError as error:
+                if error.response.status_code not in (401, 403):
+                    raise
+                raise PrefectServerDown(
+                    f"Prefect server {url} (PREFECT_API_URL) refused the credentials "
+                    f"(HTTP {error.response.status_code}): set PREFECT_API_AUTH_STRING to the "
+                    "server's user:password"
+                ) from None
+            return
     reason = " ".join(str(problem).split()) or type(problem).__name__
     raise PrefectServerDown(
         f"Prefect server {url} (PREFECT_API_URL) does not answer: {reason}; "

@@ -6,8 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from datetime import date
+from pathlib import Path
 
+import httpx
+import pytest
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
@@ -66,3 +70,63 @@ def test_bill_day_with_an_unknown_account_does_not_start(population):  # noqa: F
     assert result.stderr.strip() == "error: unknown account 'NOPE'"
     with unit_of_work(population) as s:
         assert s.scalar(select(func.count()).select_from(Bill)) == 0
+
+
+def _billing_subprocess(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from flows.cli import app; app(sys.argv[1:], prog_name='billing')"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=180
+    )
+
+
+@pytest.mark.slow
+def test_run_against_a_server_that_refuses_the_credentials_is_one_line(tmp_path):
+    """A real Prefect server with an auth string: /health answers anyone, the API does not."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    api = f"http://127.0.0.1:{port}/api"
+    server_env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"),
+                  "PREFECT_SERVER_API_AUTH_STRING": "admin:right",
+                  "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}  # fmt: skip
+    server_env.pop("PREFECT_API_URL", None)
+    prefect = Path(sys.executable).with_name("prefect")
+    server = subprocess.Popen(
+        [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("the Prefect server did not start")
+        url = f"sqlite:///{tmp_path / 'b.db'}"
+        env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": "admin:wrong"}
+        done = _billing_subprocess(env, "run", "bill-day", "--as-of", "2027-02-01", "-d", url)
+        assert done.returncode == 1, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line == (
+            f"error: Prefect server {api} (PREFECT_API_URL) refused the credentials (HTTP 401): "
+            "set PREFECT_API_AUTH_STRING to the server's user:password"
+        )
+        env["PREFECT_API_AUTH_STRING"] = "admin:right"
+        right = _billing_subprocess(env, "run", "bill-day", "--as-of", "2027-02-01", "-d", url)
+        assert right.returncode == 1
+        assert (
+            right.stderr.strip()
+            .splitlines()[-1]
+            .endswith(
+                ": no database file "
+                f"'{tmp_path / 'b.db'}': run `make demo` (demo data) or `billing db upgrade` "
+                "(empty schema)"
+            )
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
