@@ -19,6 +19,12 @@ from billing.errors import BillingError
 ERROR_EXIT = 1
 
 
+class Options:
+    """The root options a command may need to know about (set by the root callback)."""
+
+    debug = False
+
+
 def one_line(error: BaseException) -> str:
     """An exception as one line: its message (or type), whitespace runs folded.
 
@@ -78,6 +84,7 @@ def main(
     ),
 ) -> None:
     """openbill: bill accounts, issue invoices, collect and close the books."""
+    Options.debug = debug
 
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
