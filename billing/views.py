@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from billing.errors import BillingError
@@ -447,6 +447,14 @@ def issues(
     return found
 
 
+def issue_is_current() -> ColumnElement[bool]:
+    """An unresolved billing issue that still holds: it names no bill unit, or its unit is
+    still failed (a unit billed since was retried successfully). Needs ``BillUnit`` joined."""
+    return BillingIssue.resolved.is_(False) & or_(
+        BillingIssue.bill_unit_id.is_(None), BillUnit.billing_state == BillingState.FAILED
+    )
+
+
 def _billing_issues(
     session: Session, account_id: int | None, since: date | None, include_past: bool
 ) -> list[Issue]:
@@ -457,13 +465,7 @@ def _billing_issues(
         .order_by(BillingIssue.as_of, BillingIssue.id)
     )
     if not include_past:
-        query = query.where(
-            BillingIssue.resolved.is_(False),
-            or_(
-                BillingIssue.bill_unit_id.is_(None),
-                BillUnit.billing_state == BillingState.FAILED,
-            ),
-        )
+        query = query.where(issue_is_current())
     if account_id is not None:
         query = query.where(BillingIssue.account_id == account_id)
     if since is not None:

@@ -184,6 +184,17 @@ def test_issues_lists_failed_accounts_and_rejected_usage(troubled):
     assert "6 issue(s)" in result.stdout
 
 
+def test_status_counts_the_issues_that_issues_lists(troubled):
+    from billing.cli.status_cmd import count_states
+
+    with troubled.connect() as conn:
+        counted = count_states(conn)["Billing issues"]
+    with unit_of_work(troubled) as s:
+        listed = [i for i in issues(s) if i.kind == "billing issue"]
+    assert counted == {"open": len(listed), "retried": 1, "resolved": 0}
+    assert len(listed) == 2
+
+
 def test_issues_filters(troubled):
     with unit_of_work(troubled) as s:
         everything = issues(s, include_past=True)
