@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date
 from decimal import Decimal
 from itertools import groupby
@@ -56,9 +56,11 @@ def _money(value: Decimal, currency: str) -> str:
     return format(quantize_money(value, currency, LINE_ROUNDING), "f")
 
 
-def invoices(session: Session, *, chunk: int = 1000) -> Iterator[dict[str, Any]]:
-    """Numbered bills in number order, each with its lines."""
-    rows = session.execute(
+def invoices(
+    session: Session, *, accounts: Sequence[str] | None = None, chunk: int = 1000
+) -> Iterator[dict[str, Any]]:
+    """Numbered bills in number order, each with its lines; only ``accounts`` (refs) if given."""
+    query = (
         select(Bill, Account.ref, BillLine)
         .join(Account, Account.id == Bill.account_id)
         .join(BillLine, BillLine.bill_id == Bill.id)
@@ -66,6 +68,9 @@ def invoices(session: Session, *, chunk: int = 1000) -> Iterator[dict[str, Any]]
         .order_by(Bill.series_code, Bill.number, BillLine.position)
         .execution_options(yield_per=chunk)
     )
+    if accounts:
+        query = query.where(Account.ref.in_(list(accounts)))
+    rows = session.execute(query)
     for (bill, ref), group in groupby(rows, key=lambda r: (r[0], r[1])):
         yield {
             "bill_no": bill.bill_no,
@@ -92,11 +97,11 @@ def invoices(session: Session, *, chunk: int = 1000) -> Iterator[dict[str, Any]]
         }
 
 
-def write_json(session: Session, out: TextIO) -> int:
+def write_json(session: Session, out: TextIO, *, accounts: Sequence[str] | None = None) -> int:
     """A JSON array of invoices, written one invoice at a time; returns the count."""
     count = 0
     out.write("[")
-    for invoice in invoices(session):
+    for invoice in invoices(session, accounts=accounts):
         out.write(",\n" if count else "\n")
         json.dump(invoice, out, ensure_ascii=False)
         count += 1
@@ -104,12 +109,12 @@ def write_json(session: Session, out: TextIO) -> int:
     return count
 
 
-def write_csv(session: Session, out: TextIO) -> int:
+def write_csv(session: Session, out: TextIO, *, accounts: Sequence[str] | None = None) -> int:
     """One CSV row per invoice line, the invoice's columns repeated; returns the invoice count."""
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     count = 0
-    for invoice in invoices(session):
+    for invoice in invoices(session, accounts=accounts):
         head = [invoice[c] for c in CSV_COLUMNS[:10]]
         for number, line in enumerate(invoice["lines"], start=1):
             writer.writerow(

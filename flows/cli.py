@@ -1,30 +1,171 @@
 """The ``billing`` command: the engine's CLI plus ``billing run``, which starts flows.
 
 It lives in flows/ because running a job means running its Prefect flow; billing/ stays
-free of Prefect.
+free of Prefect. Prefect and Great Expectations take seconds to import, so they load inside
+the commands that need them (``run ...``, ``check``): ``billing status`` and the other reports
+never import them.
+
+Before a flow starts, ``billing run`` checks what would otherwise fail inside it: the Prefect
+server named by ``PREFECT_API_URL`` answers, the database answers at the latest schema, and
+every ``--account`` names an account.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from billing.cli import app
-from billing.cli.app import run_app
-from billing.cli.common import console, fail, parse_date
+from billing.cli.app import Options, run_app
+from billing.cli.common import DatabaseOption, console, engine_for, err_console, fail, parse_date
+from billing.errors import ConfigurationError
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-import expectations.cli  # noqa: F401,E402  (registers billing check)
+
+class PrefectServerDown(ConfigurationError):
+    """PREFECT_API_URL names a server that does not answer, or refuses our credentials."""
+
+
+def require_prefect_server() -> None:
+    """Raise ``PrefectServerDown`` when PREFECT_API_URL is set and its server cannot be used.
+
+    ``/health`` answers without credentials, so ``/hello`` (which needs them when the server
+    has an auth string) checks PREFECT_API_AUTH_STRING too. Without PREFECT_API_URL a flow runs
+    on a temporary in-process server: nothing to check.
+    """
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return
+    with get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+        if problem is None:
+            try:
+                client.hello()
+            except httpx.HTTPStatusError as error:
+                if error.response.status_code not in (401, 403):
+                    raise
+                raise PrefectServerDown(
+                    f"Prefect server {url} (PREFECT_API_URL) refused the credentials "
+                    f"(HTTP {error.response.status_code}): set PREFECT_API_AUTH_STRING to the "
+                    "server's user:password"
+                ) from None
+            return
+    reason = " ".join(str(problem).split()) or type(problem).__name__
+    raise PrefectServerDown(
+        f"Prefect server {url} (PREFECT_API_URL) does not answer: {reason}; "
+        "start it (`make server`) or unset PREFECT_API_URL to run without a server"
+    )
+
+
+class _WithoutTraceback(logging.Filter):
+    """Keeps a flow-run log record of an expected failure but drops its traceback."""
+
+    def __init__(self, expected: tuple[type[BaseException], ...]):
+        super().__init__()
+        self.expected = expected
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.expected):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+@contextmanager
+def expected_failures(*expected: type[BaseException]) -> Iterator[None]:
+    """While a flow runs, Prefect logs its exception with a traceback before the command
+    prints it as one line; for the failures a run reports on purpose (accounts failed, checks
+    failed) the traceback says nothing more, so it is left out unless --debug."""
+    logger = logging.getLogger("prefect.flow_runs")
+    quiet = _WithoutTraceback(expected)
+    if not Options.debug:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+def _summary_table(title: str) -> Table:
+    """A flow's summary: measures and values, values folded rather than cut (file paths)."""
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", overflow="fold")
+    return table
 
 
 def _database_block_fallback(database: str | None) -> None:
     """``--database`` wins over any block: the flows fall back to BILLING_DATABASE_URL."""
     if database:
         os.environ["BILLING_DATABASE_URL"] = database
+
+
+def _prepare_run(database: str | None, accounts: list[str] | None = None) -> None:
+    """Check the server, the database (schema) and the account refs before a flow starts."""
+    from billing.db import unit_of_work
+    from billing.views import require_accounts
+    from flows.runtime import resolve_database_url
+
+    require_prefect_server()
+    _database_block_fallback(database)
+    engine = engine_for(database or resolve_database_url("default"), read_only=True)
+    try:
+        if accounts:
+            with unit_of_work(engine) as session:
+                require_accounts(session, accounts)
+    finally:
+        engine.dispose()
+
+
+@app.command("check")
+def check_command(
+    as_of: str = typer.Option(None, "--as-of", help="The run's date, YYYY-MM-DD (default today)."),
+    database: str | None = DatabaseOption,
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Directory for the Data Docs (default: a new temp dir)."
+    ),
+) -> None:
+    """Check the billed data (BRM post-billing queries); exit 1 when a check fails."""
+    from expectations.cli import print_report
+    from expectations.runner import run_post_billing_checks
+
+    run_date = parse_date(as_of)
+    assert run_date is not None  # parse_date falls back to today
+    engine = engine_for(database, read_only=True)
+    output_dir = output or Path(tempfile.mkdtemp(prefix=f"billing-check-{run_date}-"))
+    try:
+        report = run_post_billing_checks(engine, run_date, output_dir)
+    finally:
+        engine.dispose()
+    print_report(report)
+    if not report.success:
+        failed = ", ".join(
+            f"{r.name} ({'error' if r.unexpected_count is None else r.unexpected_count})"
+            for r in report.failed
+        )
+        err_console.print(
+            escape(
+                f"error: {len(report.failed)} of {len(report.results)} post-billing checks "
+                f"failed as of {run_date}: {failed}; details: {report.data_docs}"
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 @run_app.command("bill-day")
@@ -35,20 +176,21 @@ def run_bill_day(
     database: str = typer.Option(None, "--database", "-d", envvar="BILLING_DATABASE_URL"),
 ) -> None:
     """BRM pin_bill_day: bill due accounts, number invoices, cycle fees."""
-    from flows.bill_day import BillDayFailed, bill_day
+    _prepare_run(database, account or None)
+    from flows.bill_day import BillDayFailed, PostBillingChecksFailed, bill_day
 
-    _database_block_fallback(database)
     try:
-        summary = bill_day(
-            as_of=parse_date(as_of),
-            dry_run=dry_run,
-            accounts=account or None,
-            database_block="" if database else "default",
-        )
-    except BillDayFailed as error:
-        fail(str(error))
+        with expected_failures(BillDayFailed, PostBillingChecksFailed):
+            summary = bill_day(
+                as_of=parse_date(as_of),
+                dry_run=dry_run,
+                accounts=account or None,
+                database_block="" if database else "default",
+            )
+    except (BillDayFailed, PostBillingChecksFailed) as error:
+        fail(escape(str(error)))
         return
-    table = Table("measure", "value", title="bill day")
+    table = _summary_table("bill day")
     for key, value in summary.items():
         table.add_row(key, str(value))
     console.print(table)
@@ -78,14 +220,15 @@ def _run_daemon(module: str, name: str, process_now: str | None, database: str |
     from flows.runtime import DaemonFailed
 
     moment = parse_process_now(process_now)
+    _prepare_run(database)
     daemon = getattr(import_module(module), name)
-    _database_block_fallback(database)
     try:
-        summary = daemon(process_now=moment, database_block="" if database else "default")
+        with expected_failures(DaemonFailed):
+            summary = daemon(process_now=moment, database_block="" if database else "default")
     except DaemonFailed as error:
         fail(str(error))
         return
-    table = Table("measure", "value", title=name.replace("_", " "))
+    table = _summary_table(name.replace("_", " "))
     for key, value in summary.items():
         table.add_row(key, str(value))
     console.print(table)
@@ -139,15 +282,16 @@ def run_revrec(
     from flows.revrec_summary_journal import revrec_summary_journal
     from flows.runtime import DaemonFailed
 
-    _database_block_fallback(database)
+    _prepare_run(database)
     try:
-        summary = revrec_summary_journal(
-            year=year, month=month, post=post, database_block="" if database else "default"
-        )
+        with expected_failures(BillingError, DaemonFailed):
+            summary = revrec_summary_journal(
+                year=year, month=month, post=post, database_block="" if database else "default"
+            )
     except (BillingError, DaemonFailed) as error:
         fail(str(error))
         return
-    table = Table("measure", "value", title="revrec summary journal")
+    table = _summary_table("revrec summary journal")
     for key, value in summary.items():
         table.add_row(key, str(value))
     console.print(table)
@@ -177,19 +321,20 @@ def run_render_invoices(
     if not bill_no and date_from is None and date_to is None:
         fail("name the invoices: --bill-no, or --from / --to")
         return
-    _database_block_fallback(database)
+    _prepare_run(database)
     try:
-        summary = render_invoices(
-            bill_nos=bill_no or None,
-            date_from=parse_date(date_from, default_today=False),
-            date_to=parse_date(date_to, default_today=False),
-            processes=processes,
-            database_block="" if database else "default",
-        )
+        with expected_failures(DocumentsFailed):
+            summary = render_invoices(
+                bill_nos=bill_no or None,
+                date_from=parse_date(date_from, default_today=False),
+                date_to=parse_date(date_to, default_today=False),
+                processes=processes,
+                database_block="" if database else "default",
+            )
     except DocumentsFailed as error:
         fail(str(error))
         return
-    table = Table("measure", "value", title="render invoices")
+    table = _summary_table("render invoices")
     for key, value in summary.items():
         table.add_row(key, str(value if key != "failed" else len(value)))
     console.print(table)

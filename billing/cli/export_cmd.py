@@ -7,11 +7,13 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from billing.cli.app import export_app
-from billing.cli.common import DatabaseOption, engine_for, err_console
+from billing.cli.common import DatabaseOption, engine_for, err_console, fail
 from billing.db import unit_of_work
 from billing.export import write_csv, write_json
+from billing.views import require_accounts
 
 
 class Format(StrEnum):
@@ -23,14 +25,22 @@ class Format(StrEnum):
 def export_invoices(
     format: Format = typer.Option(Format.JSON, "--format", "-f", help="json or csv."),
     output: Path = typer.Option(None, "--output", "-o", help="File to write (default stdout)."),
+    account: list[str] = typer.Option(None, "--account", help="Only this account ref (repeat)."),
     database: str | None = DatabaseOption,
 ) -> None:
     """Numbered invoices with their lines (bill number, account, period, amounts)."""
     writer = write_json if format is Format.JSON else write_csv
-    with unit_of_work(engine_for(database)) as session:
+    refs = account or None
+    with unit_of_work(engine_for(database, read_only=True)) as session:
+        require_accounts(session, refs or [])
         if output is None:
-            count = writer(session, sys.stdout)
+            count = writer(session, sys.stdout, accounts=refs)
         else:
-            with output.open("w", encoding="utf-8", newline="") as out:
-                count = writer(session, out)
+            try:
+                out = output.open("w", encoding="utf-8", newline="")
+            except OSError as error:
+                fail(escape(f"{output}: cannot write: {error.strerror}"))
+                return
+            with out:
+                count = writer(session, out, accounts=refs)
     err_console.print(f"exported {count} invoices")

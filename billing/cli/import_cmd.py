@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from billing.cli.app import app
-from billing.cli.common import DatabaseOption, console, engine_for, fail
+from billing.cli.common import DatabaseOption, console, engine_for, fail, readable_file
 from billing.db import unit_of_work
 from billing.errors import ImportFileError
-from billing.importer import ImportReport, import_file
-from billing.importer_csv import source_label
+
+if TYPE_CHECKING:
+    from billing.importer import ImportReport
 
 TargetArgument = typer.Argument(
     ...,
@@ -35,12 +37,15 @@ def import_command(
             return
         from billing.cli.payment_cmd import import_command as import_payments
 
-        import_payments(file=_readable(statement), database=database)
+        import_payments(file=readable_file(statement), database=database)
         return
     if statement is not None:
         fail(f"unexpected second argument {escape(str(statement))!r}", code=2)
-    file = _readable(Path(target))
-    engine = engine_for(database)
+    from billing.importer import import_file  # pandas: loaded only when importing
+    from billing.importer_csv import source_label
+
+    file = readable_file(Path(target))
+    engine = engine_for(database, create=True)
     try:
         with unit_of_work(engine) as session:
             report = import_file(session, file)
@@ -52,12 +57,6 @@ def import_command(
             f"{report.rejected} usage row(s) rejected, kept in table rejected_usage "
             f"with source {escape(source_label(file))!r}"
         )
-
-
-def _readable(path: Path) -> Path:
-    if not path.is_file():
-        fail(f"{escape(str(path))}: no such file", code=2)
-    return path
 
 
 def report_table(report: ImportReport) -> Table:

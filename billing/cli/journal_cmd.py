@@ -11,7 +11,6 @@ from billing.cli.app import export_app
 from billing.cli.common import DatabaseOption, engine_for, err_console, fail
 from billing.db import unit_of_work
 from billing.errors import BillingError
-from billing.revrec import write_journal_csv
 
 
 @export_app.command("journal")
@@ -22,8 +21,10 @@ def export_journal(
     database: str | None = DatabaseOption,
 ) -> None:
     """The month's summary journal entries (account, product, currency, debit, credit)."""
+    from billing.revrec import write_journal_csv  # numpy: loaded only when exporting
+
     try:
-        with unit_of_work(engine_for(database)) as session:
+        with unit_of_work(engine_for(database, read_only=True)) as session:
             if output is None:
                 count = write_journal_csv(session, year, month, sys.stdout)
             else:

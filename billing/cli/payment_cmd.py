@@ -9,17 +9,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from billing.cli.app import app
-from billing.cli.common import DatabaseOption, console, engine_for, fail, parse_date
-from billing.db import unit_of_work
-from billing.payments.config import DEFAULT_RETRY_DAYS, RetryPolicy
-from billing.payments.errors import PaymentRecordError
-from billing.payments.statement import (
-    import_payments_csv,
-    parse_amount,
-    record_bank_payment,
-    return_debit,
-    settle_reference,
+from billing.cli.common import (
+    DatabaseOption,
+    console,
+    engine_for,
+    fail,
+    parse_date,
+    readable_file,
 )
+from billing.db import unit_of_work
+from billing.payments.errors import PaymentRecordError
 
 payment_app = typer.Typer(
     help="Payments: record, import a bank statement, settle or return debits.",
@@ -42,6 +41,8 @@ def record_command(
     database: str | None = DatabaseOption,
 ) -> None:
     """Record a payment received; a reference already recorded changes nothing."""
+    from billing.payments.statement import parse_amount, record_bank_payment
+
     received_on = parse_date(date_)
     assert received_on is not None
     try:
@@ -63,10 +64,13 @@ def record_command(
 
 @payment_app.command("import")
 def import_command(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    file: Path = typer.Argument(..., help="The bank statement CSV."),
     database: str | None = DatabaseOption,
 ) -> None:
     """Import a bank-statement CSV: reference, account_ref, amount, currency, date[, bill_no]."""
+    from billing.payments.statement import import_payments_csv
+
+    readable_file(file)
     try:
         with unit_of_work(engine_for(database)) as session:
             report = import_payments_csv(session, file)
@@ -86,6 +90,8 @@ def import_command(
 @payment_app.command("settle")
 def settle_command(reference: str = ReferenceOption, database: str | None = DatabaseOption) -> None:
     """The bank confirmed a direct debit or a refund transfer: settle and apply it."""
+    from billing.payments.statement import settle_reference
+
     try:
         with unit_of_work(engine_for(database)) as session:
             outcome = settle_reference(session, reference)
@@ -101,14 +107,20 @@ def return_command(
     date_: str = DateOption,
     reason: str = typer.Option("returned", "--reason", help="The bank's reason code (AC04...)."),
     retry_days: str = typer.Option(
-        ",".join(map(str, DEFAULT_RETRY_DAYS)), "--retry-days", help="The retry schedule."
+        None, "--retry-days", help="Days between retries, e.g. 3,7,14 (default: the policy's)."
     ),
     database: str | None = DatabaseOption,
 ) -> None:
     """The bank returned a direct debit: it failed and is retried on the schedule."""
+    from billing.payments.config import DEFAULT_RETRY_DAYS, RetryPolicy
+    from billing.payments.statement import return_debit
+
     returned_on = parse_date(date_)
     assert returned_on is not None
-    policy = RetryPolicy(tuple(int(d) for d in retry_days.split(",") if d.strip()))
+    days: tuple[int, ...] = DEFAULT_RETRY_DAYS
+    if retry_days is not None:
+        days = tuple(int(d) for d in retry_days.split(",") if d.strip())
+    policy = RetryPolicy(days)
     try:
         with unit_of_work(engine_for(database)) as session:
             outcome = return_debit(

@@ -8,11 +8,9 @@ from datetime import date, timedelta
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import inspect
 
-from billing import synthetic
 from billing.cli.app import app
-from billing.cli.common import DatabaseOption, console, engine_for, err_console, fail, parse_date
+from billing.cli.common import DatabaseOption, console, engine_for, err_console, parse_date
 
 
 def first_of_previous_month(today: date) -> date:
@@ -33,10 +31,10 @@ def seed_command(
     database: str | None = DatabaseOption,
 ) -> None:
     """Seed a synthetic population: catalogue, accounts, bill units, contracts and usage."""
+    from billing import synthetic  # Faker: loaded only when seeding
+
     start_date = parse_date(start, default_today=False) or first_of_previous_month(date.today())
-    engine = engine_for(database)
-    if not inspect(engine).has_table("accounts"):
-        fail("the database has no billing schema: run `billing db upgrade` first")
+    engine = engine_for(database, create=True)
     began = time.perf_counter()
     columns = (
         TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -1,11 +1,15 @@
-"""``billing status``: how many rows sit in each state, one table per kind of row."""
+"""``billing status``: how many rows sit in each state, one table per kind of row.
+
+Billing issues count as ``open`` exactly when ``billing issues`` lists them; ``retried`` are
+unresolved bill issues of a unit billed since.
+"""
 
 from __future__ import annotations
 
 import enum
 
 from rich.table import Table
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, case, func, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from billing.cli.app import app
@@ -24,6 +28,7 @@ from billing.models import (
     UsageRecord,
     UsageStatus,
 )
+from billing.views import issue_is_current
 
 STATES: tuple[tuple[str, InstrumentedAttribute[enum.Enum], type[enum.Enum]], ...] = (
     ("Accounts", Account.status, AccountStatus),
@@ -42,19 +47,29 @@ def count_states(conn: Connection) -> dict[str, dict[str, int]]:
         counts[title] = {state.value: found.get(state, 0) for state in states}
     rejected = conn.execute(select(func.count()).select_from(RejectedUsage)).scalar_one()
     counts["Rejected usage"] = {"rows": rejected}
+    state = case(
+        (BillingIssue.resolved.is_(True), "resolved"),
+        (issue_is_current(), "open"),
+        else_="retried",
+    )
     issues = dict(
-        conn.execute(select(BillingIssue.resolved, func.count()).group_by(BillingIssue.resolved))
+        conn.execute(
+            select(state, func.count())
+            .select_from(BillingIssue)
+            .outerjoin(BillUnit, BillUnit.id == BillingIssue.bill_unit_id)
+            .group_by(state)
+        )
         .tuples()
         .all()
     )
-    counts["Billing issues"] = {"open": issues.get(False, 0), "resolved": issues.get(True, 0)}
+    counts["Billing issues"] = {k: issues.get(k, 0) for k in ("open", "retried", "resolved")}
     return counts
 
 
 @app.command("status")
 def status_command(database: str | None = DatabaseOption) -> None:
     """Show row counts per state: accounts, bill units, charges, usage, bills and issues."""
-    engine = engine_for(database)
+    engine = engine_for(database, read_only=True)
     with engine.connect() as conn:
         counts = count_states(conn)
     for title, by_state in counts.items():

@@ -32,7 +32,7 @@ EXPECTED = {
     "Usage": {"pending": 110, "collected": 40},
     "Bills": {"billed": 1, "invoiced": 0},
     "Rejected usage": {"rows": 2},
-    "Billing issues": {"open": 2, "resolved": 1},
+    "Billing issues": {"open": 2, "retried": 0, "resolved": 1},
 }
 
 
@@ -100,7 +100,7 @@ def test_count_states_on_an_empty_database_lists_zeros(engine):
     with engine.connect() as conn:
         counts = count_states(conn)
     assert counts["Accounts"] == {"active": 0, "inactive": 0, "closed": 0}
-    assert counts["Billing issues"] == {"open": 0, "resolved": 0}
+    assert counts["Billing issues"] == {"open": 0, "retried": 0, "resolved": 0}
     assert sum(n for states in counts.values() for n in states.values()) == 0
 
 
