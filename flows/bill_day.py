@@ -44,11 +44,13 @@ from billing.provisioning import notify_status_changes
 from billing.run_report import CurrencyTotals, StepCount, batch_share, number_range
 from flows.report import Measures, RunProgress, file_markdown, file_text, publish_markdown
 from flows.runtime import (
+    NOT_GIVEN,
     RunDate,
     TextList,
     dated_run_name,
     engine_for,
     ensure_concurrency_limit,
+    given,
     load_settings,
     load_webhook,
     run_date,
@@ -269,9 +271,9 @@ def _run_batches(
 
 @flow(name="bill-day", flow_run_name=dated_run_name)
 def bill_day(
-    as_of: RunDate = None,
+    as_of: RunDate = NOT_GIVEN,
     dry_run: bool = False,
-    accounts: TextList = None,
+    accounts: TextList = NOT_GIVEN,
     settings_block: str = "default",
     database_block: str = "default",
     webhook_block: str = "provisioning",
@@ -294,6 +296,7 @@ def bill_day(
             and queue its e-mail. Off: a billing-only run; render-invoices renders later.
     """
     as_of = run_date(as_of)
+    accounts = given(accounts)
     settings = load_settings(settings_block)
     logger = get_run_logger()
     logger.setLevel(settings.log_level)

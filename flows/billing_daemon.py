@@ -22,6 +22,7 @@ from flows.bill_day import bill_accounts_batch, number_invoices
 from flows.contract_item_renewal import retire_planned_schedules
 from flows.report import Measures, RunProgress
 from flows.runtime import (
+    NOT_GIVEN,
     DaemonFailed,
     RunMoment,
     engine_for,
@@ -33,7 +34,7 @@ from flows.runtime import (
 
 @flow(name="billing", flow_run_name=timed_run_name)
 def billing(
-    process_now: RunMoment = None,
+    process_now: RunMoment = NOT_GIVEN,
     database_block: str = "default",
     settings_block: str = "default",
 ) -> dict[str, Any]:

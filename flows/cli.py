@@ -131,6 +131,26 @@ def _prepare_run(database: str | None, accounts: list[str] | None = None) -> Non
         engine.dispose()
 
 
+@run_app.callback()
+def run_on_the_local_stack(ctx: typer.Context) -> None:
+    """Run a job (bill day or a daemon) once, for a chosen date.
+
+    With ``make server`` running and no PREFECT_API_URL given, the run reports to that stack
+    (its API and auth string, its blocks): it shows in the UI, on the stack's database.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.stack import connected, local_stack
+
+    if PREFECT_API_URL.value():  # a server chosen already (environment, profile, test harness)
+        return
+
+    stack = local_stack()
+    if stack is not None:
+        ctx.with_resource(connected(stack))
+        err_console.print(f"on the local stack: {stack.ui_url}", highlight=False)
+
+
 @app.command("check")
 def check_command(
     as_of: str = typer.Option(None, "--as-of", help="The run's date, YYYY-MM-DD (default today)."),

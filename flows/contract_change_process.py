@@ -17,7 +17,14 @@ from billing.changes import ChangeResult
 from billing.db import unit_of_work
 from billing.run_report import share, shown, total_applied
 from flows.report import Measures, RunProgress
-from flows.runtime import RunMoment, engine_for, run_moment, timed_run_name, transient_only
+from flows.runtime import (
+    NOT_GIVEN,
+    RunMoment,
+    engine_for,
+    run_moment,
+    timed_run_name,
+    transient_only,
+)
 
 RETRIES = {
     "retries": 3,
@@ -44,7 +51,7 @@ def apply_change_batch(
 
 @flow(name="contract-change-process", flow_run_name=timed_run_name)
 def contract_change_process(
-    process_now: RunMoment = None,
+    process_now: RunMoment = NOT_GIVEN,
     database_block: str = "default",
     per_batch: int = 500,
 ) -> dict[str, Any]:

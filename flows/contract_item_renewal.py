@@ -18,7 +18,14 @@ from billing.db import unit_of_work
 from billing.renewal import RenewalResult
 from billing.run_report import share, shown
 from flows.report import Measures, RunProgress
-from flows.runtime import RunMoment, engine_for, run_moment, timed_run_name, transient_only
+from flows.runtime import (
+    NOT_GIVEN,
+    RunMoment,
+    engine_for,
+    run_moment,
+    timed_run_name,
+    transient_only,
+)
 
 RETRIES = {
     "retries": 3,
@@ -50,7 +57,7 @@ def retire_planned_schedules(database: str | None) -> int:
 
 @flow(name="contract-item-renewal", flow_run_name=timed_run_name)
 def contract_item_renewal(
-    process_now: RunMoment = None,
+    process_now: RunMoment = NOT_GIVEN,
     database_block: str = "default",
     per_batch: int = 1_000,
 ) -> dict[str, Any]:

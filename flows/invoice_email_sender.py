@@ -20,7 +20,7 @@ from billing.documents.store import DocumentStore
 from billing.run_report import share, shown
 from flows.document_steps import RETRIES, load_seller, load_smtp, load_store_url
 from flows.report import Measures, RunProgress
-from flows.runtime import DaemonFailed, RunMoment, engine_for, run_moment, timed_run_name
+from flows.runtime import NOT_GIVEN, DaemonFailed, RunMoment, engine_for, run_moment, timed_run_name
 
 
 @task(name="recover_interrupted_emails", **RETRIES)
@@ -61,7 +61,7 @@ def send_invoice_emails(
 
 @flow(name="invoice-email-sender", flow_run_name=timed_run_name)
 def invoice_email_sender(
-    process_now: RunMoment = None,
+    process_now: RunMoment = NOT_GIVEN,
     database_block: str = "default",
     smtp_block: str = "default",
     store_block: str = "default",

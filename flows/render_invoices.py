@@ -15,7 +15,7 @@ from prefect.runtime import flow_run as current_run
 
 from flows.document_steps import DocumentsFailed, render_documents
 from flows.report import RunProgress
-from flows.runtime import Count, RunDate, TextList
+from flows.runtime import NOT_GIVEN, Count, RunDate, TextList, given
 
 STEPS = (("finding invoices", 5), ("rendering", 90), ("report", 5))
 
@@ -24,23 +24,23 @@ def render_run_name() -> str:
     """``render-invoices 2027-01-31..2027-02-01``, or by bill numbers
     ``render-invoices INV-00000001 (+1 more)``."""
     parameters = current_run.parameters
-    bill_nos = parameters.get("bill_nos") or []
+    bill_nos = given(parameters.get("bill_nos")) or []
     if bill_nos:
         more = f" (+{len(bill_nos) - 1} more)" if len(bill_nos) > 1 else ""
         return f"render-invoices {bill_nos[0]}{more}"
-    first, last = parameters.get("date_from"), parameters.get("date_to")
+    first, last = given(parameters.get("date_from")), given(parameters.get("date_to"))
     return f"render-invoices {str(first)[:10] if first else '…'}..{str(last)[:10] if last else '…'}"
 
 
 @flow(name="render-invoices", flow_run_name=render_run_name)
 def render_invoices(
-    bill_nos: TextList = None,
-    date_from: RunDate = None,
-    date_to: RunDate = None,
+    bill_nos: TextList = NOT_GIVEN,
+    date_from: RunDate = NOT_GIVEN,
+    date_to: RunDate = NOT_GIVEN,
     database_block: str = "default",
     store_block: str = "default",
     seller_block: str = "default",
-    processes: Count = None,
+    processes: Count = NOT_GIVEN,
     per_batch: int = 50,
     schematron: str = "all",
     skip_existing: bool = False,
@@ -62,6 +62,8 @@ def render_invoices(
             per batch.
         skip_existing: Leave invoices whose documents are already stored as they are.
     """
+    bill_nos, date_from, date_to = given(bill_nos), given(date_from), given(date_to)
+    processes = given(processes)
     progress = RunProgress("render-invoices-progress", "Render invoices", STEPS)
     dates = None
     if date_from is not None or date_to is not None:

@@ -20,7 +20,15 @@ from billing.db import unit_of_work
 from billing.revrec import JournalResult, ScheduleResult
 from billing.run_report import money, shown
 from flows.report import Measures, RunProgress, publish_table
-from flows.runtime import Count, DaemonFailed, engine_for, run_date, transient_only
+from flows.runtime import (
+    NOT_GIVEN,
+    Count,
+    DaemonFailed,
+    engine_for,
+    given,
+    run_date,
+    transient_only,
+)
 
 RETRIES = {
     "retries": 3,
@@ -52,7 +60,7 @@ def month_run_name() -> str:
     the scheduled date)."""
     parameters = current_run.parameters
     try:
-        year, month = _month(parameters.get("year"), parameters.get("month"))
+        year, month = _month(given(parameters.get("year")), given(parameters.get("month")))
     except ValueError:  # the flow itself says why
         return "revrec-summary-journal"
     return f"revrec-summary-journal {year:04d}-{month:02d}" + (
@@ -70,8 +78,8 @@ def _month(year: int | None, month: int | None) -> tuple[int, int]:
 
 @flow(name="revrec-summary-journal", flow_run_name=month_run_name)
 def revrec_summary_journal(
-    year: Count = None,
-    month: Count = None,
+    year: Count = NOT_GIVEN,
+    month: Count = NOT_GIVEN,
     post: bool = False,
     database_block: str = "default",
     per_batch: int = 20_000,
@@ -87,7 +95,7 @@ def revrec_summary_journal(
             exists.
         per_batch: Bill lines given their revenue shares per transaction.
     """
-    year, month = _month(year, month)
+    year, month = _month(given(year), given(month))
     revrec.check_month(year, month)
     logger = get_run_logger()
     progress = RunProgress(

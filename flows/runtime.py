@@ -13,7 +13,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run as current_run
 from prefect.states import State
-from pydantic import WithJsonSchema
+from pydantic import MISSING, WithJsonSchema
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -78,16 +78,29 @@ def transient_only(_task: Task[Any, Any], _run: TaskRun, state: State[Any]) -> b
     return False
 
 
-# The run form's fields. ``date | None`` would render as an "any of" (date or null) picker;
-# these render as one plain date (date-time) field, and an empty field still means "not
-# given": the flow edge turns it into the scheduled date (time) below.
-RunDate = Annotated[date | None, WithJsonSchema({"type": "string", "format": "date"})]
-RunMoment = Annotated[datetime | None, WithJsonSchema({"type": "string", "format": "date-time"})]
-# The same for the other optional fields: a list of texts, a whole number (empty: not given).
-TextList = Annotated[
-    list[str] | None, WithJsonSchema({"type": "array", "items": {"type": "string"}})
+# The run form's optional fields. ``date | None = None`` would render as an "any of" (date or
+# null) picker; these render as one plain date (date-time, list, number) field. Their default
+# is pydantic's MISSING (``NOT_GIVEN``), not None: a None default puts ``"default": null`` in
+# the deployment's schema, and the UI's form then refuses an empty field ("None is not of
+# type 'string'"). Without a default the field may stay empty (null). ``given()`` turns both
+# into None at the flow edge; ``run_date``/``run_moment`` into the scheduled date (time).
+NOT_GIVEN: Any = MISSING
+RunDate = Annotated[date | None | MISSING, WithJsonSchema({"type": "string", "format": "date"})]
+RunMoment = Annotated[
+    datetime | None | MISSING, WithJsonSchema({"type": "string", "format": "date-time"})
 ]
-Count = Annotated[int | None, WithJsonSchema({"type": "integer", "minimum": 1})]
+TextList = Annotated[
+    list[str] | None | MISSING, WithJsonSchema({"type": "array", "items": {"type": "string"}})
+]
+Count = Annotated[int | None | MISSING, WithJsonSchema({"type": "integer", "minimum": 1})]
+
+
+def given(value: Any) -> Any:
+    """None for an optional run-form field left empty: not passed (MISSING), null, or, in
+    the parameters Prefect recorded for an in-process call, MISSING as JSON encoded it."""
+    if value is MISSING or (isinstance(value, dict) and value.get("_name") == "MISSING"):
+        return None
+    return value
 
 
 def scheduled_moment() -> datetime:
@@ -103,6 +116,7 @@ def scheduled_moment() -> datetime:
 def run_date(value: date | str | None) -> date:
     """The flow edge is where "not given" becomes the scheduled date; nothing below reads
     the clock."""
+    value = given(value)
     if isinstance(value, str):
         return date.fromisoformat(value[:10])
     return value or scheduled_moment().date()
@@ -111,6 +125,7 @@ def run_date(value: date | str | None) -> date:
 def run_moment(value: datetime | str | None) -> datetime:
     """Cn285 *Process Now* at the flow edge: naive UTC like usage stamps; "not given" is the
     moment the run was scheduled for (now, for a run started by hand)."""
+    value = given(value)
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value is None:

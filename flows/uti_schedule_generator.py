@@ -20,6 +20,7 @@ from billing.run_report import share, shown
 from billing.uti import UtiResult
 from flows.report import Measures, RunProgress
 from flows.runtime import (
+    NOT_GIVEN,
     DaemonFailed,
     RunMoment,
     engine_for,
@@ -52,7 +53,7 @@ def collect_uti_batch(
 
 @flow(name="uti-schedule-generator", flow_run_name=timed_run_name)
 def uti_schedule_generator(
-    process_now: RunMoment = None,
+    process_now: RunMoment = NOT_GIVEN,
     database_block: str = "default",
     per_batch: int = 2_000,
 ) -> dict[str, Any]:

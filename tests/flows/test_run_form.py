@@ -57,3 +57,34 @@ def test_as_of_is_a_plain_date_field():
 def test_process_now_is_a_plain_date_time_field(entrypoint):
     process_now = _properties(entrypoint)["process_now"]
     assert (process_now["type"], process_now["format"]) == ("string", "date-time")
+
+
+@pytest.mark.parametrize("entrypoint", ENTRYPOINTS)
+def test_an_optional_field_left_empty_passes_the_forms_validation(entrypoint):
+    """The UI's Custom run form sends null for an empty field and validates it the way the
+    server's /ui/schemas/validate does. A ``"default": null`` in the schema makes that fail
+    ("None is not of type 'string'"), so an empty as_of or accounts could not be submitted
+    (seen in a browser); the optional fields carry no default, only their own value."""
+    from prefect.utilities.schema_tools.validation import preprocess_schema, validate
+
+    flow = load_flow_from_entrypoint(str(ROOT / entrypoint))
+    schema = parameter_schema(flow).model_dump_for_openapi()
+    empty = {
+        name: None
+        for name, p in schema["properties"].items()
+        if name not in schema.get("required", []) and "default" not in p
+    }
+    errors = validate(empty, preprocess_schema(schema), preprocess=False)
+    assert [error.message for error in errors] == []
+    nulls = {name: p["default"] for name, p in schema["properties"].items() if "default" in p}
+    assert None not in nulls.values(), f"null defaults refused by the form: {nulls}"
+
+
+def test_an_empty_field_means_not_given_in_the_flow():
+    """MISSING (the optional fields' default) and null both reach the flow as "not given"."""
+    from pydantic import MISSING
+
+    from flows.runtime import given
+
+    assert [given(MISSING), given(None), given(["A"])] == [None, None, ["A"]]
+    assert given({"_name": "MISSING", "_repr": "MISSING", "__module__": "pydantic_core"}) is None

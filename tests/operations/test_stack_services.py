@@ -140,3 +140,37 @@ def test_starting_the_stack_again_keeps_everything_running_as_it_is(deployed):
     assert ": saved" not in output  # every block kept
     assert {p.stem: p.read_text() for p in (deployed.home / "run").glob("*.pid")} == pids
     assert httpx.get(f"{deployed.api}/health", timeout=30).status_code == 200
+
+
+# -- the billing CLI on the running stack ---------------------------------------------------
+
+
+def test_billing_run_reports_to_the_running_stack_with_its_auth_string(deployed):
+    """``billing run`` with no PREFECT_API_URL finds the stack under PREFECT_HOME: the run is
+    on the stack's server (it needs the auth string from the 0600 file to get there) and uses
+    the stack's database block."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.operations.conftest import ROOT
+
+    env = {k: v for k, v in deployed.env.items() if k not in ("PREFECT_API_URL",)}
+    env.update(PREFECT_HOME=str(deployed.home))
+    env.pop("PREFECT_API_AUTH_STRING", None)
+    env.pop("BILLING_DATABASE_URL", None)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("billing")), "run", "contract-change-process"]
+        + ["--process-now", "2027-02-03T04:05"],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"on the local stack: {deployed.ui}" in done.stderr
+    body = {"flow_runs": {"name": {"any_": ["contract-change-process 2027-02-03 04:05"]}}}
+    runs = httpx.post(f"{deployed.api}/flow_runs/filter", json=body, auth=deployed.auth).json()
+    assert [run["state_type"] for run in runs] == ["COMPLETED"]
