@@ -8,6 +8,7 @@ unreachable PostgreSQL fails the run instead of skipping.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,11 @@ from sqlalchemy.exc import OperationalError
 
 from billing.db import make_engine
 from billing.migrate import upgrade
+
+# A developer's `make server` records its stack under var/prefect, and `billing run` reports
+# to a running stack (flows/stack.py). Tests only talk to servers they start themselves: the
+# session gets a PREFECT_HOME of its own (tests/operations pass their stacks' homes explicitly).
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="openbill-tests-prefect-")
 
 PG_URL = os.environ.get(
     "BILLING_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
