@@ -3,7 +3,7 @@
 ``run_post_billing_checks(engine, as_of, output_dir)`` (expectations.runner) runs every rule of
 ``expectations.suites.RULES`` and returns a ``CheckReport``. This package never imports
 Prefect. Great Expectations takes seconds to import, so the names below load on first use:
-importing ``expectations.cli`` to register ``billing check`` costs nothing.
+``billing check`` (flows/cli.py) imports it only when it runs.
 """
 
 from __future__ import annotations
