@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime
 from functools import cache
 from typing import Annotated, Any
@@ -47,10 +48,23 @@ def load_webhook(name: str | None) -> ProvisioningWebhook | None:
     return _load(ProvisioningWebhook, name)
 
 
-@cache
 def engine_for(block_name: str | None) -> Engine:
-    """One engine (and pool) per process and database block."""
+    """One engine (and pool) per process, database block and BILLING_DATABASE_URL.
+
+    Without a block the URL comes from BILLING_DATABASE_URL, which ``billing run --database``
+    sets: an engine cached by the block name alone kept the first run's database for every
+    later run in the same process (a CLI test then billed another test's database).
+    """
+    return _engine(block_name, os.environ.get("BILLING_DATABASE_URL"))
+
+
+@cache
+def _engine(block_name: str | None, _environment_url: str | None) -> Engine:
     return make_engine(resolve_database_url(block_name))
+
+
+engine_for.cache_clear = _engine.cache_clear  # type: ignore[attr-defined]
+engine_for.cache_info = _engine.cache_info  # type: ignore[attr-defined]
 
 
 def ensure_concurrency_limit(name: str, limit: int) -> None:
