@@ -106,14 +106,11 @@ def test_bill_day_started_from_the_run_form_bills_links_data_docs_and_mails(
             page.get_by_text("Completed").first.wait_for(timeout=60_000)
             page.locator("li.p-tab#artifacts").click()
             page.locator(".artifact-card__title", has_text="bill-day-run-summary").click()
-            page.get_by_text(f"Bill day {NEXT_DATE}").first.wait_for(timeout=60_000)
+            # The markdown renders after the page: wait for the link itself, then read it.
+            link = page.locator(f'a[href^="{deployed.files}/output/"][href*="/data_docs/"]')
+            link.first.wait_for(timeout=60_000)
             page.screenshot(path=str(summary_shot), full_page=True)
-            links = page.locator("a").evaluate_all("els => els.map(e => e.href)")
-            [data_docs] = [
-                link
-                for link in links
-                if link.startswith(f"{deployed.files}/output/") and "data_docs" in link
-            ]
+            [data_docs] = link.evaluate_all("els => els.map(e => e.href)")
 
             files = browser.new_context(
                 viewport={"width": 1400, "height": 900},
