@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from faker import Faker
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, func, select
 
 from billing.bulk import (
     BulkLoader,
@@ -31,7 +31,7 @@ from billing.bulk import (
     sync_sequence,
 )
 from billing.errors import ConfigurationError
-from billing.models import Base, Product
+from billing.models import Account, Base, Product
 from billing.periods import first_bill_date
 
 BLOCK = 1_000
@@ -671,7 +671,7 @@ def _account_row(
         suffix = r[6] % 100
         email = f"{pools.first_ascii[first]}.{pools.last_ascii[last]}{suffix or ''}@{domain}"
         vat_id = None
-    ref = f"ACC-{account_id:09d}"
+    ref = f"{ACCOUNT_PREFIX}{account_id:09d}"
     method = (
         "direct_debit"
         if pay_roll < country.direct_debit
@@ -827,3 +827,14 @@ def _usage(
         "occurred_at": np.datetime64(ctx.start, "s") + seconds[order],
         "status": ["pending"] * len(owner),
     }
+
+
+ACCOUNT_PREFIX = "ACC-"  # every synthetic account's ref: ACC-000000001, ...
+
+
+def seeded_accounts(engine: Engine) -> int:
+    """How many synthetic accounts the database holds already (``make demo`` seeds once)."""
+    with engine.connect() as connection:
+        query = select(func.count()).select_from(Account.__table__)
+        query = query.where(Account.ref.like(f"{ACCOUNT_PREFIX}%"))
+        return connection.scalar(query) or 0

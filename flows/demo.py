@@ -20,13 +20,12 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
-from sqlalchemy import Engine, func, make_url, select  # noqa: E402
+from sqlalchemy import make_url  # noqa: E402
 
 from billing.db import database_url, make_engine, unit_of_work  # noqa: E402
 from billing.importer import import_file  # noqa: E402
 from billing.migrate import upgrade  # noqa: E402
-from billing.models import Account  # noqa: E402
-from billing.synthetic import seed  # noqa: E402
+from billing.synthetic import seed, seeded_accounts  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo-import.json"
 ACCOUNTS, USAGE_PER_ACCOUNT = 500, 20
@@ -48,13 +47,6 @@ def default_database() -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         url = prefix + str(path)
     return url
-
-
-def seeded_accounts(engine: Engine) -> int:
-    """Synthetic accounts (``ACC-...``) already in the database."""
-    with unit_of_work(engine) as session:
-        count = select(func.count()).select_from(Account).where(Account.ref.like("ACC-%"))
-        return session.scalar(count) or 0
 
 
 def table(title: str, rows: dict[str, object]) -> Table:
