@@ -261,13 +261,18 @@ class ProgressPlan:
             self._before[name] = done
             done += weight
         self._weights = dict(steps)
-        self.percent = 0.0
+        self.percent = Decimal(0)
 
-    def at(self, step: str, fraction: Decimal | int = 1) -> float:
+    def at(self, step: str, fraction: Decimal | int = 1) -> Decimal:
         """The percentage once ``fraction`` (0..1) of ``step`` is done; never less than before."""
         share = min(max(Decimal(fraction), Decimal(0)), Decimal(1))
         done = (self._before[step] + self._weights[step] * share) * 100 / self._total
-        self.percent = max(self.percent, float(done))
+        self.percent = max(self.percent, done)
+        return self.percent
+
+    def finish(self) -> Decimal:
+        """The run is over: 100."""
+        self.percent = Decimal(100)
         return self.percent
 
 

@@ -39,17 +39,21 @@ class RunProgress:
     def step(self, step: str, fraction: Decimal | int = 1, note: str | None = None) -> None:
         """``fraction`` of ``step`` is done (and every step before it)."""
         percent = self.plan.at(step, fraction)
-        update_progress_artifact(self.id, percent, description=f"{self.title}: {note or step}")
+        # Prefect's progress artifact takes a float; the plan itself stays exact.
+        update_progress_artifact(
+            self.id, float(percent), description=f"{self.title}: {note or step}"
+        )
 
     def note(self, note: str) -> None:
         """Say what happened without moving the bar (a run that stops short of 100)."""
         update_progress_artifact(
-            self.id, self.plan.percent, description=f"{self.title}: {note}"[:2000]
+            self.id, float(self.plan.percent), description=f"{self.title}: {note}"[:2000]
         )
 
     def done(self, note: str = "done") -> None:
-        self.plan.percent = 100.0
-        update_progress_artifact(self.id, 100.0, description=f"{self.title}: {note}")
+        update_progress_artifact(
+            self.id, float(self.plan.finish()), description=f"{self.title}: {note}"
+        )
 
 
 class Measures:
