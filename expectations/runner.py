@@ -63,6 +63,10 @@ class CheckReport:
     def failed(self) -> tuple[CheckResult, ...]:
         return tuple(r for r in self.results if not r.success)
 
+    @property
+    def passed(self) -> int:
+        return len(self.results) - len(self.failed)
+
     def result(self, name: str) -> CheckResult:
         return next(r for r in self.results if r.name == name)
 

@@ -160,7 +160,7 @@ def post_billing_checks(
     )
     return {
         "success": report.success,
-        "passed": sum(1 for r in report.results if r.success),
+        "passed": report.passed,
         "failed": [f"{r.name} ({r.unexpected_count})" for r in report.failed],
         "data_docs": str(report.data_docs),
     }

@@ -26,6 +26,7 @@ from billing.db import database_url, make_engine, unit_of_work  # noqa: E402
 from billing.importer import import_file  # noqa: E402
 from billing.migrate import upgrade  # noqa: E402
 from billing.synthetic import seed, seeded_accounts  # noqa: E402
+from blocks.register import absolute_sqlite  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo-import.json"
 ACCOUNTS, USAGE_PER_ACCOUNT = 500, 20
@@ -40,12 +41,9 @@ def first_of_previous_month(today: date) -> date:
 def default_database() -> str:
     """``billing.db.database_url()`` with a relative SQLite path made absolute (its folder
     created): the database ``billing`` and ``make server`` use by default."""
-    url = database_url()
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/"):
-        path = Path(url.removeprefix(prefix)).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = prefix + str(path)
+    url = absolute_sqlite(database_url())
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return url
 
 
