@@ -32,8 +32,11 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
 
+## Style, types and the import contracts of the layers (pyproject [tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check billing flows blocks expectations tests bench scripts
+	$(BIN)/ruff format --check billing flows blocks expectations tests bench scripts
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 bench-seed: $(STAMP)

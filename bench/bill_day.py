@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchkit import bench_url, peak_mib, schema_url  # noqa: E402
 
-from billing.db import make_engine  # noqa: E402
-from billing.migrate import upgrade  # noqa: E402
-from billing.synthetic import seed  # noqa: E402
+from billing.ingest.synthetic import seed  # noqa: E402
+from billing.store.db import make_engine  # noqa: E402
+from billing.store.migrate import upgrade  # noqa: E402
 
 SCHEMA = "bench_bill_day"
 START, AS_OF = date(2026, 10, 1), date(2026, 11, 1)

@@ -41,11 +41,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchkit import bench_url, peak_mib, schema_url  # noqa: E402
 
-from billing.billday import BILLED_TABLES, run_bill_day  # noqa: E402
-from billing.db import make_engine  # noqa: E402
-from billing.migrate import upgrade  # noqa: E402
-from billing.sqlkit import refresh_statistics  # noqa: E402
-from billing.synthetic import seed  # noqa: E402
+from billing.ingest.synthetic import seed  # noqa: E402
+from billing.jobs.bill_day import BILLED_TABLES, run_bill_day  # noqa: E402
+from billing.store.db import make_engine  # noqa: E402
+from billing.store.migrate import upgrade  # noqa: E402
+from billing.store.sqlkit import refresh_statistics  # noqa: E402
 
 SCHEMA = "collect_bench"
 START, AS_OF = date(2026, 10, 1), date(2026, 11, 1)

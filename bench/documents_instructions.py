@@ -26,14 +26,14 @@ sys.path.insert(0, str(ROOT))
 
 from documents import bare_pdf  # noqa: E402  (bench/documents.py: the same bare call)
 
-from billing.billday import run_bill_day  # noqa: E402
-from billing.db import make_engine, unit_of_work  # noqa: E402
 from billing.documents.model import invoice_ids, load_invoices  # noqa: E402
 from billing.documents.pdf import InvoiceRenderer  # noqa: E402
 from billing.documents.render import render_invoice  # noqa: E402
 from billing.documents.seller import DEFAULT_SELLER  # noqa: E402
-from billing.migrate import upgrade  # noqa: E402
-from billing.synthetic import seed  # noqa: E402
+from billing.ingest.synthetic import seed  # noqa: E402
+from billing.jobs.bill_day import run_bill_day  # noqa: E402
+from billing.store.db import make_engine, unit_of_work  # noqa: E402
+from billing.store.migrate import upgrade  # noqa: E402
 
 START, AS_OF = date(2026, 10, 1), date(2026, 11, 1)
 LOADED = 16

@@ -1,4 +1,4 @@
-"""Seed benchmark: time ``billing.synthetic.seed`` on PostgreSQL in a throw-away schema.
+"""Seed benchmark: time ``billing.ingest.synthetic.seed`` on PostgreSQL in a throw-away schema.
 
     .venv/bin/python bench/seed.py --accounts 1000000 --usage-per-account 10
 
@@ -18,9 +18,9 @@ from datetime import date
 from benchkit import bench_url, schema_url
 from sqlalchemy import Engine, text
 
-from billing.db import make_engine
-from billing.migrate import upgrade
-from billing.synthetic import seed
+from billing.ingest.synthetic import seed
+from billing.store.db import make_engine
+from billing.store.migrate import upgrade
 
 SCHEMA = "bench_seed"
 

@@ -78,7 +78,7 @@ def default_blocks(
     children: int | None = None,
 ) -> dict[str, Block]:
     """The "default" blocks of a local stack, by slug; folders absolute."""
-    from billing.db import database_url as default_database_url
+    from billing.store.db import database_url as default_database_url
 
     data = Path(data_dir or ROOT / "var").resolve()
     settings = BillRunSettings(

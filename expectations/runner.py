@@ -28,8 +28,8 @@ from great_expectations.datasource.fluent import SQLDatasource
 from sqlalchemy import Engine
 
 from billing.failpoints import failpoint
-from billing.sqlkit import refresh_statistics
-from billing.types import from_storage
+from billing.store.sqlkit import refresh_statistics
+from billing.store.types import from_storage
 from expectations.offline import make_offline
 from expectations.suites import RULES, Rule, build_suites, sql_date, suite_name
 

@@ -10,7 +10,7 @@ substitutes a sub-select of that table. GE's own substitution decides the alias:
 GE runs the query as text, without bind parameters, so the only value put into the SQL is
 ``as_of``, rendered from a validated ``date`` (never a string from the user). Amounts are only
 compared with other amounts or with 0, so the scaled integers of SQLite (value x 10**6,
-see billing/types.py) and the NUMERIC of PostgreSQL give the same answer.
+see billing/store/types.py) and the NUMERIC of PostgreSQL give the same answer.
 """
 
 from __future__ import annotations

@@ -37,11 +37,12 @@ from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
 from prefect.tasks import exponential_backoff
 
-from billing import billday, run_report
-from billing.billrun import BatchResult, bill_batch
-from billing.db import unit_of_work
-from billing.provisioning import notify_status_changes
-from billing.run_report import CurrencyTotals, StepCount, batch_share, number_range
+from billing.jobs import bill_day as billday
+from billing.ops import run_report
+from billing.ops.billrun import BatchResult, bill_batch
+from billing.ops.provisioning import notify_status_changes
+from billing.ops.run_report import CurrencyTotals, StepCount, batch_share, number_range
+from billing.store.db import unit_of_work
 from flows.report import Measures, RunProgress, file_markdown, file_text, publish_markdown
 from flows.runtime import (
     NOT_GIVEN,

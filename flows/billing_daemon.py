@@ -14,10 +14,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 
-from billing import billday
-from billing.billrun import BatchResult
-from billing.run_report import batch_share as billday_share
-from billing.run_report import number_range, shown
+from billing.jobs import bill_day as billday
+from billing.ops.billrun import BatchResult
+from billing.ops.run_report import batch_share as billday_share
+from billing.ops.run_report import number_range, shown
 from flows.bill_day import bill_accounts_batch, number_invoices
 from flows.contract_item_renewal import retire_planned_schedules
 from flows.report import Measures, RunProgress

@@ -27,7 +27,7 @@ from rich.table import Table
 from billing.cli import app
 from billing.cli.app import Options, run_app
 from billing.cli.common import DatabaseOption, console, engine_for, err_console, fail, parse_date
-from billing.errors import ConfigurationError
+from billing.domain.errors import ConfigurationError
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -116,8 +116,8 @@ def _database_block_fallback(database: str | None) -> None:
 
 def _prepare_run(database: str | None, accounts: list[str] | None = None) -> None:
     """Check the server, the database (schema) and the account refs before a flow starts."""
-    from billing.db import unit_of_work
-    from billing.views import require_accounts
+    from billing.ops.views import require_accounts
+    from billing.store.db import unit_of_work
     from flows.runtime import resolve_database_url
 
     require_prefect_server()
@@ -298,7 +298,7 @@ def run_revrec(
     database: str = typer.Option(None, "--database", "-d", envvar="BILLING_DATABASE_URL"),
 ) -> None:
     """Cn285 RevRec Summary Journal: recognize revenue by day, write (and post) a month."""
-    from billing.errors import BillingError
+    from billing.domain.errors import BillingError
     from flows.revrec_summary_journal import revrec_summary_journal
     from flows.runtime import DaemonFailed
 

@@ -1,7 +1,7 @@
 """contract-change-process: the Cn285 Contract Change Process daemon as a Prefect flow.
 
 Applies the pending change requests effective by *Process Now* (quantity, price, item swap,
-termination), batch by batch; see billing/changes.py for the rules and docs/daemons.md.
+termination), batch by batch; see billing/ops/changes.py for the rules and docs/daemons.md.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.tasks import exponential_backoff
 
-from billing import changes
-from billing.changes import ChangeResult
-from billing.db import unit_of_work
-from billing.run_report import share, shown, total_applied
+from billing.ops import changes
+from billing.ops.changes import ChangeResult
+from billing.ops.run_report import share, shown, total_applied
+from billing.store.db import unit_of_work
 from flows.report import Measures, RunProgress
 from flows.runtime import (
     NOT_GIVEN,

@@ -2,7 +2,7 @@
 
 Renews the auto-renewing contracts past their notice deadline and forecasts the new term's
 Invoicing Schedules; ends the others at their term end; then retires forecast lines that bill
-day has materialized. See billing/renewal.py for the rules and docs/daemons.md.
+day has materialized. See billing/ops/renewal.py for the rules and docs/daemons.md.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.tasks import exponential_backoff
 
-from billing import renewal
-from billing.db import unit_of_work
-from billing.renewal import RenewalResult
-from billing.run_report import share, shown
+from billing.ops import renewal
+from billing.ops.renewal import RenewalResult
+from billing.ops.run_report import share, shown
+from billing.store.db import unit_of_work
 from flows.report import Measures, RunProgress
 from flows.runtime import (
     NOT_GIVEN,

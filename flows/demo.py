@@ -1,7 +1,7 @@
 """``make demo``: the main job, on the database every other command uses.
 
 It migrates the default database (``BILLING_DATABASE_URL``, else SQLite ``var/billing.db``:
-``billing.db.database_url()``), imports the example file, seeds a synthetic population whose
+``billing.store.db.database_url()``), imports the example file, seeds a synthetic population whose
 contracts start on the first day of last month, runs the bill-day flow as of today, and prints
 what it did, where the results are (documents in var/documents, reports in var/output) and
 what to do next. ``make server`` then registers that same database, so the UI shows the
@@ -22,10 +22,10 @@ from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
 from sqlalchemy import make_url  # noqa: E402
 
-from billing.db import database_url, make_engine, unit_of_work  # noqa: E402
-from billing.importer import import_file  # noqa: E402
-from billing.migrate import upgrade  # noqa: E402
-from billing.synthetic import seed, seeded_accounts  # noqa: E402
+from billing.ingest.importer import import_file  # noqa: E402
+from billing.ingest.synthetic import seed, seeded_accounts  # noqa: E402
+from billing.store.db import database_url, make_engine, unit_of_work  # noqa: E402
+from billing.store.migrate import upgrade  # noqa: E402
 from blocks.register import absolute_sqlite  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo-import.json"
@@ -39,7 +39,7 @@ def first_of_previous_month(today: date) -> date:
 
 
 def default_database() -> str:
-    """``billing.db.database_url()`` with a relative SQLite path made absolute (its folder
+    """``billing.store.db.database_url()`` with a relative SQLite path made absolute (its folder
     created): the database ``billing`` and ``make server`` use by default."""
     url = absolute_sqlite(database_url())
     if url.startswith("sqlite:///"):

@@ -15,12 +15,12 @@ from prefect import get_run_logger, task
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
-from billing.db import unit_of_work
 from billing.documents.mail import SmtpSettings
 from billing.documents.model import invoice_ids
 from billing.documents.render import RenderSettings, render_in_processes
 from billing.documents.seller import DEFAULT_SELLER, Seller
-from billing.run_report import count
+from billing.ops.run_report import count
+from billing.store.db import unit_of_work
 from blocks.document_store import DocumentStoreLocation
 from blocks.seller_identity import SellerIdentity
 from blocks.smtp_server import SmtpServer

@@ -13,11 +13,11 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from billing.db import unit_of_work
 from billing.documents import outbox
 from billing.documents.mail import SmtpTransport
 from billing.documents.store import DocumentStore
-from billing.run_report import share, shown
+from billing.ops.run_report import share, shown
+from billing.store.db import unit_of_work
 from flows.document_steps import RETRIES, load_seller, load_smtp, load_store_url
 from flows.report import Measures, RunProgress
 from flows.runtime import NOT_GIVEN, DaemonFailed, RunMoment, engine_for, run_moment, timed_run_name

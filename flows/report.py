@@ -1,5 +1,5 @@
 """How every flow reports: one progress artifact per run, tables in the one format of
-``billing.run_report``, and files as links the UI can open.
+``billing.ops.run_report``, and files as links the UI can open.
 
 Files are links only when ``BillRunSettings.files_url`` names the HTTP server of the local
 stack (``<files_url>/output/<path under output_dir>``); a browser refuses ``file://`` links
@@ -22,7 +22,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from billing.run_report import ProgressPlan, money, shown
+from billing.ops.run_report import ProgressPlan, money, shown
 
 
 class RunProgress:

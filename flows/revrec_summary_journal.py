@@ -3,7 +3,7 @@
 For a year and month (the seed's ``model.summary_journal_daemon(year, month)``; by default the
 month before today), it gives every newly invoiced bill line its monthly revenue shares, batch
 by batch, then writes the month's summary journal (draft), and posts it when asked. The rules
-live in billing/revrec.py; see docs/revrec.md.
+live in billing/ops/revrec.py; see docs/revrec.md.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run as current_run
 from prefect.tasks import exponential_backoff
 
-from billing import revrec
-from billing.db import unit_of_work
-from billing.revrec import JournalResult, ScheduleResult
-from billing.run_report import money, shown
+from billing.ops import revrec
+from billing.ops.revrec import JournalResult, ScheduleResult
+from billing.ops.run_report import money, shown
+from billing.store.db import unit_of_work
 from flows.report import Measures, RunProgress, publish_table
 from flows.runtime import (
     NOT_GIVEN,

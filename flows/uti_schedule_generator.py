@@ -2,7 +2,7 @@
 
 Collects the pending usage of UTI items stamped before *Process Now* (Pending -> Collected)
 into ``calculated``, immediate Invoicing Schedule lines, batch by batch; the Billing daemon
-then invoices them. See billing/uti.py and docs/daemons.md.
+then invoices them. See billing/ops/uti.py and docs/daemons.md.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from prefect import flow, get_run_logger, task
 from prefect.context import get_run_context
 from prefect.tasks import exponential_backoff
 
-from billing import uti
-from billing.db import unit_of_work
-from billing.run_report import share, shown
-from billing.uti import UtiResult
+from billing.ops import uti
+from billing.ops.run_report import share, shown
+from billing.ops.uti import UtiResult
+from billing.store.db import unit_of_work
 from flows.report import Measures, RunProgress
 from flows.runtime import (
     NOT_GIVEN,

@@ -225,8 +225,8 @@ def configure(env: dict[str, str], args: argparse.Namespace) -> tuple[Path, Path
     os.environ.update(env)  # before Prefect reads its settings in this process
     from sqlalchemy import make_url
 
-    from billing.db import make_engine
-    from billing.migrate import upgrade
+    from billing.store.db import make_engine
+    from billing.store.migrate import upgrade
     from blocks.bill_run_settings import BillRunSettings
     from blocks.billing_database import BillingDatabase
     from blocks.document_store import DocumentStoreLocation

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from billing.models import (
+from billing.domain.periods import first_bill_date
+from billing.store.models import (
     Account,
     BillUnit,
     Contract,
@@ -20,7 +21,6 @@ from billing.models import (
     TaxRate,
     UsageRecord,
 )
-from billing.periods import first_bill_date
 
 D = Decimal
 

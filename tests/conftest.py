@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
-from billing.db import make_engine
-from billing.migrate import upgrade
+from billing.store.db import make_engine
+from billing.store.migrate import upgrade
 
 # A developer's `make server` records its stack under var/prefect, and `billing run` reports
 # to a running stack (flows/stack.py). Tests only talk to servers they start themselves: the

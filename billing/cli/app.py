@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import Abort, Exit, TyperException
 
-from billing.errors import BillingError
+from billing.domain.errors import BillingError
 
 ERROR_EXIT = 1
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import Engine
 
-from billing.db import check_schema, is_empty, open_database
+from billing.store.db import check_schema, is_empty, open_database
 
 console = Console()
 if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -33,7 +33,7 @@ def engine_for(url: str | None, *, create: bool = False, read_only: bool = False
     """
     engine = open_database(url, create=create, read_only=read_only)
     if create and is_empty(engine):
-        from billing.migrate import upgrade
+        from billing.store.migrate import upgrade
 
         upgrade(engine)
     check_schema(engine)

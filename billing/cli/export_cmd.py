@@ -11,9 +11,9 @@ from rich.markup import escape
 
 from billing.cli.app import export_app
 from billing.cli.common import DatabaseOption, engine_for, err_console, fail
-from billing.db import unit_of_work
-from billing.export import write_csv, write_json
-from billing.views import require_accounts
+from billing.ops.export import write_csv, write_json
+from billing.ops.views import require_accounts
+from billing.store.db import unit_of_work
 
 
 class Format(StrEnum):

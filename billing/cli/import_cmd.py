@@ -11,11 +11,11 @@ from rich.table import Table
 
 from billing.cli.app import app
 from billing.cli.common import DatabaseOption, console, engine_for, fail, readable_file
-from billing.db import unit_of_work
-from billing.errors import ImportFileError
+from billing.domain.errors import ImportFileError
+from billing.store.db import unit_of_work
 
 if TYPE_CHECKING:
-    from billing.importer import ImportReport
+    from billing.ingest.importer import ImportReport
 
 TargetArgument = typer.Argument(
     ...,
@@ -41,8 +41,8 @@ def import_command(
         return
     if statement is not None:
         fail(f"unexpected second argument {escape(str(statement))!r}", code=2)
-    from billing.importer import import_file  # pandas: loaded only when importing
-    from billing.importer_csv import source_label
+    from billing.ingest.importer import import_file  # pandas: loaded only when importing
+    from billing.ingest.importer_csv import source_label
 
     file = readable_file(Path(target))
     engine = engine_for(database, create=True)

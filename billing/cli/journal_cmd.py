@@ -9,8 +9,8 @@ import typer
 
 from billing.cli.app import export_app
 from billing.cli.common import DatabaseOption, engine_for, err_console, fail
-from billing.db import unit_of_work
-from billing.errors import BillingError
+from billing.domain.errors import BillingError
+from billing.store.db import unit_of_work
 
 
 @export_app.command("journal")
@@ -21,7 +21,7 @@ def export_journal(
     database: str | None = DatabaseOption,
 ) -> None:
     """The month's summary journal entries (account, product, currency, debit, credit)."""
-    from billing.revrec import write_journal_csv  # numpy: loaded only when exporting
+    from billing.ops.revrec import write_journal_csv  # numpy: loaded only when exporting
 
     try:
         with unit_of_work(engine_for(database, read_only=True)) as session:

@@ -17,8 +17,8 @@ from billing.cli.common import (
     parse_date,
     readable_file,
 )
-from billing.db import unit_of_work
 from billing.payments.errors import PaymentRecordError
+from billing.store.db import unit_of_work
 
 payment_app = typer.Typer(
     help="Payments: record, import a bank statement, settle or return debits.",

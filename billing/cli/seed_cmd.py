@@ -31,7 +31,7 @@ def seed_command(
     database: str | None = DatabaseOption,
 ) -> None:
     """Seed a synthetic population: catalogue, accounts, bill units, contracts and usage."""
-    from billing import synthetic  # Faker: loaded only when seeding
+    from billing.ingest import synthetic  # Faker: loaded only when seeding
 
     start_date = parse_date(start, default_today=False) or first_of_previous_month(date.today())
     engine = engine_for(database, create=True)

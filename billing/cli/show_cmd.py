@@ -11,14 +11,14 @@ from rich.table import Table
 
 from billing.cli.app import app, show_app
 from billing.cli.common import DatabaseOption, console, engine_for, parse_date
-from billing.db import unit_of_work
-from billing.views import (
+from billing.ops.views import (
     AccountView,
     Issue,
     account_view,
     format_money,
     issues,
 )
+from billing.store.db import unit_of_work
 
 
 def _day(value: date | None) -> str:

@@ -14,7 +14,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from billing.cli.app import app
 from billing.cli.common import DatabaseOption, console, engine_for
-from billing.models import (
+from billing.ops.views import issue_is_current
+from billing.store.models import (
     Account,
     AccountStatus,
     Bill,
@@ -28,7 +29,6 @@ from billing.models import (
     UsageRecord,
     UsageStatus,
 )
-from billing.views import issue_is_current
 
 STATES: tuple[tuple[str, InstrumentedAttribute[enum.Enum], type[enum.Enum]], ...] = (
     ("Accounts", Account.status, AccountStatus),

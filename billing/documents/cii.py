@@ -16,9 +16,9 @@ from lxml import etree
 from billing.documents.errors import InvoiceValidationError
 from billing.documents.model import Invoice, Line
 from billing.documents.seller import Seller
-from billing.models import PaymentMethod
-from billing.money import LINE_ROUNDING, quantize_money
-from billing.tax import TaxLine, tax_summary
+from billing.domain.money import LINE_ROUNDING, quantize_money
+from billing.domain.tax import TaxLine, tax_summary
+from billing.store.models import PaymentMethod
 
 RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
 RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"

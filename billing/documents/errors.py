@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from billing.errors import BillingError
+from billing.domain.errors import BillingError
 
 
 class DocumentError(BillingError):

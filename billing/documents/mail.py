@@ -30,7 +30,7 @@ from billing.documents.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from billing.text import shown, text_problem
+from billing.domain.text import shown, text_problem
 
 SECURITY = ("starttls", "ssl", "none")
 CONFIGURATION_CODES = frozenset({530, 534, 535, 538})

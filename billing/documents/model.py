@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 
-from billing.models import Account, Bill, BillLine, OutboxMessage, PaymentMethod
+from billing.store.models import Account, Bill, BillLine, OutboxMessage, PaymentMethod
 
 
 @dataclass(frozen=True)

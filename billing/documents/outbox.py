@@ -34,7 +34,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from billing.db import retry_transient, unit_of_work
 from billing.documents.errors import (
     DeliveryError,
     DeliveryUnknownError,
@@ -46,9 +45,10 @@ from billing.documents.formatting import Formatter
 from billing.documents.mail import Envelope, SmtpSettings, Transport, build_message
 from billing.documents.model import Invoice
 from billing.documents.store import DocumentStore, document_name
+from billing.domain.results import Mergeable
 from billing.failpoints import failpoint
-from billing.models import Account, Bill, OutboxMessage, OutboxStatus
-from billing.results import Mergeable
+from billing.store.db import retry_transient, unit_of_work
+from billing.store.models import Account, Bill, OutboxMessage, OutboxStatus
 
 RETRY_DELAYS = (1.0, 2.0, 4.0)
 SENDING_LOCK = 0x0B1E  # PostgreSQL advisory lock class: (SENDING_LOCK, outbox id) is in flight

@@ -20,7 +20,6 @@ from typing import Any
 from lxml import etree
 from sqlalchemy import Engine
 
-from billing.db import make_engine, unit_of_work
 from billing.documents.cii import build_cii, check_tax_breakdown
 from billing.documents.errors import DocumentError
 from billing.documents.model import Invoice, load_invoices
@@ -34,8 +33,9 @@ from billing.documents.validation import (
     validate_invoice_xml,
 )
 from billing.documents.xml_export import invoice_xml
+from billing.domain.results import Mergeable
 from billing.failpoints import failpoint
-from billing.results import Mergeable
+from billing.store.db import make_engine, unit_of_work
 
 SCHEMATRON_MODES = ("off", "sample", "all")
 

@@ -19,8 +19,8 @@ from lxml.builder import ElementMaker
 
 from billing.documents.model import Invoice, Party
 from billing.documents.seller import Seller
-from billing.money import LINE_ROUNDING, quantize_money
-from billing.tax import TaxLine, tax_summary
+from billing.domain.money import LINE_ROUNDING, quantize_money
+from billing.domain.tax import TaxLine, tax_summary
 
 NAMESPACE = "urn:openbill:invoice:1"
 E = ElementMaker(namespace=NAMESPACE, nsmap={None: NAMESPACE})

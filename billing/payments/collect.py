@@ -41,11 +41,8 @@ from typing import Any
 from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.orm import Session
 
-from billing.db import unit_of_work
+from billing.domain.money import add_to_total
 from billing.failpoints import failpoint
-from billing.models import Account, Bill, Payment, PaymentMethod, PaymentStatus
-from billing.models_payments import PaymentFileKind
-from billing.money import add_to_total
 from billing.payments.config import PaymentConfig
 from billing.payments.errors import BankDetailsError
 from billing.payments.files import Entry, FileBatches, note_issues, store_file
@@ -71,7 +68,10 @@ from billing.payments.sepa import (
     check_iban,
     direct_debit_file,
 )
-from billing.sqlkit import id_in
+from billing.store.db import unit_of_work
+from billing.store.models import Account, Bill, Payment, PaymentMethod, PaymentStatus
+from billing.store.models_payments import PaymentFileKind
+from billing.store.sqlkit import id_in
 
 STEP = "collect"
 COLLECTED_METHODS = (PaymentMethod.CARD, PaymentMethod.DIRECT_DEBIT)

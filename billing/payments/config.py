@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from billing.errors import ConfigurationError
+from billing.domain.errors import ConfigurationError
 from billing.payments.sepa import Creditor
 
 DEFAULT_RETRY_DAYS = (3, 7, 14)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from billing.errors import BillingError
+from billing.domain.errors import BillingError
 
 
 class PaymentError(BillingError):

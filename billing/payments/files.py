@@ -12,10 +12,10 @@ from typing import Generic, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from billing.models import BillingIssue
-from billing.models_payments import PaymentFile, PaymentFileEntry, PaymentFileKind
 from billing.payments.sepa import SEPA_CURRENCY, Creditor, write_atomically
-from billing.sqlkit import bulk_insert, id_in
+from billing.store.models import BillingIssue
+from billing.store.models_payments import PaymentFile, PaymentFileEntry, PaymentFileKind
+from billing.store.sqlkit import bulk_insert, id_in
 
 T = TypeVar("T")
 

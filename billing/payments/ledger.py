@@ -27,7 +27,9 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from billing.models import (
+from billing.domain.money import exact_sum
+from billing.payments.errors import PaymentRecordError
+from billing.store.models import (
     Account,
     Bill,
     Charge,
@@ -37,10 +39,8 @@ from billing.models import (
     PaymentStatus,
     Refund,
 )
-from billing.models_payments import AccountDunning, DunningState
-from billing.money import exact_sum
-from billing.payments.errors import PaymentRecordError
-from billing.sqlkit import (
+from billing.store.models_payments import AccountDunning, DunningState
+from billing.store.sqlkit import (
     bulk_insert,
     bulk_update,
     dialect,

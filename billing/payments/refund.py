@@ -29,11 +29,8 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from billing.db import unit_of_work
+from billing.domain.money import add_to_total
 from billing.failpoints import failpoint
-from billing.models import Account, PaymentMethod, PaymentStatus, Refund
-from billing.models_payments import PaymentFileKind
-from billing.money import add_to_total
 from billing.payments.config import PaymentConfig
 from billing.payments.errors import BankDetailsError
 from billing.payments.files import Entry, FileBatches, note_issues, store_file
@@ -57,7 +54,10 @@ from billing.payments.sepa import (
     check_iban,
     credit_transfer_file,
 )
-from billing.sqlkit import bulk_insert, id_in
+from billing.store.db import unit_of_work
+from billing.store.models import Account, PaymentMethod, PaymentStatus, Refund
+from billing.store.models_payments import PaymentFileKind
+from billing.store.sqlkit import bulk_insert, id_in
 
 STEP = "refund"
 

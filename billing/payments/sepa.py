@@ -23,8 +23,8 @@ from pathlib import Path
 from lxml import etree
 from schwifty import BIC, IBAN
 
-from billing.models_payments import PaymentFileKind
 from billing.payments.errors import BankDetailsError
+from billing.store.models_payments import PaymentFileKind
 
 SEPA_CURRENCY = "EUR"
 CENT = Decimal("0.01")

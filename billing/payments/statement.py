@@ -22,9 +22,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from billing.errors import MoneyError
-from billing.models import Account, Bill, Payment, PaymentMethod, PaymentStatus, Refund
-from billing.money import minor_units
+from billing.domain.errors import MoneyError
+from billing.domain.money import minor_units
+from billing.domain.text import shown, text_problem
 from billing.payments.config import RetryPolicy
 from billing.payments.errors import PaymentRecordError
 from billing.payments.ledger import (
@@ -34,8 +34,8 @@ from billing.payments.ledger import (
     settle_payment,
     settle_refund,
 )
-from billing.text import shown, text_problem
-from billing.types import to_storage
+from billing.store.models import Account, Bill, Payment, PaymentMethod, PaymentStatus, Refund
+from billing.store.types import to_storage
 
 COLUMNS = ("reference", "account_ref", "amount", "currency", "date")
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")

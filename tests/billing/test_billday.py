@@ -12,9 +12,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text
 
-from billing.billday import run_bill_day
-from billing.db import unit_of_work
-from billing.models import (
+from billing.jobs.bill_day import run_bill_day
+from billing.store.db import unit_of_work
+from billing.store.models import (
     Account,
     Bill,
     BillingIssue,

@@ -1,4 +1,4 @@
-"""Tests for billing.billrun: a batch billed in slices bills exactly like one slice.
+"""Tests for billing.ops.billrun: a batch billed in slices bills exactly like one slice.
 
 Two identical databases (SQLite files, or PostgreSQL schemas) are seeded with the same synthetic
 population, bent so that every path runs: units several cycles behind (catch-up), immediate
@@ -19,12 +19,14 @@ import pytest
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import aliased
 
-from billing import billrun
-from billing.billday import run_bill_day
-from billing.billrun import BatchResult, bill_batch, due_unit_ids
-from billing.db import make_engine, unit_of_work
-from billing.migrate import upgrade
-from billing.models import (
+from billing.ingest.synthetic import seed
+from billing.jobs.bill_day import run_bill_day
+from billing.ops import billrun
+from billing.ops.billrun import BatchResult, bill_batch, due_unit_ids
+from billing.ops.uti import run_uti_schedule_generator
+from billing.store.db import make_engine, unit_of_work
+from billing.store.migrate import upgrade
+from billing.store.models import (
     Account,
     Bill,
     BillingIssue,
@@ -38,8 +40,6 @@ from billing.models import (
     PricePlan,
     UsageRecord,
 )
-from billing.synthetic import seed
-from billing.uti import run_uti_schedule_generator
 from tests import builders as b
 from tests.conftest import pg_schema_url, scratch_schema
 

@@ -1,4 +1,4 @@
-"""Tests for billing.bulk: the CSV text COPY loads."""
+"""Tests for billing.store.bulk: the CSV text COPY loads."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from billing.bulk import csv_buffer
-from billing.errors import MoneyError
-from billing.models import Charge, ChargeStatus
+from billing.domain.errors import MoneyError
+from billing.store.bulk import csv_buffer
+from billing.store.models import Charge, ChargeStatus
 
 CHARGES = Charge.__table__
 D = Decimal

@@ -13,10 +13,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from billing.billday import apply_cycle_fees, run_bill_day
-from billing.changes import apply_change_requests, due_request_ids
-from billing.db import unit_of_work
-from billing.models import (
+from billing.jobs.bill_day import apply_cycle_fees, run_bill_day
+from billing.ops.changes import apply_change_requests, due_request_ids
+from billing.store.db import unit_of_work
+from billing.store.models import (
     Base,
     Bill,
     ChangeRequest,

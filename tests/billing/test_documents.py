@@ -20,8 +20,6 @@ from pypdf import PdfReader
 from sqlalchemy import select
 from weasyprint import HTML
 
-from billing.billday import run_bill_day
-from billing.db import unit_of_work
 from billing.documents import export_invoices_xml
 from billing.documents.cii import build_cii, check_tax_breakdown, cii_bytes
 from billing.documents.errors import InvoiceValidationError
@@ -38,7 +36,9 @@ from billing.documents.validation import (
     validate_invoice_xml,
 )
 from billing.documents.xml_export import NAMESPACE, write_invoices_xml
-from billing.models import Account, OutboxMessage, PaymentMethod
+from billing.jobs.bill_day import run_bill_day
+from billing.store.db import unit_of_work
+from billing.store.models import Account, OutboxMessage, PaymentMethod
 from tests.billing.test_billday import population  # noqa: F401
 
 D = Decimal

@@ -21,8 +21,6 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import select, update
 
-from billing.billday import run_bill_day
-from billing.db import unit_of_work
 from billing.documents.errors import DeliveryError, HeaderInjectionError, PermanentDeliveryError
 from billing.documents.mail import Envelope, SmtpSettings, SmtpTransport, build_message
 from billing.documents.model import invoice_ids, load_invoices
@@ -33,7 +31,9 @@ from billing.documents.outbox import (
     send_outbox,
 )
 from billing.documents.store import DocumentStore, document_name
-from billing.models import Account, OutboxMessage, OutboxStatus
+from billing.jobs.bill_day import run_bill_day
+from billing.store.db import unit_of_work
+from billing.store.models import Account, OutboxMessage, OutboxStatus
 from tests.billing.test_billday import population  # noqa: F401
 
 NOW = datetime(2027, 2, 1, 9, 0)

@@ -9,9 +9,9 @@ from datetime import date
 
 from typer.testing import CliRunner
 
-from billing.billday import run_bill_day
-from billing.db import unit_of_work
-from billing.export import write_csv, write_json
+from billing.jobs.bill_day import run_bill_day
+from billing.ops.export import write_csv, write_json
+from billing.store.db import unit_of_work
 from tests.billing.test_billday import population  # noqa: F401
 
 

@@ -14,11 +14,11 @@ from sqlalchemy import Engine, func, select, text
 from typer.testing import CliRunner
 
 from billing.cli import app
-from billing.db import unit_of_work
-from billing.errors import ImportFileError
-from billing.importer import ImportReport, import_file
-from billing.importer_csv import Counts
-from billing.models import Account, Base, PricePlan, RejectedUsage, UsageRecord
+from billing.domain.errors import ImportFileError
+from billing.ingest.importer import ImportReport, import_file
+from billing.ingest.importer_csv import Counts
+from billing.store.db import unit_of_work
+from billing.store.models import Account, Base, PricePlan, RejectedUsage, UsageRecord
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "import"
 MASTER = FIXTURES / "master.json"

@@ -1,4 +1,4 @@
-"""Tests for billing.invoice: a draft bill whose totals are the sums of its lines."""
+"""Tests for billing.domain.invoice: a draft bill whose totals are the sums of its lines."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.errors import MoneyError, PeriodError, PricingError
-from billing.invoice import ChargeIn, DraftLine, generate_invoice
-from billing.tax import TaxSummaryRow
+from billing.domain.errors import MoneyError, PeriodError, PricingError
+from billing.domain.invoice import ChargeIn, DraftLine, generate_invoice
+from billing.domain.tax import TaxSummaryRow
 
 D = Decimal
 RATES = {"S": D("0.20"), "R": D("0.055"), "Z": D("0")}

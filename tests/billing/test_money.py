@@ -1,4 +1,4 @@
-"""Tests for billing.money: minor units, float refusal, explicit rounding, exact allocation."""
+"""billing.domain.money: minor units, float refusal, explicit rounding, exact allocation."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.errors import MoneyError
-from billing.money import (
+from billing.domain.errors import MoneyError
+from billing.domain.money import (
     LINE_ROUNDING,
     ROUNDING_MODES,
     Money,

@@ -15,9 +15,16 @@ import pytest
 from lxml import etree
 from sqlalchemy import func, select, update
 
-from billing.billday import run_bill_day
-from billing.db import unit_of_work
-from billing.models import (
+from billing.jobs.bill_day import run_bill_day
+from billing.payments.collect import collect_payments
+from billing.payments.config import PaymentConfig, RetryPolicy
+from billing.payments.errors import PaymentRecordError
+from billing.payments.refund import refund_payments
+from billing.payments.sandbox import SandboxGateway
+from billing.payments.sepa import Creditor, xsd_path
+from billing.payments.statement import record_bank_payment, return_debit, settle_reference
+from billing.store.db import unit_of_work
+from billing.store.models import (
     Account,
     Bill,
     BillingIssue,
@@ -28,14 +35,7 @@ from billing.models import (
     PaymentStatus,
     Refund,
 )
-from billing.models_payments import AccountDunning, DunningState, PaymentFile, PaymentFileKind
-from billing.payments.collect import collect_payments
-from billing.payments.config import PaymentConfig, RetryPolicy
-from billing.payments.errors import PaymentRecordError
-from billing.payments.refund import refund_payments
-from billing.payments.sandbox import SandboxGateway
-from billing.payments.sepa import Creditor, xsd_path
-from billing.payments.statement import record_bank_payment, return_debit, settle_reference
+from billing.store.models_payments import AccountDunning, DunningState, PaymentFile, PaymentFileKind
 from tests.billing.test_billday import population  # noqa: F401  (the hand-checked population)
 
 D = Decimal

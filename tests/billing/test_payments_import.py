@@ -9,14 +9,14 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from billing.billday import run_bill_day
 from billing.cli import app
-from billing.db import unit_of_work
-from billing.models import Account, Bill, Payment
+from billing.jobs.bill_day import run_bill_day
 from billing.payments.collect import collect_payments
 from billing.payments.config import PaymentConfig
 from billing.payments.sandbox import SandboxGateway
 from billing.payments.statement import import_payments_csv
+from billing.store.db import unit_of_work
+from billing.store.models import Account, Bill, Payment
 from tests.billing.test_billday import population  # noqa: F401
 from tests.billing.test_payments import CREDITOR, by_debit
 

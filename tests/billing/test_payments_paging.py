@@ -23,19 +23,9 @@ from lxml import etree
 from sqlalchemy import Engine, func, select, update
 
 from billing import failpoints
-from billing.billday import run_bill_day
-from billing.db import make_engine, unit_of_work
-from billing.errors import ConfigurationError
-from billing.migrate import upgrade
-from billing.models import (
-    Account,
-    Bill,
-    BillingIssue,
-    Payment,
-    PaymentMethod,
-    Refund,
-)
-from billing.models_payments import AccountDunning, PaymentFile, PaymentFileEntry, PaymentFileKind
+from billing.domain.errors import ConfigurationError
+from billing.ingest.synthetic import seed
+from billing.jobs.bill_day import run_bill_day
 from billing.payments.collect import collect_payments
 from billing.payments.config import PaymentConfig, RetryPolicy
 from billing.payments.files import FileBatches
@@ -43,7 +33,22 @@ from billing.payments.refund import refund_payments
 from billing.payments.sandbox import SandboxGateway
 from billing.payments.sepa import validate
 from billing.payments.statement import record_bank_payment
-from billing.synthetic import seed
+from billing.store.db import make_engine, unit_of_work
+from billing.store.migrate import upgrade
+from billing.store.models import (
+    Account,
+    Bill,
+    BillingIssue,
+    Payment,
+    PaymentMethod,
+    Refund,
+)
+from billing.store.models_payments import (
+    AccountDunning,
+    PaymentFile,
+    PaymentFileEntry,
+    PaymentFileKind,
+)
 from tests.billing.test_payments import CREDITOR
 from tests.conftest import pg_schema_url, scratch_schema
 

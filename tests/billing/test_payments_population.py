@@ -12,15 +12,15 @@ from decimal import Decimal
 
 from sqlalchemy import select, update
 
-from billing.billday import run_bill_day
-from billing.db import unit_of_work
-from billing.models import Account, Bill, Payment, PaymentMethod, PaymentStatus, Refund
+from billing.ingest.synthetic import seed
+from billing.jobs.bill_day import run_bill_day
 from billing.payments.collect import collect_payments
 from billing.payments.config import PaymentConfig, RetryPolicy
 from billing.payments.refund import refund_payments
 from billing.payments.sandbox import SandboxGateway
 from billing.payments.statement import import_payments_csv, return_debit, settle_reference
-from billing.synthetic import seed
+from billing.store.db import unit_of_work
+from billing.store.models import Account, Bill, Payment, PaymentMethod, PaymentStatus, Refund
 from expectations.runner import run_post_billing_checks
 from expectations.suites import rule_named
 from tests.billing.test_payments import CREDITOR

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.errors import ConfigurationError
+from billing.domain.errors import ConfigurationError
 from billing.payments.config import RetryPolicy
 from billing.payments.errors import BankDetailsError, IdempotencyConflict
 from billing.payments.gateway import GatewayStatus

@@ -1,4 +1,4 @@
-"""Tests for billing.periods: bill dates, cycles in both alignments, proration."""
+"""Tests for billing.domain.periods: bill dates, cycles in both alignments, proration."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.errors import PeriodError, PricingError
-from billing.periods import (
+from billing.domain.errors import PeriodError, PricingError
+from billing.domain.periods import (
     CYCLE_MONTHS,
     Period,
     add_cycles,

@@ -1,4 +1,4 @@
-"""Tests for billing.pricing: plan validation, usage rating, cycle and one-time fees."""
+"""Tests for billing.domain.pricing: plan validation, usage rating, cycle and one-time fees."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.errors import PricingError
-from billing.money import ROUNDING_MODES, round_fraction, round_money
-from billing.periods import PRORATION_POLICIES, Period, proration_factor
-from billing.pricing import PricePlan, Rated, Tier, one_time_fee, rate_usage, recurring_fee
+from billing.domain.errors import PricingError
+from billing.domain.money import ROUNDING_MODES, round_fraction, round_money
+from billing.domain.periods import PRORATION_POLICIES, Period, proration_factor
+from billing.domain.pricing import PricePlan, Rated, Tier, one_time_fee, rate_usage, recurring_fee
 
 D = Decimal
 HU = ROUND_HALF_UP
@@ -235,7 +235,7 @@ def test_graduated_price_is_monotonic_in_quantity(a: Decimal, b: Decimal) -> Non
 
 
 # The same prices as exact rationals, rounded by round_fraction: the Decimal arithmetic in
-# billing.pricing must agree with them to the last digit, for every rounding mode.
+# billing.domain.pricing must agree with them to the last digit, for every rounding mode.
 prices = st.decimals(min_value=0, max_value=1000, places=6)
 exact_quantities = st.decimals(min_value=0, max_value=10**6, places=6)
 currencies = st.sampled_from(["EUR", "JPY", "TND"])

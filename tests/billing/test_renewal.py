@@ -13,9 +13,17 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from billing.billday import run_bill_day
-from billing.db import unit_of_work
-from billing.models import (
+from billing.jobs.bill_day import run_bill_day
+from billing.ops.renewal import (
+    Term,
+    notice_deadline,
+    renewal_due,
+    retire_forecasts,
+    run_contract_item_renewal,
+    term_end,
+)
+from billing.store.db import unit_of_work
+from billing.store.models import (
     BillLine,
     Charge,
     ChargeStatus,
@@ -23,14 +31,6 @@ from billing.models import (
     ContractItem,
     ContractStatus,
     ItemStatus,
-)
-from billing.renewal import (
-    Term,
-    notice_deadline,
-    renewal_due,
-    retire_forecasts,
-    run_contract_item_renewal,
-    term_end,
 )
 from tests import builders as b
 from tests.billing.test_changes import snapshot

@@ -22,12 +22,23 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
-from billing import revrec
-from billing.billday import run_bill_day
 from billing.cli import app
-from billing.db import unit_of_work
-from billing.errors import MoneyError, PeriodError
-from billing.models import (
+from billing.domain.errors import MoneyError, PeriodError
+from billing.ingest.synthetic import seed
+from billing.jobs.bill_day import run_bill_day
+from billing.ops import revrec
+from billing.ops.revrec import (
+    DEFERRED_REVENUE_ACCOUNT,
+    MonthOpenError,
+    UnscheduledLinesError,
+    revenue_schedule,
+    run_revrec,
+    schedule_revenue,
+    service_months,
+    write_summary_journal,
+)
+from billing.store.db import unit_of_work
+from billing.store.models import (
     Bill,
     BillLine,
     BillStatus,
@@ -40,18 +51,7 @@ from billing.models import (
     Product,
     Timing,
 )
-from billing.models_revrec import RevenueMonth, RevenueMonthStatus, RevenueShare
-from billing.revrec import (
-    DEFERRED_REVENUE_ACCOUNT,
-    MonthOpenError,
-    UnscheduledLinesError,
-    revenue_schedule,
-    run_revrec,
-    schedule_revenue,
-    service_months,
-    write_summary_journal,
-)
-from billing.synthetic import seed
+from billing.store.models_revrec import RevenueMonth, RevenueMonthStatus, RevenueShare
 from expectations.suites import rule_named
 from tests import builders as b
 

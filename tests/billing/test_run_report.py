@@ -1,4 +1,4 @@
-"""billing.run_report: the one format of every figure a run reports, the totals of the bills
+"""billing.ops.run_report: the one format of every figure a run reports, the totals of the bills
 a run made (SQLite and PostgreSQL), the change against the previous run, and progress."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing.billday import run_bill_day
-from billing.db import unit_of_work
-from billing.run_report import (
+from billing.jobs.bill_day import run_bill_day
+from billing.ops.run_report import (
     CurrencyTotals,
     ProgressPlan,
     StepCount,
@@ -23,6 +22,7 @@ from billing.run_report import (
     signed_money,
     summary_markdown,
 )
+from billing.store.db import unit_of_work
 from tests.billing.test_billday import population  # noqa: F401  (the hand-checked population)
 
 D = Decimal

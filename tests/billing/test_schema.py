@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
-from billing.db import unit_of_work
-from billing.errors import MoneyError
-from billing.models import Account, Base
-from billing.types import Amount
+from billing.domain.errors import MoneyError
+from billing.store.db import unit_of_work
+from billing.store.models import Account, Base
+from billing.store.types import Amount
 
 
 def test_migrations_match_models(engine):
@@ -26,7 +26,7 @@ def test_migrations_match_models(engine):
 
 
 def test_upgrade_twice_changes_nothing(engine):
-    from billing.migrate import upgrade
+    from billing.store.migrate import upgrade
 
     upgrade(engine)
     with engine.connect() as conn:

@@ -1,4 +1,4 @@
-"""Tests for billing.sqlkit: bulk writes through a temporary table on PostgreSQL, ids taken
+"""Tests for billing.store.sqlkit: bulk writes through a temporary table on PostgreSQL, ids taken
 ahead and text keys on both databases."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from billing.db import make_engine, unit_of_work
-from billing.migrate import upgrade
-from billing.models import TaxCategory, TaxRate
-from billing.sqlkit import bulk_insert, bulk_update, key_in, take_ids
+from billing.store.db import make_engine, unit_of_work
+from billing.store.migrate import upgrade
+from billing.store.models import TaxCategory, TaxRate
+from billing.store.sqlkit import bulk_insert, bulk_update, key_in, take_ids
 from tests.conftest import pg_schema_url
 
 CATEGORIES = TaxCategory.__table__

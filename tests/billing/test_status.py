@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from billing.cli import app
 from billing.cli.status_cmd import count_states
-from billing.db import unit_of_work
-from billing.models import (
+from billing.ingest.synthetic import seed
+from billing.store.db import unit_of_work
+from billing.store.models import (
     Account,
     Bill,
     BillingIssue,
@@ -21,7 +22,6 @@ from billing.models import (
     RejectedUsage,
     UsageRecord,
 )
-from billing.synthetic import seed
 
 START = date(2026, 3, 1)
 

@@ -16,13 +16,15 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
-from billing import pricing
 from billing.cli import app
 from billing.cli.seed_cmd import first_of_previous_month
-from billing.db import make_engine, unit_of_work
-from billing.errors import ConfigurationError
-from billing.migrate import upgrade
-from billing.models import (
+from billing.domain import pricing
+from billing.domain.errors import ConfigurationError
+from billing.domain.periods import first_bill_date
+from billing.ingest.synthetic import BANKS, iban_from_bban, national_bban, seed
+from billing.store.db import make_engine, unit_of_work
+from billing.store.migrate import upgrade
+from billing.store.models import (
     Account,
     Base,
     BillUnit,
@@ -33,8 +35,6 @@ from billing.models import (
     TaxRate,
     UsageRecord,
 )
-from billing.periods import first_bill_date
-from billing.synthetic import BANKS, iban_from_bban, national_bban, seed
 from tests.conftest import PG_URL, pg_schema_url
 
 START = date(2026, 3, 1)

@@ -1,4 +1,4 @@
-"""Tests for billing.tax: line tax rounded once, breakdown summed from the rounded lines."""
+"""Tests for billing.domain.tax: line tax rounded once, breakdown summed from the rounded lines."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.errors import MoneyError
-from billing.money import ROUNDING_MODES, round_money
-from billing.tax import TaxLine, TaxSummaryRow, line_tax, summarize, tax_summary
+from billing.domain.errors import MoneyError
+from billing.domain.money import ROUNDING_MODES, round_money
+from billing.domain.tax import TaxLine, TaxSummaryRow, line_tax, summarize, tax_summary
 
 D = Decimal
 

@@ -14,9 +14,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from billing.billday import bill_accounts, number_bills
-from billing.db import unit_of_work
-from billing.models import (
+from billing.jobs.bill_day import bill_accounts, number_bills
+from billing.ops.uti import run_uti_schedule_generator
+from billing.store.db import unit_of_work
+from billing.store.models import (
     Bill,
     BillingIssue,
     BillLine,
@@ -25,7 +26,6 @@ from billing.models import (
     UsageRecord,
     UsageStatus,
 )
-from billing.uti import run_uti_schedule_generator
 from tests import builders as b
 from tests.billing.test_changes import snapshot
 

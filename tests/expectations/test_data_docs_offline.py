@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from billing.db import make_engine
-from billing.migrate import upgrade
+from billing.store.db import make_engine
+from billing.store.migrate import upgrade
 from expectations.runner import run_post_billing_checks
 
 HOST = re.compile(r"(?:https?:)?//[\w.-]+\.\w+")

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import Engine, func, insert, select, text, update
 from typer.testing import CliRunner
 
-from billing.billday import run_bill_day
-from billing.db import make_engine, unit_of_work
-from billing.migrate import upgrade
-from billing.models import (
+from billing.jobs.bill_day import run_bill_day
+from billing.store.db import make_engine, unit_of_work
+from billing.store.migrate import upgrade
+from billing.store.models import (
     Account,
     Bill,
     BillingState,

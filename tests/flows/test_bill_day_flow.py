@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from billing.db import unit_of_work
-from billing.models import Bill, BillingIssue
+from billing.store.db import unit_of_work
+from billing.store.models import Bill, BillingIssue
 from flows.bill_day import BillDayFailed, PostBillingChecksFailed, bill_day
 from tests.billing.test_billday import population  # noqa: F401  (the hand-checked population)
 from tests.flows.conftest import artifacts, task_runs
@@ -110,7 +110,7 @@ def test_checks_pass_on_a_clean_run_and_write_data_docs(billing_db, tmp_path):
 def test_corrupted_data_stops_the_run_and_says_why(billing_db):
     from sqlalchemy import update
 
-    from billing.models import BillLine
+    from billing.store.models import BillLine
 
     bill_day(as_of=date(2027, 2, 1), database_block="")
     with unit_of_work(billing_db) as s:  # someone edits an issued bill's line by hand

@@ -8,8 +8,8 @@ from datetime import date
 import pytest
 from typer.testing import CliRunner
 
-from billing.db import make_engine, unit_of_work
-from billing.migrate import upgrade
+from billing.store.db import make_engine, unit_of_work
+from billing.store.migrate import upgrade
 from tests import builders as b
 
 

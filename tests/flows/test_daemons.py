@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from billing.billday import run_bill_day
-from billing.db import unit_of_work
-from billing.models import (
+from billing.jobs.bill_day import run_bill_day
+from billing.store.db import unit_of_work
+from billing.store.models import (
     Bill,
     BillLine,
     ChangeRequest,

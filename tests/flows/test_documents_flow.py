@@ -13,8 +13,8 @@ from facturx import get_xml_from_pdf
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from billing.db import unit_of_work
-from billing.models import OutboxMessage, OutboxStatus
+from billing.store.db import unit_of_work
+from billing.store.models import OutboxMessage, OutboxStatus
 from blocks.smtp_server import SmtpServer
 from flows.bill_day import bill_day
 from flows.cli import app

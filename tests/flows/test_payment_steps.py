@@ -10,11 +10,11 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
-from billing.db import unit_of_work
-from billing.models import Account, Payment
-from billing.models_payments import PaymentFileKind
 from billing.payments.sandbox import SandboxGateway
 from billing.payments.sepa import xsd_path
+from billing.store.db import unit_of_work
+from billing.store.models import Account, Payment
+from billing.store.models_payments import PaymentFileKind
 from blocks.payment_gateway import PaymentGateway as GatewayBlock
 from flows.bill_day import bill_day
 from tests.billing.test_billday import population  # noqa: F401

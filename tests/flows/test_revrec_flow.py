@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 from typer.testing import CliRunner
 
-from billing.revrec import MonthOpenError, previous_month
+from billing.ops.revrec import MonthOpenError, previous_month
 from flows.cli import app
 from flows.revrec_summary_journal import revrec_summary_journal
 from tests.billing.test_revrec import ALL_BILL_DAYS, bill_through, build_shop, snapshot

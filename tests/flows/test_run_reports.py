@@ -116,7 +116,7 @@ def test_bill_day_artifacts_read_as_figures_and_one_progress_bar_reaches_100(bil
 def test_a_run_that_fails_leaves_its_bar_short_of_100_and_says_why(billing_db):
     from sqlalchemy import text
 
-    from billing.db import unit_of_work
+    from billing.store.db import unit_of_work
     from flows.bill_day import BillDayFailed
 
     with unit_of_work(billing_db) as s:  # B's country loses its VAT rate: B cannot be billed

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from billing.db import make_engine, unit_of_work
-from billing.migrate import upgrade
+from billing.store.db import make_engine, unit_of_work
+from billing.store.migrate import upgrade
 from flows import stack as local
 from tests import builders as b
 

@@ -18,8 +18,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from billing.db import unit_of_work
-from billing.models import Bill
+from billing.store.db import unit_of_work
+from billing.store.models import Bill
 from blocks.bill_run_settings import BillRunSettings
 from blocks.billing_database import BillingDatabase
 from flows.bill_day import bill_day

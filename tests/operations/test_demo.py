@@ -1,9 +1,9 @@
 """``make demo`` writes the database every other command uses, and says what to do next.
 
 It runs ``flows.demo.main`` (a smaller population) in a tmp directory, as ``make demo`` runs it
-in the checkout: the bills must land in ``var/billing.db`` there (``billing.db.database_url()``,
-which ``make server`` registers too), not in a database of the demo's own. A second run seeds
-nothing and bills nothing more.
+in the checkout: the bills must land in ``var/billing.db`` there
+(``billing.store.db.database_url()``, which ``make server`` registers too), not in a database of
+the demo's own. A second run seeds nothing and bills nothing more.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from billing.db import make_engine, unit_of_work
-from billing.models import Account, Bill
+from billing.store.db import make_engine, unit_of_work
+from billing.store.models import Account, Bill
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from billing.db import make_engine, unit_of_work
-from billing.models import Bill
+from billing.store.db import make_engine, unit_of_work
+from billing.store.models import Bill
 from tests.operations.conftest import AS_OF, ROOT, RUN_NAME
 
 pytestmark = pytest.mark.slow

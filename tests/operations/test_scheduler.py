@@ -26,9 +26,9 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from billing.db import make_engine, unit_of_work
-from billing.migrate import upgrade
-from billing.models import ChangeRequest, ContractItem, RequestStatus
+from billing.store.db import make_engine, unit_of_work
+from billing.store.migrate import upgrade
+from billing.store.models import ChangeRequest, ContractItem, RequestStatus
 from tests import builders as b
 from tests.operations.conftest import new_stack, running, stack_environment
 

@@ -21,8 +21,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from billing.db import make_engine, unit_of_work
-from billing.models import Bill
+from billing.store.db import make_engine, unit_of_work
+from billing.store.models import Bill
 from tests.operations.conftest import BILL_DAY, EMAIL_SENDER
 from tests.operations.test_ui import CHROMIUM, FLAGS, _require_chromium, log_in
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from datetime import date
 
-from billing.billday import run_bill_day
-from billing.db import make_engine
+from billing.jobs.bill_day import run_bill_day
+from billing.store.db import make_engine
 
 if __name__ == "__main__":
     url, as_of, per_batch = sys.argv[1], date.fromisoformat(sys.argv[2]), int(sys.argv[3])

@@ -27,18 +27,18 @@ from typing import TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from billing.billday import run_bill_day
-from billing.db import make_engine, unit_of_work
 from billing.documents.mail import SmtpSettings, SmtpTransport
 from billing.documents.model import invoice_ids
 from billing.documents.outbox import SendResult, due_messages, recover_interrupted, send_outbox
 from billing.documents.render import RenderSettings, render_in_processes
 from billing.documents.seller import DEFAULT_SELLER
 from billing.documents.store import DocumentStore
+from billing.jobs.bill_day import run_bill_day
 from billing.payments import collect, refund
 from billing.payments.config import PaymentConfig
 from billing.payments.sandbox import SandboxGateway
 from billing.payments.sepa import Creditor
+from billing.store.db import make_engine, unit_of_work
 
 CREDITOR = Creditor("Openbill Demo SA", "FR7630006000011234567890189", "AGRIFRPP", "FR72ZZZ123456")
 PAYMENT_TRIES = 4  # the first call and the tasks' 3 retries
@@ -109,7 +109,7 @@ def run_day(config: DayConfig) -> None:
     engine = make_engine(config.url)
     as_of = date.fromisoformat(config.as_of)
     run_id = str(uuid.uuid4())  # a new run id each time, as each flow run has its own
-    # Billing steps retry inside billing/billday.py; the flow's batch fetch is not a task.
+    # Billing steps retry inside billing/jobs/bill_day.py; the flow's batch fetch is not a task.
     run_bill_day(engine, as_of, run_id, per_batch=config.per_batch, fetch_size=50)
     gateway = SandboxGateway(config.ledger)
     # Chunks of two: a kill lands between chunks and inside a multi-payment chunk. Pages of

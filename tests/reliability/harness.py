@@ -23,9 +23,12 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, select
 
-from billing.db import make_engine, unit_of_work
-from billing.migrate import upgrade
-from billing.models import (
+from billing.ingest.synthetic import seed
+from billing.payments.ledger import record_payment
+from billing.payments.sandbox import SandboxGateway
+from billing.store.db import make_engine, unit_of_work
+from billing.store.migrate import upgrade
+from billing.store.models import (
     Account,
     Bill,
     OutboxMessage,
@@ -34,10 +37,7 @@ from billing.models import (
     PaymentStatus,
     Refund,
 )
-from billing.models_payments import PaymentFile
-from billing.payments.ledger import record_payment
-from billing.payments.sandbox import SandboxGateway
-from billing.synthetic import seed
+from billing.store.models_payments import PaymentFile
 from tests.billing.test_email import free_port
 from tests.conftest import pg_schema_url, scratch_schema
 from tests.reliability.full_day import DayConfig

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import aliased
 
-from billing.db import unit_of_work
-from billing.models import Account, Bill, BillLine, BillSeries, BillUnit, Charge, UsageRecord
+from billing.store.db import unit_of_work
+from billing.store.models import Account, Bill, BillLine, BillSeries, BillUnit, Charge, UsageRecord
 
 
 def billing_state(engine: Engine) -> dict[str, Any]:

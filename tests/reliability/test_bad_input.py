@@ -29,13 +29,13 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from billing.cli import app
-from billing.db import session_factory, unit_of_work
-from billing.errors import ImportFileError
-from billing.importer import ImportReport, import_file
-from billing.importer_csv import Counts, UsageLoader
-from billing.models import Account, Base, Payment, RejectedUsage, UsageRecord
+from billing.domain.errors import ImportFileError
+from billing.ingest.importer import ImportReport, import_file
+from billing.ingest.importer_csv import Counts, UsageLoader
 from billing.payments.errors import PaymentRecordError
 from billing.payments.statement import StatementReport, import_payments_csv
+from billing.store.db import session_factory, unit_of_work
+from billing.store.models import Account, Base, Payment, RejectedUsage, UsageRecord
 from tests.billing.test_importer import (
     HEADER,
     MASTER,

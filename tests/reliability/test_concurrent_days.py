@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from billing import failpoints
-from billing.db import make_engine
+from billing.store.db import make_engine
 from tests.reliability.full_day import DayConfig, run_day, send_emails
 from tests.reliability.harness import (
     AS_OF,

@@ -18,11 +18,11 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
-from billing.billday import run_bill_day
-from billing.db import make_engine, unit_of_work
-from billing.migrate import upgrade
-from billing.models import Bill
-from billing.synthetic import seed
+from billing.ingest.synthetic import seed
+from billing.jobs.bill_day import run_bill_day
+from billing.store.db import make_engine, unit_of_work
+from billing.store.migrate import upgrade
+from billing.store.models import Bill
 from tests.conftest import pg_schema_url
 from tests.reliability.snapshots import billing_state
 

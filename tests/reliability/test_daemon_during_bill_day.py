@@ -22,12 +22,20 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import aliased
 
 from billing import failpoints
-from billing.billday import run_bill_day
-from billing.db import make_engine, unit_of_work
-from billing.migrate import upgrade
-from billing.models import Account, Bill, BillUnit, Charge, Contract, ContractItem, UsageRecord
-from billing.synthetic import seed
-from billing.uti import run_uti_schedule_generator
+from billing.ingest.synthetic import seed
+from billing.jobs.bill_day import run_bill_day
+from billing.ops.uti import run_uti_schedule_generator
+from billing.store.db import make_engine, unit_of_work
+from billing.store.migrate import upgrade
+from billing.store.models import (
+    Account,
+    Bill,
+    BillUnit,
+    Charge,
+    Contract,
+    ContractItem,
+    UsageRecord,
+)
 
 START, AS_OF = date(2026, 9, 1), date(2026, 11, 3)
 PROCESS_NOW = datetime(2026, 11, 3, 0, 0)

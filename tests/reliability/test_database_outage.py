@@ -3,7 +3,7 @@
 The run talks to the shared server through a loopback proxy (tests/reliability/proxy.py).
 At a failpoint, chosen so the cut lands at an exact step, the proxy resets every open
 connection and refuses new ones for a moment: what a restart or a network cut looks like to
-the client. Retries (billing/db.py ``retry_transient`` around each billing unit of work, the
+the client. Retries (billing/store/db.py ``retry_transient`` around each billing unit of work, the
 flow's task retries around the other steps, ``pool_pre_ping`` for the dead pooled
 connections) must carry the run to the same end state as an uninterrupted day.
 """
@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from billing import failpoints
-from billing.db import make_engine
+from billing.store.db import make_engine
 from tests.conftest import PG_URL
 from tests.reliability.full_day import DayConfig, run_day
 from tests.reliability.harness import (

@@ -36,8 +36,6 @@ from hypothesis import strategies as st
 from lxml import etree
 from sqlalchemy import select, update
 
-from billing.billday import run_bill_day
-from billing.db import unit_of_work
 from billing.documents.cii import build_cii
 from billing.documents.errors import HeaderInjectionError, InvoiceValidationError
 from billing.documents.mail import (
@@ -59,9 +57,14 @@ from billing.documents.validation import (
     validate_invoice_xml,
 )
 from billing.documents.xml_export import invoice_xml
-from billing.errors import ImportFileError
-from billing.importer import import_file
-from billing.models import (
+from billing.domain.errors import ImportFileError
+from billing.ingest.importer import import_file
+from billing.jobs.bill_day import run_bill_day
+from billing.payments import sepa
+from billing.payments.errors import BankDetailsError, PaymentRecordError
+from billing.payments.statement import import_payments_csv, record_bank_payment
+from billing.store.db import unit_of_work
+from billing.store.models import (
     Account,
     Contract,
     OutboxMessage,
@@ -69,10 +72,7 @@ from billing.models import (
     RejectedUsage,
     UsageRecord,
 )
-from billing.models_payments import PaymentFileKind
-from billing.payments import sepa
-from billing.payments.errors import BankDetailsError, PaymentRecordError
-from billing.payments.statement import import_payments_csv, record_bank_payment
+from billing.store.models_payments import PaymentFileKind
 from tests.billing.test_billday import population  # noqa: F401
 from tests.billing.test_documents import invoice
 from tests.billing.test_documents_safety import text_of

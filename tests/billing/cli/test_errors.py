@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import inspect
 from typer.testing import CliRunner, Result
 
-from billing.db import DatabaseUnavailable, SchemaNotReady, make_engine
-from billing.migrate import upgrade
+from billing.store.db import DatabaseUnavailable, SchemaNotReady, make_engine
+from billing.store.migrate import upgrade
 from tests.conftest import PG_URL, require_postgres
 
 FIRST_REVISION = "0001"
@@ -213,8 +213,8 @@ def test_the_real_entry_point_prints_one_line_and_debug_the_traceback(tmp_path):
 def test_migration_heads_agree_with_alembic():
     from alembic.script import ScriptDirectory
 
-    from billing.db import migration_heads
-    from billing.migrate import alembic_config
+    from billing.store.db import migration_heads
+    from billing.store.migrate import alembic_config
 
     heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
     assert migration_heads() == heads and len(heads) == 1

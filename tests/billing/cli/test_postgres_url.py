@@ -10,9 +10,9 @@ from datetime import date
 
 from typer.testing import CliRunner
 
-from billing.db import make_engine, unit_of_work
-from billing.migrate import upgrade
-from billing.models import Account
+from billing.store.db import make_engine, unit_of_work
+from billing.store.migrate import upgrade
+from billing.store.models import Account
 from tests import builders as b
 from tests.conftest import pg_schema_url
 

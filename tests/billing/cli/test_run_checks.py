@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
-from billing.billday import run_bill_day
-from billing.db import unit_of_work
-from billing.models import Bill, BillUnit
+from billing.jobs.bill_day import run_bill_day
+from billing.store.db import unit_of_work
+from billing.store.models import Bill, BillUnit
 from tests.billing.test_billday import population  # noqa: F401
 
 

@@ -15,9 +15,10 @@ import pytest
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner, Result
 
-from billing.billday import run_bill_day
-from billing.db import unit_of_work
-from billing.models import (
+from billing.jobs.bill_day import run_bill_day
+from billing.ops.views import UnknownAccounts, format_money, issues, mask_iban
+from billing.store.db import unit_of_work
+from billing.store.models import (
     Account,
     Bill,
     BillingIssue,
@@ -27,8 +28,7 @@ from billing.models import (
     Payment,
     RejectedUsage,
 )
-from billing.models_payments import AccountDunning
-from billing.views import UnknownAccounts, format_money, issues, mask_iban
+from billing.store.models_payments import AccountDunning
 from tests.billing.test_billday import population  # noqa: F401
 
 AS_OF = date(2027, 2, 1)

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from billing.db import make_engine
-from billing.migrate import upgrade
+from billing.store.db import make_engine
+from billing.store.migrate import upgrade
 
 HEAVY = ("prefect", "great_expectations", "weasyprint", "pandas", "faker")
 

@@ -1,0 +1,1 @@
+"""Getting data in: the JSON/CSV importer and the synthetic population."""

@@ -1,0 +1,1 @@
+"""The job definitions (steps, order, parallelism, batching) and the in-process runner."""

@@ -1,0 +1,1 @@
+"""Operations on a session: billing, changes, renewal, cycle fees, numbering, revrec, views."""

@@ -1,0 +1,152 @@
+"""Cn285 *Usage Triggered Invoicing (UTI) Schedule Generator*: collect UTI usage into charges.
+
+A thin use of ``billing.ops.rating``: pending usage on ``uti`` items stamped before *Process Now*
+goes Pending -> Collected into one ``calculated`` Invoicing Schedule line per item, marked
+``immediate`` so the next Billing daemon (or bill day) run invoices it without waiting for
+the cycle. The charge key is ``uti:{item id}:{process now}``; a rerun with the same Process
+Now finds nothing pending before it, so it adds nothing. Later usage waits for a later run.
+
+An account whose usage cannot be rated (a plan that does not price) is left pending, recorded
+as a billing issue with its reason, and the other accounts go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from billing.domain.results import Mergeable
+from billing.ops.catalog import load_plans
+from billing.ops.rating import RatingScope, rate_usage_for
+from billing.store.db import unit_of_work
+from billing.store.models import (
+    BillingIssue,
+    Charge,
+    Contract,
+    ContractItem,
+    ItemType,
+    UsageRecord,
+    UsageStatus,
+)
+from billing.store.sqlkit import id_in
+
+STEP = "uti_schedule_generator"
+KEY_PREFIX = "uti"
+
+
+@dataclass
+class UtiResult(Mergeable):
+    """What a run (or a batch) collected; results merge."""
+
+    accounts: int = 0
+    collected: int = 0
+    charges: int = 0
+    failed: dict[int, str] = field(default_factory=dict)
+
+
+def uti_scope(account_ids: Sequence[int], process_now: datetime) -> RatingScope:
+    """The rating scope of a UTI run: usage before Process Now, billed from its date, at once."""
+    return RatingScope(
+        account_ids=list(account_ids),
+        cutoff=process_now,
+        key_prefix=KEY_PREFIX,
+        bill_on=process_now.date(),
+        item_types=(ItemType.UTI,),
+        immediate=True,
+    )
+
+
+def pending_uti_accounts(session: Session, process_now: datetime) -> list[int]:
+    """Accounts with pending usage on a UTI item stamped before ``process_now``, in id order."""
+    return list(
+        session.scalars(
+            select(Contract.account_id)
+            .distinct()
+            .join(ContractItem, ContractItem.contract_id == Contract.id)
+            .join(UsageRecord, UsageRecord.contract_item_id == ContractItem.id)
+            .where(
+                ContractItem.item_type == ItemType.UTI,
+                UsageRecord.status == UsageStatus.PENDING,
+                UsageRecord.occurred_at < process_now,
+            )
+            .order_by(Contract.account_id)
+        )
+    )
+
+
+def collect_uti_usage(
+    session: Session, account_ids: Sequence[int], process_now: datetime
+) -> UtiResult:
+    """Collect the accounts' UTI usage into immediate calculated charges (never commits)."""
+    scope = uti_scope(account_ids, process_now)
+    collected, failed = rate_usage_for(session, scope, load_plans(session), process_now.date())
+    charges = _charges_of_run(session, account_ids, scope) if collected else 0
+    return UtiResult(len(account_ids), collected, charges, failed)
+
+
+def _charges_of_run(session: Session, account_ids: Sequence[int], scope: RatingScope) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Charge)
+            .where(
+                id_in(session, Charge.account_id, account_ids),
+                Charge.charge_key.like(f"{scope.key_prefix}:%:{scope.key_suffix}"),
+            )
+        )
+        or 0
+    )
+
+
+class _Failed(Exception):
+    def __init__(self, failed: dict[int, str]):
+        self.failed = failed
+
+
+def uti_batch(
+    engine: Engine, account_ids: Sequence[int], process_now: datetime, run_id: str
+) -> UtiResult:
+    """One batch in one transaction; accounts that cannot be rated are recorded and skipped."""
+    if not account_ids:
+        return UtiResult()
+    try:
+        with unit_of_work(engine) as session:
+            result = collect_uti_usage(session, account_ids, process_now)
+            if result.failed:
+                raise _Failed(result.failed)
+            return result
+    except _Failed as error:
+        rest = [a for a in account_ids if a not in error.failed]
+        result = uti_batch(engine, rest, process_now, run_id)
+        _record_issues(engine, error.failed, process_now.date(), run_id)
+        return result.merge(UtiResult(accounts=len(error.failed), failed=error.failed))
+
+
+def _record_issues(engine: Engine, failed: dict[int, str], as_of: date, run_id: str) -> None:
+    with unit_of_work(engine) as session:
+        session.add_all(
+            BillingIssue(run_id=run_id, step=STEP, account_id=a, as_of=as_of, reason=reason)
+            for a, reason in sorted(failed.items())
+        )
+
+
+def uti_batches(engine: Engine, process_now: datetime, per_batch: int) -> Iterator[list[int]]:
+    """The accounts to collect, ``per_batch`` at a time."""
+    with unit_of_work(engine) as session:
+        ids = pending_uti_accounts(session, process_now)
+    for start in range(0, len(ids), per_batch):
+        yield ids[start : start + per_batch]
+
+
+def run_uti_schedule_generator(
+    engine: Engine, process_now: datetime, run_id: str, *, per_batch: int = 2_000
+) -> UtiResult:
+    """The whole daemon without Prefect: every batch in order."""
+    total = UtiResult()
+    for batch in uti_batches(engine, process_now, per_batch):
+        total = total.merge(uti_batch(engine, batch, process_now, run_id))
+    return total

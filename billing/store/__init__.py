@@ -1,0 +1,1 @@
+"""Persistence: models, column types, engine and unit of work, bulk SQL, migrations."""
