@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from prefect import Task
+from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import TaskRun
@@ -18,34 +20,55 @@ from pydantic import MISSING, WithJsonSchema
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from billing.db import database_url, make_engine
+from billing.store.db import database_url, make_engine
 from blocks.bill_run_settings import BillRunSettings
 from blocks.billing_database import BillingDatabase
 from blocks.provisioning_webhook import ProvisioningWebhook
 
 
-def _load(block: type[Any], name: str | None) -> Any:
+class BlockNotUsable(RuntimeError):
+    """A stored block exists but cannot be used (it fails validation, or the server failed):
+    the run stops here rather than fall back to another database or a plain-text SMTP."""
+
+
+B = TypeVar("B", bound=Block)
+
+
+def load_block(kind: type[B], name: str | None, default: Callable[[], B] | None = None) -> B | None:
+    """The block ``name`` of type ``kind``, the one loader every flow uses.
+
+    Only when no block document of that name exists (or no name is given) is ``default()``
+    used (None without a default). Anything else raises ``BlockNotUsable`` naming the block
+    and why: a stored block that fails validation is a configuration error, not a reason to
+    use the defaults.
+    """
     if not name:
-        return None
+        return default() if default is not None else None
     try:
-        return block.load(name)
-    except ValueError:  # no block document of that name: use the local fallback
-        return None
+        return kind.load(name)
+    except ValueError as error:
+        if isinstance(error.__cause__, ObjectNotFound):
+            return default() if default is not None else None
+        raise BlockNotUsable(
+            f"the {kind.get_block_type_name()} block {name!r} cannot be used: {error}"
+        ) from error
 
 
 def load_settings(name: str | None) -> BillRunSettings:
     """The named BillRunSettings block, or the BRM defaults when there is none."""
-    return _load(BillRunSettings, name) or BillRunSettings()
+    settings = load_block(BillRunSettings, name, BillRunSettings)
+    assert settings is not None
+    return settings
 
 
 def resolve_database_url(block_name: str | None) -> str:
     """The BillingDatabase block's URL, else ``BILLING_DATABASE_URL``, else var/billing.db."""
-    block = _load(BillingDatabase, block_name)
+    block = load_block(BillingDatabase, block_name)
     return block.url.get_secret_value() if block else database_url()
 
 
 def load_webhook(name: str | None) -> ProvisioningWebhook | None:
-    return _load(ProvisioningWebhook, name)
+    return load_block(ProvisioningWebhook, name)
 
 
 def engine_for(block_name: str | None) -> Engine:
