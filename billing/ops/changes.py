@@ -48,8 +48,8 @@ from billing.domain.schedule import (
     cycle_fee,
     scheduled_charges,
 )
-from billing.ops.billrun import Unit, charge_row, item_terms, load_units
 from billing.ops.catalog import PlanInfo, load_plans
+from billing.ops.charging import Unit, charge_row, item_terms, load_units
 from billing.ops.rating import bill_units_of
 from billing.store.models import (
     ChangeKind,

@@ -38,7 +38,6 @@ from billing.domain.errors import BillingError
 from billing.domain.periods import Period
 from billing.domain.results import Mergeable
 from billing.domain.schedule import ChargeSpec, CycleGrid, ItemTerms, cycle_fee, scheduled_charges
-from billing.ops.billrun import Unit, charge_row, item_terms
 from billing.ops.catalog import PlanInfo, load_plans
 from billing.ops.changes import (
     ChangeRejected,
@@ -47,6 +46,7 @@ from billing.ops.changes import (
     end_item,
     unit_of_account,
 )
+from billing.ops.charging import Unit, charge_row, item_terms
 from billing.store.db import unit_of_work
 from billing.store.models import (
     Charge,
