@@ -516,6 +516,7 @@ def _give_back_usage(session: Session, units: Sequence[Unit]) -> int:
         )
     )
 
+
 MAX_CYCLES_PER_BATCH = 120
 SLICE_UNITS = 2_000
 """Bill units billed together inside a batch's transaction. A slice's rows, drafts and CSV text
