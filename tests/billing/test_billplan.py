@@ -27,6 +27,7 @@ from billing.domain.billplan import (
     Unit,
     plan_bills,
 )
+from billing.domain.errors import BillingError
 from billing.domain.pricing import PricePlan
 from billing.domain.schedule import ItemTerms
 from billing.ops.billrun import bill_batch
@@ -305,3 +306,26 @@ def test_a_plan_failure_needs_no_bisection(engine: Engine) -> None:
     assert writes.count == 1
     assert (result.units, result.billed, result.bills) == (8, 7, 7)
     assert result.failed == {"A03": "item F03: price plan PRO is in EUR, the account bills in USD"}
+
+
+def test_a_batch_that_breaks_outside_a_write_is_bisected_over_transactions(
+    engine: Engine,
+) -> None:
+    """An error after the writes (here at the commit's doorstep, once) retries the batch by
+    halves, each in its own transaction, not unit by unit."""
+    _population(engine, 8)
+    with unit_of_work(engine) as s:
+        ids = list(s.scalars(select(BillUnit.id).order_by(BillUnit.id)))
+    commits = _Writes()
+
+    def break_the_first() -> None:
+        commits.hit()
+        if commits.count == 1:
+            raise BillingError("the batch broke before its commit")
+
+    with failpoints.on("billrun.before_commit", break_the_first):
+        result = bill_batch(engine, ids, FEB_1, "run")
+    assert commits.count == 3  # the whole batch, then its two halves (not 1 + 8)
+    assert (result.units, result.billed, result.bills, result.failed) == (8, 8, 8, {})
+    with unit_of_work(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Bill)) == 8
