@@ -19,6 +19,8 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from billing.domain import charge_keys
+from billing.domain.enums import ChargeKind, ItemType, Timing
 from billing.domain.money import LINE_ROUNDING
 from billing.domain.periods import Period, add_cycles, cycle_months
 from billing.domain.pricing import PricePlan, Rated, one_time_fee, recurring_fee
@@ -114,9 +116,9 @@ def scheduled_charges(
 
     ``since`` is the unit's last bill date: charges billed on or before it already exist.
     """
-    if item.item_type == "one_time":
+    if item.item_type == ItemType.ONE_TIME:
         return _one_time(item, through)
-    if item.item_type != "recurring":
+    if item.item_type != ItemType.RECURRING:
         return []
     specs = []
     first = max(item.start, since) if since is not None else item.start
@@ -134,10 +136,10 @@ def _recurring(item: ItemTerms, grid: CycleGrid, cycle: Period) -> ChargeSpec | 
     if active is None:
         return None
     rated = cycle_fee(item, grid, cycle, active)
-    advance = item.plan.timing == "advance"
+    advance = item.plan.timing == Timing.ADVANCE
     return ChargeSpec(
-        charge_key=f"rec:{item.item_id}:{cycle.start.isoformat()}",
-        kind="recurring",
+        charge_key=charge_keys.recurring(item.item_id, cycle.start),
+        kind=ChargeKind.RECURRING.value,
         contract_item_id=item.item_id,
         description=item.description,
         period_start=active.start,
@@ -172,8 +174,8 @@ def _one_time(item: ItemTerms, through: date) -> list[ChargeSpec]:
     rated = one_time_fee(item.plan, item.quantity, LINE_ROUNDING, item.price_override)
     return [
         ChargeSpec(
-            charge_key=f"one:{item.item_id}",
-            kind="one_time",
+            charge_key=charge_keys.one_time(item.item_id),
+            kind=ChargeKind.ONE_TIME.value,
             contract_item_id=item.item_id,
             description=item.description,
             period_start=item.start,
@@ -203,8 +205,8 @@ def cancellation_credit(
     if difference == 0:
         return None
     return ChargeSpec(
-        charge_key=f"cxl:{item.item_id}:{charged.period_start.isoformat()}",
-        kind="adjustment",
+        charge_key=charge_keys.cancellation(item.item_id, charged.period_start),
+        kind=ChargeKind.ADJUSTMENT.value,
         contract_item_id=item.item_id,
         description=f"{item.description} (cancelled {cancel_on.isoformat()})",
         period_start=max(cancel_on, charged.period_start),

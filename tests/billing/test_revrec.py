@@ -26,15 +26,15 @@ from billing.cli import app
 from billing.domain.errors import MoneyError, PeriodError
 from billing.ingest.synthetic import seed
 from billing.jobs.bill_day import run_bill_day
+from billing.domain import revenue
+from billing.domain.revenue import revenue_schedule, service_months
 from billing.ops import revrec
 from billing.ops.revrec import (
     DEFERRED_REVENUE_ACCOUNT,
     MonthOpenError,
     UnscheduledLinesError,
-    revenue_schedule,
     run_revrec,
     schedule_revenue,
-    service_months,
     write_summary_journal,
 )
 from billing.store.db import unit_of_work
@@ -122,7 +122,7 @@ def test_service_months_cross_a_year_and_refuse_a_reversed_period():
     ],
 )
 def test_previous_month(day, expected):
-    assert revrec.previous_month(day) == expected
+    assert revenue.previous_month(day) == expected
 
 
 @given(
