@@ -20,9 +20,8 @@ from sqlalchemy.orm import Session
 from billing.domain.errors import BillingError
 from billing.domain.money import LINE_ROUNDING
 from billing.domain.pricing import rate_usage
-from billing.domain.usage import RatingScope as RatingScope  # re-exported: pure, in the domain
-from billing.domain.usage import as_date, with_price_override
-from billing.domain.usage import midnight as midnight
+from billing.domain.usage import RatingScope, as_date, with_price_override
+from billing.domain.usage import midnight as midnight  # re-exported: billrun imports it from here
 from billing.ops.catalog import PlanInfo
 from billing.store.models import (
     BillUnit,

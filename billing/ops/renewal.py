@@ -40,15 +40,15 @@ from billing.domain.charge_keys import KeyKind
 from billing.domain.errors import BillingError
 from billing.domain.results import Mergeable
 from billing.domain.schedule import scheduled_charges
-from billing.domain.terms import Term as Term  # re-exported: the rules live in the domain
-from billing.domain.terms import add_months as add_months
-from billing.domain.terms import ending_due as ending_due
-from billing.domain.terms import extension_fees as extension_fees
-from billing.domain.terms import forecast_horizon as forecast_horizon
-from billing.domain.terms import next_term_end as next_term_end
-from billing.domain.terms import notice_deadline as notice_deadline
-from billing.domain.terms import renewal_due as renewal_due
-from billing.domain.terms import term_end as term_end
+from billing.domain.terms import (
+    Term,
+    ending_due,
+    extension_fees,
+    forecast_horizon,
+    next_term_end,
+    renewal_due,
+    term_end,
+)
 from billing.ops.billrun import Unit, charge_row, item_terms
 from billing.ops.catalog import PlanInfo, load_plans
 from billing.ops.changes import (

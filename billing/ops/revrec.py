@@ -37,13 +37,8 @@ from sqlalchemy.orm import Session
 from billing.domain.errors import BillingError
 from billing.domain.money import LINE_ROUNDING, quantize_money
 from billing.domain.results import Mergeable
-from billing.domain.revenue import MonthShare as MonthShare  # re-exported: pure, in the domain
-from billing.domain.revenue import check_month as check_month
-from billing.domain.revenue import first_of_next_month
-from billing.domain.revenue import month_index as month_index
-from billing.domain.revenue import previous_month as previous_month
-from billing.domain.revenue import revenue_schedule as revenue_schedule
-from billing.domain.revenue import service_months as service_months
+from billing.domain.revenue import check_month, first_of_next_month, month_index, revenue_schedule
+from billing.domain.revenue import previous_month as previous_month  # re-exported (flows use it)
 from billing.store.db import retry_transient, unit_of_work
 from billing.store.models import (
     Bill,

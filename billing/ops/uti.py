@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from billing.domain.charge_keys import KeyKind
 from billing.domain.results import Mergeable
-from billing.domain.usage import uti_scope as uti_scope  # re-exported: pure, in the domain
+from billing.domain.usage import uti_scope
 from billing.ops.catalog import load_plans
 from billing.ops.rating import RatingScope, rate_usage_for
 from billing.store.db import unit_of_work
