@@ -25,6 +25,13 @@ from billing.domain.money import LINE_ROUNDING
 from billing.domain.periods import Period, add_cycles, cycle_months
 from billing.domain.pricing import PricePlan, Rated, one_time_fee, recurring_fee
 
+# The kinds as plain strings, looked up once: specs are built for every item of a bill day.
+_RECURRING, _ONE_TIME, _ADJUSTMENT = (
+    ChargeKind.RECURRING.value,
+    ChargeKind.ONE_TIME.value,
+    ChargeKind.ADJUSTMENT.value,
+)
+
 # Pure and called with the same few arguments for every account of a batch: memoized.
 _add_cycles = lru_cache(maxsize=1 << 16)(add_cycles)
 
@@ -139,7 +146,7 @@ def _recurring(item: ItemTerms, grid: CycleGrid, cycle: Period) -> ChargeSpec | 
     advance = item.plan.timing == Timing.ADVANCE
     return ChargeSpec(
         charge_key=charge_keys.recurring(item.item_id, cycle.start),
-        kind=ChargeKind.RECURRING.value,
+        kind=_RECURRING,
         contract_item_id=item.item_id,
         description=item.description,
         period_start=active.start,
@@ -175,7 +182,7 @@ def _one_time(item: ItemTerms, through: date) -> list[ChargeSpec]:
     return [
         ChargeSpec(
             charge_key=charge_keys.one_time(item.item_id),
-            kind=ChargeKind.ONE_TIME.value,
+            kind=_ONE_TIME,
             contract_item_id=item.item_id,
             description=item.description,
             period_start=item.start,
@@ -206,7 +213,7 @@ def cancellation_credit(
         return None
     return ChargeSpec(
         charge_key=charge_keys.cancellation(item.item_id, charged.period_start),
-        kind=ChargeKind.ADJUSTMENT.value,
+        kind=_ADJUSTMENT,
         contract_item_id=item.item_id,
         description=f"{item.description} (cancelled {cancel_on.isoformat()})",
         period_start=max(cancel_on, charged.period_start),
