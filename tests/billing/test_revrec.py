@@ -23,11 +23,11 @@ from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from billing.cli import app
+from billing.domain import revenue
 from billing.domain.errors import MoneyError, PeriodError
+from billing.domain.revenue import revenue_schedule, service_months
 from billing.ingest.synthetic import seed
 from billing.jobs.bill_day import run_bill_day
-from billing.domain import revenue
-from billing.domain.revenue import revenue_schedule, service_months
 from billing.ops import revrec
 from billing.ops.revrec import (
     DEFERRED_REVENUE_ACCOUNT,
