@@ -23,6 +23,7 @@ from decimal import Decimal
 from itertools import chain
 from typing import Any, NamedTuple
 
+from billing.domain import charge_keys
 from billing.domain.errors import BillingError
 from billing.domain.invoice import ChargeIn, DraftBill, generate_invoice
 from billing.domain.periods import add_cycles
@@ -329,7 +330,6 @@ def _bill(snapshot: Snapshot, unit: Unit, charges: Sequence[Billable]) -> Planne
 def bill_key(unit: Unit, draft: DraftBill, as_of: date) -> str:
     """Cycle bills are unique per unit and bill date; immediate ones per run date and content."""
     if unit.cycle_due(as_of):
-        return f"cyc:{unit.id}:{draft.bill_date.isoformat()}"
-    return (
-        f"imm:{unit.id}:{draft.bill_date.isoformat()}:{min(line.charge_id for line in draft.lines)}"
-    )
+        return charge_keys.cycle_bill(unit.id, draft.bill_date)
+    first_charge = min(line.charge_id for line in draft.lines)
+    return charge_keys.immediate_bill(unit.id, draft.bill_date, first_charge)

@@ -41,14 +41,16 @@ from billing.domain.billplan import (
     plan_bills,
     scheduled_fees,
 )
+from billing.domain.charge_keys import KeyKind
 from billing.domain.errors import BillingError
 from billing.domain.invoice import DraftBill
 from billing.domain.money import add_to_total
 from billing.domain.results import Mergeable
+from billing.domain.usage import RatingScope, midnight
 from billing.failpoints import failpoint
 from billing.ops.catalog import PlanInfo, TaxTable, load_plans, load_tax_table
 from billing.ops.charging import load_units, record_failures, unit_items
-from billing.ops.rating import RatingScope, midnight, price_usage_for, upsert_usage_charges
+from billing.ops.rating import price_usage_for, upsert_usage_charges
 from billing.store.db import unit_of_work
 from billing.store.models import (
     Account,
@@ -215,7 +217,7 @@ def _rate_usage(
         scope = RatingScope(
             account_ids=[u.account_id for u in group],
             cutoff=midnight(bill_date),
-            key_prefix="use",
+            key_prefix=KeyKind.USAGE,
             bill_on=bill_date,
             item_types=(ItemType.USAGE, ItemType.UTI),
         )
