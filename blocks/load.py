@@ -3,8 +3,9 @@
 ``load_block(kind, name, default)`` is how every flow, ``blocks/register.py`` and
 ``scripts/server.py`` read a block. It falls back to ``default()`` only when no block
 document of that name exists (or no name is given). A stored block that fails validation, or
-a server that does not answer, raises: a configuration error is never a reason to run against
-another database or send e-mails over a plain-text SMTP server.
+a server that does not answer, raises ``BlockNotUsable`` naming the block: a configuration
+error is never a reason to run against another database or send e-mails over a plain-text
+SMTP server.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import httpx
 from prefect.blocks.core import Block
 from prefect.exceptions import ObjectNotFound
+from pydantic import ValidationError
 
 
 class BlockNotUsable(RuntimeError):
@@ -29,10 +32,10 @@ def load_block(kind: type[B], name: str | None, default: Callable[[], B] | None 
     document of that name exists or no name is given.
 
     Anything else raises ``BlockNotUsable`` naming the block and why. Prefect's
-    ``Block.load`` raises ``ValueError`` both for a missing document (caused by
-    ``ObjectNotFound``) and for one that fails validation; only the first is "missing". A
-    server that does not answer raises its own error (``httpx`` or ``RuntimeError``), which
-    is passed on as it is: no default for that either.
+    ``Block.load`` raises ``ValueError`` (caused by ``ObjectNotFound``) for a missing
+    document, ``RuntimeError`` (caused by pydantic's ``ValidationError``) for one that fails
+    validation, and the client's ``httpx`` error when the server does not answer or refuses:
+    only the first means "missing".
     """
     if not name:
         return default() if default is not None else None
@@ -41,9 +44,18 @@ def load_block(kind: type[B], name: str | None, default: Callable[[], B] | None 
     except ValueError as error:
         if isinstance(error.__cause__, ObjectNotFound):
             return default() if default is not None else None
-        raise BlockNotUsable(
-            f"the {kind.get_block_type_name()} block {name!r} cannot be used: {error}"
-        ) from error
+        raise _not_usable(kind, name, error) from error
+    except (RuntimeError, httpx.HTTPError) as error:
+        raise _not_usable(kind, name, error) from error
+
+
+def _not_usable(kind: type[Block], name: str, error: BaseException) -> BlockNotUsable:
+    why = str(error) or type(error).__name__
+    if isinstance(error.__cause__, ValidationError):
+        why = f"it fails validation: {error.__cause__}"
+    elif isinstance(error, httpx.HTTPError):
+        why = f"the Prefect server did not answer: {type(error).__name__}: {error}"
+    return BlockNotUsable(f"the {kind.get_block_type_name()} block {name!r} cannot be used: {why}")
 
 
 def require_block(kind: type[B], name: str) -> B:
