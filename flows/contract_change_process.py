@@ -17,6 +17,8 @@ from billing.jobs.contract_change_process import (
     PROGRESS,
     ChangeProcessJob,
     ChangeProcessResult,
+)
+from billing.jobs.contract_change_process import (
     contract_change_process as change_process_job,
 )
 from billing.ops.run_report import shown, total_applied

@@ -101,9 +101,7 @@ def contract_item_renewal(
     total.retired_lines = runner.step(
         Call("retire_planned_schedules", retire_planned_schedules, (job.database,))
     )
-    runner.progress(
-        "retiring forecasts", note=f"{total.retired_lines} forecast line(s) retired"
-    )
+    runner.progress("retiring forecasts", note=f"{total.retired_lines} forecast line(s) retired")
     log.info("%s forecast line(s) retired", total.retired_lines)
     return RenewalRun(due=len(ids), result=total)
 

@@ -26,9 +26,7 @@ PROGRESS = (("scheduling revenue", 80), ("journal", 20))
 LOG = logging.getLogger(__name__)
 
 
-def month_to_journal(
-    year: int | None, month: int | None, today: date | None
-) -> tuple[int, int]:
+def month_to_journal(year: int | None, month: int | None, today: date | None) -> tuple[int, int]:
     """The month a run journals: ``year`` and ``month`` when both are given, the month before
     ``today`` when neither is; one without the other is refused."""
     if (year is None) != (month is None):
@@ -119,7 +117,9 @@ def revrec_summary_journal(
     )
     runner.progress("journal", note=f"{journal.status}, {len(journal.entries)} entries")
     if journal.locked:
-        log.warning("%04d-%02d is locked (%s): nothing changed", job.year, job.month, journal.status)
+        log.warning(
+            "%04d-%02d is locked (%s): nothing changed", job.year, job.month, journal.status
+        )
     log.info(
         "%04d-%02d %s: %s entries, recognized %s",
         job.year,

@@ -61,9 +61,7 @@ def uti_schedule_generator(
     runner: Runner, job: UtiJob, log: logging.Logger | logging.LoggerAdapter = LOG
 ) -> UtiResult:
     """Find the accounts with usage, then collect it batch by batch."""
-    ids = runner.step(
-        Call("find_uti_accounts", find_uti_accounts, (job.database, job.process_now))
-    )
+    ids = runner.step(Call("find_uti_accounts", find_uti_accounts, (job.database, job.process_now)))
     runner.progress("finding usage", note=f"{len(ids)} account(s) with usage")
     log.info("UTI schedule generator as of %s: %s account(s) with usage", job.process_now, len(ids))
     total = UtiResult()
@@ -93,4 +91,6 @@ def run_uti_schedule_generator(
     database: Database, process_now: datetime, run_id: str, *, per_batch: int = 2_000
 ) -> UtiResult:
     """The whole daemon in this process (no Prefect)."""
-    return uti_schedule_generator(InProcessRunner(), UtiJob(database, process_now, run_id, per_batch))
+    return uti_schedule_generator(
+        InProcessRunner(), UtiJob(database, process_now, run_id, per_batch)
+    )
