@@ -253,19 +253,25 @@ def _configure(args: argparse.Namespace) -> tuple[Path, Path | None]:
     from blocks.bill_run_settings import BillRunSettings
     from blocks.billing_database import BillingDatabase
     from blocks.document_store import DocumentStoreLocation
-    from blocks.load import require_block
+    from blocks.load import BlockNotUsable, require_block
     from blocks.register import DEFAULT, register
     from flows.runtime import ensure_concurrency_limit
 
     create_pool()
     print(f"work pool {POOL}: ready")
-    blocks = register(
-        database_url=args.database,
-        data_dir=args.data_dir,
-        output_dir=args.output_dir,
-        files_url=files_url(args),
-        smtp_port=args.smtp_port,
-    )
+    try:
+        blocks = register(
+            database_url=args.database,
+            data_dir=args.data_dir,
+            output_dir=args.output_dir,
+            files_url=files_url(args),
+            smtp_port=args.smtp_port,
+        )
+    except BlockNotUsable as error:
+        raise StartFailed(
+            f"{error}\nFix that block in the UI (Blocks), or replace every default block with "
+            "python -m blocks.register --overwrite"
+        ) from None
     for name, what in blocks.items():
         print(f"block {name}: {what}")
     if "kept" in blocks.values():
