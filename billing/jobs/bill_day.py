@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,6 +39,7 @@ from billing.documents.seller import Seller
 from billing.failpoints import failpoint
 from billing.jobs.runner import NO_RETRY, Call, InProcessRunner, Retry, Runner
 from billing.ops import run_report
+from billing.ops.run_report import CurrencyTotals
 from billing.ops.billrun import BatchResult, bill_batch, due_unit_ids
 from billing.ops.cycle_fees import CycleFeesResult, cycle_fees
 from billing.ops.deferred import DeferredResult, StatusChange, run_deferred_actions
@@ -64,6 +64,9 @@ BILLED_TABLES = (
 """The tables billing rewrites: the steps after it plan their joins on fresh statistics."""
 
 MAX_PASSES = 120
+
+Database = Engine | str
+"""A step's database: an Engine, or its URL (what crosses to a worker process)."""
 
 PROGRESS = (  # bill day's steps and their share of the progress bar (roughly, their time)
     ("deferred actions", 4),
@@ -133,11 +136,14 @@ class ChecksReport(Protocol):
     def failed(self) -> Sequence[Any]: ...  # each with ``name`` and ``unexpected_count``
 
     @property
+    def results(self) -> Sequence[Any]: ...  # every check, in rule order
+
+    @property
     def data_docs(self) -> Path: ...
 
 
-PostBillingChecks = Callable[[Engine, date, Path], ChecksReport]
-"""The checks gate: ``(engine, as_of, output_dir) -> report`` (given by the caller, as it
+PostBillingChecks = Callable[[Engine | str, date, Path], ChecksReport]
+"""The checks gate: ``(database, as_of, output_dir) -> report`` (see ``engine_of``) (given by the caller, as it
 lives in ``expectations/``, outside billing)."""
 
 
@@ -170,7 +176,7 @@ class BillDayJob:
     Docs under ``checks_dir``), ``documents`` (render and queue the e-mails).
     """
 
-    database: Engine | str
+    database: Database
     as_of: date
     run_id: str
     per_batch: int = 20_000
@@ -184,15 +190,11 @@ class BillDayJob:
     checks_dir: Path | None = None
     documents: Documents | None = None
 
-    @cached_property
-    def engine(self) -> Engine:
-        if isinstance(self.database, str):
-            return make_engine(self.database)
-        return self.database
-
     @property
     def database_url(self) -> str:
-        return self.engine.url.render_as_string(hide_password=False)
+        if isinstance(self.database, str):
+            return self.database
+        return self.database.url.render_as_string(hide_password=False)
 
 
 @dataclass
@@ -240,17 +242,30 @@ def checks_failed(report: ChecksReport) -> list[str]:
     return [f"{r.name} ({r.unexpected_count})" for r in report.failed]
 
 
+_ENGINES: dict[str, Engine] = {}
+
+
+def engine_of(database: Database) -> Engine:
+    """The engine of ``database``: one per URL and process, so a step run in a worker
+    process (Dask) opens its own pool."""
+    if isinstance(database, Engine):
+        return database
+    if database not in _ENGINES:
+        _ENGINES[database] = make_engine(database)
+    return _ENGINES[database]
+
+
 # ---- the steps: each opens its unit of work and commits before it returns; none retries ----
 
 
-def deferred_actions(engine: Engine, as_of: date) -> DeferredResult:
+def deferred_actions(database: Database, as_of: date) -> DeferredResult:
     """pin_deferred_act: actions due by ``as_of``."""
-    with unit_of_work(engine) as session:
+    with unit_of_work(engine_of(database)) as session:
         return run_deferred_actions(session, as_of)
 
 
 def find_due_units(
-    engine: Engine,
+    database: Database,
     as_of: date,
     after_id: int,
     limit: int,
@@ -258,7 +273,7 @@ def find_due_units(
     exclude: Sequence[int],
 ) -> list[int]:
     """The next ``limit`` due bill units after ``after_id``."""
-    with unit_of_work(engine) as session:
+    with unit_of_work(engine_of(database)) as session:
         return due_unit_ids(
             session,
             as_of,
@@ -270,40 +285,40 @@ def find_due_units(
 
 
 def bill_accounts_batch(
-    engine: Engine, unit_ids: list[int], as_of: date, run_id: str, dry_run: bool
+    database: Database, unit_ids: list[int], as_of: date, run_id: str, dry_run: bool
 ) -> BatchResult:
     """pin_bill_accts: one batch of bill units in one transaction."""
-    return bill_batch(engine, unit_ids, as_of, run_id, dry_run=dry_run)
+    return bill_batch(engine_of(database), unit_ids, as_of, run_id, dry_run=dry_run)
 
 
-def analyze_billed_tables(engine: Engine) -> None:
+def analyze_billed_tables(database: Database) -> None:
     """Statistics of what billing just wrote, before the steps that join on it (PostgreSQL)."""
-    refresh_statistics(engine, BILLED_TABLES)
+    refresh_statistics(engine_of(database), BILLED_TABLES)
 
 
-def number_bills(engine: Engine) -> list[Numbered]:
+def number_bills(database: Database) -> list[Numbered]:
     """pin_inv_accts: gapless numbers for every unnumbered bill."""
-    with unit_of_work(engine, isolation="REPEATABLE READ") as session:
+    with unit_of_work(engine_of(database), isolation="REPEATABLE READ") as session:
         numbered = assign_bill_numbers(session)
         failpoint("numbering.before_commit")
         return numbered
 
 
-def apply_cycle_fees(engine: Engine, as_of: date, run_id: str) -> CycleFeesResult:
+def apply_cycle_fees(database: Database, as_of: date, run_id: str) -> CycleFeesResult:
     """pin_cycle_fees: cancellations due and forward fees of mid-cycle purchases."""
-    with unit_of_work(engine) as session:
+    with unit_of_work(engine_of(database)) as session:
         result = cycle_fees(session, as_of, run_id)
         failpoint("cycle_fees.before_commit")
         return result
 
 
 def collect_payments(
-    engine: Engine, as_of: date, run_id: str, payments: Payments
+    database: Database, as_of: date, run_id: str, payments: Payments
 ) -> dict[str, Any]:
     """pin_collect: open bills by card and SEPA direct debit; raises while some card charges
     are still pending after a transient answer of the processor."""
     result = collect.collect_payments(
-        engine, as_of, payments.gateway, payments.config, run_id=run_id
+        engine_of(database), as_of, payments.gateway, payments.config, run_id=run_id
     )
     summary = result.summary()
     if result.transient:
@@ -312,12 +327,12 @@ def collect_payments(
 
 
 def refund_payments(
-    engine: Engine, as_of: date, run_id: str, payments: Payments
+    database: Database, as_of: date, run_id: str, payments: Payments
 ) -> dict[str, Any]:
     """pin_refund: credit balances by card or SEPA credit transfer; raises while some card
     refunds are still pending after a transient answer of the processor."""
     result = refund.refund_payments(
-        engine, as_of, payments.gateway, payments.config, run_id=run_id
+        engine_of(database), as_of, payments.gateway, payments.config, run_id=run_id
     )
     summary = result.summary()
     if result.transient:
@@ -326,14 +341,14 @@ def refund_payments(
 
 
 def find_invoices_to_render(
-    engine: Engine,
+    database: Database,
     run_id: str | None = None,
     bill_dates: tuple[date, date] | None = None,
     bill_nos: list[str] | None = None,
     unqueued_through: date | None = None,
 ) -> list[int]:
     """The numbered bills of a run, of a date range, with given numbers, or not queued."""
-    with unit_of_work(engine) as session:
+    with unit_of_work(engine_of(database)) as session:
         return invoice_ids(
             session,
             run_id=run_id,
@@ -374,12 +389,25 @@ def render_settings(
     )
 
 
+def bills_of_runs(database: Database, run_ids: list[str]) -> dict[str, CurrencyTotals]:
+    """Per currency, the count, net, tax and gross of the bills these runs made."""
+    if not run_ids:
+        return {}
+    with unit_of_work(engine_of(database)) as session:
+        return run_report.run_totals(session, run_ids)
+
+
+def numbered_count(numbered: Sequence[Numbered]) -> int:
+    """How many bills the numbering step numbered."""
+    return sum(n.count for n in numbered)
+
+
 # ---- the order, stated once ----
 
 
 def _batch_calls(
     runner: Runner,
-    engine: Engine,
+    database: Database,
     as_of: date,
     run_id: str,
     pass_number: int,
@@ -398,7 +426,7 @@ def _batch_calls(
             Call(
                 "find_due_units",
                 find_due_units,
-                (engine, as_of, after, fetch_size, account_refs, exclude),
+                (database, as_of, after, fetch_size, account_refs, exclude),
             )
         )
         if not ids:
@@ -408,14 +436,14 @@ def _batch_calls(
             yield Call(
                 f"bill_accounts_batch-{pass_number}.{number}",
                 bill_accounts_batch,
-                (engine, ids[start : start + per_batch], as_of, run_id, dry_run),
+                (database, ids[start : start + per_batch], as_of, run_id, dry_run),
             )
         after = ids[-1]
 
 
 def bill_batches(
     runner: Runner,
-    engine: Engine,
+    database: Database,
     as_of: date,
     run_id: str,
     *,
@@ -424,17 +452,19 @@ def bill_batches(
     fetch_size: int,
     account_refs: Sequence[str] | None = None,
     dry_run: bool = False,
+    between_batches: str | None = "billday.between_batches",
 ) -> BatchResult:
     """pin_bill_accts in passes until every due unit is billed or has failed (catch-up):
     due units fetched ``fetch_size`` ids at a time, billed ``per_batch`` at a time, at most
-    ``children`` batches in flight."""
+    ``children`` batches in flight. The failpoint ``between_batches`` fires after each
+    batch's result came back (the Billing daemon has none of its own)."""
     total = BatchResult()
     for pass_number in range(1, 2 if dry_run else MAX_PASSES + 1):
         done = BatchResult()
 
         calls = _batch_calls(
             runner,
-            engine,
+            database,
             as_of,
             run_id,
             pass_number,
@@ -446,7 +476,8 @@ def bill_batches(
         )
         for result in runner.fan_out(calls, at_most=children):
             done = done.merge(result)
-            failpoint("billday.between_batches")
+            if between_batches is not None:
+                failpoint(between_batches)
             so_far = total.merge(done)
             runner.progress(
                 "billing",
@@ -462,7 +493,7 @@ def bill_batches(
 
 def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
     """The whole bill day, in its one order (see the module's docstring)."""
-    engine, as_of, run_id = job.engine, job.as_of, job.run_id
+    database, as_of, run_id = job.database, job.as_of, job.run_id
     seconds: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -475,7 +506,7 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
     deferred = DeferredResult()
     notified = 0
     if not job.dry_run:
-        deferred = runner.step(Call("execute_deferred_actions", deferred_actions, (engine, as_of)))
+        deferred = runner.step(Call("execute_deferred_actions", deferred_actions, (database, as_of)))
         failpoint("billday.after_deferred")
         if job.notify is not None and deferred.status_changes:
             notified = runner.step(
@@ -488,7 +519,7 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
 
     billing = bill_batches(
         runner,
-        engine,
+        database,
         as_of,
         run_id,
         per_batch=job.per_batch,
@@ -503,15 +534,15 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
     if job.dry_run:
         return result
 
-    runner.step(Call("analyze_billed_tables", analyze_billed_tables, (engine,)))
-    result.numbered = runner.step(Call("number_invoices", number_bills, (engine,)))
+    runner.step(Call("analyze_billed_tables", analyze_billed_tables, (database,)))
+    result.numbered = runner.step(Call("number_invoices", number_bills, (database,)))
     failpoint("billday.after_numbering")
-    numbered = sum(n.count for n in result.numbered)
+    numbered = numbered_count(result.numbered)
     runner.progress("numbering", note=f"{run_report.count(numbered)} bill(s) numbered")
 
-    after = [Call("apply_cycle_fees", apply_cycle_fees, (engine, as_of, run_id))]
+    after = [Call("apply_cycle_fees", apply_cycle_fees, (database, as_of, run_id))]
     if job.payments is not None:
-        payments = (engine, as_of, run_id, job.payments)
+        payments = (database, as_of, run_id, job.payments)
         after += [
             Call("collect_payments", collect_payments, payments, retry=PAYMENT_RETRY),
             Call("refund_payments", refund_payments, payments, retry=PAYMENT_RETRY),
@@ -527,7 +558,7 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
     if job.checks is not None:
         output = job.checks_dir or Path("var/output") / as_of.isoformat() / run_id
         result.checks = runner.step(
-            Call("post_billing_checks", job.checks, (engine, as_of, output), retry=NO_RETRY)
+            Call("post_billing_checks", job.checks, (database, as_of, output), retry=NO_RETRY)
         )
         lap("post_billing_checks")
         runner.progress("checks", note=f"{len(result.checks.failed)} check(s) failed")
@@ -537,7 +568,7 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
             Call(
                 "find_invoices_to_render",
                 find_invoices_to_render,
-                (engine, run_id, (as_of, as_of), None, as_of),
+                (database, run_id, (as_of, as_of), None, as_of),
             )
         )
         settings = render_settings(job.database_url, job.documents, enqueue_email=True)
@@ -561,8 +592,6 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
     return result
 
 
-def run_bill_day(
-    engine: Engine | str, as_of: date, run_id: str, **settings: Any
-) -> BillDayResult:
+def run_bill_day(database: Database, as_of: date, run_id: str, **settings: Any) -> BillDayResult:
     """Bill day in this process, without Prefect: ``bill_day`` with the in-process runner."""
-    return bill_day(InProcessRunner(), BillDayJob(engine, as_of, run_id, **settings))
+    return bill_day(InProcessRunner(), BillDayJob(database, as_of, run_id, **settings))
