@@ -40,7 +40,6 @@ from billing.jobs.bill_day import (
 )
 from billing.jobs.runner import Call
 from billing.ops import run_report
-from billing.ops.billrun import BatchResult
 from billing.ops.run_report import CurrencyTotals, StepCount, number_range
 from flows.document_steps import documents_setup, publish_documents
 from flows.jobs import PrefectRunner, provisioning

@@ -39,11 +39,11 @@ from billing.documents.seller import Seller
 from billing.failpoints import failpoint
 from billing.jobs.runner import NO_RETRY, Call, InProcessRunner, Retry, Runner
 from billing.ops import run_report
-from billing.ops.run_report import CurrencyTotals
 from billing.ops.billrun import BatchResult, bill_batch, due_unit_ids
 from billing.ops.cycle_fees import CycleFeesResult, cycle_fees
 from billing.ops.deferred import DeferredResult, StatusChange, run_deferred_actions
 from billing.ops.numbering import Numbered, assign_bill_numbers
+from billing.ops.run_report import CurrencyTotals
 from billing.payments import collect, refund
 from billing.payments.config import PaymentConfig
 from billing.payments.errors import GatewayUnavailable
@@ -143,8 +143,8 @@ class ChecksReport(Protocol):
 
 
 PostBillingChecks = Callable[[Engine | str, date, Path], ChecksReport]
-"""The checks gate: ``(database, as_of, output_dir) -> report`` (see ``engine_of``) (given by the caller, as it
-lives in ``expectations/``, outside billing)."""
+"""The checks gate: ``(database, as_of, output_dir) -> report``; ``engine_of(database)`` is
+its engine. Given by the caller: it lives in ``expectations/``, outside billing."""
 
 
 @dataclass(frozen=True)
@@ -506,11 +506,18 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
     deferred = DeferredResult()
     notified = 0
     if not job.dry_run:
-        deferred = runner.step(Call("execute_deferred_actions", deferred_actions, (database, as_of)))
+        deferred = runner.step(
+            Call("execute_deferred_actions", deferred_actions, (database, as_of))
+        )
         failpoint("billday.after_deferred")
         if job.notify is not None and deferred.status_changes:
             notified = runner.step(
-                Call("notify_provisioning", job.notify, (deferred.status_changes,), retry=WEBHOOK_RETRY)
+                Call(
+                    "notify_provisioning",
+                    job.notify,
+                    (deferred.status_changes,),
+                    retry=WEBHOOK_RETRY,
+                )
             )
         lap("deferred_actions")
         runner.progress(

@@ -174,14 +174,14 @@ def second_store(billing_db, tmp_path):
 
 def test_flow_and_in_process_runner_make_the_same_bills(billing_db, second_store):
     """One job, two runners: the flow (PrefectRunner) and run_bill_day (InProcessRunner) bill
-    the same population into the same bills, numbers, charges and bill units, catch-up
-    included."""
+    the same population into the same bills, numbers, charges and bill units, day after day
+    (the hand-checked days: a cancellation with its credit, B's and A's next cycles)."""
     from billing.jobs.bill_day import BillDayJob
     from billing.jobs.bill_day import bill_day as bill_day_job
     from billing.jobs.runner import InProcessRunner
 
     seed_population(second_store)
-    for as_of in (date(2027, 2, 1), date(2027, 3, 1)):
+    for as_of in (date(2027, 2, 1), date(2027, 2, 15), date(2027, 2, 28), date(2027, 3, 1)):
         bill_day(as_of=as_of, database_block="")
         bill_day_job(InProcessRunner(), BillDayJob(second_store, as_of, f"in-process {as_of}"))
     flow_made, in_process_made = _everything_billed(billing_db), _everything_billed(second_store)
