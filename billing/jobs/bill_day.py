@@ -491,6 +491,30 @@ def bill_batches(
     return total
 
 
+def bill_accounts(
+    database: Database,
+    as_of: date,
+    run_id: str,
+    *,
+    per_batch: int = 20_000,
+    fetch_size: int = 150_000,
+    account_refs: Sequence[str] | None = None,
+    dry_run: bool = False,
+) -> BatchResult:
+    """Billing alone, in this process (batch after batch, in catch-up passes)."""
+    return bill_batches(
+        InProcessRunner(),
+        database,
+        as_of,
+        run_id,
+        per_batch=per_batch,
+        children=1,
+        fetch_size=fetch_size,
+        account_refs=account_refs,
+        dry_run=dry_run,
+    )
+
+
 def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
     """The whole bill day, in its one order (see the module's docstring)."""
     database, as_of, run_id = job.database, job.as_of, job.run_id
