@@ -42,7 +42,7 @@ from billing.jobs.runner import Call
 from billing.ops import run_report
 from billing.ops.run_report import CurrencyTotals, StepCount, number_range
 from flows.document_steps import documents_setup, publish_documents
-from flows.jobs import PrefectRunner, provisioning
+from flows.jobs import BlockDatabase, PrefectRunner, provisioning
 from flows.payment_steps import payments_setup, publish_payments
 from flows.report import Measures, RunProgress, file_markdown, file_text, publish_markdown
 from flows.runtime import (
@@ -52,7 +52,6 @@ from flows.runtime import (
     dated_run_name,
     given,
     load_settings,
-    resolve_database_url,
     run_date,
 )
 
@@ -103,7 +102,7 @@ def bill_day(
     title = f"Bill day {as_of}" + (" (dry run)" if dry_run else "")
     logger.info("bill day as of %s%s", as_of, " (dry run)" if dry_run else "")
     bill_day_job = BillDayJob(
-        database=resolve_database_url(database_block),
+        database=BlockDatabase(database_block),
         as_of=as_of,
         run_id=run_id,
         per_batch=settings.per_batch,

@@ -18,14 +18,13 @@ from billing.jobs.billing_daemon import PROGRESS, BillingJob, billing_daemon
 from billing.ops.billrun import BatchResult
 from billing.ops.numbering import Numbered
 from billing.ops.run_report import number_range, shown
-from flows.jobs import PrefectRunner
+from flows.jobs import BlockDatabase, PrefectRunner
 from flows.report import Measures, RunProgress
 from flows.runtime import (
     NOT_GIVEN,
     DaemonFailed,
     RunMoment,
     load_settings,
-    resolve_database_url,
     run_moment,
     timed_run_name,
 )
@@ -55,7 +54,7 @@ def billing(
     progress = RunProgress("billing-daemon-progress", f"{TITLE} {shown(process_now)}", PROGRESS)
     logger.info("billing daemon as of %s", process_now)
     job = BillingJob(
-        database=resolve_database_url(database_block),
+        database=BlockDatabase(database_block),
         as_of=process_now.date(),
         run_id=str(get_run_context().flow_run.id),
         per_batch=settings.per_batch,

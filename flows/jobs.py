@@ -21,12 +21,13 @@ from prefect.concurrency.sync import concurrency
 from prefect.futures import PrefectFuture
 from prefect.runtime import task_run
 from prefect.states import State
+from sqlalchemy import Engine
 
 from billing.jobs.runner import Call, Retry
 from billing.ops.deferred import StatusChange
 from billing.ops.provisioning import notify_status_changes
 from flows.report import RunProgress
-from flows.runtime import ensure_concurrency_limit, load_webhook
+from flows.runtime import engine_for, ensure_concurrency_limit, load_webhook
 
 
 def _retry_condition(retry: Retry) -> Any:
@@ -125,3 +126,15 @@ class Provisioning:
 
 def provisioning(webhook_block: str) -> Provisioning:
     return Provisioning(webhook_block)
+
+
+@dataclass(frozen=True)
+class BlockDatabase:
+    """A job's database as the Billing Database block's name (BILLING_DATABASE_URL without
+    one), resolved by ``engine_for`` where each step runs: a Dask worker loads the block over
+    the Prefect API and opens its own pool."""
+
+    block: str | None
+
+    def engine(self) -> Engine:
+        return engine_for(self.block)

@@ -65,8 +65,16 @@ BILLED_TABLES = (
 
 MAX_PASSES = 120
 
-Database = Engine | str
-"""A step's database: an Engine, or its URL (what crosses to a worker process)."""
+
+class EngineSource(Protocol):
+    """A database named by reference (a Prefect block, say), resolved where the step runs."""
+
+    def engine(self) -> Engine: ...
+
+
+Database = Engine | str | EngineSource
+"""A step's database: an Engine, its URL, or an ``EngineSource``; a URL or a source is what
+crosses to a worker process (Dask), which then opens its own pool."""
 
 PROGRESS = (  # bill day's steps and their share of the progress bar (roughly, their time)
     ("deferred actions", 4),
@@ -142,7 +150,7 @@ class ChecksReport(Protocol):
     def data_docs(self) -> Path: ...
 
 
-PostBillingChecks = Callable[[Engine | str, date, Path], ChecksReport]
+PostBillingChecks = Callable[[Database, date, Path], ChecksReport]
 """The checks gate: ``(database, as_of, output_dir) -> report``; ``engine_of(database)`` is
 its engine. Given by the caller: it lives in ``expectations/``, outside billing."""
 
@@ -194,7 +202,7 @@ class BillDayJob:
     def database_url(self) -> str:
         if isinstance(self.database, str):
             return self.database
-        return self.database.url.render_as_string(hide_password=False)
+        return engine_of(self.database).url.render_as_string(hide_password=False)
 
 
 @dataclass
@@ -250,6 +258,8 @@ def engine_of(database: Database) -> Engine:
     process (Dask) opens its own pool."""
     if isinstance(database, Engine):
         return database
+    if not isinstance(database, str):
+        return database.engine()
     if database not in _ENGINES:
         _ENGINES[database] = make_engine(database)
     return _ENGINES[database]
