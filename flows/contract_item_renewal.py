@@ -12,28 +12,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from prefect import Task, flow, get_run_logger
+from prefect import flow, get_run_logger
 
 from billing.jobs import contract_item_renewal as renewal_job
 from billing.jobs.contract_item_renewal import PROGRESS, RenewalJob, RenewalRun
-from billing.jobs.runner import Call
 from billing.ops.run_report import shown
-from flows.jobs import PrefectRunner, as_task
+from flows.jobs import PrefectRunner
 from flows.report import Measures, RunProgress
 from flows.runtime import NOT_GIVEN, RunMoment, resolve_database_url, run_moment, timed_run_name
 
 TITLE = "Contract item renewal"
-
-
-def _retire_by_block(database_block: str | None) -> int:
-    return renewal_job.retire_planned_schedules(resolve_database_url(database_block))
-
-
-retire_planned_schedules: Task[..., int] = as_task(
-    Call("retire_planned_schedules", _retire_by_block)
-)
-"""The job's ``retire_planned_schedules`` step as a task taking a database block name, for
-flows that call it on their own (the Billing daemon flow before it became a job)."""
 
 
 @flow(name="contract-item-renewal", flow_run_name=timed_run_name)

@@ -12,72 +12,23 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
-from prefect.tasks import exponential_backoff
 
-from billing.documents.mail import SmtpSettings
-from billing.documents.seller import DEFAULT_SELLER, Seller
 from billing.jobs import bill_day as job
 from billing.jobs.bill_day import Documents, DocumentsFailed
 from billing.jobs.runner import Call
 from billing.ops.run_report import count
 from blocks.bill_run_settings import BillRunSettings
-from blocks.document_store import DocumentStoreLocation
-from blocks.seller_identity import SellerIdentity
-from blocks.smtp_server import SmtpServer
 from flows.jobs import PrefectRunner
 from flows.report import Measures, RunProgress
-from flows.runtime import load_settings, resolve_database_url, transient_only
+from flows.runtime import (
+    DEFAULT_STORE,
+    load_seller,
+    load_settings,
+    load_store_url,
+    resolve_database_url,
+)
 
 __all__ = ["DocumentsFailed", "documents_setup", "publish_documents", "render_documents"]
-
-RETRIES = {
-    "retries": 3,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
-    "retry_condition_fn": transient_only,
-}
-DEFAULT_STORE = "var/documents"
-DEFAULT_SMTP = SmtpSettings(host="localhost", port=8025, security="none")
-
-
-def _block(kind: type[Any], name: str | None) -> Any:
-    if not name:
-        return None
-    try:
-        return kind.load(name)
-    except ValueError:  # no block document of that name: the local default
-        return None
-
-
-def load_seller(name: str | None) -> Seller:
-    """The SellerIdentity block as a ``Seller``, or the demo seller for local runs."""
-    block = _block(SellerIdentity, name)
-    if block is None:
-        return DEFAULT_SELLER
-    return Seller.from_dict(block.model_dump(exclude={"block_type_slug"}))
-
-
-def load_store_url(name: str | None) -> str:
-    """The document store's folder or URL (``var/documents`` when there is no block)."""
-    block = _block(DocumentStoreLocation, name)
-    return block.url if block is not None else DEFAULT_STORE
-
-
-def load_smtp(name: str | None) -> SmtpSettings:
-    """The SmtpServer block as ``SmtpSettings`` (``localhost:8025`` plain without one)."""
-    block = _block(SmtpServer, name)
-    if block is None:
-        return DEFAULT_SMTP
-    return SmtpSettings(
-        host=block.host,
-        port=block.port,
-        security=block.security,
-        username=block.username,
-        password=block.password.get_secret_value(),
-        timeout=block.timeout_seconds,
-        sender=block.sender,
-        sender_name=block.sender_name,
-        verify_certificate=block.verify_certificate,
-    )
 
 
 def documents_setup(

@@ -30,13 +30,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from billing.documents.model import invoice_ids
 from billing.documents.render import RenderSettings, render_in_processes
 from billing.documents.seller import Seller
 from billing.failpoints import failpoint
+from billing.jobs.database import Database, engine_of
 from billing.jobs.runner import NO_RETRY, Call, InProcessRunner, Retry, Runner
 from billing.ops import run_report
 from billing.ops.billrun import BatchResult, bill_batch, due_unit_ids
@@ -48,7 +48,7 @@ from billing.payments import collect, refund
 from billing.payments.config import PaymentConfig
 from billing.payments.errors import GatewayUnavailable
 from billing.payments.gateway import PaymentGateway
-from billing.store.db import make_engine, unit_of_work
+from billing.store.db import unit_of_work
 from billing.store.sqlkit import refresh_statistics
 
 BILLED_TABLES = (
@@ -65,16 +65,6 @@ BILLED_TABLES = (
 
 MAX_PASSES = 120
 
-
-class EngineSource(Protocol):
-    """A database named by reference (a Prefect block, say), resolved where the step runs."""
-
-    def engine(self) -> Engine: ...
-
-
-Database = Engine | str | EngineSource
-"""A step's database: an Engine, its URL, or an ``EngineSource``; a URL or a source is what
-crosses to a worker process (Dask), which then opens its own pool."""
 
 PROGRESS = (  # bill day's steps and their share of the progress bar (roughly, their time)
     ("deferred actions", 4),
@@ -248,21 +238,6 @@ class BillDayResult:
 def checks_failed(report: ChecksReport) -> list[str]:
     """Each failed check as ``name (offending rows)``."""
     return [f"{r.name} ({r.unexpected_count})" for r in report.failed]
-
-
-_ENGINES: dict[str, Engine] = {}
-
-
-def engine_of(database: Database) -> Engine:
-    """The engine of ``database``: one per URL and process, so a step run in a worker
-    process (Dask) opens its own pool."""
-    if isinstance(database, Engine):
-        return database
-    if not isinstance(database, str):
-        return database.engine()
-    if database not in _ENGINES:
-        _ENGINES[database] = make_engine(database)
-    return _ENGINES[database]
 
 
 # ---- the steps: each opens its unit of work and commits before it returns; none retries ----

@@ -18,15 +18,14 @@ from datetime import date
 from billing.jobs.bill_day import (
     Database,
     bill_batches,
-    engine_of,
     number_bills,
     numbered_count,
 )
+from billing.jobs.contract_item_renewal import retire_planned_schedules
 from billing.jobs.runner import Call, Runner
 from billing.ops import run_report
 from billing.ops.billrun import BatchResult
 from billing.ops.numbering import Numbered
-from billing.ops.renewal import retire_forecasts
 
 PROGRESS = (("billing", 85), ("numbering", 10), ("retiring forecasts", 5))
 
@@ -49,11 +48,6 @@ class BillingResult:
     billing: BatchResult
     numbered: list[Numbered] = field(default_factory=list)
     retired: int = 0
-
-
-def retire_planned_schedules(database: Database) -> int:
-    """Cancel forecast Invoicing Schedule lines that are materialized or no longer hold."""
-    return retire_forecasts(engine_of(database))
 
 
 def billing_daemon(runner: Runner, job: BillingJob) -> BillingResult:
