@@ -27,6 +27,33 @@ from contextlib import contextmanager
 ENV = "OPENBILL_FAILPOINT"
 LOG_ENV = "OPENBILL_FAILPOINT_LOG"
 
+POINTS = (
+    "billday.after_deferred",
+    "billrun.after_claim",
+    "billrun.write",
+    "billrun.before_commit",
+    "billday.between_batches",
+    "numbering.before_commit",
+    "billday.after_numbering",
+    "cycle_fees.before_commit",
+    "collect.planned",
+    "collect.card_pending",
+    "collect.card_answered",
+    "collect.debit_file_written",
+    "refund.card_pending",
+    "refund.card_answered",
+    "refund.transfer_file_written",
+    "checks.done",
+    "render.pdf_stored",
+    "render.before_enqueue_commit",
+    "email.claimed",
+    "email.sent",
+    "email.settled",
+)
+"""Every point the code calls, in the order of a bill day (``docs/reliability.md`` describes
+each moment). ``billrun.write`` fires at each savepoint write of a pass's plan: once per pass,
+and once more per half while a refused write is bisected."""
+
 
 class FailpointSpecError(ValueError):
     """``OPENBILL_FAILPOINT`` is not a comma-separated list of ``name`` or ``name@N``."""

@@ -37,6 +37,7 @@ from billing.documents.seller import DEFAULT_SELLER
 from blocks.bill_run_settings import BillRunSettings
 from blocks.billing_database import BillingDatabase
 from blocks.document_store import DocumentStoreLocation
+from blocks.load import load_block
 from blocks.payment_gateway import PaymentGateway
 from blocks.payment_settings import PaymentSettings
 from blocks.seller_identity import SellerIdentity
@@ -45,7 +46,7 @@ from blocks.smtp_server import SmtpServer
 DEFAULT = "default"
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
-DEFAULT_SMTP_PORT = 8025  # the flows' fallback without a block (flows/document_steps.py)
+DEFAULT_SMTP_PORT = 8025  # the flows' fallback without a block (flows/runtime.py load_smtp)
 
 
 def absolute_sqlite(url: str) -> str:
@@ -57,13 +58,12 @@ def absolute_sqlite(url: str) -> str:
 
 
 def _save(block: Block, name: str, overwrite: bool) -> str:
-    """Save ``block`` as ``name`` unless one exists and ``overwrite`` is off; say which."""
-    if not overwrite:
-        try:
-            type(block).load(name)
-            return "kept"
-        except ValueError:
-            pass
+    """Save ``block`` as ``name`` unless one exists and ``overwrite`` is off; say which.
+
+    A stored block that fails validation is not replaced behind the operator's back:
+    ``load_block`` raises ``BlockNotUsable`` naming it (``--overwrite`` replaces it)."""
+    if not overwrite and load_block(type(block), name) is not None:
+        return "kept"
     block.save(name, overwrite=True)
     return "saved"
 

@@ -22,7 +22,10 @@ from datetime import date, datetime
 import great_expectations as gx
 from great_expectations.expectations import UnexpectedRowsExpectation
 
+from billing.domain.charge_keys import KeyKind, like_kind
+
 SUITE_PREFIX = "post_billing"
+CYCLE_BILLS = like_kind(KeyKind.CYCLE_BILL)  # cyc:%, a constant: no user text in the SQL
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,9 @@ RULES: tuple[Rule, ...] = (
         SELECT bill_unit_id, period_end, COUNT(*) AS bills,
                MIN(bill_key) AS first_key, MAX(bill_key) AS last_key
         FROM {batch}
-        WHERE bill_key LIKE 'cyc:%'
+        WHERE bill_key LIKE '"""
+        + CYCLE_BILLS
+        + """'
         GROUP BY bill_unit_id, period_end
         HAVING COUNT(*) > 1
         ORDER BY bill_unit_id, period_end

@@ -1,35 +1,35 @@
 """billing: the Cn285 Billing daemon as a Prefect flow.
 
-Invoices the Invoicing Schedules due by *Process Now* with bill day's own operations: the
-due bill units (a closed cycle, or immediate charges such as UTI lines) are billed batch by
-batch by bill day's ``bill_accounts_batch`` task, then ``number_invoices`` numbers the new
-bills. There is no second billing code path; deferred actions and cycle fees stay bill day's.
+The job (``billing.jobs.billing_daemon``) invoices the Invoicing Schedules due by *Process Now*
+with bill day's own steps: the due bill units are billed in batches, at most ``children`` at
+once (the Bill Run Settings), then numbered, then the forecasts they replaced are retired.
+This flow is its thin adapter: blocks in, the job run by ``PrefectRunner``, artifacts out.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 
-from billing.jobs import bill_day as billday
+from billing.jobs.billing_daemon import PROGRESS, BillingJob, billing_daemon
 from billing.ops.billrun import BatchResult
-from billing.ops.run_report import batch_share as billday_share
+from billing.ops.numbering import Numbered
 from billing.ops.run_report import number_range, shown
-from flows.bill_day import bill_accounts_batch, number_invoices
-from flows.contract_item_renewal import retire_planned_schedules
+from flows.jobs import BlockDatabase, PrefectRunner
 from flows.report import Measures, RunProgress
 from flows.runtime import (
     NOT_GIVEN,
     DaemonFailed,
     RunMoment,
-    engine_for,
     load_settings,
     run_moment,
     timed_run_name,
 )
+
+BATCH_LIMIT = "bill-day-batches"  # the daemon's batches share bill day's limit
 
 
 @flow(name="billing", flow_run_name=timed_run_name)
@@ -48,24 +48,25 @@ def billing(
         settings_block: Name of the Bill Run Settings block (per_batch, fetch_size, loglevel).
     """
     process_now = run_moment(process_now)
-    as_of = process_now.date()
     settings = load_settings(settings_block)
     logger = get_run_logger()
     logger.setLevel(settings.log_level)
     progress = RunProgress("billing-daemon-progress", f"{TITLE} {shown(process_now)}", PROGRESS)
-    run_id = str(get_run_context().flow_run.id)
     logger.info("billing daemon as of %s", process_now)
-    total = _bill(database_block, as_of, run_id, settings, progress)
-    numbered = number_invoices(database_block)
-    progress.step("numbering")
-    retired = retire_planned_schedules(database_block)
-    progress.step("retiring forecasts", note=f"{retired} forecast line(s) retired")
-    summary = _report(process_now, total, numbered, retired)
-    if total.failed:
-        names = ", ".join(sorted(total.failed)[:20])
-        failure = DaemonFailed(
-            f"{len(total.failed)} account(s) failed: {names}. See billing_issues."
-        )
+    job = BillingJob(
+        database=BlockDatabase(database_block),
+        as_of=process_now.date(),
+        run_id=str(get_run_context().flow_run.id),
+        per_batch=settings.per_batch,
+        children=settings.children,
+        fetch_size=settings.fetch_size,
+    )
+    result = billing_daemon(PrefectRunner(progress, batch_limit=BATCH_LIMIT), job)
+    summary = _report(process_now, result.billing, result.numbered, result.retired)
+    if result.billing.failed:
+        failed = result.billing.failed
+        names = ", ".join(sorted(failed)[:20])
+        failure = DaemonFailed(f"{len(failed)} account(s) failed: {names}. See billing_issues.")
         progress.note(f"stopped: {failure}")
         raise failure
     progress.done()
@@ -73,50 +74,10 @@ def billing(
 
 
 TITLE = "Billing daemon"
-PROGRESS = (("billing", 85), ("numbering", 10), ("retiring forecasts", 5))
-
-
-def _bill(
-    database: str, as_of: date, run_id: str, settings: Any, progress: RunProgress
-) -> BatchResult:
-    """Bill the due units batch by batch, in catch-up passes like bill day."""
-    logger = get_run_logger()
-    total = BatchResult()
-    for pass_number in range(1, billday.MAX_PASSES + 1):
-        done = BatchResult()
-        batches = billday.due_batches(
-            engine_for(database),
-            as_of,
-            fetch_size=settings.fetch_size,
-            per_batch=settings.per_batch,
-            exclude=sorted(total.failed_units),
-        )
-        for number, batch in enumerate(batches, start=1):
-            result = bill_accounts_batch.with_options(
-                name=f"bill_accounts_batch-{pass_number}.{number}"
-            )(database, batch, as_of, run_id, False)
-            logger.info(
-                "pass %s batch %s: %s unit(s) billed, %s bill(s), %s failed",
-                pass_number,
-                number,
-                result.billed,
-                result.bills,
-                len(result.failed),
-            )
-            done = done.merge(result)
-            progress.step(
-                "billing",
-                billday_share(total.merge(done)),
-                note=f"pass {pass_number} batch {number} billed",
-            )
-        total = total.merge(done)
-        if done.billed == 0:
-            break
-    return total
 
 
 def _report(
-    process_now: datetime, result: BatchResult, numbered: list[dict[str, Any]], retired: int
+    process_now: datetime, result: BatchResult, numbered: list[Numbered], retired: int
 ) -> dict[str, Any]:
     """The run's table artifact (the Cn285 QS / Message log): what changed, with counts."""
     measures = Measures()
@@ -130,7 +91,7 @@ def _report(
     for currency, total in sorted(result.totals.items()):
         measures.money(f"total {currency}", total, currency)
     for block in numbered:
-        measures.add(f"numbers {block['series']}", number_range(block["first"], block["count"]))
+        measures.add(f"numbers {block.series}", number_range(block.first, block.count))
     for ref, why in sorted(result.failed.items()):
         measures.add(f"failed {ref}", why)
     return measures.publish("billing-daemon-summary", f"{TITLE} {shown(process_now)}")

@@ -7,13 +7,14 @@ never import them.
 
 Before a flow starts, ``billing run`` checks what would otherwise fail inside it: the Prefect
 server named by ``PREFECT_API_URL`` answers, the database answers at the latest schema, and
-every ``--account`` names an account.
+every ``--account`` names an account. ``--database`` reaches the flow through
+``flows.runtime.database_given`` (the flow runs in this process): nothing here writes
+``os.environ``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,8 +29,6 @@ from billing.cli import app
 from billing.cli.app import Options, run_app
 from billing.cli.common import DatabaseOption, console, engine_for, err_console, fail, parse_date
 from billing.domain.errors import ConfigurationError
-
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 class PrefectServerDown(ConfigurationError):
@@ -108,12 +107,6 @@ def _summary_table(title: str) -> Table:
     return table
 
 
-def _database_block_fallback(database: str | None) -> None:
-    """``--database`` wins over any block: the flows fall back to BILLING_DATABASE_URL."""
-    if database:
-        os.environ["BILLING_DATABASE_URL"] = database
-
-
 def _prepare_run(database: str | None, accounts: list[str] | None = None) -> None:
     """Check the server, the database (schema) and the account refs before a flow starts."""
     from billing.ops.views import require_accounts
@@ -121,7 +114,6 @@ def _prepare_run(database: str | None, accounts: list[str] | None = None) -> Non
     from flows.runtime import resolve_database_url
 
     require_prefect_server()
-    _database_block_fallback(database)
     engine = engine_for(database or resolve_database_url("default"), read_only=True)
     try:
         if accounts:
@@ -140,8 +132,9 @@ def run_on_the_local_stack(ctx: typer.Context) -> None:
     """
     from prefect.settings import PREFECT_API_URL
 
-    from flows.stack import connected, local_stack
+    from flows.stack import analytics_off, connected, local_stack
 
+    ctx.with_resource(analytics_off())
     if PREFECT_API_URL.value():  # a server chosen already (environment, profile, test harness)
         return
 
@@ -198,9 +191,10 @@ def run_bill_day(
     """BRM pin_bill_day: bill due accounts, number invoices, cycle fees."""
     _prepare_run(database, account or None)
     from flows.bill_day import BillDayFailed, PostBillingChecksFailed, bill_day
+    from flows.runtime import database_given
 
     try:
-        with expected_failures(BillDayFailed, PostBillingChecksFailed):
+        with database_given(database), expected_failures(BillDayFailed, PostBillingChecksFailed):
             summary = bill_day(
                 as_of=parse_date(as_of),
                 dry_run=dry_run,
@@ -237,13 +231,13 @@ def _run_daemon(module: str, name: str, process_now: str | None, database: str |
     """Run a daemon flow once, for a chosen Process Now, and print its summary."""
     from importlib import import_module
 
-    from flows.runtime import DaemonFailed
+    from flows.runtime import DaemonFailed, database_given
 
     moment = parse_process_now(process_now)
     _prepare_run(database)
     daemon = getattr(import_module(module), name)
     try:
-        with expected_failures(DaemonFailed):
+        with database_given(database), expected_failures(DaemonFailed):
             summary = daemon(process_now=moment, database_block="" if database else "default")
     except DaemonFailed as error:
         fail(str(error))
@@ -300,11 +294,11 @@ def run_revrec(
     """Cn285 RevRec Summary Journal: recognize revenue by day, write (and post) a month."""
     from billing.domain.errors import BillingError
     from flows.revrec_summary_journal import revrec_summary_journal
-    from flows.runtime import DaemonFailed
+    from flows.runtime import DaemonFailed, database_given
 
     _prepare_run(database)
     try:
-        with expected_failures(BillingError, DaemonFailed):
+        with database_given(database), expected_failures(BillingError, DaemonFailed):
             summary = revrec_summary_journal(
                 year=year, month=month, post=post, database_block="" if database else "default"
             )
@@ -337,13 +331,14 @@ def run_render_invoices(
     """Render invoice documents (XML, Factur-X PDF) again, by bill numbers or bill dates."""
     from flows.document_steps import DocumentsFailed
     from flows.render_invoices import render_invoices
+    from flows.runtime import database_given
 
     if not bill_no and date_from is None and date_to is None:
         fail("name the invoices: --bill-no, or --from / --to")
         return
     _prepare_run(database)
     try:
-        with expected_failures(DocumentsFailed):
+        with database_given(database), expected_failures(DocumentsFailed):
             summary = render_invoices(
                 bill_nos=bill_no or None,
                 date_from=parse_date(date_from, default_today=False),

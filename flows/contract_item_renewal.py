@@ -1,8 +1,10 @@
 """contract-item-renewal: the Cn285 Contract Item Renewal daemon as a Prefect flow.
 
-Renews the auto-renewing contracts past their notice deadline and forecasts the new term's
-Invoicing Schedules; ends the others at their term end; then retires forecast lines that bill
-day has materialized. See billing/ops/renewal.py for the rules and docs/daemons.md.
+The job (``billing.jobs.contract_item_renewal``) renews the auto-renewing contracts past
+their notice deadline and forecasts the new term's Invoicing Schedules, ends the others at
+their term end, then retires forecast lines that bill day has materialized; see
+billing/ops/renewal.py for the rules and docs/daemons.md. This flow is its thin adapter:
+parameters in, the job run by ``PrefectRunner``, artifacts out.
 """
 
 from __future__ import annotations
@@ -10,49 +12,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.tasks import exponential_backoff
+from prefect import Task, flow, get_run_logger
 
-from billing.ops import renewal
-from billing.ops.renewal import RenewalResult
-from billing.ops.run_report import share, shown
-from billing.store.db import unit_of_work
+from billing.jobs import contract_item_renewal as renewal_job
+from billing.jobs.contract_item_renewal import PROGRESS, RenewalJob, RenewalRun
+from billing.jobs.runner import Call
+from billing.ops.run_report import shown
+from flows.jobs import PrefectRunner, as_task
 from flows.report import Measures, RunProgress
-from flows.runtime import (
-    NOT_GIVEN,
-    RunMoment,
-    engine_for,
-    run_moment,
-    timed_run_name,
-    transient_only,
+from flows.runtime import NOT_GIVEN, RunMoment, resolve_database_url, run_moment, timed_run_name
+
+TITLE = "Contract item renewal"
+
+
+def _retire_by_block(database_block: str | None) -> int:
+    return renewal_job.retire_planned_schedules(resolve_database_url(database_block))
+
+
+retire_planned_schedules: Task[..., int] = as_task(
+    Call("retire_planned_schedules", _retire_by_block)
 )
-
-RETRIES = {
-    "retries": 3,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
-    "retry_condition_fn": transient_only,
-}
-
-
-@task(name="find_due_contracts", **RETRIES)
-def find_due_contracts(database: str | None, process_now: datetime) -> list[int]:
-    """List the active contracts due to renew or to end by process_now."""
-    with unit_of_work(engine_for(database)) as session:
-        return renewal.due_contract_ids(session, process_now.date())
-
-
-@task(name="renew_contract_batch", **RETRIES)
-def renew_contract_batch(
-    database: str | None, contract_ids: list[int], process_now: datetime
-) -> RenewalResult:
-    """Renew or end one batch of contracts in one transaction."""
-    return renewal.renewal_batch(engine_for(database), contract_ids, process_now.date())
-
-
-@task(name="retire_planned_schedules", **RETRIES)
-def retire_planned_schedules(database: str | None) -> int:
-    """Cancel forecast Invoicing Schedule lines that are materialized or no longer hold."""
-    return renewal.retire_forecasts(engine_for(database))
+"""The job's ``retire_planned_schedules`` step as a task taking a database block name, for
+flows that call it on their own (the Billing daemon flow before it became a job)."""
 
 
 @flow(name="contract-item-renewal", flow_run_name=timed_run_name)
@@ -71,48 +52,22 @@ def contract_item_renewal(
         per_batch: Contracts renewed or ended per transaction.
     """
     process_now = run_moment(process_now)
-    logger = get_run_logger()
     progress = RunProgress(
         "contract-item-renewal-progress", f"{TITLE} {shown(process_now)}", PROGRESS
     )
-    ids = find_due_contracts(database_block, process_now)
-    progress.step("finding contracts", note=f"{len(ids)} contract(s) due")
-    logger.info("contract item renewal as of %s: %s contract(s) due", process_now, len(ids))
-    total = RenewalResult()
-    batches = range(0, len(ids), per_batch)
-    for number, start in enumerate(batches, start=1):
-        done = renew_contract_batch.with_options(name=f"renew_contract_batch-{number}")(
-            database_block, ids[start : start + per_batch], process_now
-        )
-        logger.info(
-            "batch %s: %s renewed, %s ended, %s planned line(s), %s failed",
-            number,
-            len(done.renewed),
-            len(done.ended),
-            done.planned_lines,
-            len(done.failed),
-        )
-        for ref, reason in sorted(done.failed.items()):
-            logger.warning("contract %s not processed: %s", ref, reason)
-        total = total.merge(done)
-        progress.step("renewing", share(number, len(batches)), note=f"batch {number} done")
-    total.retired_lines = retire_planned_schedules(database_block)
-    progress.step("retiring forecasts", note=f"{total.retired_lines} forecast line(s) retired")
-    logger.info("%s forecast line(s) retired", total.retired_lines)
-    summary = _report(process_now, len(ids), total)
+    job = RenewalJob(resolve_database_url(database_block), process_now, per_batch)
+    run = renewal_job.contract_item_renewal(PrefectRunner(progress), job, get_run_logger())
+    summary = _report(process_now, run)
     progress.done()
     return summary
 
 
-TITLE = "Contract item renewal"
-PROGRESS = (("finding contracts", 5), ("renewing", 85), ("retiring forecasts", 10))
-
-
-def _report(process_now: datetime, due: int, result: RenewalResult) -> dict[str, Any]:
+def _report(process_now: datetime, run: RenewalRun) -> dict[str, Any]:
     """The run's table artifact (the Cn285 QS / Message log): what changed, with counts."""
+    result = run.result
     measures = Measures()
     measures.add("process_now", process_now)
-    measures.add("contracts due", due)
+    measures.add("contracts due", run.due)
     measures.add("renewed", len(result.renewed))
     measures.add("ended", len(result.ended))
     measures.add("planned IS lines", result.planned_lines)

@@ -15,18 +15,16 @@ import os
 from datetime import date
 from pathlib import Path
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from sqlalchemy import make_url
 
-from rich.console import Console  # noqa: E402
-from rich.progress import Progress  # noqa: E402
-from rich.table import Table  # noqa: E402
-from sqlalchemy import make_url  # noqa: E402
-
-from billing.ingest.importer import import_file  # noqa: E402
-from billing.ingest.synthetic import seed, seeded_accounts  # noqa: E402
-from billing.store.db import database_url, make_engine, unit_of_work  # noqa: E402
-from billing.store.migrate import upgrade  # noqa: E402
-from blocks.register import absolute_sqlite  # noqa: E402
+from billing.ingest.importer import import_file
+from billing.ingest.synthetic import seed, seeded_accounts
+from billing.store.db import database_url, make_engine, unit_of_work
+from billing.store.migrate import upgrade
+from blocks.register import absolute_sqlite
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo-import.json"
 ACCOUNTS, USAGE_PER_ACCOUNT = 500, 20
@@ -58,7 +56,6 @@ def main() -> None:
     today = date.today()
     from_environment = bool(os.environ.get("BILLING_DATABASE_URL"))
     url = default_database()
-    os.environ["BILLING_DATABASE_URL"] = url  # what the in-process flow runs read
     engine = make_engine(url)
     upgrade(engine)
 
@@ -89,8 +86,11 @@ def main() -> None:
     engine.dispose()
 
     from flows.bill_day import bill_day
+    from flows.runtime import database_given
+    from flows.stack import analytics_off
 
-    summary = bill_day(as_of=today, database_block="")
+    with analytics_off(), database_given(url):  # the in-process flow run's database
+        summary = bill_day(as_of=today, database_block="")
     console.print(table(f"bill day as of {today}", summary))
     output = Path("var/output") / today.isoformat()
     shown = make_url(url).render_as_string(hide_password=True)

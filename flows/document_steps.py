@@ -11,21 +11,24 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.runtime import flow_run
+from prefect import get_run_logger
 from prefect.tasks import exponential_backoff
 
 from billing.documents.mail import SmtpSettings
-from billing.documents.model import invoice_ids
-from billing.documents.render import RenderSettings, render_in_processes
 from billing.documents.seller import DEFAULT_SELLER, Seller
+from billing.jobs import bill_day as job
+from billing.jobs.bill_day import Documents, DocumentsFailed
+from billing.jobs.runner import Call
 from billing.ops.run_report import count
-from billing.store.db import unit_of_work
+from blocks.bill_run_settings import BillRunSettings
 from blocks.document_store import DocumentStoreLocation
 from blocks.seller_identity import SellerIdentity
 from blocks.smtp_server import SmtpServer
+from flows.jobs import PrefectRunner
 from flows.report import Measures, RunProgress
-from flows.runtime import engine_for, load_settings, resolve_database_url, transient_only
+from flows.runtime import load_settings, resolve_database_url, transient_only
+
+__all__ = ["DocumentsFailed", "documents_setup", "publish_documents", "render_documents"]
 
 RETRIES = {
     "retries": 3,
@@ -77,54 +80,21 @@ def load_smtp(name: str | None) -> SmtpSettings:
     )
 
 
-@task(name="find_invoices_to_render", **RETRIES)
-def find_invoices_to_render(
-    database: str | None,
-    run_id: str | None = None,
-    bill_dates: tuple[date, date] | None = None,
-    bill_nos: list[str] | None = None,
-    unqueued_through: date | None = None,
-) -> list[int]:
-    """List the numbered bills of a run, of a date range, with given numbers, or not queued."""
-    with unit_of_work(engine_for(database)) as session:
-        return invoice_ids(
-            session,
-            run_id=run_id,
-            bill_dates=bill_dates,
-            bill_nos=bill_nos,
-            unqueued_through=unqueued_through,
-        )
-
-
-@task(name="render_invoice_documents", **RETRIES)
-def render_invoice_documents(
-    database: str | None,
-    bill_ids: list[int],
-    store_url: str,
-    seller: dict[str, Any],
+def documents_setup(
+    store_block: str = "default",
+    seller_block: str = "default",
     processes: int | None = None,
     per_batch: int = 50,
     schematron: str = "sample",
-    skip_existing: bool = False,
-    enqueue_email: bool = False,
-) -> dict[str, Any]:
-    """Render invoices to the document store, in batches over worker processes."""
-    settings = RenderSettings(
-        database_url=resolve_database_url(database),
-        store_url=store_url,
-        seller=seller,
+) -> Documents:
+    """The documents step's setup from the blocks: the store, the seller, the worker pool."""
+    return Documents(
+        store_url=load_store_url(store_block),
+        seller=load_seller(seller_block),
+        processes=processes,
+        per_batch=per_batch,
         schematron=schematron,
-        skip_existing=skip_existing,
-        enqueue_email=enqueue_email,
-        email_domain=Seller.from_dict(seller).mail_domain,
     )
-    result = render_in_processes(settings, bill_ids, processes=processes, per_batch=per_batch)
-    return {
-        "rendered": result.rendered,
-        "skipped": result.skipped,
-        "emails queued": result.queued,
-        "failed": result.failed,
-    }
 
 
 def render_documents(
@@ -136,6 +106,7 @@ def render_documents(
     unqueued_through: date | None = None,
     store_block: str = "default",
     seller_block: str = "default",
+    settings_block: str = "default",
     processes: int | None = None,
     per_batch: int = 50,
     schematron: str = "sample",
@@ -145,27 +116,42 @@ def render_documents(
 ) -> dict[str, Any]:
     """Find the invoices, render them, and publish a table artifact; returns the summary.
 
+    The two steps are the bill-day job's (``billing.jobs.bill_day``), run as task runs.
     progress: the run's progress artifact, moved after the search and after rendering.
     """
-    logger = get_run_logger()
-    ids = find_invoices_to_render(database, run_id, bill_dates, bill_nos, unqueued_through)
-    if progress is not None:
-        progress.step("finding invoices", note=f"{count(len(ids))} invoice(s) to render")
-    store_url = load_store_url(store_block)
-    summary = render_invoice_documents(
-        database,
-        ids,
-        store_url,
-        load_seller(seller_block).to_dict(),
-        processes,
-        per_batch,
-        schematron,
-        skip_existing,
-        enqueue_email,
+    runner = PrefectRunner(progress)
+    url = resolve_database_url(database)
+    documents = documents_setup(store_block, seller_block, processes, per_batch, schematron)
+    ids = runner.step(
+        Call(
+            "find_invoices_to_render",
+            job.find_invoices_to_render,
+            (url, run_id, bill_dates, bill_nos, unqueued_through),
+        )
     )
-    if progress is not None:
-        progress.step("rendering", note=f"{count(summary['rendered'])} rendered")
-    logger.info(
+    runner.progress("finding invoices", note=f"{count(len(ids))} invoice(s) to render")
+    settings = job.render_settings(
+        url, documents, skip_existing=skip_existing, enqueue_email=enqueue_email
+    )
+    summary = runner.step(
+        Call(
+            "render_invoice_documents",
+            job.render_invoice_documents,
+            (settings, ids, processes, per_batch),
+        )
+    )
+    summary["invoices"] = len(ids)
+    runner.progress("rendering", note=f"{count(summary['rendered'])} rendered")
+    publish_documents(summary, documents, load_settings(settings_block))
+    return summary
+
+
+def publish_documents(
+    summary: dict[str, Any], documents: Documents | None, settings: BillRunSettings
+) -> None:
+    """The ``invoice-documents`` table: how many rendered, skipped, queued, failed, where."""
+    store_url = documents.store_url if documents is not None else DEFAULT_STORE
+    get_run_logger().info(
         "documents: %s rendered, %s skipped, %s failed, %s e-mail(s) queued, in %s",
         summary["rendered"],
         summary["skipped"],
@@ -174,26 +160,20 @@ def render_documents(
         store_url,
     )
     measures = Measures()
-    measures.add("invoices", len(ids))
+    measures.add("invoices", summary["invoices"])
     measures.add("rendered", summary["rendered"])
     measures.add("skipped (already stored)", summary["skipped"])
     measures.add("e-mails queued", summary["emails queued"])
     measures.add("failed", len(summary["failed"]))
-    measures.add("document store", store_url, _store_text(store_url))
+    measures.add("document store", store_url, _store_text(store_url, settings.files_url))
     for no, why in summary["failed"].items():
         measures.add(f"failed {no}", why[:500])
     measures.publish("invoice-documents", "Invoice documents")
-    return summary
 
 
-def _store_text(store_url: str) -> str:
+def _store_text(store_url: str, files_url: str) -> str:
     """The document store as the UI can open it: ``<files_url>/documents/`` when the stack
     serves it over HTTP, else its folder (or URL)."""
-    settings = load_settings(flow_run.parameters.get("settings_block") or "default")
-    if settings.files_url and "://" not in store_url:
-        return f"{settings.files_url.rstrip('/')}/documents/"
+    if files_url and "://" not in store_url:
+        return f"{files_url.rstrip('/')}/documents/"
     return store_url if "://" in store_url else str(Path(store_url).resolve())
-
-
-class DocumentsFailed(RuntimeError):
-    """Some invoices could not be rendered: the run ends Failed and names them."""

@@ -1,9 +1,12 @@
 """invoice-email-sender: the Cn285 *Invoice Email Sender* daemon as a Prefect flow.
 
-Sends the queued invoice e-mails (``email_outbox``) of bills dated up to *Process Now*, each
-with its Factur-X PDF from the document store, over the SMTP server of the ``SmtpServer``
-block. First it settles the messages a crash left in ``sending`` without sending them again
-(billing/documents/outbox.py explains why an invoice is never sent twice).
+The job (``billing.jobs.invoice_email_sender``) sends the queued invoice e-mails
+(``email_outbox``) of bills dated up to *Process Now*, each with its Factur-X PDF from the
+document store, over the SMTP server of the ``SmtpServer`` block. First it settles the
+messages a crash left in ``sending`` without sending them again (billing/documents/outbox.py
+explains why an invoice is never sent twice). This flow is its thin adapter: the blocks read
+once (strictly: a broken SMTP block stops the run before anything is sent), the job run by
+``PrefectRunner``, artifacts out.
 """
 
 from __future__ import annotations
@@ -11,52 +14,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 
-from billing.documents import outbox
-from billing.documents.mail import SmtpTransport
-from billing.documents.store import DocumentStore
-from billing.ops.run_report import share, shown
-from billing.store.db import unit_of_work
-from flows.document_steps import RETRIES, load_seller, load_smtp, load_store_url
+from billing.jobs.invoice_email_sender import PROGRESS, EmailJob, EmailResult, Mail
+from billing.jobs.invoice_email_sender import invoice_email_sender as email_job
+from billing.ops.run_report import shown
+from flows.jobs import PrefectRunner
 from flows.report import Measures, RunProgress
-from flows.runtime import NOT_GIVEN, DaemonFailed, RunMoment, engine_for, run_moment, timed_run_name
+from flows.runtime import (
+    NOT_GIVEN,
+    DaemonFailed,
+    RunMoment,
+    load_seller,
+    load_smtp,
+    load_store_url,
+    resolve_database_url,
+    run_moment,
+    timed_run_name,
+)
 
-
-@task(name="recover_interrupted_emails", **RETRIES)
-def recover_interrupted_emails(database: str | None, process_now: datetime) -> dict[str, int]:
-    """Settle e-mails left in 'sending' by a crash, without sending them again."""
-    with unit_of_work(engine_for(database)) as session:
-        return outbox.recover_interrupted(session, None, today=process_now.date()).__dict__
-
-
-@task(name="find_due_emails", **RETRIES)
-def find_due_emails(database: str | None, process_now: datetime) -> list[int]:
-    """List the queued invoice e-mails of bills dated up to process_now."""
-    with unit_of_work(engine_for(database)) as session:
-        return outbox.due_messages(session, process_now.date())
-
-
-@task(name="send_invoice_emails", **RETRIES)
-def send_invoice_emails(
-    database: str | None,
-    outbox_ids: list[int],
-    process_now: datetime,
-    smtp_block: str,
-    store_block: str,
-    seller_block: str,
-) -> outbox.SendResult:
-    """Send one batch of invoice e-mails over one SMTP connection."""
-    settings = load_smtp(smtp_block)
-    return outbox.send_outbox(
-        engine_for(database),
-        outbox_ids,
-        transport=SmtpTransport(settings),
-        settings=settings,
-        store=DocumentStore(load_store_url(store_block)),
-        seller_name=load_seller(seller_block).name,
-        now=process_now,
-    )
+TITLE = "Invoice Email Sender"
 
 
 @flow(name="invoice-email-sender", flow_run_name=timed_run_name)
@@ -81,37 +58,19 @@ def invoice_email_sender(
         per_batch: E-mails sent per SMTP connection.
     """
     process_now = run_moment(process_now)
-    logger = get_run_logger()
+    mail = Mail(
+        smtp=load_smtp(smtp_block),
+        store_url=load_store_url(store_block),
+        seller_name=load_seller(seller_block).name,
+    )
+    job = EmailJob(resolve_database_url(database_block), process_now, mail, per_batch)
     progress = RunProgress(
         "invoice-email-sender-progress", f"{TITLE} {shown(process_now)}", PROGRESS
     )
-    recovered = recover_interrupted_emails(database_block, process_now)
-    ids = find_due_emails(database_block, process_now)
-    progress.step("finding e-mails", note=f"{len(ids)} e-mail(s) queued")
-    logger.info("invoice e-mails as of %s: %s queued", process_now, len(ids))
-    total = outbox.SendResult()
-    batches = range(0, len(ids), per_batch)
-    for number, start in enumerate(batches, start=1):
-        done = send_invoice_emails.with_options(name=f"send_invoice_emails-{number}")(
-            database_block,
-            ids[start : start + per_batch],
-            process_now,
-            smtp_block,
-            store_block,
-            seller_block,
-        )
-        logger.info(
-            "batch %s: %s sent, %s retried, %s waiting for their PDF, %s failed",
-            number,
-            done.sent,
-            done.retried,
-            done.waiting,
-            len(done.failed),
-        )
-        total = total.merge(done)
-        progress.step("sending", share(number, len(batches)), note=f"batch {number} sent")
-    summary = _report(process_now, len(ids), recovered, total)
-    if total.failed or total.unknown or recovered["unknown"]:
+    result = email_job(PrefectRunner(progress), job, get_run_logger())
+    summary = _report(process_now, result)
+    if result.incomplete:
+        total, recovered = result.sent, result.recovered
         names = ", ".join(sorted(total.failed)[:20])
         unsure = ", ".join(sorted(total.unknown)[:20])
         failure = DaemonFailed(
@@ -127,17 +86,12 @@ def invoice_email_sender(
     return summary
 
 
-TITLE = "Invoice Email Sender"
-PROGRESS = (("finding e-mails", 5), ("sending", 95))
-
-
-def _report(
-    process_now: datetime, due: int, recovered: dict[str, int], result: outbox.SendResult
-) -> dict[str, Any]:
+def _report(process_now: datetime, run: EmailResult) -> dict[str, Any]:
     """The run's table artifact (the Cn285 QS / Message log)."""
+    result, recovered = run.sent, run.recovered
     measures = Measures()
     measures.add("process_now", process_now)
-    measures.add("queued", due)
+    measures.add("queued", run.due)
     measures.add("sent", result.sent)
     measures.add("retried (transient)", result.retried)
     measures.add("waiting for their PDF", result.waiting)

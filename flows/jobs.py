@@ -10,18 +10,24 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.concurrency.sync import concurrency
 from prefect.futures import PrefectFuture
+from prefect.runtime import task_run
 from prefect.states import State
+from sqlalchemy import Engine
 
 from billing.jobs.runner import Call, Retry
+from billing.ops.deferred import StatusChange
+from billing.ops.provisioning import notify_status_changes
 from flows.report import RunProgress
-from flows.runtime import ensure_concurrency_limit
+from flows.runtime import engine_for, ensure_concurrency_limit, load_webhook
 
 
 def _retry_condition(retry: Retry) -> Any:
@@ -37,21 +43,36 @@ def _retry_condition(retry: Retry) -> Any:
 
 def as_task(call: Call, *, limit: str | None = None) -> Task[..., Any]:
     """The step as a Prefect task: its name, its retry policy (the only retry layer), and,
-    for fanned-out batches, one slot of the global concurrency limit ``limit``."""
+    for fanned-out batches, one slot of the global concurrency limit ``limit``.
+
+    After the last run of a step whose policy says what to return then (``Retry.exhausted``),
+    that is the task's result, as ``run_with_retry`` does in process. Results are never
+    cached: a rerun of the flow runs every step again (each is idempotent).
+    """
     fn = call.fn
-    if limit is not None:
+    retry = call.retry
+    if limit is not None or retry.exhausted is not None:
 
-        def limited(*args: Any, **kwargs: Any) -> Any:
-            with concurrency(limit, occupy=1):
-                return call.fn(*args, **kwargs)
+        def step(*args: Any, **kwargs: Any) -> Any:
+            try:
+                if limit is None:
+                    return call.fn(*args, **kwargs)
+                with concurrency(limit, occupy=1):
+                    return call.fn(*args, **kwargs)
+            except Exception as error:
+                last = task_run.run_count >= retry.attempts
+                if retry.exhausted is not None and last and retry.transient(error):
+                    return retry.exhausted(error)
+                raise
 
-        fn = limited
+        fn = step
     return task(
         fn,
         name=call.name,
-        retries=call.retry.attempts - 1,
-        retry_delay_seconds=call.retry.delays() or 0,
-        retry_condition_fn=_retry_condition(call.retry),
+        retries=retry.attempts - 1,
+        retry_delay_seconds=retry.delays() or 0,
+        retry_condition_fn=_retry_condition(retry),
+        cache_policy=NO_CACHE,
     )
 
 
@@ -87,3 +108,33 @@ class PrefectRunner:
     def progress(self, step: str, fraction: Decimal | int = 1, note: str | None = None) -> None:
         if self._progress is not None:
             self._progress.step(step, fraction, note)
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """The provisioning webhook as a job's ``notify``: the block is read when there are
+    status changes to tell (none: nothing is loaded), and nothing is sent without one."""
+
+    webhook_block: str
+
+    def __call__(self, changes: list[StatusChange]) -> int:
+        webhook = load_webhook(self.webhook_block)
+        if webhook is None:
+            return 0
+        return notify_status_changes(webhook.url, changes, webhook.timeout_seconds)
+
+
+def provisioning(webhook_block: str) -> Provisioning:
+    return Provisioning(webhook_block)
+
+
+@dataclass(frozen=True)
+class BlockDatabase:
+    """A job's database as the Billing Database block's name (BILLING_DATABASE_URL without
+    one), resolved by ``engine_for`` where each step runs: a Dask worker loads the block over
+    the Prefect API and opens its own pool."""
+
+    block: str | None
+
+    def engine(self) -> Engine:
+        return engine_for(self.block)

@@ -1,58 +1,33 @@
 """revrec-summary-journal: the Cn285 RevRec Summary Journal daemon as a Prefect flow.
 
 For a year and month (the seed's ``model.summary_journal_daemon(year, month)``; by default the
-month before today), it gives every newly invoiced bill line its monthly revenue shares, batch
-by batch, then writes the month's summary journal (draft), and posts it when asked. The rules
-live in billing/ops/revrec.py; see docs/revrec.md.
+month before the scheduled date), the job (``billing.jobs.revrec_summary_journal``) gives
+every newly invoiced bill line its monthly revenue shares, batch by batch, then writes the
+month's summary journal (draft), and posts it when asked. The rules live in
+billing/ops/revrec.py; see docs/revrec.md. This flow is its thin adapter: parameters in, the
+job run by ``PrefectRunner``, artifacts out.
 """
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_run
-from prefect.tasks import exponential_backoff
 
-from billing.ops import revrec
+from billing.jobs.revrec_summary_journal import (
+    PROGRESS,
+    RevRecJob,
+    month_to_journal,
+)
+from billing.jobs.revrec_summary_journal import revrec_summary_journal as revrec_job
 from billing.ops.revrec import JournalResult, ScheduleResult
 from billing.ops.run_report import money, shown
-from billing.store.db import unit_of_work
+from flows.jobs import PrefectRunner
 from flows.report import Measures, RunProgress, publish_table
-from flows.runtime import (
-    NOT_GIVEN,
-    Count,
-    DaemonFailed,
-    engine_for,
-    given,
-    run_date,
-    transient_only,
-)
+from flows.runtime import NOT_GIVEN, Count, DaemonFailed, given, resolve_database_url, run_date
 
-RETRIES = {
-    "retries": 3,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
-    "retry_condition_fn": transient_only,
-}
-
-
-@task(name="schedule_revenue_batch", **RETRIES)
-def schedule_revenue_batch(
-    database: str | None, after_id: int, per_batch: int
-) -> tuple[ScheduleResult, int | None]:
-    """Give one batch of invoiced lines their monthly revenue shares."""
-    with unit_of_work(engine_for(database)) as session:
-        return revrec.schedule_lines(session, after_id=after_id, limit=per_batch)
-
-
-@task(name="write_summary_journal", **RETRIES)
-def write_summary_journal(
-    database: str | None, year: int, month: int, post: bool, posted_on: date | None
-) -> JournalResult:
-    """Write the month's summary journal from its shares, and post it if asked."""
-    with unit_of_work(engine_for(database)) as session:
-        return revrec.summary_journal(session, year, month, post=post, posted_on=posted_on)
+STEPS = PROGRESS
 
 
 def month_run_name() -> str:
@@ -69,11 +44,9 @@ def month_run_name() -> str:
 
 
 def _month(year: int | None, month: int | None) -> tuple[int, int]:
-    if (year is None) != (month is None):
-        raise ValueError("give both year and month, or neither (the previous month)")
-    if year is None or month is None:
-        return revrec.previous_month(run_date(None))
-    return int(year), int(month)
+    """The month to journal; the month before the scheduled date when neither is given."""
+    today = run_date(None) if year is None and month is None else None
+    return month_to_journal(year, month, today)
 
 
 @flow(name="revrec-summary-journal", flow_run_name=month_run_name)
@@ -96,26 +69,19 @@ def revrec_summary_journal(
         per_batch: Bill lines given their revenue shares per transaction.
     """
     year, month = _month(given(year), given(month))
-    revrec.check_month(year, month)
-    logger = get_run_logger()
+    job = RevRecJob(
+        resolve_database_url(database_block),
+        year,
+        month,
+        post=post,
+        posted_on=run_date(None) if post else None,
+        per_batch=per_batch,
+    )
     progress = RunProgress(
         "revrec-summary-journal-progress", f"RevRec summary journal {year:04d}-{month:02d}", STEPS
     )
-    scheduled = _schedule(database_block, per_batch)
-    progress.step("scheduling revenue", note=f"{scheduled.lines} line(s) scheduled")
-    posted_on = run_date(None) if post else None
-    journal = write_summary_journal(database_block, year, month, post, posted_on)
-    progress.step("journal", note=f"{journal.status}, {len(journal.entries)} entries")
-    if journal.locked:
-        logger.warning("%04d-%02d is locked (%s): nothing changed", year, month, journal.status)
-    logger.info(
-        "%04d-%02d %s: %s entries, recognized %s",
-        year,
-        month,
-        journal.status,
-        len(journal.entries),
-        journal.recognized,
-    )
+    result = revrec_job(PrefectRunner(progress), job, get_run_logger())
+    scheduled, journal = result.scheduled, result.journal
     summary = _report(scheduled, journal)
     if scheduled.failed:
         names = ", ".join(str(line) for line in sorted(scheduled.failed)[:20])
@@ -127,32 +93,6 @@ def revrec_summary_journal(
         raise failure
     progress.done()
     return summary
-
-
-STEPS = (("scheduling revenue", 80), ("journal", 20))
-
-
-def _schedule(database: str, per_batch: int) -> ScheduleResult:
-    """Schedule every invoiced line without shares, one batch per transaction."""
-    logger = get_run_logger()
-    total = ScheduleResult()
-    after: int | None = 0
-    number = 0
-    while after is not None:
-        number += 1
-        done, after = schedule_revenue_batch.with_options(name=f"schedule_revenue_batch-{number}")(
-            database, after, per_batch
-        )
-        if done.lines or done.failed:
-            logger.info(
-                "batch %s: %s line(s) scheduled into %s share(s), %s failed",
-                number,
-                done.lines,
-                done.shares,
-                len(done.failed),
-            )
-        total = total.merge(done)
-    return total
 
 
 def _report(scheduled: ScheduleResult, journal: JournalResult) -> dict[str, Any]:

@@ -1,15 +1,22 @@
-"""What every flow needs: its blocks (with local fallbacks), an engine, and retry rules."""
+"""What every flow needs: its blocks (strictly loaded), its database, and the run form's types.
+
+Configuration reaches a flow in two ways only: its blocks, read by ``load_block`` (the one
+loader: a missing block means the defaults, a broken one stops the run), and, for a run
+started in this process without a database block (``billing run --database``, ``make demo``,
+tests), the database URL given with ``database_given(url)``. Nothing here writes
+``os.environ``; ``BILLING_DATABASE_URL`` is read, as the last fallback, never set.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from functools import cache
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from prefect import Task
-from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import TaskRun
@@ -20,38 +27,46 @@ from pydantic import MISSING, WithJsonSchema
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from billing.documents.mail import SmtpSettings
+from billing.documents.seller import DEFAULT_SELLER, Seller
 from billing.store.db import database_url, make_engine
 from blocks.bill_run_settings import BillRunSettings
 from blocks.billing_database import BillingDatabase
+from blocks.document_store import DocumentStoreLocation
+from blocks.load import BlockNotUsable, load_block
 from blocks.provisioning_webhook import ProvisioningWebhook
+from blocks.seller_identity import SellerIdentity
+from blocks.smtp_server import SmtpServer
+
+__all__ = ["BlockNotUsable", "load_block"]  # the loader lives in blocks/load.py
+
+DEFAULT_STORE = "var/documents"
+DEFAULT_SMTP = SmtpSettings(host="localhost", port=8025, security="none")
+
+_GIVEN_DATABASE: ContextVar[str | None] = ContextVar("billing_database_given", default=None)
 
 
-class BlockNotUsable(RuntimeError):
-    """A stored block exists but cannot be used (it fails validation, or the server failed):
-    the run stops here rather than fall back to another database or a plain-text SMTP."""
+@contextmanager
+def database_given(url: str | None) -> Iterator[None]:
+    """Flows started inside the ``with`` block (in this thread, or in tasks it submits) use
+    ``url`` when they have no database block; ``None`` changes nothing.
 
-
-B = TypeVar("B", bound=Block)
-
-
-def load_block(kind: type[B], name: str | None, default: Callable[[], B] | None = None) -> B | None:
-    """The block ``name`` of type ``kind``, the one loader every flow uses.
-
-    Only when no block document of that name exists (or no name is given) is ``default()``
-    used (None without a default). Anything else raises ``BlockNotUsable`` naming the block
-    and why: a stored block that fails validation is a configuration error, not a reason to
-    use the defaults.
+    This is how ``billing run --database``, ``make demo`` and tests choose the database of
+    an in-process flow run without writing ``os.environ``.
     """
-    if not name:
-        return default() if default is not None else None
+    if not url:
+        yield
+        return
+    token = _GIVEN_DATABASE.set(url)
     try:
-        return kind.load(name)
-    except ValueError as error:
-        if isinstance(error.__cause__, ObjectNotFound):
-            return default() if default is not None else None
-        raise BlockNotUsable(
-            f"the {kind.get_block_type_name()} block {name!r} cannot be used: {error}"
-        ) from error
+        yield
+    finally:
+        _GIVEN_DATABASE.reset(token)
+
+
+def given_database() -> str | None:
+    """The URL of the innermost ``database_given`` block, if any."""
+    return _GIVEN_DATABASE.get()
 
 
 def load_settings(name: str | None) -> BillRunSettings:
@@ -62,27 +77,62 @@ def load_settings(name: str | None) -> BillRunSettings:
 
 
 def resolve_database_url(block_name: str | None) -> str:
-    """The BillingDatabase block's URL, else ``BILLING_DATABASE_URL``, else var/billing.db."""
+    """The BillingDatabase block's URL; without that block, the URL ``database_given``
+    names, else ``BILLING_DATABASE_URL``, else var/billing.db."""
     block = load_block(BillingDatabase, block_name)
-    return block.url.get_secret_value() if block else database_url()
+    if block is not None:
+        return block.url.get_secret_value()
+    return database_url(given_database())
 
 
 def load_webhook(name: str | None) -> ProvisioningWebhook | None:
     return load_block(ProvisioningWebhook, name)
 
 
-def engine_for(block_name: str | None) -> Engine:
-    """One engine (and pool) per process, database block and BILLING_DATABASE_URL.
+def load_seller(name: str | None) -> Seller:
+    """The SellerIdentity block as a ``Seller``, or the demo seller when there is none."""
+    block = load_block(SellerIdentity, name)
+    if block is None:
+        return DEFAULT_SELLER
+    return Seller.from_dict(block.model_dump(exclude={"block_type_slug"}))
 
-    Without a block the URL comes from BILLING_DATABASE_URL, which ``billing run --database``
-    sets: an engine cached by the block name alone kept the first run's database for every
-    later run in the same process (a CLI test then billed another test's database).
+
+def load_store_url(name: str | None) -> str:
+    """The document store's folder or URL (``var/documents`` when there is no block)."""
+    block = load_block(DocumentStoreLocation, name)
+    return block.url if block is not None else DEFAULT_STORE
+
+
+def load_smtp(name: str | None) -> SmtpSettings:
+    """The SmtpServer block as ``SmtpSettings`` (``localhost:8025`` plain without one)."""
+    block = load_block(SmtpServer, name)
+    if block is None:
+        return DEFAULT_SMTP
+    return SmtpSettings(
+        host=block.host,
+        port=block.port,
+        security=block.security,
+        username=block.username,
+        password=block.password.get_secret_value(),
+        timeout=block.timeout_seconds,
+        sender=block.sender,
+        sender_name=block.sender_name,
+        verify_certificate=block.verify_certificate,
+    )
+
+
+def engine_for(block_name: str | None) -> Engine:
+    """One engine (and pool) per process, database block and fallback URL.
+
+    Without a block the URL is the one ``database_given`` names, else BILLING_DATABASE_URL:
+    an engine cached by the block name alone kept the first run's database for every later
+    run in the same process (a CLI test then billed another test's database).
     """
-    return _engine(block_name, os.environ.get("BILLING_DATABASE_URL"))
+    return _engine(block_name, database_url(given_database()))
 
 
 @cache
-def _engine(block_name: str | None, _environment_url: str | None) -> Engine:
+def _engine(block_name: str | None, _fallback_url: str) -> Engine:
     return make_engine(resolve_database_url(block_name))
 
 

@@ -111,3 +111,17 @@ def connected(stack: Stack) -> AbstractContextManager[Any]:
 
     updates = {PREFECT_API_URL: stack.api_url, PREFECT_API_AUTH_STRING: stack.auth_string}
     return temporary_settings(updates=updates)
+
+
+def analytics_off() -> AbstractContextManager[Any]:
+    """``temporary_settings`` turning Prefect's server analytics off for the ``with`` block,
+    unless the environment chose already (PREFECT_SERVER_ANALYTICS_ENABLED). A server started
+    inside it (the temporary in-process one, the test harness's) gets the setting too: Prefect
+    passes the current settings to its subprocess. Nothing is written to ``os.environ``."""
+    from contextlib import nullcontext
+
+    from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
+
+    if "PREFECT_SERVER_ANALYTICS_ENABLED" in os.environ:
+        return nullcontext()
+    return temporary_settings(updates={PREFECT_SERVER_ANALYTICS_ENABLED: False})

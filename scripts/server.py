@@ -36,7 +36,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -222,7 +224,28 @@ def configure(env: dict[str, str], args: argparse.Namespace) -> tuple[Path, Path
     Returns the folders the files server serves: the settings' output_dir and the document
     store's folder (None when the store is not a local folder).
     """
-    os.environ.update(env)  # before Prefect reads its settings in this process
+    with prefect_settings(env):
+        return _configure(args)
+
+
+def prefect_settings(env: dict[str, str]) -> AbstractContextManager[Any]:
+    """Prefect's settings of ``env`` (the stack's API, auth string, home) for this process's
+    clients, for the ``with`` block only: ``os.environ`` is left as it is, and the
+    subprocesses (server, worker, deploy) get ``env`` as their environment."""
+    import prefect.settings
+    from prefect.settings import temporary_settings
+
+    updates = {
+        getattr(prefect.settings, name): value
+        for name, value in env.items()
+        if name.startswith("PREFECT_")
+        and os.environ.get(name) != value
+        and hasattr(prefect.settings, name)
+    }
+    return temporary_settings(updates=updates)
+
+
+def _configure(args: argparse.Namespace) -> tuple[Path, Path | None]:
     from sqlalchemy import make_url
 
     from billing.store.db import make_engine
@@ -230,23 +253,30 @@ def configure(env: dict[str, str], args: argparse.Namespace) -> tuple[Path, Path
     from blocks.bill_run_settings import BillRunSettings
     from blocks.billing_database import BillingDatabase
     from blocks.document_store import DocumentStoreLocation
+    from blocks.load import BlockNotUsable, require_block
     from blocks.register import DEFAULT, register
     from flows.runtime import ensure_concurrency_limit
 
     create_pool()
     print(f"work pool {POOL}: ready")
-    blocks = register(
-        database_url=args.database,
-        data_dir=args.data_dir,
-        output_dir=args.output_dir,
-        files_url=files_url(args),
-        smtp_port=args.smtp_port,
-    )
+    try:
+        blocks = register(
+            database_url=args.database,
+            data_dir=args.data_dir,
+            output_dir=args.output_dir,
+            files_url=files_url(args),
+            smtp_port=args.smtp_port,
+        )
+    except BlockNotUsable as error:
+        raise StartFailed(
+            f"{error}\nFix that block in the UI (Blocks), or replace every default block with "
+            "python -m blocks.register --overwrite"
+        ) from None
     for name, what in blocks.items():
         print(f"block {name}: {what}")
     if "kept" in blocks.values():
         print("  (existing blocks are kept: python -m blocks.register --overwrite replaces them)")
-    settings = BillRunSettings.load(DEFAULT)
+    settings = require_block(BillRunSettings, DEFAULT)
     if settings.files_url != files_url(args):
         print(
             f"  note: bill-run-settings/default has files_url={settings.files_url!r}, the files "
@@ -254,12 +284,12 @@ def configure(env: dict[str, str], args: argparse.Namespace) -> tuple[Path, Path
         )
     ensure_concurrency_limit(BATCH_LIMIT, settings.children)
     print(f"global concurrency limit {BATCH_LIMIT}: ready")
-    database = BillingDatabase.load(DEFAULT).url.get_secret_value()
+    database = require_block(BillingDatabase, DEFAULT).url.get_secret_value()
     engine = make_engine(database)
     upgrade(engine)
     engine.dispose()
     print(f"billing database migrated: {make_url(database).render_as_string(hide_password=True)}")
-    store = DocumentStoreLocation.load(DEFAULT).url
+    store = require_block(DocumentStoreLocation, DEFAULT).url
     local = "://" not in store or store.startswith("file://")
     documents = Path(store.removeprefix("file://")).resolve() if local else None
     return Path(settings.output_dir).resolve(), documents

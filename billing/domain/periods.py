@@ -13,12 +13,13 @@ from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 
+from billing.domain.enums import Cycle, Proration
 from billing.domain.errors import PeriodError, PricingError
 from billing.domain.money import round_money, to_decimal
 
-CYCLE_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
+CYCLE_MONTHS = {Cycle.MONTHLY.value: 1, Cycle.QUARTERLY.value: 3, Cycle.YEARLY.value: 12}
 ALIGNMENTS = ("anniversary", "calendar")
-PRORATION_POLICIES = ("by_day", "full", "none")
+PRORATION_POLICIES = (Proration.BY_DAY.value, Proration.FULL.value, Proration.NONE.value)
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,11 @@ def proration_fraction(part: Period | None, whole: Period) -> Fraction:
 def proration_factor(part: Period | None, whole: Period, policy: str) -> Fraction:
     """Return the factor a policy applies: by_day share, full (any overlap) or none (all)."""
     share = proration_fraction(part, whole)
-    if policy == "by_day":
+    if policy == Proration.BY_DAY:
         return share
-    if policy == "full":
+    if policy == Proration.FULL:
         return Fraction(1) if share > 0 else Fraction(0)
-    if policy == "none":
+    if policy == Proration.NONE:
         return Fraction(1) if share == 1 else Fraction(0)
     raise PricingError(f"unknown proration policy {policy!r}; use one of {PRORATION_POLICIES}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from billing.domain.enums import PriceModel, Timing
 from billing.domain.errors import BillingError, PricingError
 from billing.domain.money import (
     divmod_exact,
@@ -22,9 +23,14 @@ from billing.domain.money import (
 )
 from billing.domain.periods import PRORATION_POLICIES, Period, proration_factor
 
-MODELS = ("recurring", "one_time", "per_unit", "graduated", "volume", "package")
-USAGE_MODELS = ("per_unit", "graduated", "volume", "package")
-TIMINGS = ("advance", "arrears")
+MODELS = tuple(model.value for model in PriceModel)
+USAGE_MODELS = tuple(
+    model.value
+    for model in (PriceModel.PER_UNIT, PriceModel.GRADUATED, PriceModel.VOLUME, PriceModel.PACKAGE)
+)
+UNIT_PRICED_MODELS = (PriceModel.PER_UNIT.value, PriceModel.PACKAGE.value)
+"""Usage models priced by one unit price: an item's price override replaces it."""
+TIMINGS = tuple(timing.value for timing in Timing)
 UNIT_PRICE_PLACES = 6
 
 
@@ -102,7 +108,7 @@ def _check_price_fields(plan: PricePlan) -> None:
     """Require ``unit_price`` for non-tiered models and a whole ``period_months`` >= 1."""
     if plan.unit_price is not None:
         _check_amount(plan, "unit_price", plan.unit_price)
-    elif plan.model not in ("graduated", "volume"):
+    elif plan.model not in (PriceModel.GRADUATED, PriceModel.VOLUME):
         raise _fail(plan, "unit_price", f"a {plan.model} plan needs a unit price")
     months = plan.period_months
     if isinstance(months, bool) or not isinstance(months, int) or months < 1:
@@ -111,7 +117,7 @@ def _check_price_fields(plan: PricePlan) -> None:
 
 def _check_tiers(plan: PricePlan) -> None:
     """Require ascending tiers, open-ended last, for graduated and volume plans only."""
-    if plan.model not in ("graduated", "volume"):
+    if plan.model not in (PriceModel.GRADUATED, PriceModel.VOLUME):
         if plan.tiers:
             raise _fail(plan, "tiers", f"a {plan.model} plan takes no tiers")
         return
@@ -135,7 +141,7 @@ def _check_tiers(plan: PricePlan) -> None:
 
 def _check_package(plan: PricePlan) -> None:
     """Require a positive ``package_size`` for package plans and none for others."""
-    if plan.model == "package":
+    if plan.model == PriceModel.PACKAGE:
         _check_amount(plan, "package_size", plan.package_size, positive=True)
     elif plan.package_size is not None:
         raise _fail(plan, "package_size", f"a {plan.model} plan takes no package size")
@@ -143,7 +149,7 @@ def _check_package(plan: PricePlan) -> None:
 
 def _check_timing(plan: PricePlan) -> None:
     """Require advance or arrears timing for recurring plans and none for others."""
-    if plan.model == "recurring":
+    if plan.model == PriceModel.RECURRING:
         _check_choice(plan, "timing", plan.timing, TIMINGS)
     elif plan.timing is not None:
         raise _fail(plan, "timing", f"a {plan.model} plan takes no timing")
@@ -207,12 +213,12 @@ def _usage_amount(plan: PricePlan, quantity: Decimal) -> Decimal:
     """Return the exact, unrounded amount of a usage quantity under the plan's model."""
     if quantity == 0:
         return Decimal(0)
-    if plan.model == "graduated":
+    if plan.model == PriceModel.GRADUATED:
         return _graduated(plan.tiers, quantity)
-    if plan.model == "volume":
+    if plan.model == PriceModel.VOLUME:
         return _volume(plan.tiers, quantity)
     price = _list_price(plan)
-    if plan.model == "package":
+    if plan.model == PriceModel.PACKAGE:
         assert plan.package_size is not None  # validated by PricePlan.__post_init__
         return exact_product(_packages(quantity, plan.package_size), price)
     return exact_product(quantity, price)
@@ -251,7 +257,7 @@ def recurring_fee(
     price_override: Decimal | None = None,
 ) -> Rated:
     """Return a cycle fee: price x quantity x cycle_months / period_months, prorated, rounded."""
-    _require_model(plan, ("recurring",), "recurring_fee")
+    _require_model(plan, (PriceModel.RECURRING.value,), "recurring_fee")
     if isinstance(cycle_months, bool) or not isinstance(cycle_months, int) or cycle_months < 1:
         raise PricingError(f"cycle_months must be a whole number >= 1, got {cycle_months!r}")
     price = _price(plan, price_override)
@@ -271,7 +277,7 @@ def one_time_fee(
     plan: PricePlan, quantity: Decimal, rounding: str, price_override: Decimal | None = None
 ) -> Rated:
     """Return a one-time charge: price x quantity, rounded once."""
-    _require_model(plan, ("one_time",), "one_time_fee")
+    _require_model(plan, (PriceModel.ONE_TIME.value,), "one_time_fee")
     price = _price(plan, price_override)
     exact = _quantity(quantity)
     amount = quantize_money(exact_product(exact, price), plan.currency, rounding)

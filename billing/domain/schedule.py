@@ -19,9 +19,18 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from billing.domain import charge_keys
+from billing.domain.enums import ChargeKind, ItemType, Timing
 from billing.domain.money import LINE_ROUNDING
 from billing.domain.periods import Period, add_cycles, cycle_months
 from billing.domain.pricing import PricePlan, Rated, one_time_fee, recurring_fee
+
+# The kinds as plain strings, looked up once: specs are built for every item of a bill day.
+_RECURRING, _ONE_TIME, _ADJUSTMENT = (
+    ChargeKind.RECURRING.value,
+    ChargeKind.ONE_TIME.value,
+    ChargeKind.ADJUSTMENT.value,
+)
 
 # Pure and called with the same few arguments for every account of a batch: memoized.
 _add_cycles = lru_cache(maxsize=1 << 16)(add_cycles)
@@ -114,9 +123,9 @@ def scheduled_charges(
 
     ``since`` is the unit's last bill date: charges billed on or before it already exist.
     """
-    if item.item_type == "one_time":
+    if item.item_type == ItemType.ONE_TIME:
         return _one_time(item, through)
-    if item.item_type != "recurring":
+    if item.item_type != ItemType.RECURRING:
         return []
     specs = []
     first = max(item.start, since) if since is not None else item.start
@@ -134,10 +143,10 @@ def _recurring(item: ItemTerms, grid: CycleGrid, cycle: Period) -> ChargeSpec | 
     if active is None:
         return None
     rated = cycle_fee(item, grid, cycle, active)
-    advance = item.plan.timing == "advance"
+    advance = item.plan.timing == Timing.ADVANCE
     return ChargeSpec(
-        charge_key=f"rec:{item.item_id}:{cycle.start.isoformat()}",
-        kind="recurring",
+        charge_key=charge_keys.recurring(item.item_id, cycle.start),
+        kind=_RECURRING,
         contract_item_id=item.item_id,
         description=item.description,
         period_start=active.start,
@@ -172,8 +181,8 @@ def _one_time(item: ItemTerms, through: date) -> list[ChargeSpec]:
     rated = one_time_fee(item.plan, item.quantity, LINE_ROUNDING, item.price_override)
     return [
         ChargeSpec(
-            charge_key=f"one:{item.item_id}",
-            kind="one_time",
+            charge_key=charge_keys.one_time(item.item_id),
+            kind=_ONE_TIME,
             contract_item_id=item.item_id,
             description=item.description,
             period_start=item.start,
@@ -203,8 +212,8 @@ def cancellation_credit(
     if difference == 0:
         return None
     return ChargeSpec(
-        charge_key=f"cxl:{item.item_id}:{charged.period_start.isoformat()}",
-        kind="adjustment",
+        charge_key=charge_keys.cancellation(item.item_id, charged.period_start),
+        kind=_ADJUSTMENT,
         contract_item_id=item.item_id,
         description=f"{item.description} (cancelled {cancel_on.isoformat()})",
         period_start=max(cancel_on, charged.period_start),

@@ -46,6 +46,12 @@ class Retry:
     attempts: int = 4
     first_delay: float = 0.5
     transient: Callable[[BaseException], bool] = transient_database_error
+    exhausted: Callable[[BaseException], Any] | None = None
+    """What the step returns when its last run still failed transiently (None: it raises).
+
+    A payment step raises while the processor answered transiently for some payments, so
+    that it runs again; after the last run it reports them instead (the next run resumes
+    them) rather than fail the whole job."""
 
     def delays(self) -> list[float]:
         return [self.first_delay * 2**n for n in range(self.attempts - 1)]
@@ -95,7 +101,11 @@ def run_with_retry(call: Call, sleep: Callable[[float], None] = time.sleep) -> A
         try:
             return call.fn(*call.args, **call.kwargs)
         except Exception as error:
-            if attempt == call.retry.attempts - 1 or not call.retry.transient(error):
+            if not call.retry.transient(error):
+                raise
+            if attempt == call.retry.attempts - 1:
+                if call.retry.exhausted is not None:
+                    return call.retry.exhausted(error)
                 raise
             sleep(delays[attempt])
     raise AssertionError("unreachable")

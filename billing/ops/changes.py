@@ -13,6 +13,7 @@ pending request, and every charge it writes is keyed, so it adds nothing.
   once, under the plan's proration policy). For a cycle not yet charged, the schedule will
   charge it whole at the new terms, so the adjustment corrects its head instead: old terms
   minus new terms for the days before the effective date. Either way the next bill takes it.
+  The arithmetic is pure, in ``billing.domain.adjustments``.
 - **swap**: the old item ends at the effective date (``ended``) and fees charged past it are
   credited like a cancellation (``cxl:`` keys of ``billing.domain.schedule.cancellation_credit``);
   the new item ``{old ref}-swap-{request ref}`` starts on the effective date with the new
@@ -36,20 +37,18 @@ from decimal import Decimal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from billing.domain.adjustments import change_adjustments
 from billing.domain.errors import BillingError
-from billing.domain.periods import Period
-from billing.domain.pricing import USAGE_MODELS
+from billing.domain.pricing import UNIT_PRICED_MODELS, USAGE_MODELS
 from billing.domain.results import Mergeable
 from billing.domain.schedule import (
     ChargeSpec,
-    CycleGrid,
     ItemTerms,
     cancellation_credit,
-    cycle_fee,
     scheduled_charges,
 )
-from billing.ops.billrun import Unit, charge_row, item_terms, load_units
 from billing.ops.catalog import PlanInfo, load_plans
+from billing.ops.charging import Unit, charge_row, item_terms, load_units
 from billing.ops.rating import bill_units_of
 from billing.store.models import (
     ChangeKind,
@@ -60,16 +59,17 @@ from billing.store.models import (
     ContractItem,
     ItemStatus,
     ItemType,
+    PriceModel,
     RequestStatus,
 )
 from billing.store.sqlkit import id_in, insert_ignoring_duplicates, rowcount
 
 CHARGED = (ChargeStatus.CALCULATED, ChargeStatus.OPEN, ChargeStatus.CLOSED)
 PLAN_MODELS = {
-    ItemType.RECURRING: ("recurring",),
+    ItemType.RECURRING: (PriceModel.RECURRING,),
     ItemType.USAGE: USAGE_MODELS,
     ItemType.UTI: USAGE_MODELS,
-    ItemType.ONE_TIME: ("one_time",),
+    ItemType.ONE_TIME: (PriceModel.ONE_TIME,),
 }
 
 
@@ -86,58 +86,6 @@ class ChangeResult(Mergeable):
     adjustments: int = 0
     credits: int = 0
     items_created: int = 0
-
-
-def change_adjustments(
-    old: ItemTerms,
-    new: ItemTerms,
-    grid: CycleGrid,
-    charged: Sequence[ChargeSpec],
-    effective: date,
-    key: str,
-    since: date | None,
-) -> list[ChargeSpec]:
-    """The adjustments that move an item from ``old`` to ``new`` terms on ``effective`` (pure).
-
-    ``charged`` are the item's fees already charged for periods ending after ``effective``;
-    ``since`` is the unit's last bill date (cycles ending on or before it are never charged
-    again by the schedule).
-    """
-    specs, covered = [], set()
-    for fee in charged:
-        cycle = next(grid.cycles_from(fee.period_start))
-        covered.add(cycle.start)
-        rest = Period(max(effective, fee.period_start), fee.period_end)
-        difference = (
-            cycle_fee(new, grid, cycle, rest).amount - cycle_fee(old, grid, cycle, rest).amount
-        )
-        specs.append(_spec(new, f"{key}:{cycle.start.isoformat()}", rest, effective, difference))
-    cycle = next(grid.cycles_from(effective))
-    active = old.active(cycle)
-    to_come = since is None or cycle.end > since
-    if cycle.start not in covered and to_come and active and active.start < effective:
-        head = Period(active.start, effective)
-        difference = (
-            cycle_fee(old, grid, cycle, head).amount - cycle_fee(new, grid, cycle, head).amount
-        )
-        specs.append(_spec(new, f"{key}:{cycle.start.isoformat()}", head, effective, difference))
-    return [s for s in specs if s.amount != 0]
-
-
-def _spec(terms: ItemTerms, key: str, part: Period, effective: date, amount: Decimal) -> ChargeSpec:
-    return ChargeSpec(
-        charge_key=key,
-        kind=ChargeKind.ADJUSTMENT.value,
-        contract_item_id=terms.item_id,
-        description=f"{terms.description} (changed {effective.isoformat()})",
-        period_start=part.start,
-        period_end=part.end,
-        bill_on=effective,
-        quantity=Decimal(1),
-        unit_price=amount,
-        amount=amount,
-        tax_category=terms.tax_category,
-    )
 
 
 def due_request_ids(session: Session, process_on: date) -> list[int]:
@@ -269,7 +217,7 @@ def _change_price(session: Session, ctx: _Context, result: ChangeResult) -> None
     item_type, model = ctx.item.item_type, ctx.info.plan.model
     if item_type == ItemType.ONE_TIME:
         raise ChangeRejected(f"kind: one-time item {ctx.item.ref} was charged at its start")
-    if item_type != ItemType.RECURRING and model not in ("per_unit", "package"):
+    if item_type != ItemType.RECURRING and model not in UNIT_PRICED_MODELS:
         raise ChangeRejected(f"new_price: a {model} plan is priced by its tiers")
     if item_type == ItemType.RECURRING:
         _reprice(session, ctx, dataclasses.replace(ctx.terms, price_override=price), result)
@@ -284,7 +232,7 @@ def _reprice(session: Session, ctx: _Context, new: ItemTerms, result: ChangeResu
         ctx.unit.grid,
         charged_fees(session, ctx.item.id, effective),
         effective,
-        f"chg:{ctx.request.id}",
+        ctx.request.id,
         ctx.unit.last_bill_date,
     )
     _insert(session, specs, ctx.unit, ctx.process_on)

@@ -15,9 +15,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from billing.domain.errors import BillingError
-from billing.ops.billrun import item_terms, load_units, record_failures, scheduled_rows
 from billing.ops.catalog import load_plans
 from billing.ops.changes import end_item
+from billing.ops.charging import item_terms, load_units, record_failures, scheduled_rows
 from billing.ops.rating import bill_units_of
 from billing.store.models import (
     BillUnit,

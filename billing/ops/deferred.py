@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from billing.domain.enums import ActionKind
 from billing.domain.errors import BillingError
 from billing.store.models import (
     Account,
@@ -92,9 +93,9 @@ def _change_price(session: Session, action: DeferredAction, _result: DeferredRes
 
 
 HANDLERS: dict[str, Callable[[Session, DeferredAction, DeferredResult], None]] = {
-    "set_account_status": _set_status,
-    "cancel_item": _cancel_item,
-    "change_price": _change_price,
+    ActionKind.SET_ACCOUNT_STATUS: _set_status,
+    ActionKind.CANCEL_ITEM: _cancel_item,
+    ActionKind.CHANGE_PRICE: _change_price,
 }
 
 

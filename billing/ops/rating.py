@@ -11,10 +11,8 @@ outcome the upsert would have had.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
 from sqlalchemy import String, cast, func, literal, select, update
 from sqlalchemy.orm import Session
@@ -22,6 +20,8 @@ from sqlalchemy.orm import Session
 from billing.domain.errors import BillingError
 from billing.domain.money import LINE_ROUNDING
 from billing.domain.pricing import rate_usage
+from billing.domain.usage import RatingScope, as_date, with_price_override
+from billing.domain.usage import midnight as midnight  # re-exported: billrun imports it from here
 from billing.ops.catalog import PlanInfo
 from billing.store.models import (
     BillUnit,
@@ -30,40 +30,15 @@ from billing.store.models import (
     ChargeStatus,
     Contract,
     ContractItem,
-    ItemType,
     UsageRecord,
     UsageStatus,
 )
 from billing.store.sqlkit import bulk_insert, id_in, rowcount
 
 
-@dataclass(frozen=True)
-class RatingScope:
-    """Whose usage to rate, up to when, and under which key the charges go."""
-
-    account_ids: Sequence[int]
-    cutoff: datetime
-    key_prefix: str
-    bill_on: date
-    item_types: tuple[ItemType, ...]
-    immediate: bool = False
-
-    @property
-    def key_suffix(self) -> str:
-        return self.cutoff.isoformat() if self.immediate else self.bill_on.isoformat()
-
-
-def midnight(day: date) -> datetime:
-    """The first instant of ``day``: usage "before midnight" of the run date."""
-    return datetime.combine(day, time.min)
-
-
 def _key_expr(scope: RatingScope):  # type: ignore[no-untyped-def]
-    return (
-        literal(scope.key_prefix + ":")
-        + cast(UsageRecord.contract_item_id, String)
-        + literal(":" + scope.key_suffix)
-    )
+    head, tail = scope.key_parts
+    return literal(head) + cast(UsageRecord.contract_item_id, String) + literal(tail)
 
 
 def _items_of(session: Session, scope: RatingScope):  # type: ignore[no-untyped-def]
@@ -152,9 +127,7 @@ def _priced_rows(
         session, scope
     ):
         info = plans[plan_id]
-        plan = info.plan
-        if override is not None and plan.model in ("per_unit", "package"):
-            plan = dataclasses.replace(plan, unit_price=override)
+        plan = with_price_override(info.plan, override)
         try:
             rated = rate_usage(plan, quantity, LINE_ROUNDING)
         except BillingError as error:
@@ -168,8 +141,8 @@ def _priced_rows(
                 "contract_item_id": item_id,
                 "kind": ChargeKind.USAGE,
                 "description": info.product_name,
-                "period_start": _as_date(first),
-                "period_end": _as_date(last) + timedelta(days=1),
+                "period_start": as_date(first),
+                "period_end": as_date(last) + timedelta(days=1),
                 "bill_on": scope.bill_on,
                 "quantity": rated.quantity,
                 "unit_price": rated.unit_price,
@@ -182,12 +155,6 @@ def _priced_rows(
             }
         )
     return rows, failed
-
-
-def _as_date(value: datetime | date | str) -> date:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.date() if isinstance(value, datetime) else value
 
 
 def bill_units_of(session: Session, account_ids: Sequence[int]) -> dict[int, int]:

@@ -19,26 +19,36 @@ are informational: billing only ever takes ``calculated`` charges, and bill day'
 materializes the real ``rec:{item id}:{cycle start}`` charge at the terms in force then.
 ``retire_planned_lines`` cancels a forecast line once its real charge exists, or once its item
 no longer covers its period, so no cycle is ever shown, let alone billed, twice.
+
+The date rules and the top-up arithmetic are pure, in ``billing.domain.terms``; the keys are
+``billing.domain.charge_keys``'s. This module reads the contracts and writes what they decide.
 """
 
 from __future__ import annotations
 
-import calendar
 import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, and_, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from billing.domain import charge_keys
+from billing.domain.charge_keys import KeyKind
 from billing.domain.errors import BillingError
-from billing.domain.periods import Period
 from billing.domain.results import Mergeable
-from billing.domain.schedule import ChargeSpec, CycleGrid, ItemTerms, cycle_fee, scheduled_charges
-from billing.ops.billrun import Unit, charge_row, item_terms
+from billing.domain.schedule import scheduled_charges
+from billing.domain.terms import (
+    Term,
+    ending_due,
+    extension_fees,
+    forecast_horizon,
+    next_term_end,
+    renewal_due,
+    term_end,
+)
 from billing.ops.catalog import PlanInfo, load_plans
 from billing.ops.changes import (
     ChangeRejected,
@@ -47,10 +57,10 @@ from billing.ops.changes import (
     end_item,
     unit_of_account,
 )
+from billing.ops.charging import Unit, charge_row, item_terms
 from billing.store.db import unit_of_work
 from billing.store.models import (
     Charge,
-    ChargeKind,
     ChargeStatus,
     Contract,
     ContractItem,
@@ -60,53 +70,7 @@ from billing.store.models import (
 )
 from billing.store.sqlkit import id_in, insert_ignoring_duplicates, rowcount
 
-PLANNED_PREFIX = "ren"
-EXTENSION_PREFIX = "ext"
-SCHEDULE_PREFIX = "rec"
 MAX_TERMS_PER_RUN = 100
-
-
-@dataclass(frozen=True)
-class Term:
-    """A contract's renewal facts, as plain values."""
-
-    start: date
-    end_date: date | None
-    term_months: int
-    auto_renew: bool
-    notice_days: int
-
-
-def add_months(day: date, months: int, day_of_month: int) -> date:
-    """``day`` moved by ``months``, on ``day_of_month`` (or the month's last day)."""
-    year, index = divmod(day.year * 12 + day.month - 1 + months, 12)
-    last = calendar.monthrange(year, index + 1)[1]
-    return date(year, index + 1, min(day_of_month, last))
-
-
-def term_end(term: Term) -> date:
-    """The end (exclusive) of the current term."""
-    if term.end_date is not None:
-        return term.end_date
-    return add_months(term.start, term.term_months, term.start.day)
-
-
-def next_term_end(term: Term) -> date:
-    return add_months(term_end(term), term.term_months, term.start.day)
-
-
-def notice_deadline(term: Term) -> date:
-    return date.fromordinal(term_end(term).toordinal() - term.notice_days)
-
-
-def renewal_due(term: Term, on: date) -> bool:
-    """Auto-renewing and past its notice deadline: renew now."""
-    return term.auto_renew and on >= notice_deadline(term)
-
-
-def ending_due(term: Term, on: date) -> bool:
-    """Not renewing and its term is over: end now."""
-    return not term.auto_renew and on >= term_end(term)
 
 
 @dataclass
@@ -221,9 +185,9 @@ def plan_term(
         terms = dataclasses.replace(terms, start=max(terms.start, start))
         if terms.end is not None and terms.end <= terms.start:
             continue
-        through = add_months(end, 13, end.day)
+        through = forecast_horizon(end)
         for spec in scheduled_charges(terms, unit.grid, through, None):
-            key = f"{PLANNED_PREFIX}:{spec.charge_key.split(':', 1)[1]}"
+            key = charge_keys.with_kind(spec.charge_key, KeyKind.PLANNED)
             row = charge_row(dataclasses.replace(spec, charge_key=key), unit, on, unit.currency)
             rows.append({**row, "status": ChargeStatus.PLANNED})
         extension = [
@@ -235,43 +199,6 @@ def plan_term(
         insert_ignoring_duplicates(session, Charge.__table__, extension)
     insert_ignoring_duplicates(session, Charge.__table__, rows)
     return len(rows)
-
-
-def extension_fees(
-    terms: ItemTerms, grid: CycleGrid, charged: Sequence[ChargeSpec], old_end: date
-) -> list[ChargeSpec]:
-    """Fees charged up to the old term end inside a cycle that goes on: charge the rest (pure).
-
-    The schedule stops an item's fee at its contract's end, so a cycle that straddles the old
-    end and was charged before the renewal was charged short. ``ext:{item}:{cycle}`` charges
-    the difference with the fee of the cycle under the extended ``terms``.
-    """
-    specs = []
-    for fee in charged:
-        cycle = next(grid.cycles_from(fee.period_start))
-        if fee.period_end != old_end or cycle.end <= old_end:
-            continue
-        active = terms.active(cycle)
-        full = Period(min(fee.period_start, old_end), active.end if active else old_end)
-        difference = cycle_fee(terms, grid, cycle, full).amount - fee.amount
-        if difference == 0:
-            continue
-        specs.append(
-            ChargeSpec(
-                charge_key=f"{EXTENSION_PREFIX}:{terms.item_id}:{cycle.start.isoformat()}",
-                kind=ChargeKind.ADJUSTMENT.value,
-                contract_item_id=terms.item_id,
-                description=f"{terms.description} (renewed {old_end.isoformat()})",
-                period_start=old_end,
-                period_end=full.end,
-                bill_on=old_end,
-                quantity=Decimal(1),
-                unit_price=difference,
-                amount=difference,
-                tax_category=terms.tax_category,
-            )
-        )
-    return specs
 
 
 def _active_items(
@@ -314,7 +241,9 @@ def retire_planned_lines(session: Session) -> int:
     """Cancel forecast lines whose real charge exists or whose item no longer covers them."""
     real = aliased(Charge)
     materialized = exists().where(
-        real.charge_key == literal(SCHEDULE_PREFIX + ":") + func.substr(Charge.charge_key, 5)
+        real.charge_key
+        == literal(charge_keys.prefix(KeyKind.RECURRING))
+        + func.substr(Charge.charge_key, len(charge_keys.prefix(KeyKind.PLANNED)) + 1)
     )
     uncovered = exists().where(
         ContractItem.id == Charge.contract_item_id,
@@ -330,7 +259,7 @@ def retire_planned_lines(session: Session) -> int:
             .where(
                 and_(
                     Charge.status == ChargeStatus.PLANNED,
-                    Charge.charge_key.like(f"{PLANNED_PREFIX}:%"),
+                    Charge.charge_key.like(charge_keys.like_kind(KeyKind.PLANNED)),
                     or_(materialized, uncovered),
                 )
             )

@@ -1,8 +1,8 @@
 """Cn285 *RevRec Summary Journal*: revenue recognized by day, one summary journal per month.
 
 Every invoiced bill line is split over the calendar months of its service period
-``[period_start, period_end)``, by day, with largest remainder
-(``billing.domain.money.allocate``), so its monthly shares sum to the line's net exactly. Fees
+``[period_start, period_end)``, by day, with largest remainder (pure, in
+``billing.domain.revenue``), so its monthly shares sum to the line's net exactly. Fees
 billed in advance are deferred and then recognized month by month; usage is recognized over
 the days it was consumed; a credit (a negative line) gives negative shares and reverses what
 it credits.
@@ -34,9 +34,11 @@ from typing import IO, Any
 from sqlalchemy import Engine, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from billing.domain.errors import BillingError, PeriodError
-from billing.domain.money import LINE_ROUNDING, allocate, quantize_money
+from billing.domain.errors import BillingError
+from billing.domain.money import LINE_ROUNDING, quantize_money
 from billing.domain.results import Mergeable
+from billing.domain.revenue import check_month, first_of_next_month, month_index, revenue_schedule
+from billing.domain.revenue import previous_month as previous_month  # re-exported (flows use it)
 from billing.store.db import retry_transient, unit_of_work
 from billing.store.models import (
     Bill,
@@ -57,7 +59,7 @@ DEFERRED_REVENUE_ACCOUNT = "487000"
 DEFAULT_REVENUE_ACCOUNT = "706000"
 """Revenue of a line without a product (PCG 706 *prestations de services*)."""
 
-CLOSED = "closed"
+CLOSED = "closed"  # not a RevenueMonthStatus: no header row says it
 """Status reported for a month before the latest posted month that has no header of its own."""
 
 
@@ -71,66 +73,6 @@ class MonthOpenError(RevRecError):
 
 class UnscheduledLinesError(RevRecError):
     """A month cannot be posted while invoiced lines of it have no revenue shares yet."""
-
-
-@dataclass(frozen=True)
-class MonthShare:
-    """The part of a line's net recognized in one service month."""
-
-    year: int
-    month: int
-    days: int
-    amount: Decimal
-
-
-def check_month(year: int, month: int) -> None:
-    """Refuse a month that does not exist."""
-    if isinstance(year, bool) or isinstance(month, bool) or not 1 <= month <= 12:
-        raise PeriodError(f"no such month: {year}-{month}")
-    if not 1 <= year <= 9998:
-        raise PeriodError(f"no such month: {year}-{month}")
-
-
-def month_index(year: int, month: int) -> int:
-    """A month as one integer, so months compare and subtract (``year * 12 + month - 1``)."""
-    return year * 12 + month - 1
-
-
-def previous_month(day: date) -> tuple[int, int]:
-    """The month before the one of ``day`` (the daemon's default: last month)."""
-    year, index = divmod(month_index(day.year, day.month) - 1, 12)
-    return year, index + 1
-
-
-def _first_of_next_month(day: date) -> date:
-    year, index = divmod(month_index(day.year, day.month) + 1, 12)
-    return date(year, index + 1, 1)
-
-
-def service_months(start: date, end: date) -> list[tuple[int, int, int]]:
-    """(year, month, days) of each month that ``[start, end)`` covers.
-
-    A period with ``start == end`` (allowed by the schema, never produced by the schedule)
-    counts as the one day ``start``.
-    """
-    if end < start:
-        raise PeriodError(f"period start {start} is after its end {end}")
-    if end == start:
-        return [(start.year, start.month, 1)]
-    months = []
-    cursor = start
-    while cursor < end:
-        boundary = min(_first_of_next_month(cursor), end)
-        months.append((cursor.year, cursor.month, (boundary - cursor).days))
-        cursor = boundary
-    return months
-
-
-def revenue_schedule(net: Decimal, currency: str, start: date, end: date) -> list[MonthShare]:
-    """Split ``net`` over the months of ``[start, end)`` by day; the shares sum to ``net``."""
-    months = service_months(start, end)
-    parts = allocate(net, [Decimal(days) for _, _, days in months], currency)
-    return [MonthShare(y, m, d, part) for (y, m, d), part in zip(months, parts, strict=True)]
 
 
 @dataclass
@@ -291,7 +233,7 @@ def open_months_before(session: Session, year: int, month: int) -> list[tuple[in
 
 def unscheduled_lines_through(session: Session, year: int, month: int) -> int:
     """How many invoiced lines that start by the end of (year, month) have no shares yet."""
-    end = _first_of_next_month(date(year, month, 1))
+    end = first_of_next_month(date(year, month, 1))
     query = _unscheduled_lines().where(BillLine.period_start < end).subquery()
     return int(session.scalar(select(func.count()).select_from(query)) or 0)
 
@@ -505,7 +447,7 @@ def write_journal_csv(session: Session, year: int, month: int, out: IO[str]) -> 
             (
                 f"{row.year:04d}",
                 f"{row.month:02d}",
-                "posted" if row.posted else "draft",
+                RevenueMonthStatus.POSTED if row.posted else RevenueMonthStatus.DRAFT,
                 line.gl_account,
                 line.product or "",
                 line.currency,

@@ -19,7 +19,9 @@ from datetime import date, datetime
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from billing.domain.charge_keys import KeyKind
 from billing.domain.results import Mergeable
+from billing.domain.usage import uti_scope
 from billing.ops.catalog import load_plans
 from billing.ops.rating import RatingScope, rate_usage_for
 from billing.store.db import unit_of_work
@@ -35,7 +37,7 @@ from billing.store.models import (
 from billing.store.sqlkit import id_in
 
 STEP = "uti_schedule_generator"
-KEY_PREFIX = "uti"
+KEY_PREFIX = KeyKind.UTI  # the kind of its charge keys (billing.domain.charge_keys)
 
 
 @dataclass
@@ -46,18 +48,6 @@ class UtiResult(Mergeable):
     collected: int = 0
     charges: int = 0
     failed: dict[int, str] = field(default_factory=dict)
-
-
-def uti_scope(account_ids: Sequence[int], process_now: datetime) -> RatingScope:
-    """The rating scope of a UTI run: usage before Process Now, billed from its date, at once."""
-    return RatingScope(
-        account_ids=list(account_ids),
-        cutoff=process_now,
-        key_prefix=KEY_PREFIX,
-        bill_on=process_now.date(),
-        item_types=(ItemType.UTI,),
-        immediate=True,
-    )
 
 
 def pending_uti_accounts(session: Session, process_now: datetime) -> list[int]:
@@ -95,7 +85,7 @@ def _charges_of_run(session: Session, account_ids: Sequence[int], scope: RatingS
             .select_from(Charge)
             .where(
                 id_in(session, Charge.account_id, account_ids),
-                Charge.charge_key.like(f"{scope.key_prefix}:%:{scope.key_suffix}"),
+                Charge.charge_key.like(scope.key_pattern),
             )
         )
         or 0

@@ -41,6 +41,7 @@ from typing import Any
 from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.orm import Session
 
+from billing.domain import charge_keys
 from billing.domain.money import add_to_total
 from billing.failpoints import failpoint
 from billing.payments.config import PaymentConfig
@@ -122,8 +123,9 @@ class Attempt:
 
     @property
     def key(self) -> str:
-        prefix = "card" if self.account.payment_method is PaymentMethod.CARD else "dd"
-        return f"{prefix}:{self.bill_key}:{self.number}"
+        if self.account.payment_method is PaymentMethod.CARD:
+            return charge_keys.card_payment(self.bill_key, self.number)
+        return charge_keys.direct_debit(self.bill_key, self.number)
 
 
 def collect_payments(

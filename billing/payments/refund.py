@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from billing.domain import charge_keys
 from billing.domain.money import add_to_total
 from billing.failpoints import failpoint
 from billing.payments.config import PaymentConfig
@@ -96,7 +97,7 @@ class _Item:
 
     @property
     def key(self) -> str:
-        return f"rf:{self.account.ref}:{self.number}"
+        return charge_keys.refund(self.account.ref, self.number)
 
     @property
     def end_to_end_id(self) -> str:

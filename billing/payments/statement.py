@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from billing.domain import charge_keys
 from billing.domain.errors import MoneyError
 from billing.domain.money import minor_units
 from billing.domain.text import shown, text_problem
@@ -115,7 +116,7 @@ def record_bank_payment(
     bill_id = _bill_id(session, account.id, bill_no) if bill_no else None
     inserted = record_payment(
         session,
-        idempotency_key=f"ref:{reference}",
+        idempotency_key=charge_keys.statement_payment(reference),
         account_id=account.id,
         amount=amount,
         currency=currency,
@@ -139,7 +140,7 @@ def _debit_by_reference(session: Session, reference: str) -> Payment | None:
 
 def _known(session: Session, reference: str) -> Payment | None:
     return session.scalars(
-        select(Payment).where(Payment.idempotency_key == f"ref:{reference}")
+        select(Payment).where(Payment.idempotency_key == charge_keys.statement_payment(reference))
     ).one_or_none()
 
 

@@ -30,6 +30,28 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The enums are the domain's (billing.domain.enums); importing them from here works too.
+from billing.domain.enums import (
+    AccountStatus,
+    ActionStatus,
+    BillingState,
+    BillStatus,
+    ChangeKind,
+    ChargeKind,
+    ChargeStatus,
+    ContractStatus,
+    Cycle,
+    ItemStatus,
+    ItemType,
+    OutboxStatus,
+    PaymentMethod,
+    PaymentStatus,
+    PriceModel,
+    Proration,
+    RequestStatus,
+    Timing,
+    UsageStatus,
+)
 from billing.store.types import Amount
 
 NAMING = {
@@ -57,139 +79,6 @@ def _enum(cls: type[enum.Enum]) -> Enum:
         values_callable=lambda e: [m.value for m in e],
         name=cls.__name__.lower(),
     )
-
-
-class AccountStatus(enum.StrEnum):
-    ACTIVE = "active"
-    INACTIVE = "inactive"
-    CLOSED = "closed"
-
-
-class PaymentMethod(enum.StrEnum):
-    INVOICE = "invoice"
-    CARD = "card"
-    DIRECT_DEBIT = "direct_debit"
-
-
-class Cycle(enum.StrEnum):
-    MONTHLY = "monthly"
-    QUARTERLY = "quarterly"
-    YEARLY = "yearly"
-
-
-class BillingState(enum.StrEnum):
-    """BRM ``billing_state`` of a bill unit; FAILED is the seed's ``billing_state = 4``."""
-
-    READY = "ready"
-    IN_PROGRESS = "in_progress"
-    FAILED = "failed"
-    BILLED = "billed"
-
-
-class PriceModel(enum.StrEnum):
-    RECURRING = "recurring"
-    ONE_TIME = "one_time"
-    PER_UNIT = "per_unit"
-    GRADUATED = "graduated"
-    VOLUME = "volume"
-    PACKAGE = "package"
-
-
-class Timing(enum.StrEnum):
-    ADVANCE = "advance"
-    ARREARS = "arrears"
-
-
-class Proration(enum.StrEnum):
-    FULL = "full"
-    BY_DAY = "by_day"
-    NONE = "none"
-
-
-class ContractStatus(enum.StrEnum):
-    ACTIVE = "active"
-    ENDED = "ended"
-    CANCELLED = "cancelled"
-
-
-class ItemType(enum.StrEnum):
-    RECURRING = "recurring"
-    USAGE = "usage"
-    UTI = "uti"
-    ONE_TIME = "one_time"
-
-
-class ItemStatus(enum.StrEnum):
-    ACTIVE = "active"
-    CANCELLED = "cancelled"
-    ENDED = "ended"
-
-
-class ChangeKind(enum.StrEnum):
-    QUANTITY = "quantity"
-    PRICE = "price"
-    SWAP = "swap"
-    TERMINATION = "termination"
-
-
-class RequestStatus(enum.StrEnum):
-    PENDING = "pending"
-    APPLIED = "applied"
-    REJECTED = "rejected"
-
-
-class UsageStatus(enum.StrEnum):
-    """Cn285 usage data status: Pending until rated into a charge, then Collected."""
-
-    PENDING = "pending"
-    COLLECTED = "collected"
-
-
-class ChargeKind(enum.StrEnum):
-    RECURRING = "recurring"
-    USAGE = "usage"
-    ONE_TIME = "one_time"
-    ADJUSTMENT = "adjustment"
-
-
-class ChargeStatus(enum.StrEnum):
-    """One life cycle for Cn285 Invoicing Schedules and BRM bill items (docs/architecture.md).
-
-    planned -> calculated -> open -> closed, and cancelled from planned or calculated.
-    BRM calls a ``calculated`` item *pending*: it accrues until billing moves it to ``open``.
-    """
-
-    PLANNED = "planned"
-    CALCULATED = "calculated"
-    OPEN = "open"
-    CLOSED = "closed"
-    CANCELLED = "cancelled"
-
-
-class BillStatus(enum.StrEnum):
-    """A bill is ``billed`` by bill_accounts and ``invoiced`` once numbered by invoices."""
-
-    BILLED = "billed"
-    INVOICED = "invoiced"
-
-
-class ActionStatus(enum.StrEnum):
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class PaymentStatus(enum.StrEnum):
-    PENDING = "pending"
-    SETTLED = "settled"
-    FAILED = "failed"
-
-
-class OutboxStatus(enum.StrEnum):
-    QUEUED = "queued"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
 
 
 class Account(Base):

@@ -12,27 +12,15 @@ module adds what collection needs around them:
 
 from __future__ import annotations
 
-import enum
 from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from billing.domain.enums import DunningState, PaymentFileKind
 from billing.store.models import Base, _enum
 from billing.store.types import Amount
-
-
-class PaymentFileKind(enum.StrEnum):
-    """The ISO 20022 message of a SEPA file."""
-
-    DIRECT_DEBIT = "pain.008.001.02"
-    CREDIT_TRANSFER = "pain.001.001.03"
-
-
-class DunningState(enum.StrEnum):
-    DUNNING = "dunning"
-    CLEARED = "cleared"
 
 
 class PaymentFile(Base):

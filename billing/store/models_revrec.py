@@ -9,22 +9,15 @@ The month's ``journal_entries`` rows are found by their (year, month).
 
 from __future__ import annotations
 
-import enum
 from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from billing.domain.enums import RevenueMonthStatus
 from billing.store.models import Base, _enum
 from billing.store.types import Amount
-
-
-class RevenueMonthStatus(enum.StrEnum):
-    """A month's journal is ``draft`` (re-runnable) until ``posted`` (locked)."""
-
-    DRAFT = "draft"
-    POSTED = "posted"
 
 
 class RevenueMonth(Base):

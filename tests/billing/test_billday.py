@@ -35,6 +35,11 @@ TIERS = [("100", "0.10"), ("1000", "0.05"), (None, "0.01")]
 @pytest.fixture
 def population(engine):
     """Account A (FR, EUR, billing day 1) and account B (GB, GBP, billing day 31)."""
+    return seed_population(engine)
+
+
+def seed_population(engine):
+    """The hand-checked population in ``engine``'s store (the ``population`` fixture)."""
     with unit_of_work(engine) as s:
         b.vat(s, {("standard", "FR"): "0.20", ("standard", "GB"): "0.20"})
         adv = b.plan(s, "PRO", "recurring", price="30.00", timing="advance")

@@ -13,15 +13,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from billing.domain.terms import Term, notice_deadline, renewal_due, term_end
 from billing.jobs.bill_day import run_bill_day
-from billing.ops.renewal import (
-    Term,
-    notice_deadline,
-    renewal_due,
-    retire_forecasts,
-    run_contract_item_renewal,
-    term_end,
-)
+from billing.ops.renewal import retire_forecasts, run_contract_item_renewal
 from billing.store.db import unit_of_work
 from billing.store.models import (
     BillLine,

@@ -23,7 +23,9 @@ from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from billing.cli import app
+from billing.domain import revenue
 from billing.domain.errors import MoneyError, PeriodError
+from billing.domain.revenue import revenue_schedule, service_months
 from billing.ingest.synthetic import seed
 from billing.jobs.bill_day import run_bill_day
 from billing.ops import revrec
@@ -31,10 +33,8 @@ from billing.ops.revrec import (
     DEFERRED_REVENUE_ACCOUNT,
     MonthOpenError,
     UnscheduledLinesError,
-    revenue_schedule,
     run_revrec,
     schedule_revenue,
-    service_months,
     write_summary_journal,
 )
 from billing.store.db import unit_of_work
@@ -122,7 +122,7 @@ def test_service_months_cross_a_year_and_refuse_a_reversed_period():
     ],
 )
 def test_previous_month(day, expected):
-    assert revrec.previous_month(day) == expected
+    assert revenue.previous_month(day) == expected
 
 
 @given(

@@ -11,7 +11,10 @@ from sqlalchemy import select
 from billing.store.db import unit_of_work
 from billing.store.models import Bill, BillingIssue
 from flows.bill_day import BillDayFailed, PostBillingChecksFailed, bill_day
-from tests.billing.test_billday import population  # noqa: F401  (the hand-checked population)
+from tests.billing.test_billday import (  # noqa: F401  (the hand-checked population)
+    population,
+    seed_population,
+)
 from tests.flows.conftest import artifacts, task_runs
 
 
@@ -117,3 +120,70 @@ def test_corrupted_data_stops_the_run_and_says_why(billing_db):
         s.execute(update(BillLine).where(BillLine.position == 1).values(net=Decimal("1.00")))
     with pytest.raises(PostBillingChecksFailed, match="bill_totals_match_lines \\(2\\)"):
         bill_day(as_of=date(2027, 2, 28), database_block="")
+
+
+def _everything_billed(engine):
+    """Bills with their numbers and lines, charges, units and usage: what billing wrote."""
+    from billing.store.models import BillLine, BillUnit, Charge, UsageRecord
+
+    with unit_of_work(engine) as s:
+        return {
+            "bills": s.execute(
+                select(
+                    Bill.bill_key, Bill.bill_no, Bill.currency, Bill.net, Bill.tax, Bill.gross
+                ).order_by(Bill.bill_key)
+            ).all(),
+            "lines": s.execute(
+                select(Bill.bill_key, BillLine.position, BillLine.description, BillLine.net)
+                .join(Bill)
+                .order_by(Bill.bill_key, BillLine.position)
+            ).all(),
+            "charges": s.execute(
+                select(Charge.charge_key, Charge.status, Charge.amount).order_by(Charge.charge_key)
+            ).all(),
+            "units": s.execute(
+                select(BillUnit.id, BillUnit.last_bill_date, BillUnit.next_bill_date)
+            ).all(),
+            "usage": s.execute(
+                select(UsageRecord.external_id, UsageRecord.status).order_by(
+                    UsageRecord.external_id
+                )
+            ).all(),
+        }
+
+
+@pytest.fixture
+def second_store(billing_db, tmp_path):
+    """An empty migrated store on the same backend as ``billing_db``."""
+    from billing.store.db import make_engine
+    from billing.store.migrate import upgrade
+    from tests.conftest import pg_schema_url, scratch_schema
+
+    if billing_db.dialect.name == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'second.db'}")
+        upgrade(engine)
+        yield engine
+        engine.dispose()
+        return
+    with scratch_schema() as schema:
+        engine = make_engine(pg_schema_url(schema))
+        upgrade(engine)
+        yield engine
+        engine.dispose()
+
+
+def test_flow_and_in_process_runner_make_the_same_bills(billing_db, second_store):
+    """One job, two runners: the flow (PrefectRunner) and run_bill_day (InProcessRunner) bill
+    the same population into the same bills, numbers, charges and bill units, day after day
+    (the hand-checked days: a cancellation with its credit, B's and A's next cycles)."""
+    from billing.jobs.bill_day import BillDayJob
+    from billing.jobs.bill_day import bill_day as bill_day_job
+    from billing.jobs.runner import InProcessRunner
+
+    seed_population(second_store)
+    for as_of in (date(2027, 2, 1), date(2027, 2, 15), date(2027, 2, 28), date(2027, 3, 1)):
+        bill_day(as_of=as_of, database_block="")
+        bill_day_job(InProcessRunner(), BillDayJob(second_store, as_of, f"in-process {as_of}"))
+    flow_made, in_process_made = _everything_billed(billing_db), _everything_billed(second_store)
+    assert len(flow_made["bills"]) == 4
+    assert flow_made == in_process_made

@@ -206,3 +206,53 @@ def test_cli_run_help_lists_every_daemon():
 def test_cli_refuses_a_bad_process_now():
     result = CliRunner().invoke(app, ["run", "billing", "--process-now", "12/01/2027"])
     assert result.exit_code != 0
+
+
+def _pending(engine) -> list[str]:
+    with unit_of_work(engine) as s:
+        return list(
+            s.scalars(
+                select(UsageRecord.external_id).where(UsageRecord.status == UsageStatus.PENDING)
+            )
+        )
+
+
+def test_a_flow_uses_the_database_given_over_the_environment(daemon_db, monkeypatch, tmp_path):
+    """``database_given`` (what ``billing run --database`` and the demo use) chooses the
+    database of an in-process flow run; BILLING_DATABASE_URL is only the last fallback."""
+    from flows.runtime import database_given, engine_for
+
+    elsewhere = f"sqlite:///{tmp_path / 'not-this-one.db'}"
+    monkeypatch.setenv("BILLING_DATABASE_URL", elsewhere)
+    engine_for.cache_clear()
+    url = daemon_db.url.render_as_string(hide_password=False)
+    with database_given(url):
+        summary = uti_schedule_generator(process_now=PROCESS_NOW, database_block="")
+    assert summary["usage collected"] == 2
+    assert _pending(daemon_db) == ["u3"]
+    assert not (tmp_path / "not-this-one.db").exists()
+
+
+def test_cli_database_option_leaves_the_environment_alone(daemon_db, monkeypatch):
+    import os
+
+    monkeypatch.delenv("BILLING_DATABASE_URL")
+    url = daemon_db.url.render_as_string(hide_password=False)
+    args = ["run", "uti-schedule-generator", "--process-now", "2027-01-12T12:00", "-d", url]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert _pending(daemon_db) == ["u3"]
+    assert "BILLING_DATABASE_URL" not in os.environ
+
+
+def test_the_daemon_jobs_run_in_process_without_prefect(daemon_db):
+    """The jobs the flows run, with the in-process runner: the same work, no server."""
+    from billing.jobs.contract_item_renewal import run_contract_item_renewal
+    from billing.jobs.uti_schedule_generator import run_uti_schedule_generator
+
+    collected = run_uti_schedule_generator(daemon_db, PROCESS_NOW, "in-process", per_batch=1)
+    assert (collected.accounts, collected.collected, collected.failed) == (1, 2, {})
+    assert _pending(daemon_db) == ["u3"]
+    assert run_uti_schedule_generator(daemon_db, PROCESS_NOW, "again").collected == 0
+    renewal = run_contract_item_renewal(daemon_db, datetime(2028, 1, 1, 3, 0))
+    assert (renewal.due, sorted(renewal.result.renewed)) == (1, ["CA"])

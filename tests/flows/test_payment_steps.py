@@ -79,3 +79,31 @@ def test_transient_processor_error_is_retried_by_the_task(billing_db, tmp_path):
     assert payments == [("card:cyc:2:2027-01-31:1", "settled")]
     [request] = SandboxGateway(ledger).requests("charge")
     assert (request.calls, request.status) == (2, "succeeded")
+
+
+def test_a_processor_still_transient_after_the_last_retry_is_reported_not_failed(
+    billing_db, tmp_path
+):
+    """The task retries collection 3 times; after the 4th run the charge stays pending, the
+    run completes and the collection table names it (the next run resumes it)."""
+    import json
+
+    from tests.flows.conftest import artifacts
+
+    by_card(billing_db, "B", "tok_transient")
+    ledger = tmp_path / "gw.sqlite3"
+    GatewayBlock(sandbox_ledger=str(ledger), sandbox_transient_failures=10).save(
+        "default", overwrite=True
+    )
+    try:
+        summary = bill_day(as_of=AS_OF, database_block="")
+    finally:
+        GatewayBlock.delete("default")
+    assert summary["card payments collected"] == 0
+    balances, payments = _state(billing_db)
+    assert balances["B"] == Decimal("17.34")
+    assert payments == [("card:cyc:2:2027-01-31:1", "pending")]
+    [request] = SandboxGateway(ledger).requests("charge")
+    assert (request.calls, request.status) == (4, None)  # no final answer: none stored
+    table = json.loads(artifacts("bill-day-collect")[0]["data"])
+    assert {"measure": "transient", "value": "1"} in table

@@ -1,0 +1,278 @@
+"""The grammar of idempotence keys, in one place: charges, bills and payments.
+
+Every write step is idempotent because what it writes carries a key under a unique constraint
+(``charges.charge_key``, ``bills.bill_key``, ``payments.idempotency_key``,
+``refunds.idempotency_key``): a rerun builds the same key and inserts nothing. The keys are
+``{kind}:{owner}[:{date}][:{number}]``, with the kind first so that SQL can select a kind by
+``LIKE 'kind:%'`` (``like_kind``):
+
+===================  =========================================  ===========================
+kind                 key                                        written by
+===================  =========================================  ===========================
+``rec``  RECURRING   ``rec:{item id}:{cycle start}``            the schedule (bill day)
+``one``  ONE_TIME    ``one:{item id}``                          the schedule (bill day)
+``cxl``  CANCEL      ``cxl:{item id}:{charged period start}``   cancellation credits
+``chg``  CHANGE      ``chg:{request id}:{cycle start}``         contract change adjustments
+``ren``  PLANNED     ``ren:{item id}:{cycle start}``            renewal forecasts (``rec`` twin)
+``ext``  EXTENSION   ``ext:{item id}:{cycle start}``            renewal top-ups
+``use``  USAGE       ``use:{item id}:{bill date}``              rating at billing
+``uti``  UTI         ``uti:{item id}:{process now}``            UTI (a date *and time*)
+``cyc``  CYCLE_BILL  ``cyc:{unit id}:{bill date}``              a cycle's bill
+``imm``  IMMEDIATE   ``imm:{unit id}:{bill date}:{charge id}``  a bill of immediate charges
+``card`` CARD        ``card:{bill key}:{attempt}``              card collection
+``dd``   DEBIT       ``dd:{bill key}:{attempt}``                SEPA direct debit
+``ref``  STATEMENT   ``ref:{bank reference}``                   payments from a statement
+``rf``   REFUND      ``rf:{account ref}:{number}``              refunds
+===================  =========================================  ===========================
+
+Dates are ISO (``date.isoformat()``, ``datetime.isoformat()`` for UTI). These strings are stored:
+changing one would make a rerun write its charges, bills or payments a second time, so
+``tests/billing/test_charge_keys.py`` pins them byte for byte. Pure: no database here; the SQL
+that builds usage keys in the database takes its two constant parts from ``rated_key_parts``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import date, datetime
+
+SEPARATOR = ":"
+
+
+class KeyKind(enum.StrEnum):
+    """The first field of a key."""
+
+    RECURRING = "rec"
+    ONE_TIME = "one"
+    CANCELLATION = "cxl"
+    CHANGE = "chg"
+    PLANNED = "ren"
+    EXTENSION = "ext"
+    USAGE = "use"
+    UTI = "uti"
+    CYCLE_BILL = "cyc"
+    IMMEDIATE_BILL = "imm"
+    CARD = "card"
+    DIRECT_DEBIT = "dd"
+    STATEMENT = "ref"
+    REFUND = "rf"
+
+
+DATED_CHARGES = frozenset(
+    {
+        KeyKind.RECURRING,
+        KeyKind.CANCELLATION,
+        KeyKind.CHANGE,
+        KeyKind.PLANNED,
+        KeyKind.EXTENSION,
+        KeyKind.USAGE,
+    }
+)
+"""Charge kinds keyed ``{kind}:{id}:{date}``."""
+
+CHARGE_KINDS = DATED_CHARGES | {KeyKind.ONE_TIME, KeyKind.UTI}
+BILL_KINDS = frozenset({KeyKind.CYCLE_BILL, KeyKind.IMMEDIATE_BILL})
+PAYMENT_KINDS = frozenset({KeyKind.CARD, KeyKind.DIRECT_DEBIT, KeyKind.STATEMENT})
+REFUND_KINDS = frozenset({KeyKind.REFUND})
+
+
+@dataclass(frozen=True)
+class Key:
+    """A parsed key: its kind, its owner (an id, a bill key, a reference or an account ref),
+    its date (or date and time, for UTI) and its number (a charge id, an attempt)."""
+
+    kind: KeyKind
+    owner: int | str
+    on: date | None = None
+    number: int | None = None
+
+    @property
+    def text(self) -> str:
+        """The key as stored (``parse_key(k).text == k``)."""
+        return format_key(self)
+
+
+def prefix(kind: KeyKind) -> str:
+    """The key's start up to its owner: ``rec:``."""
+    return _HEAD[kind]
+
+
+def like_kind(kind: KeyKind) -> str:
+    """A SQL ``LIKE`` pattern matching every key of ``kind``: ``rec:%``."""
+    return f"{prefix(kind)}%"
+
+
+# Each kind's prefix, computed once: the builders run for every charge of a bill day.
+_HEAD = {kind: f"{kind.value}{SEPARATOR}" for kind in KeyKind}
+
+
+def _dated(kind: KeyKind, owner: int | str, on: date) -> str:
+    return f"{_HEAD[kind]}{owner}{SEPARATOR}{on.isoformat()}"
+
+
+def recurring(item_id: int, cycle_start: date) -> str:
+    """A recurring fee of an item for the cycle that starts on ``cycle_start``."""
+    return _dated(KeyKind.RECURRING, item_id, cycle_start)
+
+
+def one_time(item_id: int) -> str:
+    """The one-time fee of an item."""
+    return f"{_HEAD[KeyKind.ONE_TIME]}{item_id}"
+
+
+def cancellation(item_id: int, period_start: date) -> str:
+    """The credit of a cancelled item for the fee charged from ``period_start``."""
+    return _dated(KeyKind.CANCELLATION, item_id, period_start)
+
+
+def change(request_id: int, cycle_start: date) -> str:
+    """The adjustment of a contract change request for the cycle from ``cycle_start``."""
+    return _dated(KeyKind.CHANGE, request_id, cycle_start)
+
+
+def planned(item_id: int, cycle_start: date) -> str:
+    """A renewal's forecast of the recurring fee ``recurring(item_id, cycle_start)``."""
+    return _dated(KeyKind.PLANNED, item_id, cycle_start)
+
+
+def extension(item_id: int, cycle_start: date) -> str:
+    """A renewal's top-up of a cycle charged short at the old term end."""
+    return _dated(KeyKind.EXTENSION, item_id, cycle_start)
+
+
+def usage(item_id: int, bill_date: date) -> str:
+    """An item's usage rated for the bill dated ``bill_date``."""
+    return _dated(KeyKind.USAGE, item_id, bill_date)
+
+
+def uti(item_id: int, process_now: datetime) -> str:
+    """An item's UTI usage collected by the run of ``process_now``."""
+    return f"{_HEAD[KeyKind.UTI]}{item_id}{SEPARATOR}{process_now.isoformat()}"
+
+
+def rated_key_parts(kind: KeyKind, on: date) -> tuple[str, str]:
+    """The constant parts of a rated usage key around its item id: ``("use:", ":2027-02-01")``.
+
+    Rating builds the key in SQL as ``head || item_id || tail``; ``on`` is the bill date of a
+    ``use`` key and the Process Now (a datetime) of a ``uti`` key.
+    """
+    if kind not in (KeyKind.USAGE, KeyKind.UTI):
+        raise ValueError(f"{kind.value!r} keys are not rated usage keys")
+    return prefix(kind), f"{SEPARATOR}{on.isoformat()}"
+
+
+def rated_key(kind: KeyKind, item_id: int, on: date) -> str:
+    """The rated usage key of an item: ``usage`` or ``uti`` by kind."""
+    head, tail = rated_key_parts(kind, on)
+    return f"{head}{item_id}{tail}"
+
+
+def like_rated(kind: KeyKind, on: date) -> str:
+    """A SQL ``LIKE`` pattern matching the rated usage keys of every item for ``on``."""
+    head, tail = rated_key_parts(kind, on)
+    return f"{head}%{tail}"
+
+
+def cycle_bill(unit_id: int, bill_date: date) -> str:
+    """The bill that closes a bill unit's cycle on ``bill_date``."""
+    return _dated(KeyKind.CYCLE_BILL, unit_id, bill_date)
+
+
+def immediate_bill(unit_id: int, bill_date: date, first_charge_id: int) -> str:
+    """A bill of immediate charges, dated ``bill_date``, whose lowest charge id is given."""
+    return f"{_dated(KeyKind.IMMEDIATE_BILL, unit_id, bill_date)}{SEPARATOR}{first_charge_id}"
+
+
+def card_payment(bill_key: str, attempt: int) -> str:
+    """Collection attempt ``attempt`` of a bill by card."""
+    return f"{_HEAD[KeyKind.CARD]}{bill_key}{SEPARATOR}{attempt}"
+
+
+def direct_debit(bill_key: str, attempt: int) -> str:
+    """Collection attempt ``attempt`` of a bill by SEPA direct debit."""
+    return f"{_HEAD[KeyKind.DIRECT_DEBIT]}{bill_key}{SEPARATOR}{attempt}"
+
+
+def statement_payment(reference: str) -> str:
+    """A payment recorded from a bank statement line with its bank reference."""
+    return f"{_HEAD[KeyKind.STATEMENT]}{reference}"
+
+
+def refund(account_ref: str, number: int) -> str:
+    """Refund ``number`` of an account."""
+    return f"{_HEAD[KeyKind.REFUND]}{account_ref}{SEPARATOR}{number}"
+
+
+def with_kind(key: str, kind: KeyKind) -> str:
+    """The same item and date under another dated charge kind: ``rec:7:…`` -> ``ren:7:…``."""
+    parsed = parse_key(key)
+    if parsed.kind not in DATED_CHARGES or kind not in DATED_CHARGES:
+        raise ValueError(f"cannot turn {key!r} into a {kind.value!r} key")
+    return format_key(Key(kind, parsed.owner, parsed.on))
+
+
+def format_key(key: Key) -> str:
+    """The stored text of a parsed key."""
+    kind, owner, on, number = key.kind, key.owner, key.on, key.number
+    if kind is KeyKind.ONE_TIME:
+        return one_time(_int(owner))
+    if kind is KeyKind.STATEMENT:
+        return statement_payment(str(owner))
+    if kind is KeyKind.REFUND:
+        return refund(str(owner), _int(number))
+    if kind in (KeyKind.CARD, KeyKind.DIRECT_DEBIT):
+        builder = card_payment if kind is KeyKind.CARD else direct_debit
+        return builder(str(owner), _int(number))
+    if on is None:
+        raise ValueError(f"a {kind.value!r} key needs a date")
+    if kind is KeyKind.UTI:
+        if not isinstance(on, datetime):
+            raise ValueError("a 'uti' key needs a date and time")
+        return uti(_int(owner), on)
+    if kind is KeyKind.IMMEDIATE_BILL:
+        return immediate_bill(_int(owner), on, _int(number))
+    return _dated(kind, _int(owner), on)
+
+
+def parse_key(text: str) -> Key:
+    """The parts of a stored key; ``ValueError`` if it follows no rule of the grammar."""
+    head, found, body = text.partition(SEPARATOR)
+    try:
+        kind = KeyKind(head)
+    except ValueError:
+        raise ValueError(f"unknown key kind in {text!r}") from None
+    if not found or not body:
+        raise ValueError(f"key {text!r} has nothing after its kind")
+    try:
+        parsed = _parse_body(kind, body)
+    except ValueError as error:
+        raise ValueError(f"malformed {kind.value!r} key {text!r}: {error}") from None
+    if format_key(parsed) != text:
+        raise ValueError(f"key {text!r} is not in its canonical form")
+    return parsed
+
+
+def _parse_body(kind: KeyKind, body: str) -> Key:
+    if kind is KeyKind.ONE_TIME:
+        return Key(kind, int(body))
+    if kind is KeyKind.STATEMENT:
+        return Key(kind, body)
+    if kind in (KeyKind.CARD, KeyKind.DIRECT_DEBIT, KeyKind.REFUND):
+        owner, _, number = body.rpartition(SEPARATOR)
+        if not owner:
+            raise ValueError("no owner before the number")
+        return Key(kind, owner, number=int(number))
+    owner, _, rest = body.partition(SEPARATOR)
+    if kind is KeyKind.UTI:
+        return Key(kind, int(owner), datetime.fromisoformat(rest))
+    if kind is KeyKind.IMMEDIATE_BILL:
+        day, _, number = rest.partition(SEPARATOR)
+        return Key(kind, int(owner), date.fromisoformat(day), int(number))
+    return Key(kind, int(owner), date.fromisoformat(rest))
+
+
+def _int(value: int | str | None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return value
