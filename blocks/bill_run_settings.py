@@ -19,6 +19,9 @@ class BillRunSettings(Block):
     children: int = Field(5, ge=1, le=64, description="Batches running at once (BRM children).")
     per_batch: int = Field(20_000, ge=1, description="Bill units per batch (BRM per_batch).")
     fetch_size: int = Field(150_000, ge=1, description="Ids fetched per query (BRM fetch_size).")
+    documents_per_batch: int = Field(
+        50, ge=1, description="Invoices rendered per document batch (one commit each)."
+    )
     loglevel: int = Field(1, ge=0, le=3, description="0 errors, 1 info, 3 debug (BRM loglevel).")
     simulate_agent: bool = Field(
         False, description="Skip the provisioning hook, as BRM test runs do (simulate_agent=1)."

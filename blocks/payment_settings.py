@@ -25,6 +25,17 @@ class PaymentSettings(Block):
     min_refund: Decimal = Field(
         Decimal("0.01"), gt=0, description="Smallest credit balance that is refunded."
     )
+    card_chunk: int = Field(
+        500,
+        ge=1,
+        description="Card payments stored, charged and recorded per transaction (one commit "
+        "each way per chunk).",
+    )
+    page_size: int = Field(
+        10_000,
+        ge=1,
+        description="Accounts planned at a time by collection and refunds (memory stays flat).",
+    )
     file_transactions: int = Field(
         10_000,
         ge=1,

@@ -23,3 +23,9 @@ class SmtpServer(Block):
     verify_certificate: bool = True
     sender: str = Field("billing@openbill.example", description="From address.")
     sender_name: str = "Openbill billing"
+    delivery_log: str = Field(
+        "",
+        description="File where the mail server logs each accepted Message-ID, one a line. "
+        "With it, an e-mail interrupted mid-send is marked sent or queued again by looking "
+        "it up; without it, such an e-mail is parked as failed for an operator to check.",
+    )

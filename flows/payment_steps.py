@@ -45,6 +45,8 @@ def payments_setup(output_dir: str, block: str = DEFAULT_BLOCK) -> Payments:
         retry=RetryPolicy(tuple(settings.retry_days)),
         debit_lead_days=settings.debit_lead_days,
         min_refund=settings.min_refund,
+        card_chunk=settings.card_chunk,
+        page_size=settings.page_size,
         file_transactions=settings.file_transactions,
     )
     gateway = SandboxGateway(

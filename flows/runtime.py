@@ -118,6 +118,7 @@ def load_smtp(name: str | None) -> SmtpSettings:
         sender=block.sender,
         sender_name=block.sender_name,
         verify_certificate=block.verify_certificate,
+        delivery_log=block.delivery_log,
     )
 
 

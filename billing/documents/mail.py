@@ -51,6 +51,9 @@ class SmtpSettings:
     sender: str = "billing@openbill.example"
     sender_name: str = "Openbill billing"
     verify_certificate: bool = True
+    delivery_log: str = ""
+    """A file where the mail server logs each accepted Message-ID, one a line (empty: none).
+    With one, an e-mail interrupted mid-send is settled by looking it up there."""
 
     def __post_init__(self) -> None:
         if self.security not in SECURITY:

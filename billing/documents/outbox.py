@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import Connection, Engine, select, text, update
@@ -98,6 +99,26 @@ class DeliveryCheck(Protocol):
     """Was a message with this Message-ID delivered? ``None`` when it cannot tell."""
 
     def delivered(self, message_id: str) -> bool | None: ...
+
+
+class MessageIdLog:
+    """A ``DeliveryCheck`` that looks a Message-ID up in the mail server's log: a file where
+    the server writes each Message-ID it accepted, one a line, before it answers 250. Absent
+    from the log means never accepted."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def delivered(self, message_id: str) -> bool:
+        if not self.path.exists():
+            return False
+        return message_id in self.path.read_text(encoding="utf-8").splitlines()
+
+
+def delivery_check(log: str) -> DeliveryCheck | None:
+    """The check a sender settles interrupted e-mails with: the mail server's Message-ID log
+    when one is configured, else none (interrupted e-mails are then parked as failed)."""
+    return MessageIdLog(log) if log else None
 
 
 @dataclass(frozen=True)

@@ -65,10 +65,14 @@ class EmailResult:
 # ---- the steps: each opens its unit of work and commits before it returns; none retries ----
 
 
-def recover_interrupted_emails(database: Database, process_now: datetime) -> dict[str, int]:
-    """Settle e-mails left in 'sending' by a crash, without sending them again."""
+def recover_interrupted_emails(
+    database: Database, process_now: datetime, delivery_log: str = ""
+) -> dict[str, int]:
+    """Settle e-mails left in 'sending' by a crash, without sending them again: looked up in
+    the mail server's Message-ID log when the SMTP settings name one, else parked as failed."""
+    check = outbox.delivery_check(delivery_log)
     with unit_of_work(engine_of(database)) as session:
-        return dict(outbox.recover_interrupted(session, None, today=process_now.date()).__dict__)
+        return dict(outbox.recover_interrupted(session, check, today=process_now.date()).__dict__)
 
 
 def find_due_emails(database: Database, process_now: datetime) -> list[int]:
@@ -103,7 +107,7 @@ def invoice_email_sender(
         Call(
             "recover_interrupted_emails",
             recover_interrupted_emails,
-            (job.database, job.process_now),
+            (job.database, job.process_now, job.mail.smtp.delivery_log),
         )
     )
     ids = runner.step(Call("find_due_emails", find_due_emails, (job.database, job.process_now)))

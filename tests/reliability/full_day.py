@@ -23,7 +23,13 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from billing.documents.mail import SmtpSettings, SmtpTransport
-from billing.documents.outbox import SendResult, due_messages, recover_interrupted, send_outbox
+from billing.documents.outbox import (
+    MessageIdLog,
+    SendResult,
+    due_messages,
+    recover_interrupted,
+    send_outbox,
+)
 from billing.documents.seller import DEFAULT_SELLER
 from billing.documents.store import DocumentStore
 from billing.jobs.bill_day import (
@@ -71,22 +77,6 @@ class DayConfig:
     def dump(self, path: Path) -> Path:
         path.write_text(json.dumps(asdict(self)))
         return path
-
-
-class MailLog:
-    """A ``DeliveryCheck`` that looks the Message-ID up in the SMTP server's log.
-
-    The test's server appends each accepted Message-ID, one a line, before it answers 250 (as
-    an MTA logs a queued message), so "absent" means the server never accepted it.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def delivered(self, message_id: str) -> bool:
-        if not self.path.exists():
-            return False
-        return message_id in self.path.read_text(encoding="utf-8").splitlines()
 
 
 def checks(database: Engine | str, as_of: date, output_dir: Path) -> ChecksReport:
@@ -139,7 +129,7 @@ def run_day(config: DayConfig) -> None:
 def send_emails(engine: Engine, config: DayConfig, as_of: date) -> SendResult:
     """The Invoice Email Sender: settle interrupted messages, then send what is queued."""
     with unit_of_work(engine) as session:
-        recover_interrupted(session, MailLog(config.mail_log), today=as_of)
+        recover_interrupted(session, MessageIdLog(config.mail_log), today=as_of)
     with unit_of_work(engine) as session:
         ids = due_messages(session, as_of)
     # A generous timeout: on a loaded machine a 10 s timeout after DATA made a send look
