@@ -48,12 +48,13 @@ from billing.documents.model import Invoice
 from billing.documents.store import DocumentStore, document_name
 from billing.domain.results import Mergeable
 from billing.failpoints import failpoint
-from billing.store.db import retry_transient, unit_of_work
+from billing.store.db import unit_of_work
 from billing.store.models import Account, Bill, OutboxMessage, OutboxStatus
 
 RETRY_DELAYS = (1.0, 2.0, 4.0)
 SENDING_LOCK = 0x0B1E  # PostgreSQL advisory lock class: (SENDING_LOCK, outbox id) is in flight
 MAX_ATTEMPTS = 10
+SETTLE_RETRY_DELAYS = (0.2, 0.4, 0.8, 1.6, 3.2)  # recording an outcome: 6 tries (see _settle)
 
 
 def message_id_for(bill_id: int, bill_no: str, domain: str) -> str:
@@ -285,7 +286,9 @@ class _SendingLocks:
     def take(self, outbox_id: int) -> bool:
         if self._engine is None:
             return True
-        return retry_transient(lambda: self._call("pg_try_advisory_lock", outbox_id))
+        # No retry here: a lost connection drops this one (``_call``) and ends the send step,
+        # which the job's runner runs again; nothing of this message is claimed yet.
+        return self._call("pg_try_advisory_lock", outbox_id)
 
     def release(self, outbox_id: int) -> None:
         if self._engine is not None:
@@ -320,17 +323,27 @@ def _claim(engine: Engine, outbox_id: int) -> bool:
 def _settle(
     engine: Engine, outbox_id: int, status: OutboxStatus, error: str | None, sent_on: date | None
 ) -> None:
-    """Record the outcome; a lost connection is retried (the message went out already)."""
+    """Record the outcome of a claimed message, retrying a transient database error in place.
 
-    def work() -> None:
-        with unit_of_work(engine) as session:
-            session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == outbox_id)
-                .values(status=status, last_error=error, sent_on=sent_on)
-            )
-
-    retry_transient(work)
+    The one retry inside a step, on purpose: the outcome (the server accepted the message, or
+    refused it) is known only here, after a side effect that cannot be repeated. The runner's
+    retry re-runs the whole step, which finds this row ``sending`` and leaves it to the next
+    run's recovery, i.e. parked as ``failed`` to be looked up by hand; a short retry of this
+    one idempotent UPDATE avoids that. It retries no step, so it nests no step retry.
+    """
+    for delay in (*SETTLE_RETRY_DELAYS, None):
+        try:
+            with unit_of_work(engine) as session:
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == outbox_id)
+                    .values(status=status, last_error=error, sent_on=sent_on)
+                )
+            return
+        except OperationalError:
+            if delay is None:
+                raise
+            time.sleep(delay)
 
 
 def _note(engine: Engine, outbox_id: int, error: str) -> None:

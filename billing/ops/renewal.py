@@ -27,7 +27,7 @@ The date rules and the top-up arithmetic are pure, in ``billing.domain.terms``; 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -269,14 +269,6 @@ def retire_planned_lines(session: Session) -> int:
     )
 
 
-def renewal_batches(engine: Engine, on: date, per_batch: int) -> Iterator[list[int]]:
-    """The contracts due, ``per_batch`` at a time."""
-    with unit_of_work(engine) as session:
-        ids = due_contract_ids(session, on)
-    for start in range(0, len(ids), per_batch):
-        yield ids[start : start + per_batch]
-
-
 def renewal_batch(engine: Engine, contract_ids: Sequence[int], on: date) -> RenewalResult:
     """One batch in one transaction."""
     with unit_of_work(engine) as session:
@@ -287,12 +279,3 @@ def retire_forecasts(engine: Engine) -> int:
     """Retire materialized or stale forecast lines, in one transaction."""
     with unit_of_work(engine) as session:
         return retire_planned_lines(session)
-
-
-def run_contract_item_renewal(engine: Engine, on: date, *, per_batch: int = 1_000) -> RenewalResult:
-    """The whole daemon without Prefect: every batch in order, then forecast retirement."""
-    total = RenewalResult()
-    for batch in renewal_batches(engine, on, per_batch):
-        total = total.merge(renewal_batch(engine, batch, on))
-    total.retired_lines = retire_forecasts(engine)
-    return total

@@ -31,7 +31,7 @@ from datetime import date
 from decimal import Decimal
 from typing import IO, Any
 
-from sqlalchemy import Engine, delete, exists, func, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.domain.errors import BillingError
@@ -39,7 +39,6 @@ from billing.domain.money import LINE_ROUNDING, quantize_money
 from billing.domain.results import Mergeable
 from billing.domain.revenue import check_month, first_of_next_month, month_index, revenue_schedule
 from billing.domain.revenue import previous_month as previous_month  # re-exported (flows use it)
-from billing.store.db import retry_transient, unit_of_work
 from billing.store.models import (
     Bill,
     BillLine,
@@ -142,26 +141,6 @@ def schedule_lines(
     insert_ignoring_duplicates(session, RevenueShare.__table__, shares)
     result.shares = len(shares)
     return result, (rows[-1].id if rows else None)
-
-
-def schedule_batch(engine: Engine, after_id: int, limit: int) -> tuple[ScheduleResult, int | None]:
-    """One batch of ``schedule_lines`` in its own transaction (retried when transient)."""
-
-    def work() -> tuple[ScheduleResult, int | None]:
-        with unit_of_work(engine) as session:
-            return schedule_lines(session, after_id=after_id, limit=limit)
-
-    return retry_transient(work)
-
-
-def schedule_revenue(engine: Engine, *, per_batch: int = 20_000) -> ScheduleResult:
-    """Every invoiced line not yet scheduled gets its monthly shares, batch by batch."""
-    total = ScheduleResult()
-    after: int | None = 0
-    while after is not None:
-        done, after = schedule_batch(engine, after, per_batch)
-        total = total.merge(done)
-    return total
 
 
 @dataclass(frozen=True)
@@ -298,7 +277,7 @@ def _check_postable(session: Session, year: int, month: int) -> None:
     if missing:
         raise UnscheduledLinesError(
             f"cannot post {year:04d}-{month:02d}: {missing} invoiced line(s) have no revenue "
-            "shares yet; schedule them first (schedule_revenue)"
+            "shares yet; schedule them first (the RevRec Summary Journal daemon)"
         )
 
 
@@ -457,34 +436,3 @@ def write_journal_csv(session: Session, year: int, month: int, out: IO[str]) -> 
             )
         )
     return len(rows)
-
-
-def write_summary_journal(
-    engine: Engine,
-    year: int,
-    month: int,
-    *,
-    post: bool = False,
-    posted_on: date | None = None,
-) -> JournalResult:
-    """``summary_journal`` in its own transaction (retried when transient)."""
-
-    def work() -> JournalResult:
-        with unit_of_work(engine) as session:
-            return summary_journal(session, year, month, post=post, posted_on=posted_on)
-
-    return retry_transient(work)
-
-
-def run_revrec(
-    engine: Engine,
-    year: int,
-    month: int,
-    *,
-    post: bool = False,
-    posted_on: date | None = None,
-    per_batch: int = 20_000,
-) -> tuple[ScheduleResult, JournalResult]:
-    """The daemon without Prefect: schedule new invoiced lines, then write the month's journal."""
-    scheduled = schedule_revenue(engine, per_batch=per_batch)
-    return scheduled, write_summary_journal(engine, year, month, post=post, posted_on=posted_on)

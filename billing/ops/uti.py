@@ -12,7 +12,7 @@ as a billing issue with its reason, and the other accounts go on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -122,21 +122,3 @@ def _record_issues(engine: Engine, failed: dict[int, str], as_of: date, run_id: 
             BillingIssue(run_id=run_id, step=STEP, account_id=a, as_of=as_of, reason=reason)
             for a, reason in sorted(failed.items())
         )
-
-
-def uti_batches(engine: Engine, process_now: datetime, per_batch: int) -> Iterator[list[int]]:
-    """The accounts to collect, ``per_batch`` at a time."""
-    with unit_of_work(engine) as session:
-        ids = pending_uti_accounts(session, process_now)
-    for start in range(0, len(ids), per_batch):
-        yield ids[start : start + per_batch]
-
-
-def run_uti_schedule_generator(
-    engine: Engine, process_now: datetime, run_id: str, *, per_batch: int = 2_000
-) -> UtiResult:
-    """The whole daemon without Prefect: every batch in order."""
-    total = UtiResult()
-    for batch in uti_batches(engine, process_now, per_batch):
-        total = total.merge(uti_batch(engine, batch, process_now, run_id))
-    return total

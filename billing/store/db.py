@@ -14,19 +14,16 @@ from __future__ import annotations
 import ast
 import os
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from billing.domain.errors import ConfigurationError
-
-T = TypeVar("T")
 
 DEFAULT_SQLITE = "sqlite:///var/billing.db"
 
@@ -97,19 +94,6 @@ def unit_of_work(engine: Engine, *, isolation: str | None = None) -> Iterator[Se
         engine = engine.execution_options(isolation_level=isolation)
     with session_factory(engine)() as session, session.begin():
         yield session
-
-
-def retry_transient(work: Callable[[], T], *, attempts: int = 6, first_delay: float = 0.2) -> T:
-    """Run ``work``; on a transient database error (lost connection, serialization failure,
-    busy SQLite) run it again with exponential backoff. Flows use task retries instead."""
-    for attempt in range(attempts):
-        try:
-            return work()
-        except OperationalError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(first_delay * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 class DatabaseUnavailable(ConfigurationError):

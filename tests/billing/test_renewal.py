@@ -7,7 +7,7 @@ advance; bill units bill on the 1st.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time
 from decimal import Decimal
 
 import pytest
@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from billing.domain.terms import Term, notice_deadline, renewal_due, term_end
 from billing.jobs.bill_day import run_bill_day
-from billing.ops.renewal import retire_forecasts, run_contract_item_renewal
+from billing.jobs.contract_item_renewal import run_contract_item_renewal as run_renewal_job
+from billing.ops.renewal import retire_forecasts
 from billing.store.db import unit_of_work
 from billing.store.models import (
     BillLine,
@@ -30,6 +31,11 @@ from tests import builders as b
 from tests.billing.test_changes import snapshot
 
 D = Decimal
+
+
+def run_contract_item_renewal(engine, on):
+    """The daemon in process (billing.jobs.contract_item_renewal) on ``on``: its RenewalResult."""
+    return run_renewal_job(engine, datetime.combine(on, time())).result
 
 
 @pytest.mark.parametrize(

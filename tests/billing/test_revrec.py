@@ -28,14 +28,16 @@ from billing.domain.errors import MoneyError, PeriodError
 from billing.domain.revenue import revenue_schedule, service_months
 from billing.ingest.synthetic import seed
 from billing.jobs.bill_day import run_bill_day
+from billing.jobs.revrec_summary_journal import (
+    journal_month,
+    run_revrec_summary_journal,
+    schedule_revenue_batch,
+)
 from billing.ops import revrec
 from billing.ops.revrec import (
     DEFERRED_REVENUE_ACCOUNT,
     MonthOpenError,
     UnscheduledLinesError,
-    run_revrec,
-    schedule_revenue,
-    write_summary_journal,
 )
 from billing.store.db import unit_of_work
 from billing.store.models import (
@@ -220,6 +222,28 @@ def reversed_(product, amount, account="706000"):
         (account, product, D(amount), D(0)),
         (DEFERRED_REVENUE_ACCOUNT, product, D(0), D(amount)),
     ]
+
+
+def run_revrec(engine, year, month, *, post=False, posted_on=None, per_batch=20_000):
+    """The whole daemon in process (billing.jobs.revrec_summary_journal): (scheduled, journal)."""
+    done = run_revrec_summary_journal(
+        engine, year, month, post=post, posted_on=posted_on, per_batch=per_batch
+    )
+    return done.scheduled, done.journal
+
+
+def schedule_revenue(engine):
+    """The daemon's scheduling steps alone (no journal), batch after batch."""
+    total, after = revrec.ScheduleResult(), 0
+    while after is not None:
+        done, after = schedule_revenue_batch(engine, after, 20_000)
+        total = total.merge(done)
+    return total
+
+
+def write_summary_journal(engine, year, month, *, post=False, posted_on=None):
+    """The daemon's journal step alone (no scheduling first)."""
+    return journal_month(engine, year, month, post, posted_on)
 
 
 def test_yearly_invoice_is_deferred_then_recognized_month_by_month(shop):

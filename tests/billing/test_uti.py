@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from billing.jobs.bill_day import bill_accounts, number_bills
-from billing.ops.uti import run_uti_schedule_generator
+from billing.jobs.uti_schedule_generator import run_uti_schedule_generator
 from billing.store.db import unit_of_work
 from billing.store.models import (
     Bill,

@@ -24,7 +24,7 @@ from sqlalchemy.orm import aliased
 from billing import failpoints
 from billing.ingest.synthetic import seed
 from billing.jobs.bill_day import run_bill_day
-from billing.ops.uti import run_uti_schedule_generator
+from billing.jobs.uti_schedule_generator import run_uti_schedule_generator
 from billing.store.db import make_engine, unit_of_work
 from billing.store.migrate import upgrade
 from billing.store.models import (

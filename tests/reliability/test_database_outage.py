@@ -3,9 +3,10 @@
 The run talks to the shared server through a loopback proxy (tests/reliability/proxy.py).
 At a failpoint, chosen so the cut lands at an exact step, the proxy resets every open
 connection and refuses new ones for a moment: what a restart or a network cut looks like to
-the client. Retries (billing/store/db.py ``retry_transient`` around each billing unit of work, the
-flow's task retries around the other steps, ``pool_pre_ping`` for the dead pooled
-connections) must carry the run to the same end state as an uninterrupted day.
+the client. Retries (the job runner's ``Retry`` around each step, billing/jobs/runner.py; the
+in-place retry of a claimed e-mail's outcome write, billing/documents/outbox.py ``_settle``;
+``pool_pre_ping`` for the dead pooled connections) must carry the run to the same end state
+as an uninterrupted day.
 """
 
 from __future__ import annotations
