@@ -328,8 +328,9 @@ def _settle(
     The one retry inside a step, on purpose: the outcome (the server accepted the message, or
     refused it) is known only here, after a side effect that cannot be repeated. The runner's
     retry re-runs the whole step, which finds this row ``sending`` and leaves it to the next
-    run's recovery, i.e. parked as ``failed`` to be looked up by hand; a short retry of this
-    one idempotent UPDATE avoids that. It retries no step, so it nests no step retry.
+    run's recovery: settled by the mail server's Message-ID log when the SMTP settings name
+    one, else parked as ``failed`` to be looked up by hand. A short retry of this one
+    idempotent UPDATE spares that. It retries no step, so it nests no step retry.
     """
     for delay in (*SETTLE_RETRY_DELAYS, None):
         try:
