@@ -248,6 +248,46 @@ def test_recovery_asks_the_delivery_check_by_message_id(outbox_db, smtp_server):
     assert sorted(mailbox.ids().values()) == [1, 1]
 
 
+def test_the_sender_daemon_settles_by_the_delivery_log_its_smtp_settings_name(
+    outbox_db, smtp_server, tmp_path
+):
+    """The job step the deployed Invoice Email Sender runs: with the SMTP settings'
+    ``delivery_log`` (the mail server's Message-ID log), the message the server accepted is
+    ``sent`` and the one it never saw is queued again; without a log both are parked."""
+    from billing.jobs.invoice_email_sender import recover_interrupted_emails
+
+    engine, store = outbox_db
+    mailbox, settings = smtp_server
+    ids = _crash_after_the_first_send(engine, store, settings)
+    with unit_of_work(engine) as s:  # the second was claimed, then the crash before SMTP
+        s.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == ids[1])
+            .values(status=OutboxStatus.SENDING)
+        )
+        accepted = s.scalar(select(OutboxMessage.message_id).where(OutboxMessage.id == ids[0]))
+    log = tmp_path / "accepted-message-ids.log"
+    log.write_text(f"<unrelated@example.test>\n{accepted}\n", encoding="utf-8")
+    recovered = recover_interrupted_emails(engine, NOW, str(log))
+    assert (recovered["sent"], recovered["requeued"], recovered["unknown"]) == (1, 1, 0)
+    assert [r[1] for r in statuses(engine)] == [OutboxStatus.SENT, OutboxStatus.QUEUED]
+    assert send(engine, store, settings).sent == 1
+    assert sorted(mailbox.ids().values()) == [1, 1]
+
+
+def test_the_sender_daemon_without_a_delivery_log_parks_what_it_cannot_settle(
+    outbox_db, smtp_server
+):
+    from billing.jobs.invoice_email_sender import recover_interrupted_emails
+
+    engine, store = outbox_db
+    mailbox, settings = smtp_server
+    _crash_after_the_first_send(engine, store, settings)
+    recovered = recover_interrupted_emails(engine, NOW, "")
+    assert (recovered["sent"], recovered["requeued"], recovered["unknown"]) == (0, 0, 1)
+    assert statuses(engine)[0][1] == OutboxStatus.FAILED
+
+
 def test_link_lost_after_the_data_went_out_is_never_resent_blindly(outbox_db, smtp_server):
     """The server takes the message but its 250 comes after the client's timeout: a retry
     would send it again, so the row stays 'sending' and recovery settles it by Message-ID."""
