@@ -215,3 +215,25 @@ def engine(request: pytest.FixtureRequest, db_url: str) -> Iterator[Engine]:
     eng = make_engine(db_url)
     yield eng
     eng.dispose()
+
+
+# --- xdist: tests that share one process-wide resource run on one worker -------------------
+
+# Each folder's session fixtures start something costly once per process: tests/flows a
+# Prefect test server (prefect_test_harness, autouse), tests/operations a whole `make server`
+# stack, tests/reliability the reference day. Under `--dist loadgroup` (make test) a group
+# runs on one worker, so each is started once, not once per worker.
+XDIST_GROUPS = {
+    "flows": "prefect-harness",
+    "operations": "operations-stack",
+    "reliability": "reliability-reference-day",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(tests).parts
+        group = XDIST_GROUPS.get(parts[0]) if len(parts) > 1 else None
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
