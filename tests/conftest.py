@@ -75,20 +75,47 @@ def pg_schema_url(schema: str) -> str:
     return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
 
 
+# A test's commits need not wait for PostgreSQL's WAL flush: nothing survives a server crash
+# in a test anyway, and every other session sees a commit at once either way (tests only).
+NO_WAL_FLUSH = "SET LOCAL synchronous_commit TO off"
+
+
+def _no_wal_flush(dbapi_connection: Any, _record: Any) -> None:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO off")
+    dbapi_connection.commit()
+
+
+_admin_engines: list[Engine] = []
+
+
+def _admin() -> Engine:
+    """One engine per process for creating, cloning and dropping schemas (its pool is kept:
+    a new connection costs more than the statements it sends)."""
+    if not _admin_engines:
+        _admin_engines.append(make_engine(PG_URL))
+    return _admin_engines[0]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    while _admin_engines:
+        _admin_engines.pop().dispose()
+
+
 @contextmanager
 def scratch_schema() -> Iterator[str]:
     """A fresh, empty PostgreSQL schema's name, dropped afterwards."""
     require_postgres()
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
+    with _admin().begin() as conn:
+        conn.execute(text(NO_WAL_FLUSH))
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     try:
         yield schema
     finally:
-        with admin.begin() as conn:
+        with _admin().begin() as conn:
+            conn.execute(text(NO_WAL_FLUSH))
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 @pytest.fixture
@@ -143,17 +170,13 @@ class PgTemplate:
 
     def clone_into(self, schema: str) -> None:
         """Replay the migration's statements into the existing, empty ``schema``."""
-        admin = make_engine(PG_URL)
+        raw = _admin().raw_connection()
         try:
-            raw = admin.raw_connection()
-            try:
-                with raw.cursor() as cursor:
-                    cursor.execute(f"SET LOCAL search_path TO {schema};\n{self.script}")
-                raw.commit()
-            finally:
-                raw.close()
+            with raw.cursor() as cursor:
+                cursor.execute(f"{NO_WAL_FLUSH}; SET LOCAL search_path TO {schema};\n{self.script}")
+            raw.commit()
         finally:
-            admin.dispose()
+            raw.close()  # back to the pool
 
 
 def _record_statements(eng: Engine) -> list[str]:
@@ -187,15 +210,13 @@ def pg_template() -> Iterator[PgTemplate]:
     """A PostgreSQL schema migrated once per process (its name holds the xdist worker's)."""
     require_postgres()
     schema = f"tpl_{_worker()}_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
+    with _admin().begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     try:
         yield migrated_pg_template(schema)
     finally:
-        with admin.begin() as conn:
+        with _admin().begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def migrated_copy(request: pytest.FixtureRequest, url: str) -> None:
@@ -213,6 +234,8 @@ def engine(request: pytest.FixtureRequest, db_url: str) -> Iterator[Engine]:
     """A migrated database on each backend (a copy of the session's template)."""
     migrated_copy(request, db_url)
     eng = make_engine(db_url)
+    if eng.dialect.name == "postgresql":
+        event.listen(eng, "connect", _no_wal_flush)
     yield eng
     eng.dispose()
 
