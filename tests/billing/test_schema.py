@@ -183,4 +183,3 @@ def test_the_template_copy_equals_a_fresh_migration(engine, tmp_path):
         finally:
             fresh_engine.dispose()
     assert copied == fresh
-
