@@ -242,12 +242,13 @@ def engine(request: pytest.FixtureRequest, db_url: str) -> Iterator[Engine]:
 
 # --- xdist: tests that share one process-wide resource run on one worker -------------------
 
-# Each folder's session fixtures start something costly once per process: tests/flows a
-# Prefect test server (prefect_test_harness, autouse), tests/operations a whole `make server`
-# stack, tests/reliability the reference day. Under `--dist loadgroup` (make test) a group
-# runs on one worker, so each is started once, not once per worker.
+# Session fixtures start once per process. tests/operations starts a whole `make server`
+# stack and tests/reliability the reference day: under `--dist loadgroup` (make test) each
+# folder is one group, run on one worker, so each starts once. tests/flows is not grouped: its
+# Prefect test server (prefect_test_harness, a temp database on a free port, per process) is
+# cheap beside its flow runs, which are the longest part of the fast suite and need both
+# workers (docs/testing.md).
 XDIST_GROUPS = {
-    "flows": "prefect-harness",
     "operations": "operations-stack",
     "reliability": "reliability-reference-day",
 }
