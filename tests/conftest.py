@@ -37,6 +37,12 @@ from billing.store.migrate import upgrade
 # session gets a PREFECT_HOME of its own (tests/operations pass their stacks' homes explicitly).
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="openbill-tests-prefect-")
 
+# An xdist worker starts with COLUMNS=80 in its environment; billing.cli.common's console
+# would take it and wrap the CLI's tables at 80. Without it, a worker is what a serial run
+# without a terminal is (tests/billing/cli/test_show.py reads whole rows).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+
 PG_URL = os.environ.get(
     "BILLING_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
