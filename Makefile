@@ -20,11 +20,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m flows.demo
 
-## The fast subset, on SQLite and PostgreSQL: everything not marked slow.
+## The fast subset, on SQLite and PostgreSQL: everything not marked slow, on WORKERS
+## pytest-xdist workers; a folder sharing one server (tests/conftest.py XDIST_GROUPS) stays on
+## one worker. WORKERS=0 runs it in this process. Times and choices: docs/testing.md.
+WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow" -n $(WORKERS) --dist loadgroup
 
 ## The suites marked slow (crash matrix, Prefect server, browser, Dask). CI runs both.
+## Serial: they start servers, kill processes and time them; one at a time keeps them honest.
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider -m slow
 

@@ -42,6 +42,11 @@ class Rule:
         """The unexpected-rows query for a run as of ``as_of`` (``{batch}`` left for GE)."""
         return self.sql.replace("{as_of}", sql_date(as_of))
 
+    def direct_query(self, as_of: date) -> str:
+        """The same query over the table itself, for running a rule without GE (the tests do:
+        docs/testing.md). GE's batch is the whole table, so ``{batch}`` becomes its name."""
+        return self.query(as_of).replace("{batch}", self.table)
+
     def expectation(self, as_of: date) -> UnexpectedRowsExpectation:
         return UnexpectedRowsExpectation(
             unexpected_rows_query=self.query(as_of),

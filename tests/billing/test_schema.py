@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import date
 from decimal import Decimal
 
@@ -104,3 +105,81 @@ def test_any_six_decimal_amount_round_trips(engine, value):
         s.add(_account("H", value))
     with unit_of_work(engine) as s:
         assert s.scalars(select(Account.balance)).one() == value
+
+
+# --- The template databases (tests/conftest.py) are a fresh migration, nothing else ---------
+
+
+def _schema_of(engine) -> dict[str, list[tuple]]:
+    """Everything a migration decides, with the schema's own name left out: tables, columns,
+    defaults, constraints, indexes, sequences, and every row (alembic_version, seeded rows)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            found = {
+                "objects": [
+                    tuple(row)
+                    for row in conn.exec_driver_sql(
+                        "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+                    )
+                ]
+            }
+            tables = [name for kind, name, _, _ in found["objects"] if kind == "table"]
+        else:
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+
+            def rows(sql: str) -> list[tuple]:
+                got = conn.execute(text(sql), {"s": schema})
+                return sorted(tuple(str(v).replace(schema, "<schema>") for v in r) for r in got)
+
+            found = {
+                "columns": rows(
+                    "SELECT table_name, column_name, ordinal_position, data_type,"
+                    " character_maximum_length, numeric_precision, numeric_scale, is_nullable,"
+                    " column_default, is_identity FROM information_schema.columns"
+                    " WHERE table_schema = :s"
+                ),
+                "constraints": rows(
+                    "SELECT c.conrelid::regclass::text, c.conname, c.contype,"
+                    " pg_get_constraintdef(c.oid) FROM pg_constraint c"
+                    " JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = :s"
+                ),
+                "indexes": rows(
+                    "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = :s"
+                ),
+                "sequences": rows(
+                    "SELECT sequencename, data_type, start_value, increment_by, last_value"
+                    " FROM pg_sequences WHERE schemaname = :s"
+                ),
+            }
+            tables = [
+                name
+                for (name,) in conn.execute(
+                    text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema}
+                )
+            ]
+        for table in sorted(tables):
+            found[f"rows:{table}"] = sorted(
+                tuple(map(str, row)) for row in conn.exec_driver_sql(f"SELECT * FROM {table}")
+            )
+    return found
+
+
+def test_the_template_copy_equals_a_fresh_migration(engine, tmp_path):
+    """``engine`` is a copy of the session's template; ``upgrade`` into an empty store must
+    give the very same schema and rows, on each database."""
+    from billing.store.db import make_engine
+    from billing.store.migrate import upgrade
+    from tests.conftest import pg_schema_url, scratch_schema
+
+    copied = _schema_of(engine)
+    assert "rows:alembic_version" in copied and copied["rows:alembic_version"]
+    assert "rows:bills" in copied and "rows:bill_series" in copied
+    with scratch_schema() if engine.dialect.name == "postgresql" else nullcontext() as schema:
+        url = pg_schema_url(schema) if schema else f"sqlite:///{tmp_path / 'fresh.db'}"
+        fresh_engine = make_engine(url)
+        try:
+            upgrade(fresh_engine)
+            fresh = _schema_of(fresh_engine)
+        finally:
+            fresh_engine.dispose()
+    assert copied == fresh

@@ -5,6 +5,11 @@ hand-checked one of tests/billing/test_billday.py, billed on 2027-02-01: bill id
 (EUR 166.00 + 33.20 = 199.20, number 2), bill id 2 is B's (GBP 14.45 + 2.89 = 17.34, number 1,
 the earlier bill date). Each seeding test asserts the exact unexpected count of every failing
 expectation, and so that all the others still succeed.
+
+The seeding tests run the rules' SQL directly (``check``, tests/expectations/direct.py): a GE
+run costs seconds. A few tests run the real GE suites end to end (``ge_check``: Data Docs, the
+CLI, a query that cannot run, PostgreSQL's search path), and
+``test_direct_path_and_great_expectations_agree`` runs both on the same faulty data.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from expectations.runner import CheckReport, run_post_billing_checks
 from expectations.suites import RULES, Rule, rule_named, sql_date
 from tests.billing import test_billday
 from tests.conftest import pg_schema_url
+from tests.expectations.direct import run_rules_directly
 
 D = Decimal
 AS_OF = date(2027, 2, 1)
@@ -58,6 +64,12 @@ def billed(population: Engine) -> Engine:
 
 
 def check(engine: Engine, tmp_path: Path, **kwargs) -> CheckReport:
+    """The rules' SQL run directly (no GE, no Data Docs): what GE would report."""
+    return run_rules_directly(engine, AS_OF, **kwargs)
+
+
+def ge_check(engine: Engine, tmp_path: Path, **kwargs) -> CheckReport:
+    """The real Great Expectations suites, Data Docs under ``tmp_path / "checks"``."""
     return run_post_billing_checks(engine, AS_OF, tmp_path / "checks", **kwargs)
 
 
@@ -102,7 +114,7 @@ def test_as_of_must_be_a_date():
 
 
 def test_clean_billed_population_passes_every_check(billed, tmp_path):
-    report = check(billed, tmp_path)
+    report = ge_check(billed, tmp_path)
     assert failures(report) == {}
     assert report.success
     assert [r.name for r in report.results] == [rule.name for rule in RULES]
@@ -115,7 +127,7 @@ def test_catch_up_over_two_cycles_with_cancellation_passes(population, tmp_path)
     """Cycle fees credit a cancelled item, B and A bill twice: still every rule holds."""
     for day in (date(2027, 2, 1), date(2027, 2, 15), date(2027, 3, 1)):
         run_bill_day(population, day, f"run-{day}")
-    report = run_post_billing_checks(population, date(2027, 3, 1), tmp_path)
+    report = run_rules_directly(population, date(2027, 3, 1))
     assert failures(report) == {}
 
 
@@ -448,7 +460,7 @@ def test_a_query_that_cannot_run_is_a_failure_with_its_error(billed, tmp_path):
 
 def test_data_docs_show_the_failed_expectation(billed, tmp_path):
     execute(billed, update(Bill).where(Bill.id == BILL_A).values(bill_no=None))
-    report = check(billed, tmp_path)
+    report = ge_check(billed, tmp_path)
     site = report.data_docs.parent
     pages = {
         p.relative_to(site / "validations").parts[:2]: p for p in site.glob("validations/**/*.html")
@@ -488,3 +500,29 @@ def test_postgres_search_path_reaches_great_expectations(pg_schema, tmp_path):
     finally:
         engine.dispose()
     assert result.sample == ({"s": pg_schema},)
+
+
+def test_direct_path_and_great_expectations_agree(billed, tmp_path):
+    """The same faulty data through both paths: every rule's outcome, count and sample."""
+    first_line = select(func.min(BillLine.id)).where(BillLine.bill_id == BILL_A).scalar_subquery()
+    execute(
+        billed,
+        update(BillUnit).where(BillUnit.id == UNIT_B).values(billing_state=BillingState.FAILED),
+        update(Bill).where(Bill.id == BILL_B).values(bill_no=None, gross=D("17.35")),
+        update(BillLine).where(BillLine.id == first_line).values(net=BillLine.net + D("1.00")),
+        update(UsageRecord).where(UsageRecord.external_id == "u-a3-2").values(charge_key=None),
+    )
+    with unit_of_work(billed) as s:
+        s.add_all(
+            [
+                _journal(2027, 2, "EUR", "50.00", "0"),
+                _journal(2027, 2, "GBP", "0", "50.00"),
+                _journal(2027, 3, "EUR", "10.00", "9.99"),
+            ]
+        )
+    for sample_size in (5, 1):
+        direct = check(billed, tmp_path, sample_size=sample_size)
+        through_ge = ge_check(billed, tmp_path / str(sample_size), sample_size=sample_size)
+        assert len(direct.failed) >= 6 and direct.passed >= 4  # both kinds of outcome compared
+        assert direct.results == through_ge.results
+        assert direct.success is through_ge.success is False

@@ -36,7 +36,7 @@ def _bills(engine):
 
 
 def test_flow_bills_numbers_and_reports(billing_db):
-    summary = bill_day(as_of=date(2027, 2, 1), database_block="")
+    summary = bill_day(as_of=date(2027, 2, 1), database_block="", documents=False)
     assert summary["bills"] == 2
     assert summary["total EUR"] == Decimal("199.20")
     assert summary["total GBP"] == Decimal("17.34")
@@ -45,14 +45,14 @@ def test_flow_bills_numbers_and_reports(billing_db):
         ("INV-00000002", "EUR", Decimal("199.20")),
     ]
     # The same date again adds nothing.
-    again = bill_day(as_of=date(2027, 2, 1), database_block="")
+    again = bill_day(as_of=date(2027, 2, 1), database_block="", documents=False)
     assert again["bills"] == 0
     assert len(_bills(billing_db)) == 2
 
 
 def test_numbering_ends_before_the_steps_that_write_payments_start(billing_db):
     # Side by side, numbering's row locks and a payment's key-share lock on its bill deadlocked.
-    state = bill_day(as_of=date(2027, 2, 1), database_block="", return_state=True)
+    state = bill_day(as_of=date(2027, 2, 1), database_block="", return_state=True, documents=False)
     assert state.is_completed()
     flow_run_id = state.state_details.flow_run_id
     runs = {run["name"].rsplit("-", 1)[0]: run for run in task_runs(flow_run_id)}
@@ -102,7 +102,7 @@ def test_flow_writes_progress_and_summaryartifacts(billing_db):
 def test_checks_pass_on_a_clean_run_and_write_data_docs(billing_db, tmp_path):
     import json
 
-    bill_day(as_of=date(2027, 2, 1), database_block="")
+    bill_day(as_of=date(2027, 2, 1), database_block="", documents=False)
     table = json.loads(artifacts("post-billing-checks")[0]["data"])
     assert len(table) == 14
     assert [row["passed"] for row in table] == ["yes"] * 14
@@ -115,7 +115,7 @@ def test_corrupted_data_stops_the_run_and_says_why(billing_db):
 
     from billing.store.models import BillLine
 
-    bill_day(as_of=date(2027, 2, 1), database_block="")
+    bill_day(as_of=date(2027, 2, 1), database_block="", documents=False)
     with unit_of_work(billing_db) as s:  # someone edits an issued bill's line by hand
         s.execute(update(BillLine).where(BillLine.position == 1).values(net=Decimal("1.00")))
     with pytest.raises(PostBillingChecksFailed, match="bill_totals_match_lines \\(2\\)"):

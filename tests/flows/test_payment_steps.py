@@ -49,7 +49,7 @@ def _state(engine) -> tuple[dict[str, Decimal], list[tuple[str, str]]]:
 def test_bill_day_collects_cards_and_writes_the_debit_file(billing_db):
     by_debit(billing_db, "A")
     by_card(billing_db, "B", "tok_visa")
-    summary = bill_day(as_of=AS_OF, database_block="")  # the checks (ledger) pass
+    summary = bill_day(as_of=AS_OF, database_block="", documents=False)  # checks (ledger) pass
     assert Path(summary[f"SEPA file {DD_FILE.name}"]).resolve() == DD_FILE.resolve()
     balances, payments = _state(billing_db)
     assert balances == {"A": Decimal("199.20"), "B": Decimal(0)}  # A's debit is pending
@@ -59,7 +59,7 @@ def test_bill_day_collects_cards_and_writes_the_debit_file(billing_db):
     ]
     schema = etree.XMLSchema(etree.parse(str(xsd_path(PaymentFileKind.DIRECT_DEBIT))))
     assert schema.validate(etree.parse(str(DD_FILE)))
-    bill_day(as_of=AS_OF, database_block="")
+    bill_day(as_of=AS_OF, database_block="", documents=False)
     assert _state(billing_db) == (balances, payments)
     assert [p.name for p in DD_FILE.parent.iterdir()] == [DD_FILE.name]
 
@@ -71,7 +71,7 @@ def test_transient_processor_error_is_retried_by_the_task(billing_db, tmp_path):
         "default", overwrite=True
     )
     try:
-        bill_day(as_of=AS_OF, database_block="")
+        bill_day(as_of=AS_OF, database_block="", documents=False)
     finally:
         GatewayBlock.delete("default")
     balances, payments = _state(billing_db)
