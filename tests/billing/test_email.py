@@ -216,6 +216,19 @@ def _crash_after_the_first_send(engine, store, settings) -> list[int]:
     return ids
 
 
+def _crash_between_two_sends(engine, store, settings) -> list[int]:
+    """The first due message reached the server; the second was claimed, then the crash came
+    before its SMTP transaction: both are left 'sending'. The due ids."""
+    ids = _crash_after_the_first_send(engine, store, settings)
+    with unit_of_work(engine) as s:
+        s.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == ids[1])
+            .values(status=OutboxStatus.SENDING)
+        )
+    return ids
+
+
 def test_crash_after_the_server_accepted_does_not_send_twice(outbox_db, smtp_server):
     engine, store = outbox_db
     mailbox, settings = smtp_server
@@ -234,13 +247,7 @@ def test_crash_after_the_server_accepted_does_not_send_twice(outbox_db, smtp_ser
 def test_recovery_asks_the_delivery_check_by_message_id(outbox_db, smtp_server):
     engine, store = outbox_db
     mailbox, settings = smtp_server
-    ids = _crash_after_the_first_send(engine, store, settings)
-    with unit_of_work(engine) as s:  # the second was claimed, then the crash before SMTP
-        s.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == ids[1])
-            .values(status=OutboxStatus.SENDING)
-        )
+    _crash_between_two_sends(engine, store, settings)
     with unit_of_work(engine) as s:
         recovered = recover_interrupted(s, mailbox)
     assert (recovered.sent, recovered.requeued, recovered.unknown) == (1, 1, 0)
@@ -253,18 +260,13 @@ def test_the_sender_daemon_settles_by_the_delivery_log_its_smtp_settings_name(
 ):
     """The job step the deployed Invoice Email Sender runs: with the SMTP settings'
     ``delivery_log`` (the mail server's Message-ID log), the message the server accepted is
-    ``sent`` and the one it never saw is queued again; without a log both are parked."""
+    ``sent`` and the one it never saw is queued again."""
     from billing.jobs.invoice_email_sender import recover_interrupted_emails
 
     engine, store = outbox_db
     mailbox, settings = smtp_server
-    ids = _crash_after_the_first_send(engine, store, settings)
-    with unit_of_work(engine) as s:  # the second was claimed, then the crash before SMTP
-        s.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == ids[1])
-            .values(status=OutboxStatus.SENDING)
-        )
+    ids = _crash_between_two_sends(engine, store, settings)
+    with unit_of_work(engine) as s:
         accepted = s.scalar(select(OutboxMessage.message_id).where(OutboxMessage.id == ids[0]))
     log = tmp_path / "accepted-message-ids.log"
     log.write_text(f"<unrelated@example.test>\n{accepted}\n", encoding="utf-8")
