@@ -437,12 +437,13 @@ def bill_batches(
     fetch_size: int,
     account_refs: Sequence[str] | None = None,
     dry_run: bool = False,
-    between_batches: str | None = "billday.between_batches",
+    between_batches: bool = True,
 ) -> BatchResult:
     """pin_bill_accts in passes until every due unit is billed or has failed (catch-up):
     due units fetched ``fetch_size`` ids at a time, billed ``per_batch`` at a time, at most
-    ``children`` batches in flight. The failpoint ``between_batches`` fires after each
-    batch's result came back (the Billing daemon has none of its own)."""
+    ``children`` batches in flight. With ``between_batches``, the failpoint
+    ``billday.between_batches`` fires after each batch's result came back (bill day's; the
+    Billing daemon has none)."""
     total = BatchResult()
     for pass_number in range(1, 2 if dry_run else MAX_PASSES + 1):
         done = BatchResult()
@@ -461,8 +462,8 @@ def bill_batches(
         )
         for result in runner.fan_out(calls, at_most=children):
             done = done.merge(result)
-            if between_batches is not None:
-                failpoint(between_batches)
+            if between_batches:
+                failpoint("billday.between_batches")
             so_far = total.merge(done)
             runner.progress(
                 "billing",

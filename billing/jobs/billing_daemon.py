@@ -60,7 +60,7 @@ def billing_daemon(runner: Runner, job: BillingJob) -> BillingResult:
         per_batch=job.per_batch,
         children=job.children,
         fetch_size=job.fetch_size,
-        between_batches=None,
+        between_batches=False,
     )
     numbered = runner.step(Call("number_invoices", number_bills, (job.database,)))
     runner.progress("numbering", note=f"{run_report.count(numbered_count(numbered))} numbered")
