@@ -22,6 +22,9 @@ class BillRunSettings(Block):
     documents_per_batch: int = Field(
         50, ge=1, description="Invoices rendered per document batch (one commit each)."
     )
+    documents_processes: int = Field(
+        0, ge=0, description="Processes rendering document batches; 0: one per CPU."
+    )
     loglevel: int = Field(1, ge=0, le=3, description="0 errors, 1 info, 3 debug (BRM loglevel).")
     simulate_agent: bool = Field(
         False, description="Skip the provisioning hook, as BRM test runs do (simulate_agent=1)."

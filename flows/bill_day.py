@@ -114,7 +114,14 @@ def bill_day(
         payments=payments_setup(settings.output_dir),
         checks=run_checks,
         checks_dir=Path(settings.output_dir) / as_of.isoformat() / run_id,
-        documents=documents_setup(per_batch=settings.documents_per_batch) if documents else None,
+        documents=(
+            documents_setup(
+                processes=settings.documents_processes or None,
+                per_batch=settings.documents_per_batch,
+            )
+            if documents
+            else None
+        ),
     )
     progress = RunProgress("bill-day-progress", title, STEPS)
     result = job.bill_day(PrefectRunner(progress, batch_limit=BATCH_LIMIT), bill_day_job)

@@ -117,7 +117,9 @@ class WorkerDay:
         # As full_day: card chunks and payment pages of two, documents rendered by batch.
         payment = blocks["payment-settings"]
         payment.card_chunk, payment.page_size = 2, 2
-        settings.documents_per_batch = config.per_batch
+        # Rendered in the flow-run process, as full_day does: a kill inside a rendering pool
+        # worker is another crash (the pool breaks, the run fails), not the flow's.
+        settings.documents_per_batch, settings.documents_processes = config.per_batch, 1
         with self.stack.connected():
             for block in blocks.values():
                 block.save(DEFAULT, overwrite=True)
