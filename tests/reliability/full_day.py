@@ -22,16 +22,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from billing.documents.mail import SmtpSettings, SmtpTransport
-from billing.documents.outbox import (
-    MessageIdLog,
-    SendResult,
-    due_messages,
-    recover_interrupted,
-    send_outbox,
-)
+from billing.documents.mail import SmtpSettings
+from billing.documents.outbox import SendResult
 from billing.documents.seller import DEFAULT_SELLER
-from billing.documents.store import DocumentStore
 from billing.jobs.bill_day import (
     BillDayFailed,
     BillDayJob,
@@ -40,11 +33,12 @@ from billing.jobs.bill_day import (
     Payments,
     bill_day,
 )
-from billing.jobs.runner import Call, InProcessRunner
+from billing.jobs.invoice_email_sender import EmailJob, Mail, invoice_email_sender
+from billing.jobs.runner import InProcessRunner
 from billing.payments.config import PaymentConfig
 from billing.payments.sandbox import SandboxGateway
 from billing.payments.sepa import Creditor
-from billing.store.db import make_engine, unit_of_work
+from billing.store.db import make_engine
 
 CREDITOR = Creditor("Openbill Demo SA", "FR7630006000011234567890189", "AGRIFRPP", "FR72ZZZ123456")
 
@@ -120,31 +114,27 @@ def run_day(config: DayConfig) -> None:
     if result.problem is not None and not isinstance(result.problem, BillDayFailed):
         raise SystemExit(str(result.problem))  # the gate or the documents failed
     as_of = date.fromisoformat(config.as_of)
-    sent = runner.step(Call("send_emails", send_emails, (engine, config, as_of)))
+    sent = send_emails(engine, config, as_of)
     if sent.failed or sent.waiting:
         raise SystemExit(f"e-mails failed {sent.failed}, waiting {sent.waiting}")
     engine.dispose()
 
 
 def send_emails(engine: Engine, config: DayConfig, as_of: date) -> SendResult:
-    """The Invoice Email Sender: settle interrupted messages, then send what is queued."""
-    with unit_of_work(engine) as session:
-        recover_interrupted(session, MessageIdLog(config.mail_log), today=as_of)
-    with unit_of_work(engine) as session:
-        ids = due_messages(session, as_of)
+    """The Invoice Email Sender job, as its deployed flow runs it: settle interrupted messages
+    by the mail server's Message-ID log (the SMTP settings' ``delivery_log``), then send."""
     # A generous timeout: on a loaded machine a 10 s timeout after DATA made a send look
     # transient although the server had taken it (see docs/reliability.md, known limits).
-    smtp = SmtpSettings(host="127.0.0.1", port=config.smtp_port, security="none", timeout=60)
-    return send_outbox(
-        engine,
-        ids,
-        transport=SmtpTransport(smtp),
-        settings=smtp,
-        store=DocumentStore(str(config.documents)),
-        seller_name=DEFAULT_SELLER.name,
-        now=datetime.combine(as_of, datetime.min.time()).replace(hour=9),
-        retry_delays=(0.05, 0.1),
+    smtp = SmtpSettings(
+        host="127.0.0.1",
+        port=config.smtp_port,
+        security="none",
+        timeout=60,
+        delivery_log=str(config.mail_log),
     )
+    mail = Mail(smtp, str(config.documents), DEFAULT_SELLER.name)
+    nine = datetime.combine(as_of, datetime.min.time()).replace(hour=9)
+    return invoice_email_sender(InProcessRunner(), EmailJob(engine, nine, mail)).sent
 
 
 if __name__ == "__main__":
