@@ -30,14 +30,19 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy.exc import OperationalError
-
 from billing.documents.model import invoice_ids
 from billing.documents.render import RenderSettings, render_in_processes
 from billing.documents.seller import Seller
 from billing.failpoints import failpoint
 from billing.jobs.database import Database, engine_of
-from billing.jobs.runner import NO_RETRY, Call, InProcessRunner, Retry, Runner
+from billing.jobs.runner import (
+    NO_RETRY,
+    Call,
+    InProcessRunner,
+    Retry,
+    Runner,
+    transient_database_error,
+)
 from billing.ops import run_report
 from billing.ops.billrun import BatchResult, bill_batch, due_unit_ids
 from billing.ops.cycle_fees import CycleFeesResult, cycle_fees
@@ -104,7 +109,7 @@ class ProcessorStillTransient(GatewayUnavailable):
 
 def transient_or_processor(error: BaseException) -> bool:
     """A lost database connection, or a card processor that failed transiently."""
-    return isinstance(error, OperationalError | GatewayUnavailable)
+    return transient_database_error(error) or isinstance(error, GatewayUnavailable)
 
 
 def _summary_so_far(error: BaseException) -> Any:

@@ -28,14 +28,20 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 T = TypeVar("T")
 
 
 def transient_database_error(error: BaseException) -> bool:
-    """A database error worth running the step again for (connection, lock, serialization)."""
-    return isinstance(error, OperationalError)
+    """A database error worth running the step again for (connection, lock, serialization).
+
+    A lost connection counts however it surfaces: as an ``OperationalError``, or as any
+    driver error on a connection SQLAlchemy found dead (``connection already closed`` from
+    the rollback after a cut, an ``InterfaceError``)."""
+    if isinstance(error, OperationalError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,8 @@ class Retry:
     """A step's retry policy: at most ``attempts`` runs in all, waiting ``first_delay`` seconds
     doubled after each failed run, and only for errors that ``transient`` accepts."""
 
-    attempts: int = 4
-    first_delay: float = 0.5
+    attempts: int = 6
+    first_delay: float = 0.2
     transient: Callable[[BaseException], bool] = transient_database_error
     exhausted: Callable[[BaseException], Any] | None = None
     """What the step returns when its last run still failed transiently (None: it raises).

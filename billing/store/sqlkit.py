@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from itertools import count
 from types import SimpleNamespace
@@ -24,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -244,14 +246,23 @@ def _copy(
 ) -> None:
     """COPY the ``names`` columns of ``rows`` (columns of ``table``) into the table ``target``."""
     copy = f"COPY {target} ({', '.join(names)}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
-    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    connection = session.connection()
+    driver_error = connection.dialect.loaded_dbapi.Error
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         for start in range(0, len(rows), COPY_ROWS):  # the CSV text of a part at a time
             part = rows[start : start + COPY_ROWS]
             columns = {n: [row[n] for row in part] for n in names}
             cursor.copy_expert(copy, csv_buffer(table, columns, "postgresql"))
+    except driver_error as error:
+        # The raw cursor bypasses SQLAlchemy: wrap its error as SQLAlchemy would (a lost
+        # connection becomes an OperationalError), so callers and retries see one kind.
+        raise DBAPIError.instance(
+            copy, None, error, driver_error, dialect=connection.dialect
+        ) from error
     finally:
-        cursor.close()
+        with contextlib.suppress(driver_error):
+            cursor.close()
 
 
 _staging_names: dict[tuple[str, tuple[str, ...]], str] = {}

@@ -12,7 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from billing.jobs.billing_daemon import BillingJob, billing_daemon
-from billing.jobs.runner import NO_RETRY, Call, InProcessRunner, Retry, run_with_retry
+from billing.jobs.runner import (
+    NO_RETRY,
+    Call,
+    InProcessRunner,
+    Retry,
+    run_with_retry,
+    transient_database_error,
+)
 from billing.store.db import unit_of_work
 from billing.store.models import Bill
 from tests import builders as b
@@ -216,3 +223,25 @@ def test_the_billing_daemon_honours_children(many_due, children):
     with unit_of_work(many_due) as s:
         numbers = s.scalars(select(Bill.number).order_by(Bill.number)).all()
     assert numbers == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_lost_connection_is_transient_however_the_driver_reports_it() -> None:
+    """A cut seen on a rollback is an ``InterfaceError`` ("connection already closed") on a
+    connection SQLAlchemy invalidated: retried like an ``OperationalError``. A constraint
+    violation is not retried."""
+    import psycopg2
+    from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError
+
+    closed = InterfaceError(
+        "ROLLBACK",
+        None,
+        psycopg2.InterfaceError("connection already closed"),
+        connection_invalidated=True,
+    )
+    assert closed.connection_invalidated and transient_database_error(closed)
+    assert not transient_database_error(InterfaceError("SELECT 1", None, Exception("x")))
+    assert not transient_database_error(IntegrityError("INSERT", None, Exception("duplicate")))
+    wrapped = DBAPIError.instance(
+        "COPY", None, psycopg2.OperationalError("server closed the connection"), psycopg2.Error
+    )
+    assert transient_database_error(wrapped)

@@ -231,8 +231,16 @@ def day_state(engine: Engine, config: DayConfig) -> dict[str, Any]:
 def assert_same_day(state: dict[str, Any], server: MailServer, reference: Any) -> None:
     """``state`` and the e-mails ``server`` received are those of the reference day."""
     expected, received = reference
+    differences = []
     for part in expected:
-        assert state[part] == expected[part], f"{part} differs from the uninterrupted run"
+        if state[part] != expected[part]:
+            extra = [row for row in state[part] if row not in expected[part]]
+            missing = [row for row in expected[part] if row not in state[part]]
+            differences.append(
+                f"{part} differs from the uninterrupted run: "
+                f"only here {extra[:5]!r}; only in the uninterrupted run {missing[:5]!r}"
+            )
+    assert not differences, "\n".join(differences)
     numbers = sorted(bill.number for bill in state["bills"])
     assert numbers == list(range(1, len(numbers) + 1))
     requests = Counter(key.rsplit(":", 1)[0] for key, *_ in state["processor ledger"])
