@@ -132,9 +132,9 @@ def run_on_the_local_stack(ctx: typer.Context) -> None:
     """
     from prefect.settings import PREFECT_API_URL
 
-    from flows.stack import analytics_off, connected, local_stack
+    from flows.stack import connected, local_prefect_settings, local_stack
 
-    ctx.with_resource(analytics_off())
+    ctx.with_resource(local_prefect_settings())
     if PREFECT_API_URL.value():  # a server chosen already (environment, profile, test harness)
         return
 

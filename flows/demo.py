@@ -87,9 +87,9 @@ def main() -> None:
 
     from flows.bill_day import bill_day
     from flows.runtime import database_given
-    from flows.stack import analytics_off
+    from flows.stack import local_prefect_settings
 
-    with analytics_off(), database_given(url):  # the in-process flow run's database
+    with local_prefect_settings(), database_given(url):  # the in-process flow run's database
         summary = bill_day(as_of=today, database_block="")
     console.print(table(f"bill day as of {today}", summary))
     output = Path("var/output") / today.isoformat()

@@ -113,15 +113,22 @@ def connected(stack: Stack) -> AbstractContextManager[Any]:
     return temporary_settings(updates=updates)
 
 
-def analytics_off() -> AbstractContextManager[Any]:
-    """``temporary_settings`` turning Prefect's server analytics off for the ``with`` block,
-    unless the environment chose already (PREFECT_SERVER_ANALYTICS_ENABLED). A server started
-    inside it (the temporary in-process one, the test harness's) gets the setting too: Prefect
-    passes the current settings to its subprocess. Nothing is written to ``os.environ``."""
-    from contextlib import nullcontext
+def local_prefect_settings() -> AbstractContextManager[Any]:
+    """``temporary_settings`` for a run without a server, for the ``with`` block: Prefect's
+    server analytics off (there may be no internet), and 120 s, not 20, for the temporary
+    server to start (a loaded machine took longer). Each applies unless the environment set
+    it already. A server started inside the block (the temporary in-process one, the test
+    harness's) gets the settings too: Prefect passes the current settings to its subprocess.
+    Nothing is written to ``os.environ``."""
+    from prefect.settings import (
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
 
-    from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
-
-    if "PREFECT_SERVER_ANALYTICS_ENABLED" in os.environ:
-        return nullcontext()
-    return temporary_settings(updates={PREFECT_SERVER_ANALYTICS_ENABLED: False})
+    updates: dict[Any, Any] = {}
+    if "PREFECT_SERVER_ANALYTICS_ENABLED" not in os.environ:
+        updates[PREFECT_SERVER_ANALYTICS_ENABLED] = False
+    if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
+        updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = 120
+    return temporary_settings(updates=updates)

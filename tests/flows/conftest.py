@@ -9,9 +9,9 @@ import pytest
 def prefect_server():
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.stack import analytics_off
+    from flows.stack import local_prefect_settings
 
-    with analytics_off(), prefect_test_harness(server_startup_timeout=120):
+    with local_prefect_settings(), prefect_test_harness(server_startup_timeout=120):
         yield
 
 
