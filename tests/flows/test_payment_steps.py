@@ -84,10 +84,12 @@ def test_transient_processor_error_is_retried_by_the_task(billing_db, tmp_path):
 def test_a_processor_still_transient_after_the_last_retry_is_reported_not_failed(
     billing_db, tmp_path
 ):
-    """The task retries collection 3 times; after the 4th run the charge stays pending, the
-    run completes and the collection table names it (the next run resumes it)."""
+    """The task retries collection by the step's policy (``PAYMENT_RETRY``, the only retry
+    layer); after its last run the charge stays pending, the run completes and the collection
+    table names it (the next run resumes it)."""
     import json
 
+    from billing.jobs.bill_day import PAYMENT_RETRY
     from tests.flows.conftest import artifacts
 
     by_card(billing_db, "B", "tok_transient")
@@ -104,6 +106,8 @@ def test_a_processor_still_transient_after_the_last_retry_is_reported_not_failed
     assert balances["B"] == Decimal("17.34")
     assert payments == [("card:cyc:2:2027-01-31:1", "pending")]
     [request] = SandboxGateway(ledger).requests("charge")
-    assert (request.calls, request.status) == (4, None)  # no final answer: none stored
+    # one processor call a run, no retry nested inside: no final answer, none stored
+    assert (request.calls, request.status) == (PAYMENT_RETRY.attempts, None)
+    assert PAYMENT_RETRY.attempts < 10  # the sandbox's 10 transient failures outlast them
     table = json.loads(artifacts("bill-day-collect")[0]["data"])
     assert {"measure": "transient", "value": "1"} in table
