@@ -302,6 +302,15 @@ def apply_cycle_fees(database: Database, as_of: date, run_id: str) -> CycleFeesR
         return result
 
 
+def _answered(step: str, result: collect.CollectResult | refund.RefundResult) -> dict[str, Any]:
+    """A payment step's summary, or ``ProcessorStillTransient`` while the processor answered
+    some of its card requests transiently (the step's retry policy runs it again)."""
+    summary = result.summary()
+    if result.transient:
+        raise ProcessorStillTransient(step, summary)
+    return summary
+
+
 def collect_payments(
     database: Database, as_of: date, run_id: str, payments: Payments
 ) -> dict[str, Any]:
@@ -310,10 +319,7 @@ def collect_payments(
     result = collect.collect_payments(
         engine_of(database), as_of, payments.gateway, payments.config, run_id=run_id
     )
-    summary = result.summary()
-    if result.transient:
-        raise ProcessorStillTransient("collect", summary)
-    return summary
+    return _answered("collect", result)
 
 
 def refund_payments(
@@ -324,10 +330,7 @@ def refund_payments(
     result = refund.refund_payments(
         engine_of(database), as_of, payments.gateway, payments.config, run_id=run_id
     )
-    summary = result.summary()
-    if result.transient:
-        raise ProcessorStillTransient("refund", summary)
-    return summary
+    return _answered("refund", result)
 
 
 def find_invoices_to_render(
