@@ -52,7 +52,10 @@ from billing.store.db import unit_of_work
 from billing.store.models import Account, Bill, OutboxMessage, OutboxStatus
 
 RETRY_DELAYS = (1.0, 2.0, 4.0)
-SENDING_LOCK = 0x0B1E  # PostgreSQL advisory lock class: (SENDING_LOCK, outbox id) is in flight
+# PostgreSQL advisory lock (class, outbox id) held while a message is in flight. Advisory locks
+# are database-wide, so the class is the schema's own: two billing schemas in one database
+# (tests, staging beside production) must not see each other's outbox id 1 as in flight.
+SENDING_LOCK = "hashtext(current_schema() || '.outbox_sending')"
 MAX_ATTEMPTS = 10
 SETTLE_RETRY_DELAYS = (0.2, 0.4, 0.8, 1.6, 3.2)  # recording an outcome: 6 tries (see _settle)
 
@@ -138,8 +141,7 @@ def _in_flight(session: Session, outbox_id: int) -> bool:
     if session.get_bind().dialect.name != "postgresql":
         return False
     taken = session.scalar(
-        text("SELECT pg_try_advisory_xact_lock(:cls, :id)"),
-        {"cls": SENDING_LOCK, "id": outbox_id},
+        text(f"SELECT pg_try_advisory_xact_lock({SENDING_LOCK}, :id)"), {"id": outbox_id}
     )
     return not taken
 
@@ -269,7 +271,7 @@ class _SendingLocks:
             self._conn = self._engine.connect()
         try:
             done = self._conn.scalar(
-                text(f"SELECT {function}(:cls, :id)"), {"cls": SENDING_LOCK, "id": outbox_id}
+                text(f"SELECT {function}({SENDING_LOCK}, :id)"), {"id": outbox_id}
             )
             self._conn.commit()  # session locks outlive the transaction; do not idle in one
         except DBAPIError:

@@ -290,6 +290,34 @@ def test_the_sender_daemon_without_a_delivery_log_parks_what_it_cannot_settle(
     assert statuses(engine)[0][1] == OutboxStatus.FAILED
 
 
+def test_a_sender_of_another_schema_does_not_hold_this_schemas_messages(
+    outbox_db, smtp_server
+):
+    """Advisory locks are database-wide: a sender working on outbox id 1 of another billing
+    schema in the same PostgreSQL database must not make this schema's id 1 look in flight
+    (CI once saw recovery skip a crashed row because a parallel test held 'its' lock)."""
+    from sqlalchemy import create_engine
+
+    from billing.documents.outbox import _SendingLocks
+
+    engine, store = outbox_db
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no advisory locks; recovery cannot tell live rows there")
+    mailbox, settings = smtp_server
+    ids = _crash_after_the_first_send(engine, store, settings)
+    url = engine.url.update_query_dict({"options": "-csearch_path=public"})
+    other = create_engine(url)
+    neighbour = _SendingLocks(other)
+    try:
+        assert neighbour.take(ids[0])  # the same id, in flight in the other schema
+        with unit_of_work(engine) as s:
+            recovered = recover_interrupted(s, None)
+        assert (recovered.unknown, recovered.in_flight) == (1, 0)
+    finally:
+        neighbour.close()
+        other.dispose()
+
+
 def test_link_lost_after_the_data_went_out_is_never_resent_blindly(outbox_db, smtp_server):
     """The server takes the message but its 250 comes after the client's timeout: a retry
     would send it again, so the row stays 'sending' and recovery settles it by Message-ID."""
