@@ -249,21 +249,40 @@ def engine(request: pytest.FixtureRequest, db_url: str) -> Iterator[Engine]:
 # --- xdist: tests that share one process-wide resource run on one worker -------------------
 
 # Session fixtures start once per process. tests/operations starts a whole `make server`
-# stack and tests/reliability the reference day: under `--dist loadgroup` (make test) each
-# folder is one group, run on one worker, so each starts once. tests/flows is not grouped: its
-# Prefect test server (prefect_test_harness, a temp database on a free port, per process) is
-# cheap beside its flow runs, which are the longest part of the fast suite and need both
-# workers (docs/testing.md).
+# stack, tests/reliability the reference day and tests/flows a Prefect server with Great
+# Expectations loaded: under `--dist loadgroup` (make test) each folder is one group, run on
+# one worker, so each starts once. Two workers each starting a Prefect server cost more CPU
+# than the flow tests gain from running side by side (docs/testing.md).
 XDIST_GROUPS = {
     "operations": "operations-stack",
     "reliability": "reliability-reference-day",
+    "flows": "flows-prefect-server",
 }
 
 
+# The flows are thin adapters with no SQL of their own (import-linter keeps SQL below jobs/):
+# the fast suite runs them on the embedded default, SQLite. Their PostgreSQL runs are marked
+# slow (`make test-slow`, which CI runs as well); the jobs, ops and store beneath run on both
+# backends in the fast suite.
+FAST_SUITE_BACKEND = {"flows": "sqlite"}
+
+
+def _backend(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("db_url") if callspec is not None else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker turns xdist_group marks into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tests = Path(__file__).parent
     for item in items:
-        parts = item.path.relative_to(tests).parts
-        group = XDIST_GROUPS.get(parts[0]) if len(parts) > 1 else None
+        folder = item.path.relative_to(tests).parts[0]
+        fast_backend = FAST_SUITE_BACKEND.get(folder)
+        if fast_backend is not None and _backend(item) not in (None, fast_backend):
+            item.add_marker(pytest.mark.slow)
+        relative = item.path.relative_to(tests)
+        group = XDIST_GROUPS.get(relative.as_posix())
+        if group is None and len(relative.parts) > 1:
+            group = XDIST_GROUPS.get(relative.parts[0])
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))

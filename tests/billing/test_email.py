@@ -290,9 +290,7 @@ def test_the_sender_daemon_without_a_delivery_log_parks_what_it_cannot_settle(
     assert statuses(engine)[0][1] == OutboxStatus.FAILED
 
 
-def test_a_sender_of_another_schema_does_not_hold_this_schemas_messages(
-    outbox_db, smtp_server
-):
+def test_a_sender_of_another_schema_does_not_hold_this_schemas_messages(outbox_db, smtp_server):
     """Advisory locks are database-wide: a sender working on outbox id 1 of another billing
     schema in the same PostgreSQL database must not make this schema's id 1 look in flight
     (CI once saw recovery skip a crashed row because a parallel test held 'its' lock)."""

@@ -91,7 +91,7 @@ def test_failed_account_fails_the_run_and_is_named(billing_db):
 def test_flow_writes_progress_and_summaryartifacts(billing_db):
     import json
 
-    bill_day(as_of=date(2027, 2, 1), database_block="")
+    bill_day(as_of=date(2027, 2, 1), database_block="", documents=False)
     progress, summary = artifacts("bill-day-progress")[0], artifacts("bill-day-summary")[0]
     assert float(progress["data"]) == 100.0
     table = json.loads(summary["data"])

@@ -22,6 +22,10 @@ import httpx
 import pytest
 import yaml
 
+# Its own `prefect server start` and a `prefect deploy --all` subprocess (about 45 s of a
+# 2-core machine): a suite that starts its own server is slow-marked, as tests/operations.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 
