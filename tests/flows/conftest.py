@@ -74,25 +74,39 @@ async def _drain_workers(log_worker: Any, events_worker: Any) -> None:
         await result
 
 
-def _worker_prefect_database() -> str | None:
-    """A fresh PostgreSQL database for this process's Prefect server; None without one."""
+PREFECT_DATABASE = f"openbill_prefect_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+
+
+def _admin_statements(*statements: str) -> bool:
+    """Run ``statements`` on the test PostgreSQL server outside a transaction; False if it
+    does not answer."""
     from sqlalchemy import text
     from sqlalchemy.exc import OperationalError
 
     from billing.store.db import make_engine
     from tests.conftest import PG_URL
 
-    name = f"openbill_prefect_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    admin = make_engine(PG_URL, isolation_level="AUTOCOMMIT")
     try:
-        admin = make_engine(PG_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
+            for statement in statements:
+                conn.execute(text(statement))
     except OperationalError:
+        return False
+    finally:
+        admin.dispose()
+    return True
+
+
+def _worker_prefect_database() -> str | None:
+    """A fresh PostgreSQL database for this process's Prefect server; None without one."""
+    from tests.conftest import PG_URL
+
+    drop = f'DROP DATABASE IF EXISTS "{PREFECT_DATABASE}" WITH (FORCE)'
+    if not _admin_statements(drop, f'CREATE DATABASE "{PREFECT_DATABASE}"'):
         return None
-    url = make_url(PG_URL).set(drivername="postgresql+asyncpg", database=name, query={})
-    return url.render_as_string(hide_password=False)
+    url = make_url(PG_URL).set(drivername="postgresql+asyncpg", database=PREFECT_DATABASE)
+    return url.set(query={}).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -111,6 +125,7 @@ def prefect_server():
         else:
             with prefect_test_server(database):
                 yield
+            _admin_statements(f'DROP DATABASE IF EXISTS "{PREFECT_DATABASE}" WITH (FORCE)')
 
 
 def artifacts(key: str) -> list[dict]:
