@@ -176,8 +176,17 @@ PRODUCT_NAMES: dict[str, dict[str, str]] = {
         "pt": "Armazenamento, pacotes de 100 GB",
         "de": "Speicher, Pakete zu 100 GB",
     },
+    "ENERGY-KWH": {
+        "fr": "Recharge de véhicule électrique",
+        "pt": "Carregamento de veículo elétrico",
+        "de": "Ladestrom für Elektrofahrzeuge",
+    },
+    "ROAMING-MB": {"fr": "Données en itinérance", "pt": "Dados em roaming", "de": "Roaming-Daten"},
+    "SETUP-FEE": {"fr": "Frais d'installation", "pt": "Instalação", "de": "Installation"},
+    "ROUTER": {"fr": "Routeur", "pt": "Router", "de": "Router"},
 }
-"""The products' names on invoices in fr, pt and de (``products.name_translations``)."""
+"""The products' names on invoices in fr, pt and de (``products.name_translations``): the
+offers are defined below this table; a test fails when one lacks a name."""
 USAGE_WEIGHTS = (0.2, 0.2, 0.25, 0.15, 0.2)
 UTI = (
     Offer(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
 import string
 from datetime import date
 from decimal import Decimal
@@ -27,6 +28,9 @@ from billing.documents.pdf import TEMPLATES, InvoiceRenderer
 from billing.documents.render import render_invoice
 from billing.documents.seller import DEFAULT_SELLER
 from billing.documents.translations import CATALOGUE, LANGUAGES, SAME_AS_ENGLISH, translate
+from billing.domain.errors import ImportFileError
+from billing.ingest.importer import import_file
+from billing.ingest.synthetic import seed
 from billing.jobs.bill_day import run_bill_day
 from billing.store.db import unit_of_work
 from billing.store.models import Account, OutboxMessage, Product
@@ -302,3 +306,35 @@ def test_invoices_from_the_database_name_products_in_the_account_language(popula
     with unit_of_work(engine) as s:
         again = {i.account_ref: i for i in load_invoices(s)}
     assert base in [li.description for li in again["A"].lines]
+
+
+# --- the catalogue's translated names come in by import and seed ------------------------------
+
+
+def test_the_import_stores_translated_product_names_and_refuses_bad_ones(engine, tmp_path):
+    demo = Path(__file__).parents[2] / "examples" / "demo-import.json"
+    for _ in range(2):  # the second import finds them unchanged
+        with unit_of_work(engine) as s:
+            report = import_file(s, demo)
+    assert report.of("products").unchanged == 6
+    with unit_of_work(engine) as s:
+        names = dict(s.execute(select(Product.code, Product.name_translations)).tuples().all())
+    assert names["HOSTING"] == {
+        "fr": "Hébergement infogéré",
+        "pt": "Alojamento gerido",
+        "de": "Managed Hosting",
+    }
+    assert all(set(n or ()) == {"fr", "pt", "de"} for n in names.values())
+    bad = tmp_path / "bad.json"
+    product = {"code": "X", "name": "X", "tax_category": "STD", "name_translations": {"fr": ""}}
+    bad.write_text(json.dumps({"products": [product]}), encoding="utf-8")
+    with unit_of_work(engine) as s, pytest.raises(ImportFileError, match="name_translations"):
+        import_file(s, bad)
+
+
+def test_the_synthetic_catalogue_names_every_product_in_fr_pt_and_de(engine):
+    seed(engine, accounts=2, usage_per_account=1, start=date(2027, 1, 1))
+    with unit_of_work(engine) as s:
+        rows = s.execute(select(Product.name, Product.name_translations)).tuples().all()
+    assert [name for name, names in rows if set(names or ()) != {"fr", "pt", "de"}] == []
+    assert any(names["de"] != name for name, names in rows)
