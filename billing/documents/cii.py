@@ -14,6 +14,7 @@ from decimal import Decimal
 from lxml import etree
 
 from billing.documents.errors import InvoiceValidationError
+from billing.documents.formatting import Formatter
 from billing.documents.model import Invoice, Line
 from billing.documents.seller import Seller
 from billing.domain.money import LINE_ROUNDING, quantize_money
@@ -215,7 +216,8 @@ def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
     _date(period, "ram:StartDateTime", invoice.period_start)
     _date(period, "ram:EndDateTime", inclusive_end(invoice.period_start, invoice.period_end))
     terms = _el(settlement, "ram:SpecifiedTradePaymentTerms")
-    _el(terms, "ram:Description", f"{payment.terms_days} days net")
+    f = Formatter.for_account(invoice.language, invoice.buyer.country, invoice.currency)
+    _el(terms, "ram:Description", f.terms(payment.terms_days, invoice.due_date))  # BT-20
     _date(terms, "ram:DueDateDateTime", invoice.due_date)
     if direct_debit and payment.mandate_ref:
         _el(terms, "ram:DirectDebitMandateID", payment.mandate_ref)

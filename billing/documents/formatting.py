@@ -1,7 +1,7 @@
 """Words, numbers, amounts and dates in the account's language (Babel), for the documents.
 
-Labels exist in English, French and Portuguese (and Spanish and German); any other language
-falls back to English words with that language's number and date formats when Babel knows it.
+The words come from ``translations.CATALOGUE`` (en, fr, pt, de); any other language gets the
+English words with that language's number and date formats when Babel knows it.
 """
 
 from __future__ import annotations
@@ -10,148 +10,18 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
+from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal
 
-LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "invoice": "Invoice",
-        "number": "Invoice number",
-        "date": "Invoice date",
-        "due": "Due date",
-        "period": "Billing period",
-        "customer": "Customer",
-        "account": "Account",
-        "vat_id": "VAT number",
-        "description": "Description",
-        "line_period": "Period",
-        "quantity": "Quantity",
-        "unit_price": "Unit price",
-        "vat": "VAT",
-        "amount": "Amount",
-        "tax_summary": "VAT summary",
-        "rate": "Rate",
-        "base": "Taxable amount",
-        "total_net": "Total excl. VAT",
-        "total_tax": "Total VAT",
-        "total_gross": "Total incl. VAT",
-        "payment": "Payment",
-        "terms": "Payable within {days} days, by {due}.",
-        "transfer": "Please pay by bank transfer to",
-        "reference": "Reference",
-        "direct_debit": "The amount will be collected by SEPA direct debit from",
-        "mandate": "Mandate",
-        "creditor_id": "Creditor identifier",
-        "card": "The amount will be charged to your card on file.",
-        "page": "Page",
-        "of": "of",
-        "continued": "continued",
-        "email_subject": "Invoice {number}",
-        "email_body": "Dear {name},\n\nPlease find attached invoice {number} of {date} "
-        "for {amount}, due on {due}.\n\nKind regards,\n{seller}",
-    },
-    "fr": {
-        "invoice": "Facture",
-        "number": "Numéro de facture",
-        "date": "Date de facture",
-        "due": "Date d'échéance",
-        "period": "Période de facturation",
-        "customer": "Client",
-        "account": "Compte",
-        "vat_id": "N° TVA",
-        "description": "Désignation",
-        "line_period": "Période",
-        "quantity": "Quantité",
-        "unit_price": "Prix unitaire",
-        "vat": "TVA",
-        "amount": "Montant HT",
-        "tax_summary": "Récapitulatif TVA",
-        "rate": "Taux",
-        "base": "Base HT",
-        "total_net": "Total HT",
-        "total_tax": "Total TVA",
-        "total_gross": "Total TTC",
-        "payment": "Paiement",
-        "terms": "Payable sous {days} jours, au plus tard le {due}.",
-        "transfer": "Merci de régler par virement sur le compte",
-        "reference": "Référence",
-        "direct_debit": "Le montant sera prélevé par prélèvement SEPA sur le compte",
-        "mandate": "Mandat",
-        "creditor_id": "Identifiant créancier SEPA",
-        "card": "Le montant sera débité de votre carte enregistrée.",
-        "page": "Page",
-        "of": "sur",
-        "continued": "suite",
-        "email_subject": "Facture {number}",
-        "email_body": "Bonjour {name},\n\nVeuillez trouver ci-joint la facture {number} du "
-        "{date} d'un montant de {amount}, échéance le {due}.\n\nCordialement,\n{seller}",
-    },
-    "pt": {
-        "invoice": "Fatura",
-        "number": "Número da fatura",
-        "date": "Data da fatura",
-        "due": "Data de vencimento",
-        "period": "Período de faturação",
-        "customer": "Cliente",
-        "account": "Conta",
-        "vat_id": "NIF",
-        "description": "Descrição",
-        "line_period": "Período",
-        "quantity": "Quantidade",
-        "unit_price": "Preço unitário",
-        "vat": "IVA",
-        "amount": "Valor",
-        "tax_summary": "Resumo do IVA",
-        "rate": "Taxa",
-        "base": "Base tributável",
-        "total_net": "Total sem IVA",
-        "total_tax": "Total IVA",
-        "total_gross": "Total com IVA",
-        "payment": "Pagamento",
-        "terms": "Pagável em {days} dias, até {due}.",
-        "transfer": "Por favor pague por transferência bancária para",
-        "reference": "Referência",
-        "direct_debit": "O valor será cobrado por débito direto SEPA na conta",
-        "mandate": "Mandato",
-        "creditor_id": "Identificador de credor",
-        "card": "O valor será debitado no seu cartão registado.",
-        "page": "Página",
-        "of": "de",
-        "continued": "continuação",
-        "email_subject": "Fatura {number}",
-        "email_body": "Caro(a) {name},\n\nEm anexo a fatura {number} de {date} no valor de "
-        "{amount}, com vencimento em {due}.\n\nCom os melhores cumprimentos,\n{seller}",
-    },
-}
-LABELS["es"] = {
-    **LABELS["en"],
-    "invoice": "Factura",
-    "number": "Número de factura",
-    "date": "Fecha de factura",
-    "due": "Fecha de vencimiento",
-    "total_net": "Total sin IVA",
-    "total_tax": "Total IVA",
-    "total_gross": "Total con IVA",
-    "vat": "IVA",
-    "email_subject": "Factura {number}",
-}
-LABELS["de"] = {
-    **LABELS["en"],
-    "invoice": "Rechnung",
-    "number": "Rechnungsnummer",
-    "date": "Rechnungsdatum",
-    "due": "Fällig am",
-    "total_net": "Summe netto",
-    "total_tax": "Summe USt.",
-    "total_gross": "Summe brutto",
-    "vat": "USt.",
-    "email_subject": "Rechnung {number}",
-}
-
+from billing.documents.translations import translate
 
 HOME_LOCALES = {"pt": "pt_PT", "fr": "fr_FR", "de": "de_DE", "es": "es_ES"}
+DATE_PATTERNS = {"de": "dd.MM.yyyy", "fr": "dd/MM/yyyy", "pt": "dd/MM/yyyy"}
+"""Numeric dates as invoices of these countries print them (30.01.2027, 30/01/2027); other
+languages use their locale's medium form (en_GB: 30 Jan 2027)."""
 """Where a language meets a country Babel has no locale for (pt + GB), the European variant
 (Babel's bare ``pt`` is Brazilian)."""
 
@@ -181,14 +51,44 @@ class Formatter:
     def for_account(cls, language: str, country: str, currency: str) -> Formatter:
         return cls(locale_for(language, country), currency)
 
-    @property
-    def labels(self) -> dict[str, str]:
-        return LABELS.get(self.locale.language, LABELS["en"])
+    def text(self, key: str, **params: Any) -> str:
+        """The catalogue's words for ``key`` in the account's language (``translations``)."""
+        return translate(self.locale.language, key, **params)
+
+    def terms(self, days: int, due: dt.date) -> str:
+        """The payment terms: due on receipt (0 days), within 1 day, within n days."""
+        if days <= 0:
+            return self.text("terms_on_receipt")
+        if days == 1:
+            return self.text("terms_one_day", due=self.long_date(due))
+        return self.text("terms_days", days=days, due=self.long_date(due))
 
     @property
     def lang(self) -> str:
         """A BCP 47 tag for the document (``fr-FR``)."""
         return str(self.locale).replace("_", "-")
+
+    def email_body(
+        self,
+        *,
+        name: str,
+        number: str,
+        bill_date: dt.date,
+        amount: Decimal,
+        due: dt.date,
+        seller: str,
+    ) -> str:
+        """The invoice e-mail's text; a bill due on its own date is due on receipt."""
+        params = {
+            "name": name,
+            "number": number,
+            "date": self.long_date(bill_date),
+            "amount": self.money(amount),
+            "seller": seller,
+        }
+        if due <= bill_date:
+            return self.text("email_body_on_receipt", **params)
+        return self.text("email_body", due=self.long_date(due), **params)
 
     def money(self, amount: Decimal) -> str:
         """An amount with its currency symbol, in the currency's minor units."""
@@ -214,8 +114,9 @@ class Formatter:
         )
 
     def date(self, value: dt.date) -> str:
-        """A date in the locale's medium form (``1 févr. 2027``)."""
-        return format_date(value, format="medium", locale=self.locale)
+        """A date as the language's invoices print it (``30.01.2027``, ``30/01/2027``)."""
+        pattern = DATE_PATTERNS.get(self.locale.language, "medium")
+        return format_date(value, format=pattern, locale=self.locale)
 
     def long_date(self, value: dt.date) -> str:
         return format_date(value, format="long", locale=self.locale)

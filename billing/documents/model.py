@@ -1,13 +1,17 @@
 """What an invoice document shows: immutable values loaded from the issued bills.
 
 Issued bills are never edited, so a document built from the same bill is always the same.
+A line's description is its product's name in the account's language when the catalogue has
+one (``products.name_translations``), and the date suffixes the engine adds ("(cancelled
+2027-01-15)") are worded in that language too.
 ``load_invoices`` streams bills with their account and lines; ``invoice_ids`` picks the bills
 to render (by run, by dates or by bill numbers). Only numbered bills are invoices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -17,7 +21,51 @@ from typing import Any
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 
-from billing.store.models import Account, Bill, BillLine, OutboxMessage, PaymentMethod
+from billing.documents.formatting import Formatter
+from billing.store.models import (
+    Account,
+    Bill,
+    BillLine,
+    Charge,
+    ContractItem,
+    OutboxMessage,
+    PaymentMethod,
+    PricePlan,
+    Product,
+)
+
+_SUFFIX = re.compile(
+    r"^(?P<name>.*) \((?P<what>cancelled|changed|renewed) (?P<on>\d{4}-\d{2}-\d{2})\)$"
+)
+"""The date suffixes billing.domain adds to a product's name (schedule, adjustments, terms)."""
+
+
+@dataclass(frozen=True)
+class ProductName:
+    """A line's product name and its translations, as the catalogue has them."""
+
+    name: str
+    translations: Mapping[str, str] | None = None
+
+
+def line_description(description: str, product: ProductName | None, f: Formatter) -> str:
+    """A bill line's description in the formatter's language.
+
+    The product's translated name replaces its base name (kept when there is no translation
+    or the line no longer starts with it), and a date suffix is worded in the language.
+    """
+    match = _SUFFIX.match(description)
+    name = match["name"] if match else description
+    if product is not None and name == product.name:
+        name = (product.translations or {}).get(f.locale.language) or name
+    if match is None:
+        return name
+    on = f.date(date.fromisoformat(match["on"]))
+    if match["what"] == "cancelled":
+        return f.text("line_cancelled", name=name, date=on)
+    if match["what"] == "changed":
+        return f.text("line_changed", name=name, date=on)
+    return f.text("line_renewed", name=name, date=on)
 
 
 @dataclass(frozen=True)
@@ -84,7 +132,10 @@ class Invoice:
     lines: tuple[Line, ...]
 
 
-def _invoice(bill: Bill, account: Account, lines: Iterable[BillLine]) -> Invoice:
+def _invoice(
+    bill: Bill, account: Account, lines: Iterable[tuple[BillLine, ProductName | None]]
+) -> Invoice:
+    f = Formatter.for_account(account.language or "en", account.country, bill.currency)
     return Invoice(
         bill_id=bill.id,
         bill_no=bill.bill_no or "",
@@ -119,7 +170,7 @@ def _invoice(bill: Bill, account: Account, lines: Iterable[BillLine]) -> Invoice
         lines=tuple(
             Line(
                 position=line.position,
-                description=line.description,
+                description=line_description(line.description, product, f),
                 period_start=line.period_start,
                 period_end=line.period_end,
                 quantity=line.quantity,
@@ -130,7 +181,7 @@ def _invoice(bill: Bill, account: Account, lines: Iterable[BillLine]) -> Invoice
                 tax=line.tax,
                 gross=line.gross,
             )
-            for line in lines
+            for line, product in lines
         ),
     )
 
@@ -140,9 +191,13 @@ def load_invoices(
 ) -> Iterator[Invoice]:
     """Numbered bills (all, or those of ``bill_ids``) in number order, streamed with lines."""
     query = (
-        select(Bill, Account, BillLine)
+        select(Bill, Account, BillLine, Product.name, Product.name_translations)
         .join(Account, Account.id == Bill.account_id)
         .join(BillLine, BillLine.bill_id == Bill.id)
+        .outerjoin(Charge, Charge.id == BillLine.charge_id)
+        .outerjoin(ContractItem, ContractItem.id == Charge.contract_item_id)
+        .outerjoin(PricePlan, PricePlan.id == ContractItem.price_plan_id)
+        .outerjoin(Product, Product.id == PricePlan.product_id)
         .where(Bill.number.is_not(None))
         .order_by(Bill.series_code, Bill.number, BillLine.position)
     )
@@ -150,7 +205,14 @@ def load_invoices(
         query = query.where(Bill.id.in_(list(bill_ids)))
     rows = session.execute(query.execution_options(yield_per=chunk))
     for (bill, account), group in groupby(rows, key=lambda r: (r[0], r[1])):
-        yield _invoice(bill, account, (line for _, _, line in group))
+        yield _invoice(
+            bill,
+            account,
+            (
+                (line, None if name is None else ProductName(name, translations))
+                for _, _, line, name, translations in group
+            ),
+        )
 
 
 def invoice_ids(

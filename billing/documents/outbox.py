@@ -85,7 +85,7 @@ def enqueue_invoices(session: Session, invoices: Iterable[Invoice], *, domain: s
             {
                 "bill_id": invoice.bill_id,
                 "to_address": invoice.buyer.email,
-                "subject": f.labels["email_subject"].format(number=invoice.bill_no)[:255],
+                "subject": f.text("email_subject", number=invoice.bill_no)[:255],
                 "message_id": message_id_for(invoice.bill_id, invoice.bill_no, domain),
                 "status": OutboxStatus.QUEUED,
                 "attempts": 0,
@@ -233,12 +233,12 @@ def _load(
     except FileNotFoundError:
         return f"waiting: {name} is not rendered yet"
     f = Formatter.for_account(account.language, account.country, bill.currency)
-    body = f.labels["email_body"].format(
+    body = f.email_body(
         name=account.name,
-        number=bill.bill_no,
-        date=f.long_date(bill.bill_date),
-        amount=f.money(bill.gross),
-        due=f.long_date(bill.due_date),
+        number=bill.bill_no or "",
+        bill_date=bill.bill_date,
+        amount=bill.gross,
+        due=bill.due_date,
         seller=seller_name,
     )
     envelope = Envelope(

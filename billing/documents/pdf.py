@@ -194,7 +194,7 @@ class InvoiceRenderer:
             seller_iban=_group_iban(self.seller.iban),
             created=document_moment(invoice).strftime("%Y-%m-%dT%H:%M:%SZ"),
             f=f,
-            t=f.labels,
+            t=f.text,
         )
 
     def _write_pdf(self, html: str, **options: Any) -> bytes:

@@ -525,6 +525,7 @@ class _Import:
             values = {
                 "code": record.data["code"],
                 "name": record.data["name"],
+                "name_translations": record.data.get("name_translations"),
                 "tax_category": _resolve(record, "tax_category", categories, "tax category"),
                 "gl_account": record.data.get("gl_account", "706000"),
             }

@@ -133,6 +133,60 @@ USAGE = (
         unit="GB", package_size="100", median_use=20,
     ),
 )  # fmt: skip
+PRODUCT_NAMES: dict[str, dict[str, str]] = {
+    "FIBRE-100": {"fr": "Fibre 100 Mbit/s", "pt": "Fibra 100 Mbit/s", "de": "Glasfaser 100 Mbit/s"},
+    "FIBRE-1G": {"fr": "Fibre 1 Gbit/s", "pt": "Fibra 1 Gbit/s", "de": "Glasfaser 1 Gbit/s"},
+    "MOBILE-50G": {
+        "fr": "Forfait mobile 50 Go",
+        "pt": "Tarifário móvel 50 GB",
+        "de": "Mobilfunk 50 GB",
+    },
+    "TV-PLUS": {"fr": "TV Plus", "pt": "TV Plus", "de": "TV Plus"},
+    "EBOOK-CLUB": {
+        "fr": "Club de livres numériques",
+        "pt": "Clube de livros digitais",
+        "de": "E-Book-Club",
+    },
+    "DOMAIN-YEAR": {
+        "fr": "Nom de domaine, annuel",
+        "pt": "Nome de domínio, anual",
+        "de": "Domainname, jährlich",
+    },
+    "DEVICE-CARE": {
+        "fr": "Assurance appareil",
+        "pt": "Seguro do equipamento",
+        "de": "Geräteversicherung",
+    },
+    "SUPPORT-PRO": {"fr": "Assistance premium", "pt": "Suporte premium", "de": "Premium-Support"},
+    "CLOUD-VM": {"fr": "Serveur cloud", "pt": "Servidor na nuvem", "de": "Cloud-Server"},
+    "SMS": {"fr": "SMS", "pt": "Mensagens SMS", "de": "SMS"},
+    "CALL-INTL": {
+        "fr": "Appels internationaux",
+        "pt": "Chamadas internacionais",
+        "de": "Auslandsgespräche",
+    },
+    "DATA-GB": {"fr": "Données mobiles", "pt": "Dados móveis", "de": "Mobile Daten"},
+    "API-CALLS": {
+        "fr": "Appels API (milliers)",
+        "pt": "Chamadas API (milhares)",
+        "de": "API-Aufrufe (Tausend)",
+    },
+    "STORAGE-PACK": {
+        "fr": "Stockage, packs de 100 Go",
+        "pt": "Armazenamento, pacotes de 100 GB",
+        "de": "Speicher, Pakete zu 100 GB",
+    },
+    "ENERGY-KWH": {
+        "fr": "Recharge de véhicule électrique",
+        "pt": "Carregamento de veículo elétrico",
+        "de": "Ladestrom für Elektrofahrzeuge",
+    },
+    "ROAMING-MB": {"fr": "Données en itinérance", "pt": "Dados em roaming", "de": "Roaming-Daten"},
+    "SETUP-FEE": {"fr": "Frais d'installation", "pt": "Instalação", "de": "Installation"},
+    "ROUTER": {"fr": "Routeur", "pt": "Router", "de": "Router"},
+}
+"""The products' names on invoices in fr, pt and de (``products.name_translations``): the
+offers are defined below this table; a test fails when one lacks a name."""
 USAGE_WEIGHTS = (0.2, 0.2, 0.25, 0.15, 0.2)
 UTI = (
     Offer(
@@ -191,7 +245,8 @@ def ensure_catalogue(conn: Connection) -> Catalogue:
     if new_rates:
         conn.execute(rates.insert(), new_rates)
     _insert_missing(conn, Base.metadata.tables["products"], "code", [
-        {"code": o.code, "name": o.name, "tax_category": o.tax_category, "gl_account": o.gl_account}
+        {"code": o.code, "name": o.name, "name_translations": PRODUCT_NAMES.get(o.code),
+         "tax_category": o.tax_category, "gl_account": o.gl_account}
         for o in OFFERS
     ])  # fmt: skip
     products = dict(conn.execute(select(Product.code, Product.id)).tuples().all())

@@ -182,6 +182,9 @@ class Product(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    name_translations: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True))
+    """The name per language (``{"fr": "Fibre 100 Mbit/s", "de": ...}``) for the invoices;
+    a language without one prints ``name``."""
     tax_category: Mapped[str] = mapped_column(ForeignKey("tax_categories.code"))
     gl_account: Mapped[str] = mapped_column(String(16), default="706000")
 

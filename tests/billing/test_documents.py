@@ -1,5 +1,5 @@
 """Invoice documents: XML export (streamed, our XSD), CII (Factur-X XSD + EN 16931 Schematron),
-Factur-X PDF/A-3 in fr, pt and en, same bytes on re-render, and the document store.
+Factur-X PDF/A-3 in fr, pt, de and en, same bytes on re-render, and the document store.
 
 Pure tests use hand-made invoice values; the ones that read bills run on SQLite and PostgreSQL.
 PDFs are slow to render, so few are rendered (the renderer is shared by the module).
