@@ -1,4 +1,8 @@
-"""Who collects and through which processor: gateway choice, its secrets, the SEPA creditor."""
+"""Through which processor cards are charged: gateway choice and its secrets.
+
+The SEPA creditor (name, account, creditor identifier) is the seller: the Seller Identity
+block, the one identity printed on the invoices and written into their XML and the SEPA files.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,14 @@ from pydantic import Field, SecretStr
 
 
 class PaymentGateway(Block):
-    """The card processor and the SEPA creditor identity of pin_collect and pin_refund.
+    """The card processor of pin_collect and pin_refund.
 
-    The defaults are the sandbox processor and a demo creditor: fine for tests and the demo,
-    to be replaced by a saved block in production.
+    The default is the sandbox processor: fine for tests and the demo, to be replaced by a
+    saved block in production.
     """
 
     _block_type_name = "Payment Gateway"
-    _description = "Card processor (sandbox for now) and SEPA creditor identity."
+    _description = "Card processor (sandbox for now); the SEPA creditor is the Seller Identity."
 
     gateway: Literal["sandbox"] = Field(
         "sandbox", description="The card processor; 'sandbox' is the test-mode processor."
@@ -28,7 +32,3 @@ class PaymentGateway(Block):
     sandbox_transient_failures: int = Field(
         2, ge=0, description="Calls per key that fail transiently for the tok_transient card."
     )
-    creditor_name: str = Field("Openbill Demo SA", description="SEPA creditor name.")
-    creditor_iban: str = Field("FR7630006000011234567890189", description="Creditor IBAN.")
-    creditor_bic: str = Field("AGRIFRPP", description="Creditor BIC.")
-    creditor_id: str = Field("FR72ZZZ123456", description="SEPA creditor identifier.")

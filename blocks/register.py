@@ -86,16 +86,9 @@ def default_blocks(
     )
     if children:
         settings.children = children
-    # One demo company on the invoices and in the SEPA files: the gateway's creditor is the
-    # seller (name, account), and the seller's creditor id is the gateway's, whose check
-    # digits are right (DEFAULT_SELLER's FR12ZZZ123456 is not a valid creditor identifier).
-    gateway = PaymentGateway(
-        sandbox_ledger=str(data / "sandbox-gateway.sqlite3"),
-        creditor_name=DEFAULT_SELLER.name,
-        creditor_iban=DEFAULT_SELLER.iban,
-        creditor_bic=DEFAULT_SELLER.bic,
-    )
-    seller = SellerIdentity(**{**DEFAULT_SELLER.to_dict(), "creditor_id": gateway.creditor_id})
+    # One demo company on the invoices and in the SEPA files: the seller is the creditor.
+    gateway = PaymentGateway(sandbox_ledger=str(data / "sandbox-gateway.sqlite3"))
+    seller = SellerIdentity(**DEFAULT_SELLER.to_dict())
     return {
         "bill-run-settings": settings,
         "billing-database": BillingDatabase(

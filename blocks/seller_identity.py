@@ -17,7 +17,7 @@ class SellerIdentity(Block):
     postal_code: str
     city: str
     country: str = Field(description="ISO 3166-1 alpha-2 code, e.g. FR.", pattern="^[A-Z]{2}$")
-    vat_id: str = Field(description="VAT identifier with its country prefix (FR32123456789).")
+    vat_id: str = Field(description="VAT identifier with its country prefix (FR11123456782).")
     legal_id: str = Field("", description="Registration number (SIREN in France).")
     legal_form: str = Field("", description="Legal mention printed in the footer.")
     email: str = ""

@@ -14,6 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from stdnum.eu import at_02
+from stdnum.exceptions import ValidationError
+
+from billing.documents.seller import Seller
 from billing.jobs.bill_day import Payments
 from billing.payments.config import PaymentConfig, RetryPolicy
 from billing.payments.sandbox import SandboxGateway
@@ -22,23 +26,78 @@ from blocks.bill_run_settings import BillRunSettings
 from blocks.payment_gateway import PaymentGateway as GatewayBlock
 from blocks.payment_settings import PaymentSettings
 from flows.report import Measures, file_text
-from flows.runtime import load_block
+from flows.runtime import load_block, load_seller
 
 DEFAULT_BLOCK = "default"
 
 
-def payments_setup(output_dir: str, block: str = DEFAULT_BLOCK) -> Payments:
+class SellerNotACreditor(ValueError):
+    """The Seller Identity cannot collect by SEPA direct debit as it stands."""
+
+
+def creditor_of(seller: Seller, block: str = DEFAULT_BLOCK) -> Creditor | None:
+    """The SEPA creditor of the files: the seller of the invoices, field for field (name,
+    IBAN, BIC, creditor identifier), so the invoice, its XML and the pain.008/pain.001 name
+    one company. None when the seller has no creditor identifier (no direct debit)."""
+    if not seller.creditor_id:
+        return None
+    try:
+        at_02.validate(seller.creditor_id)
+    except ValidationError as error:
+        raise SellerNotACreditor(
+            f"Seller Identity block {block!r}: creditor_id {seller.creditor_id!r} is not a "
+            f"SEPA creditor identifier ({error})"
+        ) from None
+    missing = [name for name in ("iban", "bic") if not getattr(seller, name)]
+    if missing:
+        raise SellerNotACreditor(
+            f"Seller Identity block {block!r}: {', '.join(missing)} required to collect by "
+            "direct debit (creditor_id is set)"
+        )
+    return Creditor(
+        name=seller.name, iban=seller.iban, bic=seller.bic, creditor_id=seller.creditor_id
+    )
+
+
+# The creditor fields a Payment Gateway block had before the seller became the creditor.
+OLD_CREDITOR_FIELDS = {
+    "creditor_name": "name",
+    "creditor_iban": "iban",
+    "creditor_bic": "bic",
+    "creditor_id": "creditor_id",
+}
+
+
+def _no_second_creditor(
+    gateway: GatewayBlock, block: str, creditor: Creditor | None, seller_block: str
+) -> None:
+    """A Payment Gateway block saved before the seller became the creditor may still hold
+    creditor fields: they must agree with the seller, or the run stops (never a silent
+    switch to another creditor in the SEPA files)."""
+    extra = gateway.model_extra or {}
+    for old, field in OLD_CREDITOR_FIELDS.items():
+        if old not in extra:
+            continue
+        now = getattr(creditor, field) if creditor is not None else ""
+        if extra[old] != now:
+            raise SellerNotACreditor(
+                f"Payment Gateway block {block!r} still has {old} {extra[old]!r}, but the SEPA "
+                f"creditor is the Seller Identity block {seller_block!r} ({field} {now!r}): "
+                "set it on the seller and delete the field from the gateway block"
+            )
+
+
+def payments_setup(
+    output_dir: str, block: str = DEFAULT_BLOCK, seller_block: str = DEFAULT_BLOCK
+) -> Payments:
     """The gateway and the payment configuration from the blocks (defaults when none is
-    saved); SEPA files go under ``output_dir`` (the Bill Run Settings' output folder)."""
+    saved), the seller as SEPA creditor; SEPA files go under ``output_dir`` (the Bill Run
+    Settings' output folder)."""
     gateway_block = load_block(GatewayBlock, block, GatewayBlock)
     settings = load_block(PaymentSettings, block, PaymentSettings)
     assert gateway_block is not None and settings is not None
-    creditor = Creditor(
-        name=gateway_block.creditor_name,
-        iban=gateway_block.creditor_iban,
-        bic=gateway_block.creditor_bic,
-        creditor_id=gateway_block.creditor_id,
-    )
+    creditor = creditor_of(load_seller(seller_block), seller_block)
+    _no_second_creditor(gateway_block, block, creditor, seller_block)
     config = PaymentConfig(
         output_dir=Path(output_dir),
         creditor=creditor,

@@ -52,14 +52,14 @@ DEFAULT_SELLER = Seller(
     postal_code="75002",
     city="Paris",
     country="FR",
-    vat_id="FR32123456789",
-    legal_id="123456789",
-    legal_form="SAS au capital de 10 000 EUR - RCS Paris 123 456 789",
+    vat_id="FR11123456782",
+    legal_id="123456782",
+    legal_form="SAS au capital de 10 000 EUR - RCS Paris 123 456 782",
     email="billing@openbill.example",
     phone="+33 1 23 45 67 89",
     website="https://openbill.example",
     iban="FR7630006000011234567890189",
     bic="AGRIFRPP",
-    creditor_id="FR12ZZZ123456",
+    creditor_id="FR72ZZZ123456",
 )
 """A fictitious French seller for local runs, demos and tests (logo: the packaged one)."""

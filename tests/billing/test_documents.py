@@ -255,7 +255,7 @@ def test_pdf_in_the_account_language_carries_the_facturx_xml(renderer, language,
     assert "INV-00000002" in text
     assert "FR14 2004 1010 0505 0001 3M02 606" in text  # the debited IBAN, grouped
     assert "MANDATE-A-1" in text
-    assert "FR12ZZZ123456" in text  # the seller's SEPA creditor id
+    assert "FR72ZZZ123456" in text  # the seller's SEPA creditor id
     name, xml = get_xml_from_pdf(documents.pdf, check_xsd=True)
     assert name == "factur-x.xml"
     assert xml == documents.cii

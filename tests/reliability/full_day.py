@@ -37,10 +37,10 @@ from billing.jobs.invoice_email_sender import EmailJob, Mail, invoice_email_send
 from billing.jobs.runner import InProcessRunner
 from billing.payments.config import PaymentConfig
 from billing.payments.sandbox import SandboxGateway
-from billing.payments.sepa import Creditor
 from billing.store.db import make_engine
+from flows.payment_steps import creditor_of
 
-CREDITOR = Creditor("Openbill Demo SA", "FR7630006000011234567890189", "AGRIFRPP", "FR72ZZZ123456")
+CREDITOR = creditor_of(DEFAULT_SELLER)  # the seller is the creditor, as on the flow
 
 
 @dataclass(frozen=True)
