@@ -5,6 +5,10 @@ record raises ``ImportFileError`` naming the record (``accounts[2] (ref ACC-3)``
 and everything the call wrote is rolled back to a savepoint. Usage rows are the exception:
 a bad usage row is data, kept in ``rejected_usage`` (see ``billing.ingest.importer_csv``).
 
+Each account is also checked as an invoice's buyer (``billing.domain.buyers``): a business
+buyer needs a complete address, a given VAT id must be valid for the buyer's country, and an
+intra-EU business buyer needs one; which depends on the seller's country (``seller_country``).
+
 Idempotence: a record whose key (ref, code, external_id) is already stored is skipped and
 counted ``unchanged``; if a field the file gives differs from the stored value, the file is
 refused (the importer never overwrites). docs/data-formats.md documents both formats.
