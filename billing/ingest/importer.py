@@ -5,6 +5,10 @@ record raises ``ImportFileError`` naming the record (``accounts[2] (ref ACC-3)``
 and everything the call wrote is rolled back to a savepoint. Usage rows are the exception:
 a bad usage row is data, kept in ``rejected_usage`` (see ``billing.ingest.importer_csv``).
 
+Each account is also checked as an invoice's buyer (``billing.domain.buyers``): a business
+buyer needs a complete address, a given VAT id must be valid for the buyer's country, and an
+intra-EU business buyer needs one; which depends on the seller's country (``seller_country``).
+
 Idempotence: a record whose key (ref, code, external_id) is already stored is skipped and
 counted ``unchanged``; if a field the file gives differs from the stored value, the file is
 refused (the importer never overwrites). docs/data-formats.md documents both formats.
@@ -28,6 +32,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
+from billing.domain.buyers import Buyer, CustomerType, buyer_problems, default_customer_type
 from billing.domain.errors import BillingError, ImportFileError
 from billing.domain.money import minor_units, to_decimal
 from billing.domain.periods import first_bill_date
@@ -100,9 +105,18 @@ class ImportReport:
 
 
 def import_file(
-    session: Session, path: Path | str, *, chunksize: int = DEFAULT_CHUNKSIZE
+    session: Session,
+    path: Path | str,
+    *,
+    chunksize: int = DEFAULT_CHUNKSIZE,
+    seller_country: str | None = None,
 ) -> ImportReport:
-    """Import a ``.json`` master-data file or a ``.csv`` usage file; never commits."""
+    """Import a ``.json`` master-data file or a ``.csv`` usage file; never commits.
+
+    ``seller_country`` is the country of the seller who will invoice these accounts (which
+    buyers need a VAT id depends on it); by default the demo seller's
+    (``billing.documents.seller.DEFAULT_SELLER``).
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".json", ".csv"):
@@ -113,12 +127,21 @@ def import_file(
             if suffix == ".csv":
                 import_usage_csv(session, path, report.of("usage"), chunksize)
             else:
-                import_json(session, path, report, chunksize)
+                import_json(session, path, report, chunksize, _seller_country(seller_country))
     except OSError as error:
         raise ImportFileError(f"cannot read {path}: {error.strerror or error}") from None
     except DBAPIError as error:
         raise ImportFileError(f"the database refused {path.name}: {error.orig}") from None
     return report
+
+
+def _seller_country(given: str | None) -> str:
+    """The seller's country: the one given, else the default seller's."""
+    if given is not None:
+        return given
+    from billing.documents.seller import DEFAULT_SELLER  # documents' package is slow to import
+
+    return DEFAULT_SELLER.country
 
 
 # --- reading and validating the document -------------------------------------------------
@@ -453,6 +476,7 @@ class _Import:
 
     session: Session
     report: ImportReport
+    seller_country: str
 
     def keep(self, kind: str, record: _Record, stored: Any, values: Mapping[str, Any]) -> bool:
         """Count a record; True when it is new and must be inserted."""
@@ -565,6 +589,7 @@ class _Import:
         stored = _stored(self.session, Account, Account.ref, refs, selectinload(Account.bill_units))
         series = set(self.session.scalars(select(BillSeries.code)))
         for record in records:
+            _check_buyer(record, self.seller_country)
             values = _account_values(record, series)
             if self.keep("accounts", record, stored.get(values["ref"]), values):
                 unit = {k.split(".", 1)[1]: values.pop(k) for k in list(values) if "." in k}
@@ -733,6 +758,26 @@ def _account_values(record: _Record, series: set[str]) -> dict[str, Any]:
     return values | _bill_unit_values(record, series)
 
 
+def _check_buyer(record: _Record, seller_country: str) -> None:
+    """Refuse an account that cannot be invoiced as it stands (``billing.domain.buyers``):
+    a business buyer without a complete address, a bad VAT id, a VAT id missing where the law
+    requires it."""
+    data = record.data
+    vat_id = data.get("vat_id")
+    given = data.get("customer_type")
+    buyer = Buyer(
+        customer_type=CustomerType(given) if given else default_customer_type(vat_id),
+        country=data["country"],
+        address_line=data.get("address_line", ""),
+        postal_code=data.get("postal_code", ""),
+        city=data.get("city", ""),
+        vat_id=vat_id,
+    )
+    problems = buyer_problems(buyer, seller_country)
+    if problems:
+        raise record.fail(problems[0].message, problems[0].field)
+
+
 def _iban(record: _Record) -> str | None:
     """A valid IBAN in its compact form, or None."""
     value = record.data.get("iban")
@@ -836,13 +881,15 @@ SECTIONS = (
 )  # fmt: skip
 
 
-def import_json(session: Session, path: Path, report: ImportReport, chunksize: int) -> None:
+def import_json(
+    session: Session, path: Path, report: ImportReport, chunksize: int, seller_country: str
+) -> None:
     """Import every section of a JSON document, in dependency order."""
     document = read_document(path)
     for kind in KINDS:
         if _SECTION_OF_KIND.get(kind, kind) in document:
             report.of(kind)
-    job = _Import(session, report)
+    job = _Import(session, report, seller_country)
     for section in SECTIONS:
         if section in document:
             getattr(job, section)(document[section])

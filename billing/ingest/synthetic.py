@@ -21,6 +21,10 @@ from typing import Any
 import numpy as np
 from faker import Faker
 from sqlalchemy import Connection, Engine, Table, func, select
+from stdnum.ch import uid
+from stdnum.es import cif
+from stdnum.iso7064 import mod_11_10
+from stdnum.pt import nif
 
 from billing.domain.errors import ConfigurationError
 from billing.domain.periods import first_bill_date
@@ -463,21 +467,37 @@ def national_bban(country: str, bank: str, branch: int, account: int) -> str:
 
 
 def _vat_id(country: str, number: int) -> str:
-    """A VAT number in the country's format; FR, PT and BE carry their real check digits."""
+    """A VAT number in the country's format with its real check digits (python-stdnum agrees:
+    ``billing.domain.buyers.vat_id_problem``); deterministic in ``number``."""
     if country == "FR":
         body = number % 10**8
         siren = body * 10 + _luhn_digit(body)
-        return f"FR{(12 + 3 * (siren % 97)) % 97:02d}{siren:09d}"
+        return f"FR{(12 + 3 * (siren % 97)) % 97:02d}{siren:09d}"  # stdnum.fr.tva's key
     if country == "PT":
         digits = f"5{number % 10**7:07d}"
-        remainder = sum(int(d) * (9 - i) for i, d in enumerate(digits)) % 11
-        return f"PT{digits}{0 if remainder < 2 else 11 - remainder}"
+        return f"PT{digits}{nif.calc_check_digit(digits)}"
     if country == "BE":
-        body = number % 10**7 + 10**7
-        return f"BE0{body:08d}{97 - body % 97:02d}"
+        body = number % (9 * 10**6) + 10**6  # 0 + 7 digits, then 97 - body mod 97
+        return f"BE0{body:07d}{97 - body % 97:02d}"
+    if country == "DE":
+        digits = f"{number % 9 * 10**7 + 10**7 + number % 10**7:08d}"  # no leading 0
+        return f"DE{digits}{mod_11_10.calc_check_digit(digits)}"
+    if country == "ES":
+        digits = f"B{number % 10**7:07d}"  # a sociedad limitada: a CIF with a digit check
+        return f"ES{digits}{cif.calc_check_digits(digits)[0]}"
+    if country == "GB":
+        digits = f"{number % 9 * 10**6 + 10**6 + number % 10**6:07d}"  # >= 1000000
+        weighted = sum(w * int(d) for w, d in zip((8, 7, 6, 5, 4, 3, 2), digits, strict=True))
+        return f"GB{digits}{-weighted % 97:02d}"
     if country == "CH":
-        return f"CHE{number % 10**9:09d}"
-    return f"{country}{number % 10**9:09d}"
+        body = number % 10**8
+        check = uid.calc_check_digit(f"{body:08d}")
+        if check == "10":  # no UID ends in 10: take the next number
+            body = (body + 1) % 10**8
+            check = uid.calc_check_digit(f"{body:08d}")
+        digits = f"{body:08d}{check}"
+        return f"CHE-{digits[:3]}.{digits[3:6]}.{digits[6:]} TVA"
+    raise ConfigurationError(f"no VAT number format for country {country!r}")
 
 
 def _luhn_digit(body: int) -> int:

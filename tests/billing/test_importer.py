@@ -238,6 +238,151 @@ def test_refused_file_leaves_existing_data_unchanged(engine, tmp_path):
     )
 
 
+# --- buyers: B2B address and VAT id (issue #18) --------------------------------------------
+
+DUPONT = "accounts[0] (ref ACC-1)"  # FR, vat_id FR40303265045: a business buyer
+MUELLER = "accounts[1] (ref ACC-2)"  # DE, no vat_id: a consumer unless told otherwise
+TANAKA = "accounts[2] (ref ACC-3)"  # JP, no address
+
+
+def _account(index, **fields):
+    """A change that sets (or, with None, removes) fields of one account of the fixture."""
+
+    def change(doc):
+        for name, value in fields.items():
+            if value is None:
+                doc["accounts"][index].pop(name, None)
+            else:
+                doc["accounts"][index][name] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "record", "field", "term"),
+    [
+        (_account(0, address_line=None), DUPONT, "address_line", "BT-50"),
+        (_account(0, postal_code=None), DUPONT, "postal_code", "BT-53"),
+        (_account(0, city="   "), DUPONT, "city", "BT-52"),
+        (_account(2, customer_type="business", postal_code="100-0005", city="Tokyo"), TANAKA,
+         "address_line", "BT-50"),
+    ],
+)  # fmt: skip
+def test_a_business_buyer_without_a_complete_address_is_refused(
+    engine, tmp_path, change, record, field, term
+):
+    error = assert_refused(engine, master_with(tmp_path, change), record, field)
+
+    assert f"{field} is required for a business buyer (EN 16931 {term}" in str(error)
+    assert "CGI art. 242 nonies A" in str(error)
+    assert nonzero(row_counts(engine)) == {"bill_series": 1}
+
+
+@pytest.mark.parametrize(
+    ("vat_id", "country", "message"),
+    [
+        ("FR40303265046", "FR", "vat_id 'FR40303265046' is not a valid VAT number (check digits)"),
+        ("FR123", "FR", "vat_id 'FR123' is not a valid VAT number (the number has an invalid "
+                        "length)"),
+        ("DE812345673", "FR", "vat_id 'DE812345673' starts with 'DE', not the prefix of the "
+                              "buyer's country FR ('FR')"),
+        ("303265045", "FR", "vat_id '303265045' has no country prefix"),
+        ("GR094259216", "GR", "starts with 'GR', not the prefix of the buyer's country GR ('EL')"),
+        ("CHE-116.281.711 MWST", "CH", "is not a valid VAT number"),
+    ],
+)  # fmt: skip
+def test_an_invalid_buyer_vat_id_is_refused(engine, tmp_path, vat_id, country, message):
+    change = _account(0, vat_id=vat_id, country=country)
+
+    error = assert_refused(engine, master_with(tmp_path, change), DUPONT, "vat_id")
+
+    assert message in str(error)
+    assert nonzero(row_counts(engine)) == {"bill_series": 1}
+
+
+def test_an_invalid_vat_id_is_refused_for_a_consumer_too(engine, tmp_path):
+    change = _account(0, customer_type="consumer", vat_id="FR40303265046")
+
+    error = assert_refused(engine, master_with(tmp_path, change), DUPONT, "vat_id")
+    assert "(check digits)" in str(error)
+
+
+def test_an_intra_eu_business_buyer_without_a_vat_id_is_refused(engine, tmp_path):
+    change = _account(1, customer_type="business", address_line="Hauptstraße 5",
+                      postal_code="10115", city="Berlin")  # fmt: skip
+
+    error = assert_refused(engine, master_with(tmp_path, change), MUELLER, "vat_id")
+
+    assert "vat_id is required for an intra-community supply from FR to a business buyer in DE" in (
+        str(error)
+    )
+    assert "Directive 2006/112/EC art. 138 and 226(4)" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("change", "seller_country"),
+    [
+        # domestic B2C without VAT id or address
+        (_account(0, customer_type="consumer", vat_id=None, address_line=None, city=None), "FR"),
+        # B2C in another member state: no VAT id needed
+        (_account(1, customer_type="consumer"), "FR"),
+        # the same German business, sold from Germany: domestic, no VAT id needed
+        (_account(1, customer_type="business", address_line="Hauptstraße 5",
+                  postal_code="10115", city="Berlin"), "DE"),
+        # a business outside the EU with its address: no VAT id needed
+        (_account(2, customer_type="business", address_line="1-2-3 Marunouchi",
+                  postal_code="100-0005", city="Tokyo"), "FR"),
+        # valid ids with their country's prefix: Greece writes EL, a Swiss id its suffix
+        (_account(1, customer_type="business", address_line="Hauptstraße 5", postal_code="10115",
+                  city="Berlin", vat_id="DE812345673"), "FR"),
+        (_account(0, country="GR", vat_id="EL094259216"), "FR"),
+        (_account(0, country="CH", vat_id="CHE-116.281.710 MWST"), "FR"),
+    ],
+)  # fmt: skip
+def test_buyers_the_law_allows_are_imported(engine, tmp_path, change, seller_country):
+    report = run_import(engine, master_with(tmp_path, change), seller_country=seller_country)
+
+    assert report.of("accounts").inserted == 3
+
+
+def test_a_refused_buyer_changes_nothing_in_a_filled_database(engine, tmp_path):
+    run_import(engine, MASTER)
+    with engine.connect() as conn:
+        accounts_before = conn.execute(
+            select(Account.ref, Account.vat_id).order_by(Account.ref)
+        ).all()
+
+    def add_then_fail(doc):
+        doc["tax_categories"].append({"code": "NEW", "name": "New"})
+        doc["accounts"].append(dict(doc["accounts"][0], ref="ACC-8"))
+        doc["accounts"].append(dict(doc["accounts"][1], ref="LUM-001", customer_type="business",
+                                    country="FR", vat_id="FR44732829320", address_line="8 rue X",
+                                    city="Paris"))  # fmt: skip
+        doc["contracts"].append(dict(doc["contracts"][0], ref="C-8", account="ACC-8", items=[]))
+
+    error = assert_refused(
+        engine, master_with(tmp_path, add_then_fail), "accounts[4] (ref LUM-001)", "postal_code"
+    )
+
+    assert "postal_code is required for a business buyer" in str(error)
+    with engine.connect() as conn:
+        accounts_after = conn.execute(
+            select(Account.ref, Account.vat_id).order_by(Account.ref)
+        ).all()
+    assert accounts_after == accounts_before
+
+
+def test_the_demo_file_has_complete_business_buyers(engine):
+    run_import(engine, DEMO)
+
+    with engine.connect() as conn:
+        lumiere = conn.execute(select(Account).where(Account.ref == "LUMIERE-FR")).one()
+    assert (lumiere.address_line, lumiere.postal_code, lumiere.city, lumiere.country) == (
+        "8 passage des Récollets", "75010", "Paris", "FR",
+    )  # fmt: skip
+    assert lumiere.vat_id == "FR44732829320"
+
+
 def test_json_float_money_is_refused(engine, tmp_path):
     source = MASTER.read_text(encoding="utf-8").replace(
         '"unit_price": "29.90"', '"unit_price": 29.90'

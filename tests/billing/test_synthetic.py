@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -14,14 +15,24 @@ from hypothesis import strategies as st
 from schwifty import IBAN
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from billing.cli import app
 from billing.cli.seed_cmd import first_of_previous_month
 from billing.domain import pricing
+from billing.domain.buyers import (
+    Buyer,
+    CustomerType,
+    buyer_problems,
+    default_customer_type,
+    is_intra_community_b2b,
+    vat_id_problem,
+)
 from billing.domain.errors import ConfigurationError
 from billing.domain.periods import first_bill_date
-from billing.ingest.synthetic import BANKS, iban_from_bban, national_bban, seed
+from billing.ingest.importer import import_file
+from billing.ingest.synthetic import BANKS, COUNTRIES, _vat_id, iban_from_bban, national_bban, seed
 from billing.store.db import make_engine, unit_of_work
 from billing.store.migrate import upgrade
 from billing.store.models import (
@@ -292,6 +303,52 @@ def test_accounts_speak_their_country_and_pay_in_its_currency(engine):
         assert a.created_on < START and a.balance == Decimal(0)
     assert {a.status.value for a in accounts} == {"active", "inactive", "closed"}
     assert Counter(a.status.value for a in accounts)["active"] >= 360
+
+
+@given(country=st.sampled_from([c.code for c in COUNTRIES]), number=st.integers(0, 2**62 - 1))
+def test_generated_vat_ids_have_valid_check_digits(country, number):
+    vat_id = _vat_id(country, number)
+
+    assert vat_id_problem(vat_id, country) is None, vat_id
+    assert vat_id == _vat_id(country, number)
+
+
+def test_every_business_buyer_passes_the_import_rules(engine, tmp_path):
+    """Every seeded company has a complete address and a valid VAT id, and re-importing the
+    seeded accounts through the JSON importer (seller in FR) is accepted, each unchanged."""
+    seed(engine, accounts=2000, usage_per_account=0, start=START)
+    with Session(engine) as session:
+        query = select(Account, BillUnit.billing_day, BillUnit.cycle).join(Account.bill_units)
+        rows = [tuple(row) for row in session.execute(query.order_by(Account.id))]
+    businesses = [a for a, _, _ in rows if a.vat_id is not None]
+    assert len(businesses) >= 150
+    assert {a.country for a in businesses} == {c.code for c in COUNTRIES}
+    for a in businesses:
+        buyer = Buyer(default_customer_type(a.vat_id), a.country, a.address_line,
+                      a.postal_code, a.city, a.vat_id)  # fmt: skip
+        assert buyer.customer_type == CustomerType.BUSINESS
+        assert buyer_problems(buyer, "FR") == [], (a.ref, a.vat_id)
+    assert any(is_intra_community_b2b(
+        Buyer(CustomerType.BUSINESS, a.country, vat_id=a.vat_id), "FR") for a in businesses
+    )  # fmt: skip
+    document = {
+        "accounts": [
+            {
+                "ref": a.ref, "name": a.name, "address_line": a.address_line,
+                "postal_code": a.postal_code, "city": a.city, "country": a.country,
+                "currency": a.currency, "vat_id": a.vat_id,
+                "customer_type": "business" if a.vat_id else "consumer",
+                "created_on": a.created_on.isoformat(),
+                "bill_unit": {"billing_day": day, "cycle": cycle.value},
+            }
+            for a, day, cycle in rows
+        ]
+    }  # fmt: skip
+    path = tmp_path / "seeded-accounts.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    with unit_of_work(engine) as session:
+        report = import_file(session, path, seller_country="FR")
+    assert (report.of("accounts").inserted, report.of("accounts").unchanged) == (0, len(rows))
 
 
 def test_usage_lands_on_metered_items_within_30_days(engine):
