@@ -110,24 +110,29 @@ def test_a_seller_whose_creditor_id_fails_its_check_digits_stops_collection():
     assert creditor_of(Seller(**{**SELLER.to_dict(), "creditor_id": ""})) is None
 
 
-class GatewayBlockBefore(GatewayBlock):
-    """The Payment Gateway block type as it was saved before the seller became the creditor."""
+def _save_gateway_as_before(ledger: str, creditor_id: str) -> None:
+    """A Payment Gateway block document as the block type stored it before the seller became
+    the creditor: with a ``creditor_id`` in its data (written over the API, as the old type's
+    ``save`` did; the current type no longer has the field)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import BlockDocumentUpdate
 
-    _block_type_name = "Payment Gateway"
-    creditor_id: str = "FR72ZZZ123456"
+    GatewayBlock(sandbox_ledger=ledger).save("default", overwrite=True)
+    with get_client(sync_client=True) as client:
+        document = client.read_block_document_by_name("default", "payment-gateway")
+        update = BlockDocumentUpdate(data={"creditor_id": creditor_id}, merge_existing_data=True)
+        client.update_block_document(document.id, update)
 
 
 def test_a_gateway_block_naming_another_creditor_stops_the_run(seller_block, tmp_path):
     """A Payment Gateway block saved before the seller became the creditor keeps its creditor
-    fields (the stored document has them; the block type allows extra fields): they must
-    agree with the seller, or the run stops."""
+    fields (the block type allows extra fields): they must agree with the seller, or the run
+    stops."""
     ledger = str(tmp_path / "gw.sqlite3")
-    GatewayBlockBefore(sandbox_ledger=ledger, creditor_id=SELLER.creditor_id).save(
-        "default", overwrite=True
-    )
+    _save_gateway_as_before(ledger, SELLER.creditor_id)
     try:
         assert payments_setup(str(tmp_path)).config.creditor.creditor_id == SELLER.creditor_id
-        GatewayBlockBefore(sandbox_ledger=ledger).save("default", overwrite=True)
+        _save_gateway_as_before(ledger, "FR72ZZZ123456")
         with pytest.raises(SellerNotACreditor, match="still has creditor_id 'FR72ZZZ123456'"):
             payments_setup(str(tmp_path))
     finally:
