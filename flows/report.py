@@ -8,6 +8,7 @@ from the UI, so without a server a file is shown as its path, as plain text.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -15,45 +16,57 @@ from typing import Any, cast
 from urllib.parse import quote
 from uuid import UUID
 
+import httpx
+from prefect import get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from billing.ops.run_report import ProgressPlan, money, shown
 
 
 class RunProgress:
-    """One progress artifact for a whole run, moved forward step by step up to 100."""
+    """One progress artifact for a whole run, moved forward step by step up to 100.
+
+    Steps that run side by side (cycle fees, collection, refunds) report from their task
+    threads: one update at a time, under a lock. Two at once made a PostgreSQL-backed Prefect
+    server answer 500 (seen in tests/flows). The bar is what the operator watches, not a
+    record: an update the server refuses is logged as a warning and the run goes on.
+    """
 
     def __init__(self, key: str, title: str, steps: Sequence[tuple[str, int]]) -> None:
         self.title = title
         self.plan = ProgressPlan(steps)
+        self._lock = threading.Lock()
         # create_progress_artifact dispatches sync/async; in a flow it returns the id.
         self.id = cast(
-            UUID, create_progress_artifact(0.0, key=key, description=f"{title}: starting")
+            UUID, create_progress_artifact(0.0, key=key, description=f"{self.title}: starting")
         )
+
+    def _show(self, percent: Decimal, text: str) -> None:
+        # Prefect's progress artifact takes a float; the plan itself stays exact.
+        try:
+            update_progress_artifact(self.id, float(percent), description=text[:2000])
+        except (httpx.HTTPError, PrefectHTTPStatusError, ObjectNotFound) as error:
+            get_run_logger().warning("progress bar not updated (%s): %s", error, text)
 
     def step(self, step: str, fraction: Decimal | int = 1, note: str | None = None) -> None:
         """``fraction`` of ``step`` is done (and every step before it)."""
-        percent = self.plan.at(step, fraction)
-        # Prefect's progress artifact takes a float; the plan itself stays exact.
-        update_progress_artifact(
-            self.id, float(percent), description=f"{self.title}: {note or step}"
-        )
+        with self._lock:
+            self._show(self.plan.at(step, fraction), f"{self.title}: {note or step}")
 
     def note(self, note: str) -> None:
         """Say what happened without moving the bar (a run that stops short of 100)."""
-        update_progress_artifact(
-            self.id, float(self.plan.percent), description=f"{self.title}: {note}"[:2000]
-        )
+        with self._lock:
+            self._show(self.plan.percent, f"{self.title}: {note}")
 
     def done(self, note: str = "done") -> None:
-        update_progress_artifact(
-            self.id, float(self.plan.finish()), description=f"{self.title}: {note}"
-        )
+        with self._lock:
+            self._show(self.plan.finish(), f"{self.title}: {note}")
 
 
 class Measures:

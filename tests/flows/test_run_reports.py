@@ -250,3 +250,24 @@ def test_a_scheduled_daemon_without_process_now_runs_at_its_scheduled_moment(dae
 def test_totals_are_decimal(billing_db):
     summary = bill_day(as_of=date(2027, 2, 1), dry_run=True, database_block="")
     assert summary["total EUR"] == Decimal("199.20")
+
+
+def test_a_progress_update_the_server_refuses_is_a_warning_not_a_failed_run(caplog):
+    """The bar is for the operator: the server refusing an update (here the artifact is gone,
+    404) leaves a warning in the run's log, and the run goes on."""
+    from uuid import uuid4
+
+    from prefect import flow
+
+    from flows.report import RunProgress
+
+    @flow
+    def reports_progress() -> str:
+        progress = RunProgress("test-progress", "Test", [("only", 1)])
+        progress.id = uuid4()  # an artifact the server does not have
+        progress.step("only")
+        progress.done()
+        return "went on"
+
+    assert reports_progress() == "went on"
+    assert "progress bar not updated" in caplog.text
