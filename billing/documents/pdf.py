@@ -146,6 +146,17 @@ def _group_iban(iban: str | None) -> str:
     return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
 
 
+def masked_iban(iban: str | None) -> str:
+    """The customer's IBAN as printed on their invoice: country, check digits and the last
+    four characters, the rest masked (``FR14 **** **** **** **** ***2 606``). Enough for the
+    customer to recognise their account; the whole number stays in the CII (BT-91), which
+    EN 16931 requires, and in the bank's files, not on a page that is e-mailed and printed."""
+    compact = (iban or "").replace(" ", "")
+    if len(compact) <= 8:
+        return _group_iban(compact)
+    return _group_iban(compact[:4] + "*" * (len(compact) - 8) + compact[-4:])
+
+
 class InvoiceRenderer:
     """Renders invoices of one seller; build one per process and reuse it (fonts, CSS, logo).
 
@@ -190,7 +201,7 @@ class InvoiceRenderer:
             lines=[_LineView(line) for line in invoice.lines],
             taxes=taxes,
             period_last=inclusive_end(invoice.period_start, invoice.period_end),
-            buyer_iban=_group_iban(invoice.payment.iban),
+            buyer_iban=masked_iban(invoice.payment.iban),
             seller_iban=_group_iban(self.seller.iban),
             created=document_moment(invoice).strftime("%Y-%m-%dT%H:%M:%SZ"),
             f=f,

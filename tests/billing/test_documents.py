@@ -253,7 +253,8 @@ def test_pdf_in_the_account_language_carries_the_facturx_xml(renderer, language,
     for fragment in expected:
         assert fragment.lower() in text.lower(), fragment
     assert "INV-00000002" in text
-    assert "FR14 2004 1010 0505 0001 3M02 606" in text  # the debited IBAN, grouped
+    assert "FR14 **** **** **** **** ***2 606" in text  # the debited IBAN, masked
+    assert "3M02" not in text
     assert "MANDATE-A-1" in text
     assert "FR72ZZZ123456" in text  # the seller's SEPA creditor id
     name, xml = get_xml_from_pdf(documents.pdf, check_xsd=True)
@@ -426,7 +427,7 @@ def test_render_bills_to_the_store_is_idempotent_and_queues_emails(invoiced, ren
     }
     text = pdf_text(first["2027/02/INV-00000002.pdf"]).replace("\u202f", "\u00a0")
     assert "Facture" in text and "199,20\u00a0€" in text and "33,20\u00a0€" in text
-    assert "FR76 3000 6000 0112 3456 7890 189" in text and "M-A" in text
+    assert "FR76 **** **** **** **** ***0 189" in text and "M-A" in text  # masked
     pt = pdf_text(first["2027/01/INV-00000001.pdf"]).replace("\u202f", "\u00a0")
     assert "Fatura" in pt and "17,34\u00a0£" in pt
     again = render_bills(invoiced, ids, renderer, store, settings)
