@@ -93,7 +93,9 @@ def record_bank_payment(
         raise PaymentRecordError(f"unknown account {shown(account_ref)}")
     matched = _debit_by_reference(session, reference)
     if matched:
-        debit_amount = sum((p.amount for p in matched), Decimal(0))
+        debit_amount = sum((p.amount for p in matched), Decimal(0)).quantize(
+            Decimal(1).scaleb(-minor_units(matched[0].currency))
+        )
         if (matched[0].account_id, debit_amount, matched[0].currency) != (
             account.id,
             amount,
