@@ -11,10 +11,16 @@ payment for it is already pending, its next retry is not due yet, or the account
   (``_record_answers``). A crash between those leaves pending rows: the next run resumes them,
   the gateway replays the same charges, and each is recorded once. A transient gateway error
   leaves its payment pending for the next call.
-- **Direct debit**: pending payments ``dd:{bill_key}:{attempt}`` (one bulk insert per file) and
-  pain.008.001.02 files of at most ``PaymentConfig.file_transactions`` debits each, in account
-  id order; each file and its debits in one transaction. A debit stays pending until the bank
-  settles it (statement import or ``billing payment settle``) or returns it
+- **Direct debit** (SEPA Core): pending payments ``dd:{bill_key}:{attempt}``, one per bill (one
+  bulk insert per file), and pain.008.001.02 files of at most
+  ``PaymentConfig.file_transactions`` payments each, in account id order; each file and its
+  payments in one transaction. A bill is collected on ``collection_date`` (its due date on the
+  TARGET2 calendar, never earlier than the rulebook's D-1 allows for a file sent on
+  ``as_of``); the bills of one mandate collected on one date make ONE debit (``DrctDbtTxInf``)
+  for their sum, whose end-to-end id is the reference of each of their payments, so settling or
+  returning it settles or reopens each bill. A bill whose collection date is beyond
+  ``PaymentConfig.debit_horizon_days`` waits for a later day's run. A debit stays pending until
+  the bank settles it (statement import or ``billing payment settle``) or returns it
   (``billing payment return``).
 - **Retries**: a bill's failed attempts are retried on ``RetryPolicy.retry_days`` after its
   first failure; when the last attempt fails the account enters dunning.
@@ -32,8 +38,8 @@ writes their payments, so the two side by side deadlocked at 1,000,000 accounts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date
 from decimal import Decimal
 from itertools import groupby
 from typing import Any
@@ -42,6 +48,7 @@ from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.orm import Session
 
 from billing.domain import charge_keys
+from billing.domain.direct_debit import collection_date, may_send
 from billing.domain.money import add_to_total
 from billing.failpoints import failpoint
 from billing.payments.config import PaymentConfig
@@ -90,6 +97,7 @@ class CollectResult:
     debit_amounts: dict[str, Decimal] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     waiting_retry: int = 0
+    not_yet_due: int = 0
     dunning: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -104,6 +112,7 @@ class CollectResult:
             "debit_amounts": {c: str(v) for c, v in sorted(self.debit_amounts.items())},
             "files": list(self.files),
             "waiting_retry": self.waiting_retry,
+            "debits_not_yet_due": self.not_yet_due,
             "dunning": sorted(self.dunning),
             "skipped": dict(sorted(self.skipped.items())),
         }
@@ -120,6 +129,7 @@ class Attempt:
     amount: Decimal
     currency: str
     account: Any  # the account row (ref, name, method, token, bank details)
+    collect_on: date | None = None  # a debit's ReqdColltnDt (None for a card)
 
     @property
     def key(self) -> str:
@@ -215,7 +225,11 @@ def _plan(
         elif row.payment_method is PaymentMethod.CARD:
             page.cards.append(attempt)
         else:
-            page.debits.append(attempt)
+            collect_on = collection_date(row.due_date, as_of, config.debit_lead_days)
+            if may_send(collect_on, as_of, config.debit_horizon_days):
+                page.debits.append(replace(attempt, collect_on=collect_on))
+            else:
+                result.not_yet_due += 1  # a later day's run sends it, for the same date
     note_issues(session, run_id=run_id, step=STEP, as_of=as_of, issues=issues)
     return page
 
@@ -273,6 +287,7 @@ def _collectible(session: Session, as_of: date, first: int, last: int) -> list[A
                 Bill.bill_key,
                 Bill.bill_no,
                 Bill.currency,
+                Bill.due_date,
                 (Bill.gross - Bill.amount_paid).label("due"),
                 Account.id.label("account_id"),
                 Account.ref,
@@ -553,10 +568,16 @@ def _debit_file(
     config: PaymentConfig,
     result: CollectResult,
 ) -> None:
-    """Pending debits and the creditor's pain.008 file, in the caller's transaction."""
+    """Pending payments and the creditor's pain.008 file, in the caller's transaction.
+
+    One payment per bill; one debit per mandate (account) and collection date, for the sum of
+    its bills, under the end-to-end id that every one of its payments carries as reference.
+    """
     assert config.creditor is not None  # _cannot_collect skipped debits without one
     creditor = config.creditor.checked()
     first_time = _accounts_without_debits(session, [a.account.account_id for a in attempts])
+    groups = _debit_groups(attempts)
+    e2e_of = {a.key: _end_to_end_id(group) for group in groups for a in group}
     inserted = record_pending_payments(
         session,
         [
@@ -568,37 +589,45 @@ def _debit_file(
                 "amount": a.amount,
                 "currency": a.currency,
                 "received_on": as_of,
-                "reference": _end_to_end_id(a),
+                "reference": e2e_of[a.key],
             }
             for a in attempts
         ],
     )
     entries: list[Entry] = []
     debits: list[DirectDebit] = []
-    for attempt in attempts:
-        if attempt.key not in inserted:
+    frst_given: set[int] = set()
+    for group in groups:
+        new = [a for a in group if a.key in inserted]  # a rerun inserts nothing
+        if not new:
             continue
-        account = attempt.account
-        e2e = _end_to_end_id(attempt)
-        entries.append(Entry(e2e, attempt.amount, payment_id=inserted[attempt.key]))
+        first, account = new[0], new[0].account
+        assert first.collect_on is not None  # _plan dated every debit
+        e2e = e2e_of[first.key]
+        entries.extend(Entry(e2e, a.amount, payment_id=inserted[a.key]) for a in new)
+        amount = sum((a.amount for a in new), Decimal(0))
+        # A mandate's first collection is FRST: the earliest date of an account without debits.
+        frst = account.account_id in first_time and account.account_id not in frst_given
+        if frst:
+            frst_given.add(account.account_id)
         debits.append(
             DirectDebit(
                 end_to_end_id=e2e,
-                amount=attempt.amount,
+                amount=amount,
                 debtor_name=account.name,
                 iban=check_iban(account.iban),
                 bic=check_bic(account.bic) if account.bic else None,
                 mandate_ref=account.mandate_ref,
                 mandate_date=account.mandate_date,
-                sequence="FRST" if account.account_id in first_time else "RCUR",
-                remittance=f"Bill {attempt.bill_no or attempt.bill_key}",
+                sequence="FRST" if frst else "RCUR",
+                remittance=remittance([a.bill_no or a.bill_key for a in new]),
+                collection_date=first.collect_on,
             )
         )
         result.debits += 1
-        add_to_total(result.debit_amounts, attempt.currency, attempt.amount)
+        add_to_total(result.debit_amounts, first.currency, amount)
     if not entries:
         return
-    collection_date = as_of + timedelta(days=config.debit_lead_days)
     path = store_file(
         session,
         kind=PaymentFileKind.DIRECT_DEBIT,
@@ -606,16 +635,52 @@ def _debit_file(
         as_of=as_of,
         folder=config.sepa_folder(as_of),
         entries=entries,
-        build=lambda msg_id: direct_debit_file(
-            creditor, debits, msg_id=msg_id, as_of=as_of, collection_date=collection_date
-        ),
+        build=lambda msg_id: direct_debit_file(creditor, debits, msg_id=msg_id, as_of=as_of),
     )
     failpoint("collect.debit_file_written")
     result.files.append(str(path))
 
 
-def _end_to_end_id(attempt: Attempt) -> str:
-    return f"DD-{attempt.bill_id}-{attempt.number}"
+def _debit_groups(attempts: list[Attempt]) -> list[list[Attempt]]:
+    """The attempts of one account (mandate) and collection date together: one debit each.
+
+    In order of account, then collection date; each group's bills in their collection order
+    (oldest first). The same attempts always form the same groups.
+    """
+    groups: dict[tuple[int, date | None], list[Attempt]] = {}
+    for a in attempts:
+        groups.setdefault((a.account.account_id, a.collect_on), []).append(a)
+    return [groups[k] for k in sorted(groups, key=lambda k: (k[0], k[1] or date.min))]
+
+
+def _end_to_end_id(group: list[Attempt]) -> str:
+    """``DD-{bill id}-{attempt}`` of the group's lowest bill id: deterministic and unique.
+
+    Unique because that attempt of that bill is collected once (its idempotency key); a debit
+    of one bill keeps the id it always had.
+    """
+    first = min(group, key=lambda a: a.bill_id)
+    return f"DD-{first.bill_id}-{first.number}"
+
+
+REMITTANCE_LENGTH = 140
+"""RmtInf/Ustrd: at most 140 characters (pain.008.001.02; EPC SDD Core rulebook AT-22)."""
+
+
+def remittance(bill_numbers: list[str]) -> str:
+    """``Bill N`` for one bill, ``Bills N1, N2, ...`` for several; at most 140 characters.
+
+    When the numbers do not all fit, as many as fit are listed, then ``+K more``.
+    """
+    if len(bill_numbers) == 1:
+        return f"Bill {bill_numbers[0]}"[:REMITTANCE_LENGTH]
+    for shown in range(len(bill_numbers), 0, -1):
+        text = "Bills " + ", ".join(bill_numbers[:shown])
+        if shown < len(bill_numbers):
+            text += f" +{len(bill_numbers) - shown} more"
+        if len(text) <= REMITTANCE_LENGTH:
+            return text
+    return f"{len(bill_numbers)} bills"
 
 
 def _accounts_without_debits(session: Session, account_ids: list[int]) -> set[int]:

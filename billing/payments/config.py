@@ -64,12 +64,20 @@ class PaymentConfig:
     pain.008 file of about 7.5 MB and takes about 120 MiB to build and validate (100,000 would
     take 1.1 GiB). A file holds whole accounts, so it exceeds the cap only if one account alone
     has more transactions due than the cap.
+
+    Direct debits (``billing.domain.direct_debit``): a bill is collected on its due date moved
+    to the next TARGET2 business day, but at the earliest ``debit_lead_days`` TARGET2 business
+    days (at least the rulebook's 1, D-1) after the run's ``as_of``. ``debit_horizon_days``:
+    a debit whose collection date is more than that many calendar days after ``as_of`` is left
+    for a later day's run (the rulebook's 14 is ``DEBIT_HORIZON_DAYS``); None sends every open
+    bill on its bill day, whatever its due date.
     """
 
     output_dir: Path
     creditor: Creditor | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     debit_lead_days: int = 2
+    debit_horizon_days: int | None = None
     min_refund: Decimal = Decimal("0.01")
     card_chunk: int = 500
     page_size: int = 10_000
@@ -79,6 +87,14 @@ class PaymentConfig:
         for name in ("card_chunk", "page_size", "file_transactions"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.debit_lead_days < 0:
+            raise ConfigurationError(
+                f"debit_lead_days must be zero or more, not {self.debit_lead_days}"
+            )
+        if self.debit_horizon_days is not None and self.debit_horizon_days < 0:
+            raise ConfigurationError(
+                f"debit_horizon_days must be zero or more, not {self.debit_horizon_days}"
+            )
 
     def sepa_folder(self, as_of: date) -> Path:
         creditor_id = self.creditor.creditor_id if self.creditor else "none"

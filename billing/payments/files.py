@@ -28,7 +28,11 @@ SUFFIX = {
 
 @dataclass(frozen=True)
 class Entry:
-    """A transaction of the file: the payment (debit) or the refund (transfer) it carries."""
+    """A payment (debit) or refund (transfer) of the file, under its transaction's end-to-end id.
+
+    A debit that combines several bills of one mandate is one transaction and several entries
+    (one payment each) with the same end-to-end id.
+    """
 
     end_to_end_id: str
     amount: Decimal
@@ -95,7 +99,7 @@ def store_file(
         as_of=as_of,
         path=str(path),
         currency=SEPA_CURRENCY,
-        transactions=len(entries),
+        transactions=len({e.end_to_end_id for e in entries}),
         control_sum=sum((e.amount for e in entries), Decimal(0)),
     )
     session.add(row)

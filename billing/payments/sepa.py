@@ -62,6 +62,7 @@ class DirectDebit:
     mandate_date: date
     sequence: str  # FRST or RCUR
     remittance: str
+    collection_date: date  # ReqdColltnDt: a TARGET2 business day (billing.domain.direct_debit)
 
 
 @dataclass(frozen=True)
@@ -151,22 +152,26 @@ def direct_debit_file(
     *,
     msg_id: str,
     as_of: date,
-    collection_date: date,
 ) -> bytes:
-    """A pain.008.001.02 SEPA Core direct-debit initiation; one PmtInf per sequence type."""
+    """A pain.008.001.02 SEPA Core direct-debit initiation.
+
+    One PmtInf per (sequence type, collection date): ``SeqTp`` and ``ReqdColltnDt`` are
+    PmtInf-level elements of pain.008, so debits differing in either need their own block.
+    Blocks in (sequence, date) order; the PmtInfId is ``{msg_id}-{sequence}-{YYYYMMDD}``.
+    """
     if not debits:
         raise BankDetailsError("a direct-debit file needs at least one debit")
     kind = PaymentFileKind.DIRECT_DEBIT
     root, _ = _document(kind)
     body = _sub(root, "CstmrDrctDbtInitn")
     _header(body, msg_id, as_of, [d.amount for d in debits], creditor.name)
-    groups: dict[str, list[DirectDebit]] = defaultdict(list)
+    groups: dict[tuple[str, date], list[DirectDebit]] = defaultdict(list)
     for debit in debits:
-        groups[debit.sequence].append(debit)
-    for sequence in sorted(groups):
-        group = groups[sequence]
+        groups[debit.sequence, debit.collection_date].append(debit)
+    for sequence, collection_date in sorted(groups):
+        group = groups[sequence, collection_date]
         info = _sub(body, "PmtInf")
-        _sub(info, "PmtInfId", f"{msg_id}-{sequence}")
+        _sub(info, "PmtInfId", f"{msg_id}-{sequence}-{collection_date:%Y%m%d}")
         _sub(info, "PmtMtd", "DD")
         _sub(info, "BtchBookg", "true")
         _sub(info, "NbOfTxs", str(len(group)))

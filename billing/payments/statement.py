@@ -30,9 +30,9 @@ from billing.payments.config import RetryPolicy
 from billing.payments.errors import PaymentRecordError
 from billing.payments.ledger import (
     enter_dunning,
-    fail_payment,
+    fail_payments,
     record_payment,
-    settle_payment,
+    settle_payments,
     settle_refund,
 )
 from billing.store.models import Account, Bill, Payment, PaymentMethod, PaymentStatus, Refund
@@ -92,17 +92,20 @@ def record_bank_payment(
     if account is None:
         raise PaymentRecordError(f"unknown account {shown(account_ref)}")
     matched = _debit_by_reference(session, reference)
-    if matched is not None:
-        if (matched.account_id, matched.amount, matched.currency) != (
+    if matched:
+        debit_amount = sum((p.amount for p in matched), Decimal(0)).quantize(
+            Decimal(1).scaleb(-minor_units(matched[0].currency))
+        )
+        if (matched[0].account_id, debit_amount, matched[0].currency) != (
             account.id,
             amount,
             currency,
         ):
             raise PaymentRecordError(
-                f"reference {reference} is the debit of {matched.amount} {matched.currency} "
+                f"reference {reference} is the debit of {debit_amount} {matched[0].currency} "
                 f"on another account or amount"
             )
-        return "settled" if settle_payment(session, matched.id) else "unchanged"
+        return "settled" if settle_payments(session, {p.id: None for p in matched}) else "unchanged"
     known = _known(session, reference)
     if known is not None:
         if (known.account_id, known.amount, known.currency) != (account.id, amount, currency):
@@ -129,13 +132,22 @@ def record_bank_payment(
     return "inserted" if inserted is not None else "unchanged"
 
 
-def _debit_by_reference(session: Session, reference: str) -> Payment | None:
-    return session.scalars(
-        select(Payment).where(
-            Payment.reference == reference,
-            Payment.method == PaymentMethod.DIRECT_DEBIT,
+def _debit_by_reference(session: Session, reference: str) -> list[Payment]:
+    """The payments of the debit whose end-to-end id is ``reference``, one per bill.
+
+    A debit that combines several bills of one mandate has one payment per bill, each with the
+    debit's end-to-end id as its reference; the bank settles or returns them together.
+    """
+    return list(
+        session.scalars(
+            select(Payment)
+            .where(
+                Payment.reference == reference,
+                Payment.method == PaymentMethod.DIRECT_DEBIT,
+            )
+            .order_by(Payment.id)
         )
-    ).first()
+    )
 
 
 def _known(session: Session, reference: str) -> Payment | None:
@@ -155,9 +167,10 @@ def _bill_id(session: Session, account_id: int, bill_no: str) -> int:
 
 def settle_reference(session: Session, reference: str) -> str:
     """The bank confirmed a pending debit or transfer: settle it (``settled``/``unchanged``)."""
-    payment = _debit_by_reference(session, reference)
-    if payment is not None:
-        return "settled" if settle_payment(session, payment.id) else "unchanged"
+    payments = _debit_by_reference(session, reference)
+    if payments:
+        settled = settle_payments(session, {p.id: None for p in payments})
+        return "settled" if settled else "unchanged"
     refund = session.scalars(select(Refund).where(Refund.reference == reference)).first()
     if refund is not None:
         return "settled" if settle_refund(session, refund.id) else "unchanged"
@@ -167,15 +180,21 @@ def settle_reference(session: Session, reference: str) -> str:
 def return_debit(
     session: Session, reference: str, *, returned_on: date, reason: str, retry: RetryPolicy
 ) -> str:
-    """The bank returned a pending debit: it failed, and is retried on the schedule."""
-    payment = _debit_by_reference(session, reference)
-    if payment is None:
+    """The bank returned a pending debit: it failed, and is retried on the schedule.
+
+    A debit combining several bills fails each bill's payment: each bill is open again and
+    retried on its own schedule.
+    """
+    payments = _debit_by_reference(session, reference)
+    if not payments:
         raise PaymentRecordError(f"no direct debit has the reference {reference!r}")
-    if payment.status is PaymentStatus.SETTLED:
+    if any(p.status is PaymentStatus.SETTLED for p in payments):
         raise PaymentRecordError(f"debit {reference} is settled already; it cannot be returned")
-    if not fail_payment(session, payment.id, reason):
+    if not fail_payments(session, {p.id: reason for p in payments}):
         return "unchanged"
-    if payment.bill_id is not None:
+    for payment in payments:
+        if payment.bill_id is None:
+            continue
         failures = session.scalar(
             select(func.count()).where(
                 Payment.bill_id == payment.bill_id, Payment.status == PaymentStatus.FAILED

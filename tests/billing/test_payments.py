@@ -292,7 +292,9 @@ def test_direct_debit_writes_one_valid_pain008_and_stays_pending(billed, gateway
     ns = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.008.001.02"}
     assert xml.findtext(".//p:GrpHdr/p:CtrlSum", namespaces=ns) == "199.20"
     assert xml.findtext(".//p:SeqTp", namespaces=ns) == "FRST"
-    assert xml.findtext(".//p:ReqdColltnDt", namespaces=ns) == "2027-02-03"
+    # Collected on the bill's due date (30 days' terms: Wednesday 2027-03-03, a TARGET2 day),
+    # not on the run date plus the lead days.
+    assert xml.findtext(".//p:ReqdColltnDt", namespaces=ns) == "2027-03-03"
     assert xml.findtext(".//p:DbtrAcct/p:Id/p:IBAN", namespaces=ns) == IBAN_A
     assert xml.findtext(".//p:Cdtr/p:Nm", namespaces=ns) == "Openbill Demo SA"
     assert payments(billed) == [("dd:cyc:1:2027-02-01:1", D("199.20"), "pending")]
