@@ -22,6 +22,7 @@ from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 
 from billing.documents.formatting import Formatter
+from billing.domain.direct_debit import DEFAULT_LEAD_DAYS, collection_date
 from billing.store.models import (
     Account,
     Bill,
@@ -33,6 +34,7 @@ from billing.store.models import (
     PricePlan,
     Product,
 )
+from billing.store.models import Payment as PaymentRow
 
 _SUFFIX = re.compile(
     r"^(?P<name>.*) \((?P<what>cancelled|changed|renewed) (?P<on>\d{4}-\d{2}-\d{2})\)$"
@@ -108,6 +110,11 @@ class Payment:
     bic: str | None = None
     mandate_ref: str | None = None
     mandate_date: date | None = None
+    # The SEPA pre-notification (EPC SDD Core rulebook PT-02.01): the amount and date of the
+    # debit. The date is the one in the debit's file when it was sent (payments.collect_on);
+    # before that, the date the rule gives for a file sent on the bill date.
+    debit_amount: Decimal | None = None
+    debit_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -132,10 +139,26 @@ class Invoice:
     lines: tuple[Line, ...]
 
 
+def _prenotified(
+    bill: Bill, account: Account, debit: tuple[date | None, Decimal | None]
+) -> tuple[Decimal | None, date | None]:
+    """The amount and date the invoice announces for its direct debit (None, None otherwise)."""
+    if account.payment_method != PaymentMethod.DIRECT_DEBIT:
+        return None, None
+    sent_on, amount = debit
+    if sent_on is not None:
+        return amount, sent_on
+    return bill.gross, collection_date(bill.due_date, bill.bill_date, DEFAULT_LEAD_DAYS)
+
+
 def _invoice(
-    bill: Bill, account: Account, lines: Iterable[tuple[BillLine, ProductName | None]]
+    bill: Bill,
+    account: Account,
+    lines: Iterable[tuple[BillLine, ProductName | None]],
+    debit: tuple[date | None, Decimal | None] = (None, None),
 ) -> Invoice:
     f = Formatter.for_account(account.language or "en", account.country, bill.currency)
+    debit_amount, debit_on = _prenotified(bill, account, debit)
     return Invoice(
         bill_id=bill.id,
         bill_no=bill.bill_no or "",
@@ -166,6 +189,8 @@ def _invoice(
             bic=account.bic,
             mandate_ref=account.mandate_ref,
             mandate_date=account.mandate_date,
+            debit_amount=debit_amount,
+            debit_on=debit_on,
         ),
         lines=tuple(
             Line(
@@ -190,8 +215,26 @@ def load_invoices(
     session: Session, bill_ids: Sequence[int] | None = None, *, chunk: int = 500
 ) -> Iterator[Invoice]:
     """Numbered bills (all, or those of ``bill_ids``) in number order, streamed with lines."""
+    debit = (  # the bill's latest direct debit, as sent
+        select(PaymentRow.collect_on)
+        .where(
+            PaymentRow.bill_id == Bill.id,
+            PaymentRow.method == PaymentMethod.DIRECT_DEBIT,
+            PaymentRow.collect_on.is_not(None),
+        )
+        .order_by(PaymentRow.id.desc())
+        .limit(1)
+    )
     query = (
-        select(Bill, Account, BillLine, Product.name, Product.name_translations)
+        select(
+            Bill,
+            Account,
+            BillLine,
+            Product.name,
+            Product.name_translations,
+            debit.with_only_columns(PaymentRow.collect_on).scalar_subquery(),
+            debit.with_only_columns(PaymentRow.amount).scalar_subquery(),
+        )
         .join(Account, Account.id == Bill.account_id)
         .join(BillLine, BillLine.bill_id == Bill.id)
         .outerjoin(Charge, Charge.id == BillLine.charge_id)
@@ -204,14 +247,17 @@ def load_invoices(
     if bill_ids is not None:
         query = query.where(Bill.id.in_(list(bill_ids)))
     rows = session.execute(query.execution_options(yield_per=chunk))
-    for (bill, account), group in groupby(rows, key=lambda r: (r[0], r[1])):
+    for (bill, account, sent_on, amount), group in groupby(
+        rows, key=lambda r: (r[0], r[1], r[5], r[6])
+    ):
         yield _invoice(
             bill,
             account,
             (
                 (line, None if name is None else ProductName(name, translations))
-                for _, _, line, name, translations in group
+                for _, _, line, name, translations, *_ in group
             ),
+            (sent_on, amount),
         )
 
 

@@ -29,6 +29,9 @@ from billing.domain.target2 import add_target2_business_days, next_target2_busin
 RULEBOOK_LEAD_DAYS = 1
 """D-1: TARGET2 business days between the collection reaching the debtor bank and its due date."""
 
+DEFAULT_LEAD_DAYS = 2
+"""The creditor's own lead time with its bank, TARGET2 business days, unless configured."""
+
 DEBIT_HORIZON_DAYS = 14
 """A collection is presented at most 14 calendar days before its due date."""
 

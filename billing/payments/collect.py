@@ -590,6 +590,7 @@ def _debit_file(
                 "currency": a.currency,
                 "received_on": as_of,
                 "reference": e2e_of[a.key],
+                "collect_on": a.collect_on,
             }
             for a in attempts
         ],

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from billing.domain.direct_debit import DEFAULT_LEAD_DAYS
 from billing.domain.errors import ConfigurationError
 from billing.payments.sepa import Creditor
 
@@ -76,7 +77,7 @@ class PaymentConfig:
     output_dir: Path
     creditor: Creditor | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    debit_lead_days: int = 2
+    debit_lead_days: int = DEFAULT_LEAD_DAYS
     debit_horizon_days: int | None = None
     min_refund: Decimal = Decimal("0.01")
     card_chunk: int = 500

@@ -460,6 +460,9 @@ class Payment(Base):
     )
     reference: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
+    # A direct debit's collection date (its file's ReqdColltnDt), which the invoice prints as
+    # its pre-notification; None for other payments.
+    collect_on: Mapped[date | None] = mapped_column(Date)
 
 
 class Refund(Base):

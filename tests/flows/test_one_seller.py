@@ -1,4 +1,5 @@
-"""One seller identity on the invoice, in its Factur-X XML and in the SEPA files.
+"""One seller identity on the invoice, in its Factur-X XML and in the SEPA files; the debit
+the invoice pre-notifies is the one in the file (same date, same amount).
 
 The bill-day flow runs with a Seller Identity block that is not the demo seller, so every
 value below can only have come from that block: the PDF and the CII of the invoice that A pays
@@ -16,10 +17,13 @@ import pytest
 from facturx import get_xml_from_pdf
 from lxml import etree
 from pypdf import PdfReader
+from sqlalchemy import select
 
+from billing.documents.formatting import Formatter
 from billing.documents.seller import DEFAULT_SELLER, Seller
 from billing.payments.statement import record_bank_payment
 from billing.store.db import unit_of_work
+from billing.store.models import Account
 from blocks.payment_gateway import PaymentGateway as GatewayBlock
 from blocks.seller_identity import SellerIdentity
 from flows.bill_day import bill_day
@@ -93,6 +97,16 @@ def test_the_invoice_its_xml_and_both_sepa_files_name_the_seller_of_the_block(
     assert debit.findtext(".//{*}PmtInf/{*}CdtrAcct/{*}Id/{*}IBAN") == SELLER.iban
     assert debit.findtext(".//{*}PmtInf/{*}CdtrAgt/{*}FinInstnId/{*}BIC") == SELLER.bic
     assert debit.findtext(".//{*}CdtrSchmeId/{*}Id/{*}PrvtId/{*}Othr/{*}Id") == SELLER.creditor_id
+
+    # The pre-notification printed on the invoice is the debit of the file: date and amount.
+    with unit_of_work(billing_db) as s:
+        a = s.scalars(select(Account).where(Account.ref == "A")).one()
+        f = Formatter.for_account(a.language or "en", a.country, "EUR")
+    collect_on = date.fromisoformat(debit.findtext(".//{*}ReqdColltnDt") or "")
+    amount = Decimal(debit.findtext(".//{*}DrctDbtTxInf/{*}InstdAmt") or "")
+    assert amount == Decimal(cii.findtext(".//ram:DuePayableAmount", namespaces=RAM) or "")
+    printed = text.replace("\u202f", "\u00a0").replace("\n", " ")
+    assert f.date(collect_on) in printed and f.money(amount) in printed, (collect_on, amount)
 
     transfer = _sepa("CT")
     assert transfer.findtext(".//{*}PmtInf/{*}Dbtr/{*}Nm") == SELLER.name
