@@ -20,7 +20,18 @@ class PaymentSettings(Block):
         "after the last one fails the account enters dunning.",
     )
     debit_lead_days: int = Field(
-        2, ge=0, description="Days between the run date and a debit's collection date."
+        2,
+        ge=0,
+        description="TARGET2 business days the bank needs between receiving a debit file and "
+        "the collection date (the rulebook's 1 at least). A debit is collected on its "
+        "invoice's due date, moved to a TARGET2 business day, never sooner than this.",
+    )
+    debit_horizon_days: int | None = Field(
+        None,
+        ge=0,
+        description="Send a debit at most this many calendar days before its collection date "
+        "(the rulebook's 14); later bill days send the rest. Empty: every open debit on its "
+        "bill day.",
     )
     min_refund: Decimal = Field(
         Decimal("0.01"), gt=0, description="Smallest credit balance that is refunded."

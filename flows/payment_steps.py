@@ -103,6 +103,7 @@ def payments_setup(
         creditor=creditor,
         retry=RetryPolicy(tuple(settings.retry_days)),
         debit_lead_days=settings.debit_lead_days,
+        debit_horizon_days=settings.debit_horizon_days,
         min_refund=settings.min_refund,
         card_chunk=settings.card_chunk,
         page_size=settings.page_size,

@@ -74,7 +74,9 @@ async def _drain_workers(log_worker: Any, events_worker: Any) -> None:
         await result
 
 
-PREFECT_DATABASE = f"openbill_prefect_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+# Per process: two pytest sessions on one PostgreSQL server (two checkouts, CI beside a
+# developer) must not drop each other's Prefect database.
+PREFECT_DATABASE = f"openbill_prefect_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
 
 
 def _admin_statements(*statements: str) -> bool:
