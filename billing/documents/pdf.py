@@ -28,8 +28,10 @@ from billing.documents.cii import inclusive_end, tax_breakdown
 from billing.documents.errors import DocumentError, UnsafeResourceError
 from billing.documents.fetcher import ASSET_SCHEME, AssetFetcher, asset, packaged_assets
 from billing.documents.formatting import Formatter
+from billing.documents.legal import check_mentions, mention_texts
 from billing.documents.model import Invoice, Line
 from billing.documents.seller import Seller
+from billing.domain.legal_mentions import required_mentions
 
 TEMPLATES = Path(__file__).parent / "templates"
 PDF_VARIANT = "pdf/a-3b"
@@ -195,7 +197,8 @@ class InvoiceRenderer:
             {"rate": rate, "base": base, "tax": tax}
             for _, rate, base, tax in tax_breakdown(invoice)
         ]
-        return self._template.render(
+        required = required_mentions(self.seller.country, invoice.buyer.vat_id)
+        html = self._template.render(
             invoice=invoice,
             seller=self.seller,
             lines=[_LineView(line) for line in invoice.lines],
@@ -204,9 +207,12 @@ class InvoiceRenderer:
             buyer_iban=masked_iban(invoice.payment.iban),
             seller_iban=_group_iban(self.seller.iban),
             created=document_moment(invoice).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            legal=mention_texts(required, f),
             f=f,
             t=f.text,
         )
+        check_mentions(invoice.bill_no, html, required, f)
+        return html
 
     def _write_pdf(self, html: str, **options: Any) -> bytes:
         fetcher = AssetFetcher(self._assets)

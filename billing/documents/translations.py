@@ -63,6 +63,30 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "reference": "Reference",
         "direct_debit": "The amount will be collected by SEPA direct debit from",
         "prenotification": "Pre-notification: {amount} will be debited on {date}.",
+        "legal_late_penalty_fr": (
+            "Late payment penalties: the European Central Bank's rate on its most recent "
+            "refinancing operation plus 10 percentage points (French Commercial Code, art. "
+            "L441-10)."
+        ),
+        "legal_recovery_indemnity_fr": (
+            "Fixed compensation for recovery costs in case of late payment: EUR 40 (French "
+            "Commercial Code, art. L441-10 and D441-5)."
+        ),
+        "legal_early_discount_fr": "No discount for early payment.",
+        "legal_late_interest_pt": (
+            "Late payment interest at the statutory rate for commercial transactions "
+            "(Portuguese Decree-Law 62/2013, art. 4)."
+        ),
+        "legal_recovery_indemnity_pt": (
+            "Compensation for recovery costs: EUR 40 (Portuguese Decree-Law 62/2013, art. 7)."
+        ),
+        "legal_late_interest_de": (
+            "Default interest: 9 percentage points above the base rate (German Civil Code, § "
+            "288(2))."
+        ),
+        "legal_recovery_flat_fee_de": (
+            "Flat-rate compensation for late payment: EUR 40 (German Civil Code, § 288(5))."
+        ),
         "mandate": "Mandate",
         "creditor_id": "Creditor identifier",
         "card": "The amount will be charged to your card on file.",
@@ -111,6 +135,31 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "reference": "Référence",
         "direct_debit": "Le montant sera prélevé par prélèvement SEPA sur le compte",
         "prenotification": "Pré-notification : {amount} seront prélevés le {date}.",
+        "legal_late_penalty_fr": (
+            "Pénalités de retard : taux de la plus récente opération de refinancement de la "
+            "Banque centrale européenne majoré de 10 points (art. L441-10 du Code de "
+            "commerce)."
+        ),
+        "legal_recovery_indemnity_fr": (
+            "Indemnité forfaitaire pour frais de recouvrement en cas de retard de paiement : "
+            "40 EUR (art. L441-10 et D441-5 du Code de commerce)."
+        ),
+        "legal_early_discount_fr": "Pas d'escompte pour paiement anticipé.",
+        "legal_late_interest_pt": (
+            "Intérêts de retard au taux légal des transactions commerciales (décret-loi "
+            "portugais n° 62/2013, art. 4)."
+        ),
+        "legal_recovery_indemnity_pt": (
+            "Indemnité pour frais de recouvrement : 40 EUR (décret-loi portugais n° 62/2013, "
+            "art. 7)."
+        ),
+        "legal_late_interest_de": (
+            "Intérêts de retard : 9 points au-dessus du taux de base (Code civil allemand, § "
+            "288 al. 2)."
+        ),
+        "legal_recovery_flat_fee_de": (
+            "Indemnité forfaitaire de retard : 40 EUR (Code civil allemand, § 288 al. 5)."
+        ),
         "mandate": "Mandat",
         "creditor_id": "Identifiant créancier SEPA",
         "card": "Le montant sera débité de votre carte enregistrée.",
@@ -159,6 +208,30 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "reference": "Referência",
         "direct_debit": "O valor será cobrado por débito direto SEPA na conta",
         "prenotification": "Pré-notificação: {amount} serão debitados em {date}.",
+        "legal_late_penalty_fr": (
+            "Penalidades por atraso: taxa da mais recente operação de refinanciamento do "
+            "Banco Central Europeu acrescida de 10 pontos percentuais (Código Comercial "
+            "francês, art. L441-10)."
+        ),
+        "legal_recovery_indemnity_fr": (
+            "Indemnização fixa por custos de cobrança em caso de atraso no pagamento: 40 EUR "
+            "(Código Comercial francês, art. L441-10 e D441-5)."
+        ),
+        "legal_early_discount_fr": "Sem desconto por pagamento antecipado.",
+        "legal_late_interest_pt": (
+            "Juros de mora à taxa legal aplicável às transações comerciais (Decreto-Lei n.º "
+            "62/2013, art. 4.º)."
+        ),
+        "legal_recovery_indemnity_pt": (
+            "Indemnização pelos custos de cobrança: 40 EUR (Decreto-Lei n.º 62/2013, art. 7.º)."
+        ),
+        "legal_late_interest_de": (
+            "Juros de mora: 9 pontos percentuais acima da taxa de base (Código Civil alemão, "
+            "§ 288, n.º 2)."
+        ),
+        "legal_recovery_flat_fee_de": (
+            "Indemnização fixa por atraso no pagamento: 40 EUR (Código Civil alemão, § 288, n.º 5)."
+        ),
         "mandate": "Mandato",
         "creditor_id": "Identificador de credor SEPA",
         "card": "O valor será debitado no seu cartão registado.",
@@ -207,6 +280,26 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "reference": "Verwendungszweck",
         "direct_debit": "Der Betrag wird per SEPA-Lastschrift eingezogen von",
         "prenotification": "Vorabankündigung: {amount} werden am {date} eingezogen.",
+        "legal_late_penalty_fr": (
+            "Verzugsstrafen: Zinssatz der jüngsten Refinanzierungsoperation der Europäischen "
+            "Zentralbank zuzüglich 10 Prozentpunkten (frz. Handelsgesetzbuch, Art. L441-10)."
+        ),
+        "legal_recovery_indemnity_fr": (
+            "Pauschale Entschädigung für Beitreibungskosten bei Zahlungsverzug: 40 EUR (frz. "
+            "Handelsgesetzbuch, Art. L441-10 und D441-5)."
+        ),
+        "legal_early_discount_fr": "Kein Skonto bei vorzeitiger Zahlung.",
+        "legal_late_interest_pt": (
+            "Verzugszinsen zum gesetzlichen Satz für Handelsgeschäfte (portug. Gesetzesdekret"
+            " 62/2013, Art. 4)."
+        ),
+        "legal_recovery_indemnity_pt": (
+            "Entschädigung für Beitreibungskosten: 40 EUR (portug. Gesetzesdekret 62/2013, Art. 7)."
+        ),
+        "legal_late_interest_de": (
+            "Verzugszinsen: 9 Prozentpunkte über dem Basiszinssatz (§ 288 Abs. 2 BGB)."
+        ),
+        "legal_recovery_flat_fee_de": "Verzugspauschale: 40 EUR (§ 288 Abs. 5 BGB).",
         "mandate": "Mandatsreferenz",
         "creditor_id": "Gläubiger-Identifikationsnummer",
         "card": "Der Betrag wird von Ihrer hinterlegten Karte abgebucht.",
