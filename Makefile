@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: venv demo test test-slow test-all lint bench-seed bench-bill-day clean
-.PHONY: server stop ui-screenshot
+.PHONY: server stop ui-screenshot page-images
 
 $(STAMP): pyproject.toml constraints.txt scripts/system-deps.sh
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ stop:
 	$(BIN)/python scripts/server.py stop
 
 ## Refresh docs/ui-bill-day-run.png with the browser test's own screenshot.
+## Page 1 of the sample invoice in fr, pt, de and en, through pdftoppm, into docs/ (review
+## them by eye before committing).
+page-images: $(STAMP)
+	OPENBILL_PAGE_IMAGES=1 $(BIN)/pytest -q -p no:cacheprovider tests/billing/test_page_images.py
+
 ui-screenshot: $(STAMP)
 	OPENBILL_UI_SCREENSHOT=$(CURDIR)/docs/ui-bill-day-run.png \
 	  $(BIN)/pytest -q -p no:cacheprovider tests/operations/test_ui.py

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the project uses: HarfBuzz's subsetter (WeasyPrint renders about 8x faster
-# with it) and Chromium for the UI browser test. Installed only where apt-get runs as root;
+# with it), Chromium for the UI browser test and poppler-utils (pdftoppm) for the invoices'
+# page images. Installed only where apt-get runs as root;
 # elsewhere this says what is missing and carries on.
 set -u
-wanted=(libharfbuzz-subset0 chromium)
+wanted=(libharfbuzz-subset0 chromium poppler-utils)
 missing=()
 for p in "${wanted[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
