@@ -94,14 +94,20 @@ class Formatter:
         """An amount with its currency symbol, in the currency's minor units."""
         return format_currency(amount, self.currency, locale=self.locale)
 
-    def price(self, amount: Decimal) -> str:
-        """A unit price: at least the currency's decimals, up to six when the price has them."""
+    def price(self, amount: Decimal, places: int = 6) -> str:
+        """A unit price: at least the currency's decimals, up to six (``places``) when the
+        price has them; a stored unit price has at most six, so it prints exactly."""
         digits = max(-amount.normalize().as_tuple().exponent, 2)  # type: ignore[operator]
         pattern = self.locale.currency_formats["standard"].pattern.split(";")[0]
-        pattern = pattern.replace("0.00", "0." + "0" * min(digits, 6))
+        pattern = pattern.replace("0.00", "0." + "0" * min(digits, places))
         return format_currency(
             amount, self.currency, format=pattern, locale=self.locale, currency_digits=False
         )
+
+    def exact(self, amount: Decimal) -> str:
+        """An unrounded amount (a tier's quantity x price) with all its decimals, at least
+        the currency's: the line rounds their sum once."""
+        return self.price(amount, places=12)
 
     def number(self, value: Decimal) -> str:
         """A quantity, without trailing zeros."""

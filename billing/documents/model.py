@@ -22,11 +22,18 @@ from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 
 from billing.documents.formatting import Formatter
+from billing.domain.charge_keys import KeyKind, parse_key
 from billing.domain.direct_debit import DEFAULT_LEAD_DAYS, collection_date
+from billing.domain.enums import ChargeKind
+from billing.domain.periods import Period, add_cycles, cycle_months
+from billing.domain.pricing import PricePlan as PlanValue
+from billing.domain.printed import PrintedLine, printed_line
+from billing.ops.catalog import load_plans
 from billing.store.models import (
     Account,
     Bill,
     BillLine,
+    BillUnit,
     Charge,
     ContractItem,
     OutboxMessage,
@@ -98,6 +105,67 @@ class Line:
     tax_rate: Decimal
     tax: Decimal
     gross: Decimal
+    printed: PrintedLine | None = None
+    """How the lines table shows quantity, unit price, proration or tiers (``domain.printed``);
+    None: the stored unit price, as for a line built by hand."""
+
+    def shown(self, currency: str) -> PrintedLine:
+        """The printed form of the line (the stored unit price checked when none was given)."""
+        if self.printed is not None:
+            return self.printed
+        return printed_line(self.quantity, self.unit_price, self.net, currency)
+
+
+@dataclass(frozen=True)
+class LinePricing:
+    """What a bill line's charge says of its pricing: kind, key, plan, override, bill unit."""
+
+    kind: str | None = None
+    charge_key: str | None = None
+    plan: PlanValue | None = None
+    price_override: Decimal | None = None
+    billing_day: int | None = None
+    cycle: str | None = None
+
+
+def line_printed(line: BillLine, pricing: LinePricing, currency: str) -> PrintedLine:
+    """The printed form of a bill line: tiers and packages recomputed from its plan, a
+    prorated fee's days from its cycle (the charge key's cycle start, the bill unit's cycle)."""
+    plan = pricing.plan
+    price = pricing.price_override
+    if plan is not None and price is None:
+        price = plan.unit_price
+    cycle = None
+    months = 1
+    if (
+        pricing.kind == ChargeKind.RECURRING
+        and pricing.charge_key
+        and pricing.billing_day
+        and pricing.cycle
+    ):
+        try:
+            key = parse_key(pricing.charge_key)
+        except ValueError:
+            key = None
+        if key is not None and key.kind is KeyKind.RECURRING and key.on is not None:
+            start = key.on
+            months = cycle_months(pricing.cycle)
+            cycle = Period(start, add_cycles(start, 1, pricing.billing_day, pricing.cycle))
+    period = (
+        Period(line.period_start, line.period_end) if line.period_start < line.period_end else None
+    )
+    return printed_line(
+        line.quantity,
+        line.unit_price,
+        line.net,
+        currency,
+        plan=plan,
+        usage=pricing.kind == ChargeKind.USAGE,
+        price=price,
+        cycle=cycle,
+        period=period,
+        cycle_months=months,
+    )
 
 
 @dataclass(frozen=True)
@@ -138,6 +206,17 @@ class Invoice:
     payment: Payment
     lines: tuple[Line, ...]
 
+    @property
+    def lines_span(self) -> tuple[date, date]:
+        """The half-open span of the lines' periods (first start, last end): the billing
+        period the document prints; the bill's own period when it has no lines."""
+        if not self.lines:
+            return self.period_start, self.period_end
+        return (
+            min(line.period_start for line in self.lines),
+            max(line.period_end for line in self.lines),
+        )
+
 
 def _prenotified(
     bill: Bill, account: Account, debit: tuple[date | None, Decimal | None]
@@ -154,7 +233,7 @@ def _prenotified(
 def _invoice(
     bill: Bill,
     account: Account,
-    lines: Iterable[tuple[BillLine, ProductName | None]],
+    lines: Iterable[tuple[BillLine, ProductName | None, LinePricing]],
     debit: tuple[date | None, Decimal | None] = (None, None),
 ) -> Invoice:
     f = Formatter.for_account(account.language or "en", account.country, bill.currency)
@@ -205,8 +284,9 @@ def _invoice(
                 tax_rate=line.tax_rate,
                 tax=line.tax,
                 gross=line.gross,
+                printed=line_printed(line, pricing, bill.currency),
             )
-            for line, product in lines
+            for line, product, pricing in lines
         ),
     )
 
@@ -234,10 +314,17 @@ def load_invoices(
             Product.name_translations,
             debit.with_only_columns(PaymentRow.collect_on).scalar_subquery(),
             debit.with_only_columns(PaymentRow.amount).scalar_subquery(),
+            Charge.kind,
+            Charge.charge_key,
+            ContractItem.price_plan_id,
+            ContractItem.price_override,
+            BillUnit.billing_day,
+            BillUnit.cycle,
         )
         .join(Account, Account.id == Bill.account_id)
         .join(BillLine, BillLine.bill_id == Bill.id)
         .outerjoin(Charge, Charge.id == BillLine.charge_id)
+        .outerjoin(BillUnit, BillUnit.id == Charge.bill_unit_id)
         .outerjoin(ContractItem, ContractItem.id == Charge.contract_item_id)
         .outerjoin(PricePlan, PricePlan.id == ContractItem.price_plan_id)
         .outerjoin(Product, Product.id == PricePlan.product_id)
@@ -246,6 +333,7 @@ def load_invoices(
     )
     if bill_ids is not None:
         query = query.where(Bill.id.in_(list(bill_ids)))
+    plans = {plan_id: info.plan for plan_id, info in load_plans(session).items()}
     rows = session.execute(query.execution_options(yield_per=chunk))
     for (bill, account, sent_on, amount), group in groupby(
         rows, key=lambda r: (r[0], r[1], r[5], r[6])
@@ -254,8 +342,33 @@ def load_invoices(
             bill,
             account,
             (
-                (line, None if name is None else ProductName(name, translations))
-                for _, _, line, name, translations, *_ in group
+                (
+                    line,
+                    None if name is None else ProductName(name, translations),
+                    LinePricing(
+                        kind=None if kind is None else str(kind),
+                        charge_key=key,
+                        plan=None if plan_id is None else plans.get(plan_id),
+                        price_override=override,
+                        billing_day=day,
+                        cycle=None if cycle is None else str(cycle),
+                    ),
+                )
+                for (
+                    _,
+                    _,
+                    line,
+                    name,
+                    translations,
+                    _,
+                    _,
+                    kind,
+                    key,
+                    plan_id,
+                    override,
+                    day,
+                    cycle,
+                ) in group
             ),
             (sent_on, amount),
         )

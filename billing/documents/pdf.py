@@ -32,6 +32,7 @@ from billing.documents.legal import check_mentions, mention_texts
 from billing.documents.model import Invoice, Line
 from billing.documents.seller import Seller
 from billing.domain.legal_mentions import required_mentions
+from billing.domain.printed import PrintedLine
 
 TEMPLATES = Path(__file__).parent / "templates"
 PDF_VARIANT = "pdf/a-3b"
@@ -134,6 +135,12 @@ class InvoiceHTML(HTML):
 @dataclass(frozen=True)
 class _LineView:
     line: Line
+    currency: str
+
+    @property
+    def shown(self) -> PrintedLine:
+        """Quantity, unit price, days or sub-lines as printed (``domain.printed``)."""
+        return self.line.shown(self.currency)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.line, name)
@@ -201,8 +208,9 @@ class InvoiceRenderer:
         html = self._template.render(
             invoice=invoice,
             seller=self.seller,
-            lines=[_LineView(line) for line in invoice.lines],
+            lines=[_LineView(line, invoice.currency) for line in invoice.lines],
             taxes=taxes,
+            period_first=invoice.period_start,
             period_last=inclusive_end(invoice.period_start, invoice.period_end),
             buyer_iban=masked_iban(invoice.payment.iban),
             seller_iban=_group_iban(self.seller.iban),
