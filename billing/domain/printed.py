@@ -83,9 +83,12 @@ def checks(line: PrintedLine, currency: str) -> bool:
     return rounded(product, currency) == line.amount
 
 
-def _step(value: Decimal) -> Decimal:
-    """The next quantity after a tier bound: +1 for whole numbers, the bound itself otherwise."""
-    return value + 1 if value == value.to_integral_value() else value
+def _low(floor: Decimal, whole: bool) -> Decimal:
+    """The first quantity of a tier after ``floor``: 0 for the first tier, the next whole
+    unit when quantities are whole (10 001 after 10 000), ``floor`` itself otherwise."""
+    if floor == 0 or not whole:
+        return floor
+    return floor + 1
 
 
 def sub_lines(plan: PricePlan, quantity: Decimal) -> tuple[SubLine, ...]:
@@ -99,8 +102,11 @@ def sub_lines(plan: PricePlan, quantity: Decimal) -> tuple[SubLine, ...]:
         return (SubLine("packages", count, plan.unit_price, amount, size=plan.package_size),)
     subs: list[SubLine] = []
     floor = Decimal(0)
+    whole = quantity == quantity.to_integral_value() and all(
+        t.up_to is None or t.up_to == t.up_to.to_integral_value() for t in plan.tiers
+    )
     for tier in plan.tiers:
-        low = Decimal(1) if floor == 0 else _step(floor)
+        low = _low(floor, whole)
         if plan.model == PriceModel.VOLUME:
             if tier.up_to is None or quantity <= tier.up_to:
                 amount = exact_product(quantity, tier.unit_price)

@@ -59,7 +59,7 @@ def test_a_graduated_line_prints_its_tiers_which_add_up_to_the_amount():
     )
     assert printed.unit_price is None and checks(printed, "EUR")
     assert [(s.low, s.high, s.quantity, s.unit_price, s.amount) for s in printed.sub_lines] == [
-        (D(1), D(10000), D(10000), D("0.002"), D("20.000")),
+        (D(0), D(10000), D(10000), D("0.002"), D("20.000")),
         (D(10001), D(99250), D(89250), D("0.00198"), D("176.71500")),
     ]
     assert rated.amount == D("196.72")
@@ -75,6 +75,11 @@ def test_volume_and_package_lines_add_up(quantity):
             rated.quantity, rated.unit_price, rated.amount, "EUR", plan=plan, usage=True
         )
         assert printed.sub_lines and checks(printed, "EUR"), (plan.model, quantity)
+
+
+def test_tiers_of_a_fractional_quantity_start_at_their_bound():
+    subs = sub_lines(GRADUATED, D("10500.5"))
+    assert [(s.low, s.high) for s in subs] == [(D(0), D(10000)), (D(10000), D("10500.5"))]
 
 
 def test_a_package_line_counts_whole_packages():
