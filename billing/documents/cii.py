@@ -212,9 +212,9 @@ def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
         _el(trade_tax, "ram:BasisAmount", _amount(base, cur))
         _el(trade_tax, "ram:CategoryCode", category)
         _el(trade_tax, "ram:RateApplicablePercent", _percent(rate))
-    period = _el(settlement, "ram:BillingSpecifiedPeriod")
-    _date(period, "ram:StartDateTime", invoice.period_start)
-    _date(period, "ram:EndDateTime", inclusive_end(invoice.period_start, invoice.period_end))
+    period = _el(settlement, "ram:BillingSpecifiedPeriod")  # BG-14: as the PDF header prints it
+    _date(period, "ram:StartDateTime", invoice.lines_span[0])
+    _date(period, "ram:EndDateTime", inclusive_end(*invoice.lines_span))
     terms = _el(settlement, "ram:SpecifiedTradePaymentTerms")
     f = Formatter.for_account(invoice.language, invoice.buyer.country, invoice.currency)
     _el(terms, "ram:Description", f.terms(payment.terms_days, invoice.due_date))  # BT-20

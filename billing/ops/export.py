@@ -2,7 +2,9 @@
 
 Each invoice carries its bill number, account reference, period, currency, net, tax and gross,
 and its lines with description, quantity, unit price and amount. Amounts are strings: JSON
-has no decimal type and a float would lose cents.
+has no decimal type and a float would lose cents. Periods are the engine's half-open
+``[period_start, period_end)``: ``period_end`` is the day after the last day of service,
+which the PDF prints (docs/cli.md, "billing export invoices").
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import pytest
 from lxml import html as lxml_html
 from sqlalchemy import update
 
+from billing.documents.cii import build_cii
 from billing.documents.formatting import Formatter
 from billing.documents.model import load_invoices
 from billing.documents.pdf import InvoiceRenderer
@@ -247,3 +248,7 @@ def test_the_header_period_is_the_span_of_the_printed_line_periods():
     assert f"{f.date(date(2027, 1, 11))} – {f.date(date(2027, 2, 28))}" in header
     assert f"{starts[0]} – {ends[-1]}" in header
     assert ends[-1] == f.date(date(2027, 3, 1) - timedelta(days=1))  # the last day, inclusive
+    cii = build_cii(value, DEFAULT_SELLER)  # BG-14 says the same as the header
+    ns = {"ram": cii.nsmap["ram"], "udt": cii.nsmap["udt"]}
+    bg14 = cii.find(".//ram:ApplicableHeaderTradeSettlement/ram:BillingSpecifiedPeriod", ns)
+    assert [d.text for d in bg14.iterfind(".//udt:DateTimeString", ns)] == ["20270111", "20270228"]
