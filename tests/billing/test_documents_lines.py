@@ -35,6 +35,7 @@ from billing.store.db import unit_of_work
 from billing.store.models import PriceModel, PriceTier
 from billing.store.models import PricePlan as PlanRow
 from tests.billing.test_documents import invoice, line
+from tests.billing.test_revrec import _cancel_some_advance_items
 
 D = Decimal
 TIERS = (Tier(D(10000), D("0.002")), Tier(None, D("0.00198")))
@@ -195,6 +196,8 @@ def check_page(page: str, f: Formatter) -> Counter[str]:
             seen["prorated"] += 1
         else:
             seen["unit_price"] += 1
+        if amount_value < 0:
+            seen["credit"] += 1
         exact = D(product.numerator) / D(product.denominator)
         assert exact.quantize(D("0.01"), ROUND_HALF_UP) == amount_value, (desc, qty, price, amount)
     return seen
@@ -209,7 +212,9 @@ def test_every_printed_line_of_a_billed_population_checks(engine):
             .values(unit_price=PlanRow.unit_price + D("0.00198"))
         )
         s.execute(update(PriceTier).values(unit_price=PriceTier.unit_price + D("0.00123")))
-    run_bill_day(engine, date(2027, 2, 15), "run-1")
+    _cancel_some_advance_items(engine, count=15, on=date(2027, 2, 10))  # credits
+    for day in (date(2027, 1, 15), date(2027, 2, 1), date(2027, 2, 15), date(2027, 3, 1)):
+        run_bill_day(engine, day, f"run-{day}")
     renderer = InvoiceRenderer(DEFAULT_SELLER)
     seen: Counter[str] = Counter()
     invoices = 0
@@ -225,6 +230,7 @@ def test_every_printed_line_of_a_billed_population_checks(engine):
     assert invoices > 100
     assert seen["sub_lines"] and seen["prorated"] and seen["unit_price"], seen
     assert seen["no_price"] == 0, seen
+    assert seen["credit"], seen
 
 
 # --- periods ---------------------------------------------------------------------------
