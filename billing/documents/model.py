@@ -25,6 +25,7 @@ from billing.documents.formatting import Formatter
 from billing.domain.charge_keys import KeyKind, parse_key
 from billing.domain.direct_debit import DEFAULT_LEAD_DAYS, collection_date
 from billing.domain.enums import ChargeKind
+from billing.domain.errors import BillingError
 from billing.domain.periods import Period, add_cycles, cycle_months
 from billing.domain.pricing import PricePlan as PlanValue
 from billing.domain.printed import PrintedLine, printed_line
@@ -148,9 +149,11 @@ def line_printed(line: BillLine, pricing: LinePricing, currency: str) -> Printed
         except ValueError:
             key = None
         if key is not None and key.kind is KeyKind.RECURRING and key.on is not None:
-            start = key.on
-            months = cycle_months(pricing.cycle)
-            cycle = Period(start, add_cycles(start, 1, pricing.billing_day, pricing.cycle))
+            try:  # a billing day changed since: no cycle, the line prints without days
+                end = add_cycles(key.on, 1, pricing.billing_day, pricing.cycle)
+                cycle, months = Period(key.on, end), cycle_months(pricing.cycle)
+            except BillingError:
+                cycle = None
     period = (
         Period(line.period_start, line.period_end) if line.period_start < line.period_end else None
     )

@@ -23,7 +23,7 @@ from sqlalchemy import update
 
 from billing.documents.cii import build_cii
 from billing.documents.formatting import Formatter
-from billing.documents.model import load_invoices
+from billing.documents.model import LinePricing, line_printed, load_invoices
 from billing.documents.pdf import InvoiceRenderer
 from billing.documents.seller import DEFAULT_SELLER
 from billing.domain.periods import Period
@@ -32,7 +32,7 @@ from billing.domain.printed import PrintedLine, checks, printed_line, sub_lines
 from billing.ingest.synthetic import seed
 from billing.jobs.bill_day import run_bill_day
 from billing.store.db import unit_of_work
-from billing.store.models import PriceModel, PriceTier
+from billing.store.models import BillLine, PriceModel, PriceTier
 from billing.store.models import PricePlan as PlanRow
 from tests.billing.test_documents import invoice, line
 from tests.billing.test_revrec import _cancel_some_advance_items
@@ -137,6 +137,20 @@ def test_a_full_cycle_fee_prints_no_days():
 def test_a_line_no_unit_price_fits_prints_none():
     printed = printed_line(D(3), D("21.216667"), D("63.66"), "EUR")
     assert printed.unit_price is None and not printed.sub_lines
+
+
+def test_a_fee_whose_cycle_no_longer_fits_its_bill_unit_prints_without_days():
+    bill_line = BillLine(
+        period_start=date(2027, 1, 11), period_end=date(2027, 2, 1), quantity=D(3),
+        unit_price=D("20.253333"), net=D("60.76"),
+    )  # fmt: skip
+    pricing = LinePricing(
+        kind="recurring", charge_key="rec:7:2027-01-01", plan=FEE, billing_day=15, cycle="monthly"
+    )  # 2027-01-01 is no bill date for billing day 15
+    printed = line_printed(bill_line, pricing, "EUR")
+    assert printed.days is None and checks(printed, "EUR")
+    pricing = dataclasses.replace(pricing, billing_day=1)
+    assert line_printed(bill_line, pricing, "EUR").days == (21, 31)
 
 
 # --- the printed page, read back ---------------------------------------------------------
