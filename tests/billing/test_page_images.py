@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 from datetime import date
+from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
@@ -21,16 +22,21 @@ from PIL import Image
 from billing.documents.pdf import InvoiceRenderer
 from billing.documents.render import render_invoice
 from billing.documents.seller import DEFAULT_SELLER
+from billing.domain.printed import PrintedLine
 from tests.billing.test_documents import invoice
 
 PAGE_IMAGES_ENV = "OPENBILL_PAGE_IMAGES"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-COUNTRY = {"fr": "FR", "pt": "PT", "de": "DE", "en": "GB"}
 
 
 def _sample(language: str):
     value = invoice(language)
-    buyer = dataclasses.replace(value.buyer, country=COUNTRY[language])
+    # The ADDON line of the sample is a fee prorated 21 of 31 days: say so, as bill day does.
+    addon = value.lines[3]
+    prorated = PrintedLine(addon.quantity, D("31.00"), addon.net, days=(21, 31))
+    lines = (*value.lines[:3], dataclasses.replace(addon, printed=prorated), *value.lines[4:])
+    value = dataclasses.replace(value, lines=lines)
+    buyer = value.buyer  # a French business (its address and VAT id), whatever its language
     payment = dataclasses.replace(
         value.payment, debit_amount=value.gross, debit_on=date(2027, 3, 3)
     )
