@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from billing.jobs.database import Database, engine_of
-from billing.jobs.runner import Call, InProcessRunner, Runner
+from billing.jobs.runner import Call, InProcessRunner, Runner, batches_in_order
 from billing.ops import changes
 from billing.ops.changes import ChangeResult
-from billing.ops.run_report import share, total_applied
+from billing.ops.run_report import total_applied
 from billing.store.db import unit_of_work
 
 PROGRESS = (("finding requests", 5), ("applying", 95))
@@ -72,16 +72,15 @@ def contract_change_process(
     runner.progress("finding requests", note=f"{len(ids)} request(s) due")
     log.info("contract change process as of %s: %s request(s) due", job.process_now, len(ids))
     total = ChangeResult()
-    starts = range(0, len(ids), job.per_batch)
-    for number, start in enumerate(starts, start=1):
-        batch = ids[start : start + job.per_batch]
-        done = runner.step(
-            Call(
-                f"apply_change_batch-{number}",
-                apply_change_batch,
-                (job.database, batch, job.process_now),
-            )
-        )
+    for number, done in batches_in_order(
+        runner,
+        "apply_change_batch",
+        apply_change_batch,
+        ids,
+        job.per_batch,
+        lambda batch: (job.database, batch, job.process_now),
+        "applying",
+    ):
         log.info(
             "batch %s: %s applied, %s rejected, %s adjustment(s), %s item(s) created",
             number,
@@ -93,7 +92,6 @@ def contract_change_process(
         for ref, reason in sorted(done.rejected.items()):
             log.warning("change request %s rejected: %s", ref, reason)
         total = total.merge(done)
-        runner.progress("applying", share(number, len(starts)), note=f"batch {number} applied")
     return ChangeProcessResult(due=len(ids), result=total)
 
 

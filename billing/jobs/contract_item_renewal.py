@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from billing.jobs.database import Database, engine_of
-from billing.jobs.runner import Call, InProcessRunner, Runner
+from billing.jobs.runner import Call, InProcessRunner, Runner, batches_in_order
 from billing.ops import renewal
 from billing.ops.renewal import RenewalResult
-from billing.ops.run_report import share
 from billing.store.db import unit_of_work
 
 PROGRESS = (("finding contracts", 5), ("renewing", 85), ("retiring forecasts", 10))
@@ -76,16 +75,15 @@ def contract_item_renewal(
     runner.progress("finding contracts", note=f"{len(ids)} contract(s) due")
     log.info("contract item renewal as of %s: %s contract(s) due", job.process_now, len(ids))
     total = RenewalResult()
-    starts = range(0, len(ids), job.per_batch)
-    for number, start in enumerate(starts, start=1):
-        batch = ids[start : start + job.per_batch]
-        done = runner.step(
-            Call(
-                f"renew_contract_batch-{number}",
-                renew_contract_batch,
-                (job.database, batch, job.process_now),
-            )
-        )
+    for number, done in batches_in_order(
+        runner,
+        "renew_contract_batch",
+        renew_contract_batch,
+        ids,
+        job.per_batch,
+        lambda batch: (job.database, batch, job.process_now),
+        "renewing",
+    ):
         log.info(
             "batch %s: %s renewed, %s ended, %s planned line(s), %s failed",
             number,
@@ -97,7 +95,6 @@ def contract_item_renewal(
         for ref, reason in sorted(done.failed.items()):
             log.warning("contract %s not processed: %s", ref, reason)
         total = total.merge(done)
-        runner.progress("renewing", share(number, len(starts)), note=f"batch {number} done")
     total.retired_lines = runner.step(
         Call("retire_planned_schedules", retire_planned_schedules, (job.database,))
     )

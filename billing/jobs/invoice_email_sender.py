@@ -21,8 +21,7 @@ from billing.documents.mail import SmtpSettings, SmtpTransport
 from billing.documents.outbox import SendResult
 from billing.documents.store import DocumentStore
 from billing.jobs.database import Database, engine_of
-from billing.jobs.runner import Call, InProcessRunner, Runner
-from billing.ops.run_report import share
+from billing.jobs.runner import Call, InProcessRunner, Runner, batches_in_order
 from billing.store.db import unit_of_work
 
 PROGRESS = (("finding e-mails", 5), ("sending", 95))
@@ -114,16 +113,15 @@ def invoice_email_sender(
     runner.progress("finding e-mails", note=f"{len(ids)} e-mail(s) queued")
     log.info("invoice e-mails as of %s: %s queued", job.process_now, len(ids))
     total = SendResult()
-    starts = range(0, len(ids), job.per_batch)
-    for number, start in enumerate(starts, start=1):
-        batch = ids[start : start + job.per_batch]
-        done = runner.step(
-            Call(
-                f"send_invoice_emails-{number}",
-                send_invoice_emails,
-                (job.database, batch, job.process_now, job.mail),
-            )
-        )
+    for number, done in batches_in_order(
+        runner,
+        "send_invoice_emails",
+        send_invoice_emails,
+        ids,
+        job.per_batch,
+        lambda batch: (job.database, batch, job.process_now, job.mail),
+        "sending",
+    ):
         log.info(
             "batch %s: %s sent, %s retried, %s waiting for their PDF, %s failed",
             number,
@@ -133,7 +131,6 @@ def invoice_email_sender(
             len(done.failed),
         )
         total = total.merge(done)
-        runner.progress("sending", share(number, len(starts)), note=f"batch {number} sent")
     return EmailResult(due=len(ids), recovered=recovered, sent=total)
 
 

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+
+from billing.ops.run_report import share
 
 T = TypeVar("T")
 
@@ -98,6 +100,26 @@ class Runner(Protocol):
 
     def progress(self, step: str, fraction: Decimal | int = 1, note: str | None = None) -> None:
         """Report how far the job got: ``fraction`` (0..1) of ``step`` done, with a note."""
+
+
+def batches_in_order(
+    runner: Runner,
+    name: str,
+    fn: Callable[..., T],
+    ids: Sequence[int],
+    per_batch: int,
+    args: Callable[[list[int]], tuple[Any, ...]],
+    progress: str,
+) -> Iterator[tuple[int, T]]:
+    """The daemons' batches: ``ids`` in slices of ``per_batch``, one step each
+    (``<name>-1``, ``<name>-2``...), one after the other in order (a later batch may build on
+    an earlier one); ``args(batch)`` gives a step's arguments. Yields (batch number, result);
+    once the caller has taken a result, ``progress`` moves by that batch's share."""
+    starts = range(0, len(ids), per_batch)
+    for number, start in enumerate(starts, start=1):
+        batch = list(ids[start : start + per_batch])
+        yield number, runner.step(Call(f"{name}-{number}", fn, args(batch)))
+        runner.progress(progress, share(number, len(starts)), note=f"batch {number} done")
 
 
 def run_with_retry(call: Call, sleep: Callable[[float], None] = time.sleep) -> Any:

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from billing.jobs.database import Database, engine_of
-from billing.jobs.runner import Call, InProcessRunner, Runner
+from billing.jobs.runner import Call, InProcessRunner, Runner, batches_in_order
 from billing.ops import uti
-from billing.ops.run_report import share
 from billing.ops.uti import UtiResult
 from billing.store.db import unit_of_work
 
@@ -65,16 +64,15 @@ def uti_schedule_generator(
     runner.progress("finding usage", note=f"{len(ids)} account(s) with usage")
     log.info("UTI schedule generator as of %s: %s account(s) with usage", job.process_now, len(ids))
     total = UtiResult()
-    starts = range(0, len(ids), job.per_batch)
-    for number, start in enumerate(starts, start=1):
-        batch = ids[start : start + job.per_batch]
-        done = runner.step(
-            Call(
-                f"collect_uti_batch-{number}",
-                collect_uti_batch,
-                (job.database, batch, job.process_now, job.run_id),
-            )
-        )
+    for number, done in batches_in_order(
+        runner,
+        "collect_uti_batch",
+        collect_uti_batch,
+        ids,
+        job.per_batch,
+        lambda batch: (job.database, batch, job.process_now, job.run_id),
+        "collecting",
+    ):
         log.info(
             "batch %s: %s usage record(s) collected into %s IS line(s), %s account(s) failed",
             number,
@@ -83,7 +81,6 @@ def uti_schedule_generator(
             len(done.failed),
         )
         total = total.merge(done)
-        runner.progress("collecting", share(number, len(starts)), note=f"batch {number} done")
     return total
 
 
