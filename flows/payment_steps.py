@@ -14,12 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stdnum.eu import at_02
-from stdnum.exceptions import ValidationError
-
 from billing.documents.seller import Seller
 from billing.jobs.bill_day import Payments
 from billing.payments.config import PaymentConfig, RetryPolicy
+from billing.payments.errors import BankDetailsError
 from billing.payments.sandbox import SandboxGateway
 from billing.payments.sepa import Creditor
 from blocks.bill_run_settings import BillRunSettings
@@ -41,22 +39,17 @@ def creditor_of(seller: Seller, block: str = DEFAULT_BLOCK) -> Creditor | None:
     one company. None when the seller has no creditor identifier (no direct debit)."""
     if not seller.creditor_id:
         return None
-    try:
-        at_02.validate(seller.creditor_id)
-    except ValidationError as error:
-        raise SellerNotACreditor(
-            f"Seller Identity block {block!r}: creditor_id {seller.creditor_id!r} is not a "
-            f"SEPA creditor identifier ({error})"
-        ) from None
     missing = [name for name in ("iban", "bic") if not getattr(seller, name)]
     if missing:
         raise SellerNotACreditor(
             f"Seller Identity block {block!r}: {', '.join(missing)} required to collect by "
             "direct debit (creditor_id is set)"
         )
-    return Creditor(
-        name=seller.name, iban=seller.iban, bic=seller.bic, creditor_id=seller.creditor_id
-    )
+    creditor = Creditor(seller.name, seller.iban, seller.bic, seller.creditor_id)
+    try:
+        return creditor.checked()
+    except BankDetailsError as error:
+        raise SellerNotACreditor(f"Seller Identity block {block!r}: {error}") from None
 
 
 # The creditor fields a Payment Gateway block had before the seller became the creditor.

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from lxml import etree
 from schwifty import BIC, IBAN
+from stdnum.eu import at_02
+from stdnum.exceptions import ValidationError
 
 from billing.payments.errors import BankDetailsError
 from billing.store.models_payments import PaymentFileKind
@@ -44,8 +46,12 @@ class Creditor:
         """The creditor with its IBAN and BIC in canonical form; BankDetailsError if invalid."""
         if not self.name.strip() or not self.creditor_id.strip():
             raise BankDetailsError("the creditor needs a name and a SEPA creditor identifier")
-        if len(self.creditor_id) > 35:
-            raise BankDetailsError(f"creditor id {self.creditor_id!r} is longer than 35")
+        try:  # ISO 7064 MOD 97-10 over the national part, as the EPC defines the identifier
+            at_02.validate(self.creditor_id)
+        except ValidationError as error:
+            raise BankDetailsError(
+                f"creditor_id {self.creditor_id!r} is not a SEPA creditor identifier ({error})"
+            ) from None
         return Creditor(self.name, check_iban(self.iban), check_bic(self.bic), self.creditor_id)
 
 
