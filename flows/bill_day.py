@@ -51,6 +51,7 @@ from flows.runtime import (
     TextList,
     dated_run_name,
     given,
+    load_seller,
     load_settings,
     run_date,
 )
@@ -59,6 +60,8 @@ __all__ = ["BillDayFailed", "PostBillingChecksFailed", "bill_day"]
 
 BATCH_LIMIT = "bill-day-batches"
 STEPS = job.PROGRESS
+SELLER_BLOCK = "default"
+"""The Seller Identity block: its country's VAT rules bill, its identity is printed."""
 
 
 def run_checks(database: Any, as_of: date, output_dir: Path) -> ChecksReport:
@@ -122,6 +125,7 @@ def bill_day(
             if documents
             else None
         ),
+        seller_country=load_seller(SELLER_BLOCK).country,
     )
     progress = RunProgress("bill-day-progress", title, STEPS)
     result = job.bill_day(PrefectRunner(progress, batch_limit=BATCH_LIMIT), bill_day_job)

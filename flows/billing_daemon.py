@@ -24,12 +24,14 @@ from flows.runtime import (
     NOT_GIVEN,
     DaemonFailed,
     RunMoment,
+    load_seller,
     load_settings,
     run_moment,
     timed_run_name,
 )
 
 BATCH_LIMIT = "bill-day-batches"  # the daemon's batches share bill day's limit
+SELLER_BLOCK = "default"  # whose VAT rules bill: the Seller Identity block bill day prints
 
 
 @flow(name="billing", flow_run_name=timed_run_name)
@@ -60,6 +62,7 @@ def billing(
         per_batch=settings.per_batch,
         children=settings.children,
         fetch_size=settings.fetch_size,
+        seller_country=load_seller(SELLER_BLOCK).country,
     )
     result = billing_daemon(PrefectRunner(progress, batch_limit=BATCH_LIMIT), job)
     summary = _report(process_now, result.billing, result.numbered, result.retired)

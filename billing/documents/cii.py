@@ -15,10 +15,12 @@ from lxml import etree
 
 from billing.documents.errors import InvoiceValidationError
 from billing.documents.formatting import Formatter
+from billing.documents.legal import exemption_text
 from billing.documents.model import Invoice, Line
 from billing.documents.seller import Seller
 from billing.domain.money import LINE_ROUNDING, quantize_money
 from billing.domain.tax import TaxLine, tax_summary
+from billing.domain.vat import VatCategory
 from billing.store.models import PaymentMethod
 
 RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
@@ -34,11 +36,6 @@ PAYMENT_MEANS = {  # UNCL 4461
     PaymentMethod.CARD: "48",  # bank card
     PaymentMethod.DIRECT_DEBIT: "59",  # SEPA direct debit
 }
-
-
-def vat_category(rate: Decimal) -> str:
-    """UNCL 5305 category of a rate: standard (S) when positive, zero rated (Z) otherwise."""
-    return "S" if rate > 0 else "Z"
 
 
 def inclusive_end(start: date, end: date) -> date:
@@ -109,8 +106,9 @@ def _line(parent: etree._Element, line: Line, currency: str) -> None:
     settlement = _el(item, "ram:SpecifiedLineTradeSettlement")
     tax = _el(settlement, "ram:ApplicableTradeTax")
     _el(tax, "ram:TypeCode", "VAT")
-    _el(tax, "ram:CategoryCode", vat_category(line.tax_rate))
-    _el(tax, "ram:RateApplicablePercent", _percent(line.tax_rate))
+    _el(tax, "ram:CategoryCode", line.vat.value)
+    if line.vat != VatCategory.OUTSIDE_SCOPE:  # BR-O-05: an O line has no VAT rate
+        _el(tax, "ram:RateApplicablePercent", _percent(line.tax_rate))
     period = _el(settlement, "ram:BillingSpecifiedPeriod")
     _date(period, "ram:StartDateTime", line.period_start)
     _date(period, "ram:EndDateTime", inclusive_end(line.period_start, line.period_end))
@@ -121,10 +119,25 @@ def _line(parent: etree._Element, line: Line, currency: str) -> None:
 def tax_breakdown(invoice: Invoice) -> list[tuple[str, Decimal, Decimal, Decimal]]:
     """(category, rate, base, tax) per VAT category and rate, from the lines' rounded taxes."""
     rows = tax_summary(
-        TaxLine(vat_category(line.tax_rate), line.tax_rate, line.net, line.tax)
-        for line in invoice.lines
+        TaxLine(line.vat.value, line.tax_rate, line.net, line.tax) for line in invoice.lines
     )
     return [(row.category, row.rate, row.base, row.tax) for row in rows]
+
+
+def _exemptions(
+    invoice: Invoice, seller_country: str, f: Formatter
+) -> dict[str, tuple[str, str | None]]:
+    """Each category's exemption reason text and VATEX code (one per breakdown row: exempt
+    lines of several tax classes join their reasons)."""
+    found: dict[str, tuple[list[str], str | None]] = {}
+    for line in invoice.lines:
+        text = exemption_text(line, seller_country, f)
+        if text is None:
+            continue
+        texts, code = found.setdefault(line.vat.value, ([], line.vatex))
+        if text not in texts:
+            texts.append(text)
+    return {category: ("; ".join(texts), code) for category, (texts, code) in found.items()}
 
 
 def check_tax_breakdown(invoice: Invoice) -> None:
@@ -146,6 +159,9 @@ def check_tax_breakdown(invoice: Invoice) -> None:
 def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
     """The CII XML tree of an invoice (Factur-X EN 16931 profile)."""
     cur = invoice.currency
+    f = Formatter.for_account(invoice.language, invoice.buyer.country, invoice.currency)
+    categories = {line.vat for line in invoice.lines}
+    outside_scope = VatCategory.OUTSIDE_SCOPE in categories  # BR-O-02: no VAT ids at all
     root = etree.Element(f"{{{RSM}}}CrossIndustryInvoice", nsmap=NSMAP)
     context = _el(root, "rsm:ExchangedDocumentContext")
     _el(_el(context, "ram:GuidelineSpecifiedDocumentContextParameter"), "ram:ID", EN16931)
@@ -171,7 +187,7 @@ def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
         (seller.postal_code, seller.address_line, seller.city, seller.country),
         legal_id=seller.legal_id,
         email=seller.email,
-        vat_id=seller.vat_id,
+        vat_id="" if outside_scope else seller.vat_id,
     )
     buyer = invoice.buyer
     _party(
@@ -180,9 +196,12 @@ def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
         buyer.name,
         (buyer.postal_code, buyer.address_line, buyer.city, buyer.country),
         email=buyer.email,
-        vat_id=buyer.vat_id or "",
+        vat_id="" if outside_scope else buyer.vat_id or "",
     )
     delivery = _el(transaction, "ram:ApplicableHeaderTradeDelivery")  # must not be empty
+    if categories & {VatCategory.INTRA_COMMUNITY, VatCategory.EXPORT}:  # BR-IC-12: BT-80
+        ship_to = _el(_el(delivery, "ram:ShipToTradeParty"), "ram:PostalTradeAddress")
+        _el(ship_to, "ram:CountryID", buyer.country)
     _date(
         _el(delivery, "ram:ActualDeliverySupplyChainEvent"),
         "ram:OccurrenceDateTime",
@@ -205,18 +224,24 @@ def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
         if seller.bic:
             institution = _el(means, "ram:PayeeSpecifiedCreditorFinancialInstitution")
             _el(institution, "ram:BICID", seller.bic)
+    reasons = _exemptions(invoice, seller.country, f)
     for category, rate, base, tax in tax_breakdown(invoice):
         trade_tax = _el(settlement, "ram:ApplicableTradeTax")
         _el(trade_tax, "ram:CalculatedAmount", _amount(tax, cur))
         _el(trade_tax, "ram:TypeCode", "VAT")
+        text, code = reasons.get(category, (None, None))
+        if text:  # BT-120 (BR-E-10, BR-AE-10, BR-IC-10, BR-G-10, BR-O-10)
+            _el(trade_tax, "ram:ExemptionReason", text)
         _el(trade_tax, "ram:BasisAmount", _amount(base, cur))
         _el(trade_tax, "ram:CategoryCode", category)
-        _el(trade_tax, "ram:RateApplicablePercent", _percent(rate))
+        if code:  # BT-121, a VATEX code
+            _el(trade_tax, "ram:ExemptionReasonCode", code)
+        if category != VatCategory.OUTSIDE_SCOPE:
+            _el(trade_tax, "ram:RateApplicablePercent", _percent(rate))
     period = _el(settlement, "ram:BillingSpecifiedPeriod")  # BG-14: as the PDF header prints it
     _date(period, "ram:StartDateTime", invoice.lines_span[0])
     _date(period, "ram:EndDateTime", inclusive_end(*invoice.lines_span))
     terms = _el(settlement, "ram:SpecifiedTradePaymentTerms")
-    f = Formatter.for_account(invoice.language, invoice.buyer.country, invoice.currency)
     _el(terms, "ram:Description", f.terms(payment.terms_days, invoice.due_date))  # BT-20
     _date(terms, "ram:DueDateDateTime", invoice.due_date)
     if direct_debit and payment.mandate_ref:

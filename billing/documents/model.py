@@ -29,6 +29,7 @@ from billing.domain.errors import BillingError
 from billing.domain.periods import Period, add_cycles, cycle_months
 from billing.domain.pricing import PricePlan as PlanValue
 from billing.domain.printed import PrintedLine, printed_line
+from billing.domain.vat import VATEX, VatCategory
 from billing.ops.catalog import load_plans
 from billing.store.models import (
     Account,
@@ -41,6 +42,7 @@ from billing.store.models import (
     PaymentMethod,
     PricePlan,
     Product,
+    TaxCategory,
 )
 from billing.store.models import Payment as PaymentRow
 
@@ -109,6 +111,27 @@ class Line:
     printed: PrintedLine | None = None
     """How the lines table shows quantity, unit price, proration or tiers (``domain.printed``);
     None: the stored unit price, as for a line built by hand."""
+    vat_category: str = ""
+    """The EN 16931 VAT category billed (``billing.domain.vat``); empty for a line built by
+    hand: S when its rate is positive, else Z."""
+    exemption_reason: str | None = None
+    """An exempt (E) line's legal basis, from its tax class (BT-120)."""
+    exemption_code: str | None = None
+    """An exempt (E) line's VATEX code, from its tax class (BT-121)."""
+
+    @property
+    def vat(self) -> VatCategory:
+        """The line's VAT category."""
+        if self.vat_category:
+            return VatCategory(self.vat_category)
+        return VatCategory.STANDARD if self.tax_rate > 0 else VatCategory.ZERO
+
+    @property
+    def vatex(self) -> str | None:
+        """The VATEX code of the line's exemption (BT-121), None where there is none."""
+        if self.vat == VatCategory.EXEMPT:
+            return self.exemption_code
+        return VATEX.get(self.vat)
 
     def shown(self, currency: str) -> PrintedLine:
         """The printed form of the line (the stored unit price checked when none was given)."""
@@ -236,7 +259,7 @@ def _prenotified(
 def _invoice(
     bill: Bill,
     account: Account,
-    lines: Iterable[tuple[BillLine, ProductName | None, LinePricing]],
+    lines: Iterable[tuple[BillLine, ProductName | None, LinePricing, tuple[str | None, ...]]],
     debit: tuple[date | None, Decimal | None] = (None, None),
 ) -> Invoice:
     f = Formatter.for_account(account.language or "en", account.country, bill.currency)
@@ -288,8 +311,11 @@ def _invoice(
                 tax=line.tax,
                 gross=line.gross,
                 printed=line_printed(line, pricing, bill.currency),
+                vat_category=line.vat_category,
+                exemption_code=exemption[0],
+                exemption_reason=exemption[1],
             )
-            for line, product, pricing in lines
+            for line, product, pricing, exemption in lines
         ),
     )
 
@@ -323,6 +349,8 @@ def load_invoices(
             ContractItem.price_override,
             BillUnit.billing_day,
             BillUnit.cycle,
+            TaxCategory.exemption_code,
+            TaxCategory.exemption_reason,
         )
         .join(Account, Account.id == Bill.account_id)
         .join(BillLine, BillLine.bill_id == Bill.id)
@@ -331,6 +359,7 @@ def load_invoices(
         .outerjoin(ContractItem, ContractItem.id == Charge.contract_item_id)
         .outerjoin(PricePlan, PricePlan.id == ContractItem.price_plan_id)
         .outerjoin(Product, Product.id == PricePlan.product_id)
+        .outerjoin(TaxCategory, TaxCategory.code == BillLine.tax_category)
         .where(Bill.number.is_not(None))
         .order_by(Bill.series_code, Bill.number, BillLine.position)
     )
@@ -356,6 +385,7 @@ def load_invoices(
                         billing_day=day,
                         cycle=None if cycle is None else str(cycle),
                     ),
+                    (exemption_code, exemption_reason),
                 )
                 for (
                     _,
@@ -371,6 +401,8 @@ def load_invoices(
                     override,
                     day,
                     cycle,
+                    exemption_code,
+                    exemption_reason,
                 ) in group
             ),
             (sent_on, amount),

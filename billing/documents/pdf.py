@@ -28,7 +28,7 @@ from billing.documents.cii import inclusive_end, tax_breakdown
 from billing.documents.errors import DocumentError, UnsafeResourceError
 from billing.documents.fetcher import ASSET_SCHEME, AssetFetcher, asset, packaged_assets
 from billing.documents.formatting import Formatter
-from billing.documents.legal import check_mentions, mention_texts
+from billing.documents.legal import check_mentions, exemption_texts, mention_texts
 from billing.documents.model import Invoice, Line
 from billing.documents.seller import Seller
 from billing.domain.legal_mentions import required_mentions
@@ -201,10 +201,11 @@ class InvoiceRenderer:
         """The invoice as HTML (every value escaped by Jinja2's autoescape)."""
         f = Formatter.for_account(invoice.language, invoice.buyer.country, invoice.currency)
         taxes = [
-            {"rate": rate, "base": base, "tax": tax}
-            for _, rate, base, tax in tax_breakdown(invoice)
+            {"category": category, "rate": rate, "base": base, "tax": tax}
+            for category, rate, base, tax in tax_breakdown(invoice)
         ]
         required = required_mentions(self.seller.country, invoice.buyer.vat_id)
+        exemptions = exemption_texts(invoice, self.seller.country, f)
         html = self._template.render(
             invoice=invoice,
             seller=self.seller,
@@ -216,10 +217,11 @@ class InvoiceRenderer:
             seller_iban=_group_iban(self.seller.iban),
             created=document_moment(invoice).strftime("%Y-%m-%dT%H:%M:%SZ"),
             legal=mention_texts(required, f),
+            exemptions=exemptions,
             f=f,
             t=f.text,
         )
-        check_mentions(invoice.bill_no, html, required, f)
+        check_mentions(invoice.bill_no, html, required, f, exemptions)
         return html
 
     def _write_pdf(self, html: str, **options: Any) -> bytes:

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from billing.documents.cii import build_cii, check_tax_breakdown
 from billing.documents.errors import DocumentError
+from billing.documents.legal import check_vat
 from billing.documents.model import Invoice, load_invoices
 from billing.documents.outbox import enqueue_invoices
 from billing.documents.pdf import InvoiceRenderer
@@ -56,6 +57,7 @@ def render_invoice(
     xml = invoice_xml(invoice, renderer.seller)
     validate_invoice_xml(xml)
     check_tax_breakdown(invoice)
+    check_vat(invoice, renderer.seller.country)
     tree = build_cii(invoice, renderer.seller)
     validate_cii_xsd(tree)
     cii = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")

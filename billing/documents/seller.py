@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from billing.domain.vat import DEFAULT_SELLER_COUNTRY
+
 
 @dataclass(frozen=True)
 class Seller:
@@ -51,7 +53,7 @@ DEFAULT_SELLER = Seller(
     address_line="10 rue de la Paix",
     postal_code="75002",
     city="Paris",
-    country="FR",
+    country=DEFAULT_SELLER_COUNTRY,
     vat_id="FR11123456782",
     legal_id="123456782",
     legal_form="SAS au capital de 10 000 EUR - RCS Paris 123 456 782",

@@ -28,6 +28,7 @@ from billing.domain.errors import BillingError
 from billing.domain.invoice import ChargeIn, DraftBill, generate_invoice
 from billing.domain.periods import add_cycles
 from billing.domain.schedule import ChargeSpec, CycleGrid, ItemTerms, scheduled_charges
+from billing.domain.vat import LineTax
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Unit:
     next_bill_date: date
     last_bill_date: date | None
     series_code: str
+    business: bool = False
+    """A business buyer (B2B), as imported: where its supplies are taxed depends on it."""
 
     def cycle_due(self, as_of: date) -> bool:
         return self.next_bill_date <= as_of
@@ -95,7 +98,8 @@ class Snapshot:
     names its unit), ``usage_failures`` the units whose usage could not be priced.
     ``stored`` holds each unit's stored ``calculated`` charges due by ``as_of``, in id order;
     ``existing_keys`` the keys among the pass's candidate charges that are stored already;
-    ``tax_rates`` each unit's VAT rates by category on its bill date.
+    ``taxes`` each unit's VAT by tax category on its bill date (``billing.domain.vat``), or
+    why it has none (a unit billing such a category fails, naming it).
     """
 
     as_of: date
@@ -105,7 +109,7 @@ class Snapshot:
     usage_failures: Mapping[int, str] = field(default_factory=dict)
     stored: Mapping[int, tuple[Billable, ...]] = field(default_factory=dict)
     existing_keys: frozenset[str] = frozenset()
-    tax_rates: Mapping[int, Mapping[str, Decimal]] = field(default_factory=dict)
+    taxes: Mapping[int, Mapping[str, LineTax | str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -317,7 +321,7 @@ def _bill(snapshot: Snapshot, unit: Unit, charges: Sequence[Billable]) -> Planne
             )
             for c in charges
         ],
-        tax_rates=dict(snapshot.tax_rates.get(unit.id, {})),
+        taxes=dict(snapshot.taxes.get(unit.id, {})),
         bill_date=bill_date,
         payment_terms_days=unit.terms,
     )

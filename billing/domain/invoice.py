@@ -15,6 +15,7 @@ from functools import lru_cache
 from billing.domain.errors import MoneyError, PeriodError, PricingError
 from billing.domain.money import LINE_ROUNDING, exact_sum, quantize_money, to_decimal
 from billing.domain.tax import TaxSummaryRow, line_tax, summarize
+from billing.domain.vat import LineTax
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class DraftLine:
     tax_rate: Decimal
     tax: Decimal
     gross: Decimal
+    vat_category: str = "S"
+    """The EN 16931 VAT category (``billing.domain.vat``): S, Z, E, AE, K, G or O."""
 
 
 @dataclass(frozen=True)
@@ -85,12 +88,16 @@ def _is_rounded(amount: Decimal, currency: str) -> bool:
     return quantize_money(amount, currency, LINE_ROUNDING) == amount
 
 
-def _tax_rate(tax_rates: Mapping[str, Decimal], category: str) -> Decimal:
-    """Return the rate of a tax category, or raise ``PricingError`` naming it."""
+def _line_tax(taxes: Mapping[str, LineTax | str], category: str) -> LineTax:
+    """Return the VAT of a tax category's lines, or raise ``PricingError`` naming it (a text
+    in ``taxes`` says why the category has no VAT for this buyer)."""
     try:
-        return tax_rates[category]
+        found = taxes[category]
     except KeyError:
         raise PricingError(f"no tax rate for tax category {category!r}") from None
+    if isinstance(found, str):
+        raise PricingError(found)
+    return found
 
 
 @lru_cache(maxsize=1 << 16, typed=True)
@@ -105,10 +112,11 @@ def _line_amounts(
 
 
 def _draft_line(
-    charge: ChargeIn, currency: str, tax_rates: Mapping[str, Decimal], rounding: str
+    charge: ChargeIn, currency: str, taxes: Mapping[str, LineTax | str], rounding: str
 ) -> DraftLine:
     """Turn a charge into a bill line with its tax rounded once."""
-    rate = _tax_rate(tax_rates, charge.tax_category)
+    vat = _line_tax(taxes, charge.tax_category)
+    rate = vat.rate
     net, tax, gross = _line_amounts(charge.amount, rate, currency, rounding)
     return DraftLine(
         charge_id=charge.charge_id,
@@ -122,6 +130,7 @@ def _draft_line(
         tax_rate=rate,
         tax=tax,
         gross=gross,
+        vat_category=vat.category.value,
     )
 
 
@@ -129,17 +138,20 @@ def generate_invoice(
     *,
     currency: str,
     charges: Sequence[ChargeIn],
-    tax_rates: Mapping[str, Decimal],
+    taxes: Mapping[str, LineTax | str],
     bill_date: date,
     payment_terms_days: int,
     rounding: str = LINE_ROUNDING,
 ) -> DraftBill:
-    """Assemble a draft bill: one line per charge, tax per line, totals summed from the lines."""
+    """Assemble a draft bill: one line per charge, tax per line, totals summed from the lines.
+
+    ``taxes`` holds the VAT of each tax category (``billing.domain.vat.determine``) for this
+    buyer on ``bill_date``."""
     _check_charges(currency, charges)
     if payment_terms_days < 0:
         raise PeriodError(f"payment terms must be zero or more days, got {payment_terms_days}")
     ordered = sorted(charges, key=lambda charge: (charge.period_start, charge.charge_id))
-    lines = tuple(_draft_line(charge, currency, tax_rates, rounding) for charge in ordered)
+    lines = tuple(_draft_line(charge, currency, taxes, rounding) for charge in ordered)
     net = quantize_money(exact_sum(line.net for line in lines), currency, rounding)
     tax = quantize_money(exact_sum(line.tax for line in lines), currency, rounding)
     return DraftBill(
@@ -153,6 +165,6 @@ def generate_invoice(
         tax=tax,
         gross=exact_sum((net, tax)),
         tax_summary=summarize(
-            (line.tax_category, line.tax_rate, line.net, line.tax) for line in lines
+            (line.vat_category, line.tax_rate, line.net, line.tax) for line in lines
         ),
     )

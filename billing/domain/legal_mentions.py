@@ -52,3 +52,113 @@ def required_mentions(seller_country: str, buyer_vat_id: str | None) -> tuple[Me
     if not (buyer_vat_id or "").strip():
         return ()
     return MENTIONS.get(seller_country.upper(), ())
+
+
+# --- VAT: what an invoice whose VAT is not charged must say, and why -----------------------
+
+
+@dataclass(frozen=True)
+class VatMention:
+    """The words a seller's law requires on an invoice of a VAT category where no VAT is
+    charged (``billing.domain.vat``), in that law's language, and the source requiring them.
+
+    Printed after the category's name in the invoice's language, and sent as the VAT
+    exemption reason (EN 16931 BT-120) beside its VATEX code (BT-121)."""
+
+    category: str
+    wording: str
+    source: str
+
+
+_DIRECTIVE = "Council Directive 2006/112/EC"
+
+VAT_MENTIONS: dict[str, dict[str, VatMention]] = {
+    "FR": {
+        "AE": VatMention(
+            "AE",
+            "Autoliquidation (art. 283-2 du CGI ; art. 196 de la directive 2006/112/CE)",
+            "CGI art. 242 nonies A, I-13°: the words « Autoliquidation »",
+        ),
+        "K": VatMention(
+            "K",
+            "Exonération de TVA, article 262 ter, I du CGI",
+            "CGI art. 242 nonies A, I-12°: the exempting provision",
+        ),
+        "G": VatMention(
+            "G",
+            "Exonération de TVA, article 262, I du CGI",
+            "CGI art. 242 nonies A, I-12°: the exempting provision",
+        ),
+        "O": VatMention(
+            "O",
+            "TVA non applicable, article 259-1 du CGI",
+            "CGI art. 259-1 (place of supply at the buyer) and 242 nonies A, I-13°",
+        ),
+    },
+    "PT": {
+        "AE": VatMention(
+            "AE", "IVA - autoliquidação", "CIVA art. 36.º, n.º 13: the words «IVA - autoliquidação»"
+        ),
+        "K": VatMention(
+            "K",
+            "Isento nos termos do artigo 14.º do RITI",
+            "CIVA art. 36.º, n.º 5, al. e): the exempting provision",
+        ),
+        "G": VatMention(
+            "G",
+            "Isento nos termos da alínea a) do n.º 1 do artigo 14.º do CIVA",
+            "CIVA art. 36.º, n.º 5, al. e): the exempting provision",
+        ),
+        "O": VatMention(
+            "O",
+            "IVA - não sujeito, artigo 6.º, n.º 6, alínea a) do CIVA",
+            "CIVA art. 6.º, n.º 6, al. a) (place of supply at the buyer)",
+        ),
+    },
+    "DE": {
+        "AE": VatMention(
+            "AE",
+            "Steuerschuldnerschaft des Leistungsempfängers (§ 13b UStG)",
+            "UStG § 14a Abs. 5: the words „Steuerschuldnerschaft des Leistungsempfängers“",
+        ),
+        "K": VatMention(
+            "K",
+            "Steuerfreie innergemeinschaftliche Lieferung (§ 4 Nr. 1 Buchst. b, § 6a UStG)",
+            "UStG § 14 Abs. 4 Nr. 8 and § 14a Abs. 3",
+        ),
+        "G": VatMention(
+            "G",
+            "Steuerfreie Ausfuhrlieferung (§ 4 Nr. 1 Buchst. a, § 6 UStG)",
+            "UStG § 14 Abs. 4 Nr. 8",
+        ),
+        "O": VatMention(
+            "O",
+            "Nicht im Inland steuerbare Leistung (§ 3a Abs. 2 UStG)",
+            "UStG § 3a Abs. 2 (place of supply at the buyer)",
+        ),
+    },
+}
+"""By seller country, then VAT category: the mention its law requires."""
+
+EU_VAT_MENTIONS: dict[str, VatMention] = {
+    "AE": VatMention(
+        "AE", f"Reverse charge ({_DIRECTIVE}, art. 196)", f"{_DIRECTIVE} art. 226(11a)"
+    ),
+    "K": VatMention(
+        "K", f"Exempt intra-community supply ({_DIRECTIVE}, art. 138)", f"{_DIRECTIVE} art. 226(11)"
+    ),
+    "G": VatMention("G", f"Exempt export ({_DIRECTIVE}, art. 146)", f"{_DIRECTIVE} art. 226(11)"),
+    "O": VatMention(
+        "O",
+        f"Outside the scope of VAT: supplied where the buyer is ({_DIRECTIVE}, art. 44)",
+        f"{_DIRECTIVE} art. 44",
+    ),
+}
+"""A seller country without its own entry: the Directive's wording (art. 226(11) and (11a))."""
+
+
+def vat_mention(seller_country: str, category: str) -> VatMention | None:
+    """The mention a line of ``category`` needs on an invoice from ``seller_country``; None
+    for a category that charges VAT (S) or is zero rated (Z). Exempt (E) lines print their
+    tax class's own legal basis instead (the catalogue's ``exemption_reason``)."""
+    return VAT_MENTIONS.get(seller_country.upper(), EU_VAT_MENTIONS).get(category)

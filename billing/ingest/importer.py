@@ -23,6 +23,7 @@ from datetime import date
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jsonschema
@@ -39,6 +40,14 @@ from billing.domain.periods import first_bill_date
 from billing.domain.pricing import PricePlan as PlanCheck
 from billing.domain.pricing import Tier
 from billing.domain.text import shown, text_problem
+from billing.domain.vat import (
+    DEFAULT_SELLER_COUNTRY,
+    Supply,
+    TaxClass,
+    VatCategory,
+    class_problems,
+    rate_problem,
+)
 from billing.ingest.importer_csv import (
     DEFAULT_CHUNKSIZE,
     IN_BATCH,
@@ -137,11 +146,7 @@ def import_file(
 
 def _seller_country(given: str | None) -> str:
     """The seller's country: the one given, else the default seller's."""
-    if given is not None:
-        return given
-    from billing.documents.seller import DEFAULT_SELLER  # documents' package is slow to import
-
-    return DEFAULT_SELLER.country
+    return given if given is not None else DEFAULT_SELLER_COUNTRY
 
 
 # --- reading and validating the document -------------------------------------------------
@@ -494,7 +499,7 @@ class _Import:
         codes = [r.data["code"] for r in records]
         stored = _stored(self.session, TaxCategory, TaxCategory.code, codes)
         for record in records:
-            values = {"code": record.data["code"], "name": record.data["name"]}
+            values = _tax_class_values(record)
             if self.keep("tax_categories", record, stored.get(values["code"]), values):
                 self.session.add(TaxCategory(**values))
         self.session.flush()
@@ -503,7 +508,13 @@ class _Import:
         """Tax rates, by (category, country, valid_from)."""
         records = _records("tax_rates", items)
         categories = self._category_codes(records, "category")
-        rows = [(r, self._tax_rate_values(r, categories)) for r in records]
+        classes = {
+            row.code: _tax_class(row)
+            for row in self.session.scalars(
+                select(TaxCategory).where(TaxCategory.code.in_(list(categories)))
+            )
+        }
+        rows = [(r, self._tax_rate_values(r, categories, classes)) for r in records]
         _no_duplicates(records, _tax_rate_key, "valid_from")
         stored = self._stored_tax_rates([_tax_rate_key(r) for r in records])
         for record, values in rows:
@@ -511,13 +522,20 @@ class _Import:
                 self.session.add(TaxRate(**values))
         self.session.flush()
 
-    def _tax_rate_values(self, record: _Record, categories: Mapping[str, str]) -> dict[str, Any]:
-        """Column values of a tax rate (a fraction in [0, 1): "0.20" is 20 %)."""
+    def _tax_rate_values(
+        self, record: _Record, categories: Mapping[str, str], classes: Mapping[str, TaxClass]
+    ) -> dict[str, Any]:
+        """Column values of a tax rate (a fraction in [0, 1): "0.20" is 20 %), which must suit
+        its class: positive when standard rated, zero when zero rated or exempt."""
         rate = record.amount("rate")
         if rate is None or not 0 <= rate < 1:
             raise record.fail(f"a rate is a fraction in [0, 1) such as 0.20, not {rate}", "rate")
+        code = _resolve(record, "category", categories, "tax category")
+        problem = rate_problem(classes[code], rate) if code in classes else None
+        if problem:
+            raise record.fail(f"tax category {code!r}: {problem}", "rate")
         return {
-            "category_code": _resolve(record, "category", categories, "tax category"),
+            "category_code": code,
             "country": record.data["country"],
             "rate": rate,
             "valid_from": record.day("valid_from"),
@@ -689,6 +707,33 @@ class _Import:
             )
 
 
+def _tax_class_values(record: _Record) -> dict[str, Any]:
+    """Column values of a tax category, a tax class ``billing.domain.vat`` can use."""
+    data = record.data
+    values = {
+        "code": data["code"],
+        "name": data["name"],
+        "vat_category": data.get("vat_category", VatCategory.STANDARD.value),
+        "supply": data.get("supply", Supply.SERVICES.value),
+        "exemption_code": data.get("exemption_code"),
+        "exemption_reason": data.get("exemption_reason"),
+    }
+    for name, problem in class_problems(_tax_class(SimpleNamespace(**values))):
+        raise record.fail(problem, name)
+    return values
+
+
+def _tax_class(row: Any) -> TaxClass:
+    """A stored (or about to be stored) tax category as the VAT rules read it."""
+    return TaxClass(
+        row.code,
+        VatCategory(row.vat_category),
+        Supply(row.supply),
+        row.exemption_code,
+        row.exemption_reason,
+    )
+
+
 def _tax_rate_key(record: _Record) -> tuple[str, str, date | None]:
     """A tax rate's key: category, country and first day of validity."""
     return (record.data["category"], record.data["country"], record.day("valid_from"))
@@ -749,6 +794,7 @@ def _account_values(record: _Record, series: set[str]) -> dict[str, Any]:
     )  # fmt: skip
     values = {"ref": data["ref"], "name": data["name"], "country": data["country"]}
     values |= {name: data[name] for name in optional if name in data}
+    values["customer_type"] = _customer_type(data).value
     values |= {
         "currency": record.currency(),
         "iban": _iban(record),
@@ -758,20 +804,24 @@ def _account_values(record: _Record, series: set[str]) -> dict[str, Any]:
     return values | _bill_unit_values(record, series)
 
 
+def _customer_type(data: Mapping[str, Any]) -> CustomerType:
+    """The account's customer type: given, else business when it has a VAT id."""
+    given = data.get("customer_type")
+    return CustomerType(given) if given else default_customer_type(data.get("vat_id"))
+
+
 def _check_buyer(record: _Record, seller_country: str) -> None:
     """Refuse an account that cannot be invoiced as it stands (``billing.domain.buyers``):
     a business buyer without a complete address, a bad VAT id, a VAT id missing where the law
     requires it."""
     data = record.data
-    vat_id = data.get("vat_id")
-    given = data.get("customer_type")
     buyer = Buyer(
-        customer_type=CustomerType(given) if given else default_customer_type(vat_id),
+        customer_type=_customer_type(data),
         country=data["country"],
         address_line=data.get("address_line", ""),
         postal_code=data.get("postal_code", ""),
         city=data.get("city", ""),
-        vat_id=vat_id,
+        vat_id=data.get("vat_id"),
     )
     problems = buyer_problems(buyer, seller_country)
     if problems:

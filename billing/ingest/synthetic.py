@@ -713,7 +713,7 @@ def _accounts(
 _ACCOUNT_COLUMNS = (
     "id", "ref", "name", "address_line", "postal_code", "city", "country", "language",
     "currency", "email", "vat_id", "status", "payment_method", "iban", "bic", "mandate_ref",
-    "mandate_date", "card_token", "payment_terms_days", "balance", "created_on",
+    "mandate_date", "card_token", "payment_terms_days", "balance", "created_on", "customer_type",
 )  # fmt: skip
 ZERO = Decimal(0)
 TERMS = (30, 30, 30, 30, 30, 30, 30, 15, 45, 60)
@@ -768,6 +768,7 @@ def _account_row(
         postal_code, city, country.code, country.language, country.currency, email, vat_id,
         status, method, iban, bic, mandate_ref, mandate_date, card_token,
         0 if method == "card" else TERMS[r[5] % len(TERMS)], ZERO, created_on,
+        "business" if company else "consumer",
     )  # fmt: skip
     for column, value in zip(_ACCOUNT_COLUMNS, values, strict=True):
         rows[column].append(value)

@@ -192,6 +192,22 @@ class BillDayJob:
     checks: PostBillingChecks | None = None
     checks_dir: Path | None = None
     documents: Documents | None = None
+    seller_country: str | None = None
+    """Whose VAT rules the bills follow (``billing.domain.vat``): by default the documents'
+    seller's country, else the demo seller's. It cannot differ from the documents' seller."""
+
+    def __post_init__(self) -> None:
+        printed = self.documents.seller.country if self.documents else None
+        if self.seller_country and printed and self.seller_country != printed:
+            raise ValueError(
+                f"seller_country {self.seller_country!r} differs from the country of the seller "
+                f"printed on the documents ({printed!r}): one seller bills and issues"
+            )
+
+    @property
+    def vat_country(self) -> str | None:
+        """The seller country the bills' VAT is determined for (None: the default seller)."""
+        return self.seller_country or (self.documents.seller.country if self.documents else None)
 
     @property
     def database_url(self) -> str:
@@ -275,10 +291,23 @@ def find_due_units(
 
 
 def bill_accounts_batch(
-    database: Database, unit_ids: list[int], as_of: date, run_id: str, dry_run: bool
+    database: Database,
+    unit_ids: list[int],
+    as_of: date,
+    run_id: str,
+    dry_run: bool,
+    seller_country: str | None = None,
 ) -> BatchResult:
-    """pin_bill_accts: one batch of bill units in one transaction."""
-    return bill_batch(engine_of(database), unit_ids, as_of, run_id, dry_run=dry_run)
+    """pin_bill_accts: one batch of bill units in one transaction (VAT of a seller in
+    ``seller_country``: ``billing.domain.vat``)."""
+    return bill_batch(
+        engine_of(database),
+        unit_ids,
+        as_of,
+        run_id,
+        dry_run=dry_run,
+        seller_country=seller_country,
+    )
 
 
 def analyze_billed_tables(database: Database) -> None:
@@ -410,6 +439,7 @@ def _batch_calls(
     account_refs: Sequence[str] | None,
     exclude: list[int],
     dry_run: bool,
+    seller_country: str | None,
 ) -> Iterator[Call]:
     """One pass's batches as calls, made lazily: the due units are fetched (a step of its own,
     retried like any other) ``fetch_size`` ids at a time, as slots free up."""
@@ -429,7 +459,7 @@ def _batch_calls(
             yield Call(
                 f"bill_accounts_batch-{pass_number}.{number}",
                 bill_accounts_batch,
-                (database, ids[start : start + per_batch], as_of, run_id, dry_run),
+                (database, ids[start : start + per_batch], as_of, run_id, dry_run, seller_country),
             )
         after = ids[-1]
 
@@ -446,6 +476,7 @@ def bill_batches(
     account_refs: Sequence[str] | None = None,
     dry_run: bool = False,
     between_batches: bool = True,
+    seller_country: str | None = None,
 ) -> BatchResult:
     """pin_bill_accts in passes until every due unit is billed or has failed (catch-up):
     due units fetched ``fetch_size`` ids at a time, billed ``per_batch`` at a time, at most
@@ -467,6 +498,7 @@ def bill_batches(
             account_refs=account_refs,
             exclude=sorted(total.failed_units),
             dry_run=dry_run,
+            seller_country=seller_country,
         )
         for result in runner.fan_out(calls, at_most=children):
             done = done.merge(result)
@@ -494,6 +526,7 @@ def bill_accounts(
     fetch_size: int = 150_000,
     account_refs: Sequence[str] | None = None,
     dry_run: bool = False,
+    seller_country: str | None = None,
 ) -> BatchResult:
     """Billing alone, in this process (batch after batch, in catch-up passes)."""
     return bill_batches(
@@ -506,6 +539,7 @@ def bill_accounts(
         fetch_size=fetch_size,
         account_refs=account_refs,
         dry_run=dry_run,
+        seller_country=seller_country,
     )
 
 
@@ -552,6 +586,7 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
         fetch_size=job.fetch_size,
         account_refs=job.account_refs,
         dry_run=job.dry_run,
+        seller_country=job.vat_country,
     )
     lap("bill_accounts")
     runner.progress("billing", note=f"{run_report.count(billing.bills)} bill(s) made")

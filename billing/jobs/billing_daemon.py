@@ -41,6 +41,8 @@ class BillingJob:
     per_batch: int = 20_000
     children: int = 1
     fetch_size: int = 150_000
+    seller_country: str | None = None
+    """Whose VAT rules the bills follow (``billing.domain.vat``); None: the demo seller's."""
 
 
 @dataclass
@@ -61,6 +63,7 @@ def billing_daemon(runner: Runner, job: BillingJob) -> BillingResult:
         children=job.children,
         fetch_size=job.fetch_size,
         between_batches=False,
+        seller_country=job.seller_country,
     )
     numbered = runner.step(Call("number_invoices", number_bills, (job.database,)))
     runner.progress("numbering", note=f"{run_report.count(numbered_count(numbered))} numbered")

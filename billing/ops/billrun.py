@@ -47,6 +47,7 @@ from billing.domain.invoice import DraftBill
 from billing.domain.money import add_to_total
 from billing.domain.results import Mergeable
 from billing.domain.usage import RatingScope, midnight
+from billing.domain.vat import DEFAULT_SELLER_COUNTRY
 from billing.failpoints import failpoint
 from billing.ops.catalog import PlanInfo, TaxTable, load_plans, load_tax_table
 from billing.ops.charging import load_units, record_failures, unit_items
@@ -142,9 +143,11 @@ def bill_units(
 
 
 class Catalog:
-    """The price plans and VAT rates, read once per batch when its first units are claimed."""
+    """The price plans and VAT rates, read once per batch when its first units are claimed,
+    and the country of the seller whose VAT rules apply (``billing.domain.vat``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seller_country: str | None = None) -> None:
+        self.seller_country = seller_country or DEFAULT_SELLER_COUNTRY
         self._loaded: tuple[dict[int, PlanInfo], TaxTable] | None = None
 
     def load(self, session: Session) -> tuple[dict[int, PlanInfo], TaxTable]:
@@ -194,7 +197,10 @@ def read_snapshot(
         usage_failures=bad,
         stored=_stored_billable(session, units, as_of),
         existing_keys=frozenset(_existing_keys(session, keys)),
-        tax_rates={u.id: taxes.rates_for(u.country, u.bill_date(as_of)) for u in units},
+        taxes={
+            u.id: taxes.taxes_for(catalog.seller_country, u.country, u.business, u.bill_date(as_of))
+            for u in units
+        },
     )
     return snapshot, collected
 
@@ -388,6 +394,7 @@ def _write_units(
                 "tax_rate": line.tax_rate,
                 "tax": line.tax,
                 "gross": line.gross,
+                "vat_category": line.vat_category,
             }
             for unit, draft, _ in bills
             for position, line in enumerate(draft.lines, start=1)
@@ -533,8 +540,10 @@ def bill_slices(
     run_id: str,
     *,
     slice_units: int = SLICE_UNITS,
+    seller_country: str | None = None,
 ) -> BatchResult:
-    """Bill a batch ``slice_units`` units at a time, in the session's transaction.
+    """Bill a batch ``slice_units`` units at a time, in the session's transaction, under the
+    VAT rules of a seller in ``seller_country`` (by default the demo seller's).
 
     The slices follow the units' next bill dates: rating runs its statements once per bill
     date of a slice, so a slice of units that share a date needs one round of them, where
@@ -543,7 +552,7 @@ def bill_slices(
     if slice_units < 1:
         raise ValueError(f"slice_units must be 1 or more, got {slice_units}")
     ordered = _in_bill_date_order(session, unit_ids)
-    catalog = Catalog()
+    catalog = Catalog(seller_country)
     result = BatchResult()
     for start in range(0, len(ordered), slice_units):
         part = ordered[start : start + slice_units]
@@ -597,8 +606,9 @@ def bill_batch(
     *,
     dry_run: bool = False,
     slice_units: int = SLICE_UNITS,
+    seller_country: str | None = None,
 ) -> BatchResult:
-    """Bill a batch in one transaction, in slices.
+    """Bill a batch in one transaction, in slices (VAT: ``bill_slices``).
 
     A unit whose plan cannot be computed, or whose write the database refuses, fails alone
     inside the transaction (``write_plan``). Transient database errors (``OperationalError``:
@@ -609,7 +619,14 @@ def bill_batch(
     """
     try:
         with unit_of_work(engine, isolation="REPEATABLE READ") as session:
-            result = bill_slices(session, unit_ids, as_of, run_id, slice_units=slice_units)
+            result = bill_slices(
+                session,
+                unit_ids,
+                as_of,
+                run_id,
+                slice_units=slice_units,
+                seller_country=seller_country,
+            )
             failpoint("billrun.before_commit")
             if dry_run:
                 raise _DryRun(result)
@@ -622,19 +639,20 @@ def bill_batch(
         if len(unit_ids) == 1:
             return _record_unit_failure(engine, unit_ids[0], as_of, run_id, error, dry_run)
         half = len(unit_ids) // 2
-        return (
-            BatchResult()
-            .merge(
+        result = BatchResult()
+        for part in (unit_ids[:half], unit_ids[half:]):
+            result = result.merge(
                 bill_batch(
-                    engine, unit_ids[:half], as_of, run_id, dry_run=dry_run, slice_units=slice_units
+                    engine,
+                    part,
+                    as_of,
+                    run_id,
+                    dry_run=dry_run,
+                    slice_units=slice_units,
+                    seller_country=seller_country,
                 )
             )
-            .merge(
-                bill_batch(
-                    engine, unit_ids[half:], as_of, run_id, dry_run=dry_run, slice_units=slice_units
-                )
-            )
-        )
+        return result
 
 
 def _record_unit_failure(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -11,10 +12,11 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.domain.errors import ConfigurationError
+from billing.domain.errors import ConfigurationError, PricingError
 from billing.domain.pricing import PricePlan, Tier
+from billing.domain.vat import LineTax, Supply, TaxClass, VatCategory, determine
 from billing.store.models import PricePlan as PlanRow
-from billing.store.models import PriceTier, Product, TaxRate
+from billing.store.models import PriceTier, Product, TaxCategory, TaxRate
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,16 @@ def load_plans(session: Session) -> dict[int, PlanInfo]:
 
 
 class TaxTable:
-    """VAT rates by country and category, as valid on a date."""
+    """VAT rates by country and category, as valid on a date, and the catalogue's tax classes
+    (what a category is: ``billing.domain.vat``)."""
 
-    def __init__(self, rows: list[tuple[str, str, date, Decimal]]):
+    def __init__(
+        self,
+        rows: list[tuple[str, str, date, Decimal]],
+        classes: Mapping[str, TaxClass] | None = None,
+    ):
+        self.classes = dict(classes or {})
+        self._taxes: dict[tuple[str, str, bool, date], dict[str, LineTax | str]] = {}
         self._rates: dict[tuple[str, str], list[tuple[date, Decimal]]] = defaultdict(list)
         for country, category, valid_from, rate in sorted(rows, key=lambda r: r[2]):
             self._rates[(country, category)].append((valid_from, rate))
@@ -70,6 +79,50 @@ class TaxTable:
                 found[category] = history[i - 1][1]
         return found
 
+    def taxes_for(
+        self, seller_country: str, buyer_country: str, business: bool, on: date
+    ) -> dict[str, LineTax | str]:
+        """The VAT of each tax class for a buyer (a business or not) on ``on``, or why a class
+        has none (the unit fails only if it bills that class). Memoized per (seller, country,
+        business, date), as most units share them."""
+        key = (seller_country, buyer_country, business, on)
+        if key not in self._taxes:
+            self._taxes[key] = self._determine(seller_country, buyer_country, business, on)
+        return self._taxes[key]
+
+    def _determine(
+        self, seller_country: str, buyer_country: str, business: bool, on: date
+    ) -> dict[str, LineTax | str]:
+        rates = self.rates_for(buyer_country, on)
+        found: dict[str, LineTax | str] = {}
+        for code in self.classes.keys() | rates.keys():
+            tax_class = self.classes.get(code, TaxClass(code))
+            try:
+                found[code] = determine(
+                    tax_class,
+                    seller_country=seller_country,
+                    buyer_country=buyer_country,
+                    business=business,
+                    rates=rates,
+                )
+            except PricingError as error:
+                found[code] = str(error)
+        return found
+
+
+def load_tax_classes(session: Session) -> dict[str, TaxClass]:
+    """The catalogue's tax classes by code."""
+    return {
+        row.code: TaxClass(
+            row.code,
+            VatCategory(row.vat_category),
+            Supply(row.supply),
+            row.exemption_code,
+            row.exemption_reason,
+        )
+        for row in session.scalars(select(TaxCategory))
+    }
+
 
 def load_tax_table(session: Session) -> TaxTable:
     rows = session.execute(
@@ -77,4 +130,4 @@ def load_tax_table(session: Session) -> TaxTable:
     ).all()
     if not rows:
         raise ConfigurationError("no VAT rates: import tax_rates before billing")
-    return TaxTable([tuple(r) for r in rows])  # type: ignore[misc]
+    return TaxTable([tuple(r) for r in rows], load_tax_classes(session))  # type: ignore[misc]

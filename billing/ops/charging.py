@@ -59,6 +59,7 @@ def load_units(session: Session, unit_ids: Sequence[int]) -> list[Unit]:
             BillUnit.next_bill_date,
             BillUnit.last_bill_date,
             BillUnit.series_code,
+            Account.customer_type,
         )
         .join(Account, Account.id == BillUnit.account_id)
         .where(id_in(session, BillUnit.id, unit_ids))
@@ -77,6 +78,7 @@ def load_units(session: Session, unit_ids: Sequence[int]) -> list[Unit]:
             next_bill_date=r.next_bill_date,
             last_bill_date=r.last_bill_date,
             series_code=r.series_code,
+            business=r.customer_type == "business",
         )
         for r in rows
     ]

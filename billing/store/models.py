@@ -97,6 +97,9 @@ class Account(Base):
     currency: Mapped[str] = mapped_column(String(3))
     email: Mapped[str] = mapped_column(String(254), default="")
     vat_id: Mapped[str | None] = mapped_column(String(32))
+    customer_type: Mapped[str] = mapped_column(String(8), server_default="consumer")
+    """``business`` or ``consumer`` (``billing.domain.buyers.CustomerType``): where a supply
+    to it is taxed depends on it (``billing.domain.vat``)."""
     status: Mapped[AccountStatus] = mapped_column(
         _enum(AccountStatus), default=AccountStatus.ACTIVE
     )
@@ -156,10 +159,21 @@ class BillUnit(Base):
 
 
 class TaxCategory(Base):
+    """A catalogue tax class: the VAT its products carry unless where the supply takes place
+    decides otherwise (``billing.domain.vat``)."""
+
     __tablename__ = "tax_categories"
 
     code: Mapped[str] = mapped_column(String(16), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
+    vat_category: Mapped[str] = mapped_column(String(2), server_default="S")
+    """S (standard), Z (zero rated) or E (exempt): EN 16931 / UNCL 5305."""
+    supply: Mapped[str] = mapped_column(String(8), server_default="services")
+    """``services`` or ``goods``: the place-of-supply rules differ."""
+    exemption_code: Mapped[str | None] = mapped_column(String(32))
+    """An exempt class's VATEX code (EN 16931 BT-121)."""
+    exemption_reason: Mapped[str | None] = mapped_column(String(200))
+    """An exempt class's legal basis, printed (BT-120)."""
 
 
 class TaxRate(Base):
@@ -422,6 +436,8 @@ class BillLine(Base):
     tax_rate: Mapped[Decimal] = mapped_column(Amount)
     tax: Mapped[Decimal] = mapped_column(Amount)
     gross: Mapped[Decimal] = mapped_column(Amount)
+    vat_category: Mapped[str] = mapped_column(String(2), server_default="S")
+    """The EN 16931 VAT category the line was billed with (``billing.domain.vat``)."""
 
     bill: Mapped[Bill] = relationship(back_populates="lines")
 

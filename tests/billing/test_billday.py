@@ -182,7 +182,7 @@ def test_failing_account_is_recorded_and_others_are_billed(population):
         s.execute(text("update tax_rates set country = 'XX' where country = 'GB'"))
     result = run_bill_day(engine, date(2027, 2, 1), "run-fail")
     assert list(result.billing.failed) == ["B"]
-    assert "no tax rate for tax category 'standard'" in result.billing.failed["B"]
+    assert "no 'standard' VAT rate for GB" in result.billing.failed["B"]
     assert [key for key, *_ in bills(engine)] == ["cyc:1:2027-02-01"]
     with unit_of_work(engine) as s:
         state = s.scalar(select(BillUnit.billing_state).where(BillUnit.id == 2))

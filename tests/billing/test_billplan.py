@@ -30,6 +30,7 @@ from billing.domain.billplan import (
 from billing.domain.errors import BillingError
 from billing.domain.pricing import PricePlan
 from billing.domain.schedule import ItemTerms
+from billing.domain.vat import LineTax, VatCategory
 from billing.ops.billrun import bill_batch
 from billing.store.db import unit_of_work
 from billing.store.models import (
@@ -121,7 +122,7 @@ def _snapshot() -> Snapshot:
         D(1), D("4.00"), D("4.00"), "EUR", "standard", True,
     )  # fmt: skip
     units = (_unit(1), _unit(2, next_bill=date(2027, 3, 1)), _unit(3), _unit(4))
-    rates = {"standard": D("0.20")}
+    rates: dict[str, LineTax | str] = {"standard": LineTax(VatCategory.STANDARD, D("0.20"))}
     return Snapshot(
         as_of=FEB_1,
         units=units,
@@ -129,7 +130,7 @@ def _snapshot() -> Snapshot:
         usage=(usage,),
         stored={1: (stored,), 2: (immediate,)},
         existing_keys=frozenset({"otc:7", "uti:8"}),
-        tax_rates={1: rates, 2: rates, 3: rates, 4: {}},
+        taxes={1: rates, 2: rates, 3: rates, 4: {}},
     )
 
 

@@ -12,9 +12,19 @@ from hypothesis import strategies as st
 from billing.domain.errors import MoneyError, PeriodError, PricingError
 from billing.domain.invoice import ChargeIn, DraftLine, generate_invoice
 from billing.domain.tax import TaxSummaryRow
+from billing.domain.vat import LineTax, VatCategory
 
 D = Decimal
-RATES = {"S": D("0.20"), "R": D("0.055"), "Z": D("0")}
+RATES = {
+    "S": LineTax(VatCategory.STANDARD, D("0.20")),
+    "R": LineTax(VatCategory.STANDARD, D("0.055")),
+    "Z": LineTax(VatCategory.ZERO, D("0")),
+}
+
+
+def standard(rate: str) -> dict[str, LineTax | str]:
+    """The taxes of a buyer whose one class "S" is standard rated at ``rate``."""
+    return {"S": LineTax(VatCategory.STANDARD, D(rate))}
 
 
 def charge(charge_id: int, start: date, amount: str, category: str = "S") -> ChargeIn:
@@ -41,7 +51,7 @@ def test_generate_invoice_builds_lines_totals_and_breakdown() -> None:
     bill = generate_invoice(
         currency="EUR",
         charges=charges,
-        tax_rates=RATES,
+        taxes=RATES,
         bill_date=date(2024, 5, 31),
         payment_terms_days=30,
     )
@@ -58,14 +68,15 @@ def test_generate_invoice_builds_lines_totals_and_breakdown() -> None:
         tax_rate=D("0.055"),
         tax=D("1.10"),
         gross=D("21.09"),
+        vat_category="S",
     )
     # net 19.99 + 10.00 + 0.03 + 5.00 = 35.02; tax 1.10 + 2.00 + 0.01 + 0 = 3.11
     assert (bill.net, bill.tax, bill.gross) == (D("35.02"), D("3.11"), D("38.13"))
     assert (bill.period_start, bill.period_end) == (date(2024, 3, 15), date(2024, 5, 31))
     assert bill.due_date == date(2024, 6, 30)
     assert bill.currency == "EUR" and bill.bill_date == date(2024, 5, 31)
-    assert bill.tax_summary == (
-        TaxSummaryRow("R", D("0.055"), D("19.99"), D("1.10")),
+    assert bill.tax_summary == (  # by EN 16931 category and rate, not by catalogue class
+        TaxSummaryRow("S", D("0.055"), D("19.99"), D("1.10")),
         TaxSummaryRow("S", D("0.20"), D("10.03"), D("2.01")),
         TaxSummaryRow("Z", D("0"), D("5.00"), D("0.00")),
     )
@@ -75,7 +86,7 @@ def test_generate_invoice_in_jpy() -> None:
     bill = generate_invoice(
         currency="JPY",
         charges=[charge(1, date(2024, 4, 1), "999"), charge(2, date(2024, 4, 1), "1")],
-        tax_rates={"S": D("0.10")},
+        taxes=standard("0.10"),
         bill_date=date(2024, 5, 1),
         payment_terms_days=0,
     )
@@ -90,7 +101,7 @@ def test_missing_tax_category_is_named() -> None:
         generate_invoice(
             currency="EUR",
             charges=[charge(1, date(2024, 4, 1), "1.00", "X")],
-            tax_rates=RATES,
+            taxes=RATES,
             bill_date=date(2024, 5, 1),
             payment_terms_days=30,
         )
@@ -113,7 +124,7 @@ def test_generate_invoice_refuses(
         generate_invoice(
             currency="EUR",
             charges=charges,
-            tax_rates=RATES,
+            taxes=RATES,
             bill_date=date(2024, 5, 1),
             payment_terms_days=terms,
         )
@@ -139,7 +150,7 @@ def test_invoice_totals_are_the_sums_of_its_lines(charges: list[ChargeIn]) -> No
     bill = generate_invoice(
         currency="EUR",
         charges=charges,
-        tax_rates=RATES,
+        taxes=RATES,
         bill_date=date(2030, 2, 1),
         payment_terms_days=14,
     )
@@ -161,7 +172,7 @@ def test_equal_amounts_and_rates_written_with_other_digits_give_the_same_lines()
         bill = generate_invoice(
             currency="EUR",
             charges=[charge(1, date(2024, 4, 1), amount)],
-            tax_rates={"S": D(rate)},
+            taxes=standard(rate),
             bill_date=date(2024, 5, 1),
             payment_terms_days=0,
         )
@@ -175,7 +186,7 @@ def test_equal_amounts_and_rates_written_with_other_digits_give_the_same_lines()
         generate_invoice(
             currency="EUR",
             charges=[ChargeIn(1, "c", date(2024, 4, 1), date(2024, 5, 1), D(1), D(1), 10.05, "S")],  # type: ignore[arg-type]
-            tax_rates={"S": D("0.2")},
+            taxes=standard("0.2"),
             bill_date=date(2024, 5, 1),
             payment_terms_days=0,
         )

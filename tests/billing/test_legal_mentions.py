@@ -65,8 +65,8 @@ def test_a_template_that_lost_the_mentions_refuses_to_issue(tmp_path):
     page = templates / "invoice.html.j2"
     html = page.read_text(encoding="utf-8")
     start, end = (
-        html.index("{% if legal %}"),
-        html.index("</section>\n{% endif %}", html.index("{% if legal %}")),
+        html.index("{% if legal or exemptions %}"),
+        html.index("</section>\n{% endif %}", html.index("{% if legal or exemptions %}")),
     )
     page.write_text(html[:start] + html[end + len("</section>\n{% endif %}") :], encoding="utf-8")
     renderer = InvoiceRenderer(DEFAULT_SELLER, templates=templates)

@@ -316,7 +316,7 @@ def test_the_import_stores_translated_product_names_and_refuses_bad_ones(engine,
     for _ in range(2):  # the second import finds them unchanged
         with unit_of_work(engine) as s:
             report = import_file(s, demo)
-    assert report.of("products").unchanged == 6
+    assert report.of("products").unchanged == 7
     with unit_of_work(engine) as s:
         names = dict(s.execute(select(Product.code, Product.name_translations)).tuples().all())
     assert names["HOSTING"] == {
