@@ -37,13 +37,6 @@ class PaymentSettings(Block):
         "Higher only if your bank holds files longer before presenting them.",
     )
 
-    @field_validator("debit_horizon_days", mode="before")
-    @classmethod
-    def _no_unbounded_horizon(cls, value: object) -> object:
-        """A block saved when the field could be empty (no horizon) loads with the rulebook's
-        14 days: an unbounded horizon sent debits two months ahead."""
-        return DEBIT_HORIZON_DAYS if value is None else value
-
     min_refund: Decimal = Field(
         Decimal("0.01"), gt=0, description="Smallest credit balance that is refunded."
     )
@@ -64,3 +57,10 @@ class PaymentSettings(Block):
         description="Most transactions in one SEPA file (pain.008 debits, pain.001 refunds); "
         "a run with more writes several files. Set it to your bank's limit if that is lower.",
     )
+
+    @field_validator("debit_horizon_days", mode="before")
+    @classmethod
+    def _no_unbounded_horizon(cls, value: object) -> object:
+        """A block saved when the field could be empty (no horizon) loads with the rulebook's
+        14 days: an unbounded horizon sent debits two months ahead."""
+        return DEBIT_HORIZON_DAYS if value is None else value
