@@ -5,7 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from prefect.blocks.core import Block
-from pydantic import Field
+from pydantic import Field, field_validator
+
+from billing.domain.direct_debit import DEBIT_HORIZON_DAYS
 
 
 class PaymentSettings(Block):
@@ -26,13 +28,15 @@ class PaymentSettings(Block):
         "the collection date (the rulebook's 1 at least). A debit is collected on its "
         "invoice's due date, moved to a TARGET2 business day, never sooner than this.",
     )
-    debit_horizon_days: int | None = Field(
-        None,
+    debit_horizon_days: int = Field(
+        DEBIT_HORIZON_DAYS,
         ge=0,
-        description="Send a debit at most this many calendar days before its collection date "
-        "(the rulebook's 14); later bill days send the rest. Empty: every open debit on its "
-        "bill day.",
+        description="Send a debit at most this many calendar days before its collection date; "
+        "later bill days send the rest. Default 14: the EPC SDD Core rulebook presents a "
+        "collection at most 14 calendar days before its due date (chapter 4, time cycle). "
+        "Higher only if your bank holds files longer before presenting them.",
     )
+
     min_refund: Decimal = Field(
         Decimal("0.01"), gt=0, description="Smallest credit balance that is refunded."
     )
@@ -53,3 +57,10 @@ class PaymentSettings(Block):
         description="Most transactions in one SEPA file (pain.008 debits, pain.001 refunds); "
         "a run with more writes several files. Set it to your bank's limit if that is lower.",
     )
+
+    @field_validator("debit_horizon_days", mode="before")
+    @classmethod
+    def _no_unbounded_horizon(cls, value: object) -> object:
+        """A block saved when the field could be empty (no horizon) loads with the rulebook's
+        14 days: an unbounded horizon sent debits two months ahead."""
+        return DEBIT_HORIZON_DAYS if value is None else value

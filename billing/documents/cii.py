@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 from lxml import etree
 
@@ -18,7 +19,8 @@ from billing.documents.formatting import Formatter
 from billing.documents.legal import exemption_text
 from billing.documents.model import Invoice, Line
 from billing.documents.seller import Seller
-from billing.domain.money import LINE_ROUNDING, quantize_money
+from billing.domain.money import LINE_ROUNDING, exact_product, quantize_money
+from billing.domain.pricing import UNIT_PRICE_PLACES
 from billing.domain.tax import TaxLine, tax_summary
 from billing.domain.vat import VatCategory
 from billing.store.models import PaymentMethod
@@ -30,6 +32,7 @@ QDT = "urn:un:unece:uncefact:data:standard:QualifiedDataType:100"
 NSMAP = {"rsm": RSM, "ram": RAM, "udt": UDT, "qdt": QDT}
 EN16931 = "urn:cen.eu:en16931:2017"
 COMMERCIAL_INVOICE = "380"
+PRICE_STEP = Decimal(1).scaleb(-UNIT_PRICE_PLACES)  # the finest net price written as BT-146 alone
 UNIT_ONE = "C62"  # UN/ECE Recommendation 20: "one" (a unit without dimension)
 PAYMENT_MEANS = {  # UNCL 4461
     PaymentMethod.INVOICE: "58",  # SEPA credit transfer
@@ -92,15 +95,44 @@ def _party(
         _el(_el(party, "ram:SpecifiedTaxRegistration"), "ram:ID", ids["vat_id"], schemeID="VA")
 
 
+def line_price(
+    quantity: Decimal, unit_price: Decimal, net: Decimal, line: Line | None = None
+) -> tuple[Decimal, Decimal, Decimal | None]:
+    """A line's billed quantity (BT-129), net price (BT-146) and price base quantity (BT-149,
+    None: 1) such that ``quantity x price / basis == net`` exactly.
+
+    The stored unit price is kept when it multiplies out. It is an average for tiered, volume,
+    package and prorated lines, so otherwise the price is ``net / quantity`` when that division
+    ends within ``UNIT_PRICE_PLACES`` decimals, and else the line's net per its whole quantity
+    (price ``net``, base quantity ``quantity``: 196.50 per 99 250). BR-27: the price is never
+    negative, so a credit bills a negative quantity; a base quantity is always positive.
+    """
+    if exact_product(quantity, unit_price) == net:
+        return (quantity, unit_price, None) if unit_price >= 0 else (-quantity, -unit_price, None)
+    if quantity == 0:
+        where = f"line {line.position}" if line is not None else "a line"
+        raise InvoiceValidationError(
+            f"CII {where}", [f"quantity 0 cannot bill a net of {net} (BT-129 x BT-146)"]
+        )
+    exact = Fraction(net) / Fraction(quantity)
+    price = Decimal(exact.numerator) / Decimal(exact.denominator)
+    if price == price.quantize(PRICE_STEP) and exact_product(quantity, price) == net:
+        return (quantity, price, None) if price >= 0 else (-quantity, -price, None)
+    return (abs(quantity) if net >= 0 else -abs(quantity)), abs(net), abs(quantity)
+
+
 def _line(parent: etree._Element, line: Line, currency: str) -> None:
     item = _el(parent, "ram:IncludedSupplyChainTradeLineItem")
     _el(_el(item, "ram:AssociatedDocumentLineDocument"), "ram:LineID", str(line.position))
     _el(_el(item, "ram:SpecifiedTradeProduct"), "ram:Name", line.description)
-    quantity, price = line.quantity, line.unit_price
-    if price < 0:  # BR-27: the item price is never negative; a credit has a negative quantity
-        quantity, price = -quantity, -price
+    quantity, price, basis = line_price(
+        line.quantity, line.unit_price, quantize_money(line.net, currency, LINE_ROUNDING), line
+    )
     agreement = _el(item, "ram:SpecifiedLineTradeAgreement")
-    _el(_el(agreement, "ram:NetPriceProductTradePrice"), "ram:ChargeAmount", _number(price))
+    net_price = _el(agreement, "ram:NetPriceProductTradePrice")
+    _el(net_price, "ram:ChargeAmount", _number(price))
+    if basis is not None:  # BT-149, in BT-129's unit (BT-150 = BT-130)
+        _el(net_price, "ram:BasisQuantity", _number(basis), unitCode=UNIT_ONE)
     delivery = _el(item, "ram:SpecifiedLineTradeDelivery")
     _el(delivery, "ram:BilledQuantity", _number(quantity), unitCode=UNIT_ONE)
     settlement = _el(item, "ram:SpecifiedLineTradeSettlement")

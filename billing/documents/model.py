@@ -28,7 +28,8 @@ from billing.domain.enums import ChargeKind
 from billing.domain.errors import BillingError
 from billing.domain.periods import Period, add_cycles, cycle_months
 from billing.domain.pricing import PricePlan as PlanValue
-from billing.domain.printed import PrintedLine, printed_line
+from billing.domain.printed import PrintedLine, credit_line, printed_line
+from billing.domain.schedule import CycleGrid
 from billing.domain.vat import VATEX, VatCategory
 from billing.ops.catalog import load_plans
 from billing.store.models import (
@@ -150,11 +151,62 @@ class LinePricing:
     price_override: Decimal | None = None
     billing_day: int | None = None
     cycle: str | None = None
+    item_quantity: Decimal | None = None
+    next_bill_date: date | None = None
+    """The bill unit's next bill date: anchors its cycle grid (``schedule.CycleGrid``)."""
+
+
+def _credit_printed(line: BillLine, pricing: LinePricing, currency: str) -> PrintedLine | None:
+    """A cancellation credit (``cxl:{item}:{charged start}``) as ``quantity x -price x n / m``:
+    the unused days of the cycle the credited fee belongs to, on the bill unit's cycle grid.
+    None when the line is no such credit or its arithmetic does not check."""
+    plan = pricing.plan
+    if (
+        pricing.kind != ChargeKind.ADJUSTMENT
+        or not pricing.charge_key
+        or plan is None
+        or pricing.item_quantity is None
+        or not pricing.billing_day
+        or not pricing.cycle
+        or pricing.next_bill_date is None
+        or line.net >= 0
+        or line.period_start >= line.period_end
+    ):
+        return None
+    try:
+        key = parse_key(pricing.charge_key)
+    except ValueError:
+        return None
+    if key.kind is not KeyKind.CANCELLATION:
+        return None
+    price = pricing.price_override if pricing.price_override is not None else plan.unit_price
+    if price is None:
+        return None
+    try:  # a billing day changed since: no cycle, the credit prints its stored amount
+        grid = CycleGrid(pricing.next_bill_date, pricing.billing_day, pricing.cycle)
+        cycle = next(grid.cycles_from(line.period_start))
+        months = cycle_months(pricing.cycle)
+    except BillingError:
+        return None
+    return credit_line(
+        pricing.item_quantity,
+        price,
+        line.net,
+        currency,
+        plan=plan,
+        cycle=cycle,
+        period=Period(line.period_start, line.period_end),
+        cycle_months=months,
+    )
 
 
 def line_printed(line: BillLine, pricing: LinePricing, currency: str) -> PrintedLine:
     """The printed form of a bill line: tiers and packages recomputed from its plan, a
-    prorated fee's days from its cycle (the charge key's cycle start, the bill unit's cycle)."""
+    prorated fee's days from its cycle (the charge key's cycle start, the bill unit's cycle), a
+    cancellation credit's unused days from the cycle of its period on the bill unit's grid."""
+    credit = _credit_printed(line, pricing, currency)
+    if credit is not None:
+        return credit
     plan = pricing.plan
     price = pricing.price_override
     if plan is not None and price is None:
@@ -349,6 +401,8 @@ def load_invoices(
             ContractItem.price_override,
             BillUnit.billing_day,
             BillUnit.cycle,
+            ContractItem.quantity,
+            BillUnit.next_bill_date,
             TaxCategory.exemption_code,
             TaxCategory.exemption_reason,
         )
@@ -384,6 +438,8 @@ def load_invoices(
                         price_override=override,
                         billing_day=day,
                         cycle=None if cycle is None else str(cycle),
+                        item_quantity=item_quantity,
+                        next_bill_date=next_bill,
                     ),
                     (exemption_code, exemption_reason),
                 )
@@ -401,6 +457,8 @@ def load_invoices(
                     override,
                     day,
                     cycle,
+                    item_quantity,
+                    next_bill,
                     exemption_code,
                     exemption_reason,
                 ) in group

@@ -14,7 +14,9 @@ section 4.3 "time cycle"; docs/payments.md names each):
 - The creditor's own lead time with its bank (``lead_days``, TARGET2 business days) applies
   when it is longer than the rulebook's.
 - A collection may be presented at the earliest 14 calendar days before its due date
-  (rulebook 4.3.2): ``DEBIT_HORIZON_DAYS``.
+  (rulebook 4.3.2, time cycle): ``DEBIT_HORIZON_DAYS``, the default horizon of a file. A debit
+  whose collection date is the earliest a file sent that day may ask for is always sendable
+  (waiting would only push it later), whatever the horizon.
 
 Pure: dates in, dates out; ``as_of`` is the day the file is sent, never the clock.
 """
@@ -33,7 +35,8 @@ DEFAULT_LEAD_DAYS = 2
 """The creditor's own lead time with its bank, TARGET2 business days, unless configured."""
 
 DEBIT_HORIZON_DAYS = 14
-"""A collection is presented at most 14 calendar days before its due date."""
+"""A collection is presented at most 14 calendar days before its due date (EPC SDD Core
+rulebook, chapter 4 time cycle, 4.3.2): the default of ``PaymentConfig.debit_horizon_days``."""
 
 
 def earliest_collection_date(as_of: date, lead_days: int) -> date:
@@ -57,10 +60,20 @@ def collection_date(due_date: date, as_of: date, lead_days: int) -> date:
     return max(next_target2_business_day(due_date), earliest_collection_date(as_of, lead_days))
 
 
-def may_send(collection_on: date, as_of: date, horizon_days: int | None) -> bool:
+def may_send(
+    collection_on: date,
+    as_of: date,
+    horizon_days: int = DEBIT_HORIZON_DAYS,
+    lead_days: int = DEFAULT_LEAD_DAYS,
+) -> bool:
     """Whether a debit collected on ``collection_on`` may go into a file sent on ``as_of``.
 
-    False when it is more than ``horizon_days`` calendar days ahead (None: no horizon): a later
-    day's run sends it, for the same date.
+    True when it is at most ``horizon_days`` calendar days ahead, or on the earliest collection
+    date a file sent on ``as_of`` may ask for (a lead time longer than the horizon must not
+    hold a debit back for ever). Otherwise a later day's run sends it, for the same date.
     """
-    return horizon_days is None or collection_on <= as_of + timedelta(days=horizon_days)
+    if horizon_days < 0:
+        raise PeriodError(f"debit horizon days must be zero or more, not {horizon_days}")
+    return collection_on <= max(
+        as_of + timedelta(days=horizon_days), earliest_collection_date(as_of, lead_days)
+    )

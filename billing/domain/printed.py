@@ -128,6 +128,68 @@ def sub_lines(plan: PricePlan, quantity: Decimal) -> tuple[SubLine, ...]:
     return tuple(subs)
 
 
+def _cycle_price(plan: PricePlan, price: Decimal, cycle_months: int) -> Decimal | None:
+    """The price of one billing cycle of a recurring plan, if it is exact in
+    ``UNIT_PRICE_PLACES`` decimals (None otherwise, or when the plan is not recurring)."""
+    if plan.model != PriceModel.RECURRING:
+        return None
+    full = Fraction(price) * cycle_months / plan.period_months
+    cycle_price = Decimal(full.numerator) / Decimal(full.denominator)
+    if full.denominator == 1 or cycle_price == cycle_price.quantize(
+        Decimal(1).scaleb(-UNIT_PRICE_PLACES)
+    ):
+        return cycle_price
+    return None
+
+
+def _cycle_forms(
+    quantity: Decimal,
+    price: Decimal,
+    amount: Decimal,
+    plan: PricePlan,
+    cycle: Period | None,
+    period: Period | None,
+    cycle_months: int,
+) -> list[PrintedLine]:
+    """A recurring fee at its cycle price: prorated ``n of m days`` first when it covers part
+    of its cycle under ``by_day`` proration, then the whole cycle."""
+    cycle_price = _cycle_price(plan, price, cycle_months)
+    if cycle_price is None:
+        return []
+    forms = []
+    if (
+        cycle is not None
+        and period is not None
+        and plan.proration == Proration.BY_DAY
+        and period.days < cycle.days
+    ):
+        forms.append(PrintedLine(quantity, cycle_price, amount, (period.days, cycle.days)))
+    forms.append(PrintedLine(quantity, cycle_price, amount))
+    return forms
+
+
+def credit_line(
+    quantity: Decimal,
+    price: Decimal,
+    amount: Decimal,
+    currency: str,
+    *,
+    plan: PricePlan,
+    cycle: Period | None,
+    period: Period | None,
+    cycle_months: int = 1,
+) -> PrintedLine | None:
+    """A cancellation credit (``amount`` < 0) as the item's ``quantity`` x its cycle price,
+    negative, x ``n / m`` for the n unused days of the m-day cycle (``by_day`` proration), or
+    for the whole cycle. None when neither gives the amount: the credit is the fee for the kept
+    days minus the fee charged, each rounded, so a half cent can separate the two.
+    """
+    for form in _cycle_forms(quantity, -price, amount, plan, cycle, period, cycle_months):
+        if checks(form, currency):
+            return form
+    return None
+
+
 def printed_line(
     quantity: Decimal,
     unit_price: Decimal,
@@ -155,21 +217,8 @@ def printed_line(
         if plan.model == PriceModel.PACKAGE and price is not None and price != plan.unit_price:
             plan = replace(plan, unit_price=price)
         candidates.append(PrintedLine(quantity, None, amount, None, sub_lines(plan, quantity)))
-    if plan is not None and price is not None and plan.model == PriceModel.RECURRING:
-        full = Fraction(price) * cycle_months / plan.period_months
-        cycle_price = Decimal(full.numerator) / Decimal(full.denominator)
-        if full.denominator == 1 or cycle_price == cycle_price.quantize(
-            Decimal(1).scaleb(-UNIT_PRICE_PLACES)
-        ):
-            if (
-                cycle is not None
-                and period is not None
-                and plan.proration == Proration.BY_DAY
-                and period.days < cycle.days
-            ):
-                days = (period.days, cycle.days)
-                candidates.append(PrintedLine(quantity, cycle_price, amount, days))
-            candidates.append(PrintedLine(quantity, cycle_price, amount))
+    if plan is not None and price is not None:
+        candidates.extend(_cycle_forms(quantity, price, amount, plan, cycle, period, cycle_months))
     if price is not None and plan is not None and plan.model not in TIERED:
         candidates.append(PrintedLine(quantity, price, amount))
     candidates.append(PrintedLine(quantity, unit_price, amount))

@@ -226,7 +226,7 @@ def _plan(
             page.cards.append(attempt)
         else:
             collect_on = collection_date(row.due_date, as_of, config.debit_lead_days)
-            if may_send(collect_on, as_of, config.debit_horizon_days):
+            if may_send(collect_on, as_of, config.debit_horizon_days, config.debit_lead_days):
                 page.debits.append(replace(attempt, collect_on=collect_on))
             else:
                 result.not_yet_due += 1  # a later day's run sends it, for the same date

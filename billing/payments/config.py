@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from billing.domain.direct_debit import DEFAULT_LEAD_DAYS
+from billing.domain.direct_debit import DEBIT_HORIZON_DAYS, DEFAULT_LEAD_DAYS
 from billing.domain.errors import ConfigurationError
 from billing.payments.sepa import Creditor
 
@@ -70,15 +70,16 @@ class PaymentConfig:
     to the next TARGET2 business day, but at the earliest ``debit_lead_days`` TARGET2 business
     days (at least the rulebook's 1, D-1) after the run's ``as_of``. ``debit_horizon_days``:
     a debit whose collection date is more than that many calendar days after ``as_of`` is left
-    for a later day's run (the rulebook's 14 is ``DEBIT_HORIZON_DAYS``); None sends every open
-    bill on its bill day, whatever its due date.
+    for a later day's run; the default is the rulebook's 14 (``DEBIT_HORIZON_DAYS``: a
+    collection is presented at most 14 calendar days before its due date). Set it higher only
+    if the bank's agreement lets it hold files longer before presenting them.
     """
 
     output_dir: Path
     creditor: Creditor | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     debit_lead_days: int = DEFAULT_LEAD_DAYS
-    debit_horizon_days: int | None = None
+    debit_horizon_days: int = DEBIT_HORIZON_DAYS
     min_refund: Decimal = Decimal("0.01")
     card_chunk: int = 500
     page_size: int = 10_000
@@ -92,7 +93,7 @@ class PaymentConfig:
             raise ConfigurationError(
                 f"debit_lead_days must be zero or more, not {self.debit_lead_days}"
             )
-        if self.debit_horizon_days is not None and self.debit_horizon_days < 0:
+        if self.debit_horizon_days < 0:
             raise ConfigurationError(
                 f"debit_horizon_days must be zero or more, not {self.debit_horizon_days}"
             )

@@ -153,6 +153,85 @@ def test_a_fee_whose_cycle_no_longer_fits_its_bill_unit_prints_without_days():
     assert line_printed(bill_line, pricing, "EUR").days == (21, 31)
 
 
+def _credit(cancel_on: date, quantity: str = "3", price: str = "29.90"):
+    """The credit ``schedule.cancellation_credit`` writes for a monthly fee charged for the
+    whole month of ``cancel_on`` (2027) and cancelled that day: a bill line and its pricing."""
+    plan = dataclasses.replace(FEE, unit_price=D(price))
+    cycle = Period(cancel_on.replace(day=1), date(2027, cancel_on.month + 1, 1))
+    charged = recurring_fee(plan, D(quantity), cycle, cycle, 1, "ROUND_HALF_UP").amount
+    used = Period(cycle.start, cancel_on) if cancel_on > cycle.start else None
+    kept = recurring_fee(plan, D(quantity), cycle, used, 1, "ROUND_HALF_UP").amount
+    difference = kept - charged
+    bill_line = BillLine(
+        period_start=cancel_on, period_end=cycle.end, quantity=D(1), unit_price=difference,
+        net=difference,
+    )  # fmt: skip
+    pricing = LinePricing(
+        kind="adjustment", charge_key=f"cxl:7:{cycle.start}", plan=plan, billing_day=1,
+        cycle="monthly", item_quantity=D(quantity), next_bill_date=date(2027, 3, 1),
+    )  # fmt: skip
+    return bill_line, pricing
+
+
+def test_a_cancellation_credit_prints_its_unused_days():
+    bill_line, pricing = _credit(date(2027, 1, 15))  # 17 unused days of 31: -89.70 x 17/31
+    assert bill_line.net == D("-49.19")
+    printed = line_printed(bill_line, pricing, "EUR")
+    assert printed == PrintedLine(D(3), D("-29.90"), D("-49.19"), (17, 31))
+    assert checks(printed, "EUR")
+
+
+def test_a_credit_of_a_whole_cycle_prints_no_days():
+    bill_line, pricing = _credit(date(2027, 1, 1))
+    printed = line_printed(bill_line, pricing, "EUR")
+    assert printed == PrintedLine(D(3), D("-29.90"), D("-89.70"))
+
+
+def test_a_credit_whose_half_cent_rounds_the_other_way_prints_its_amount():
+    """April has 30 days: -1.01 x 15/30 is -0.505 (-0.51 rounded), but the credit is 0.51 kept
+    - 1.01 charged = -0.50: no days are printed rather than days that do not give the amount."""
+    bill_line, pricing = _credit(date(2027, 4, 16), quantity="1", price="1.01")
+    assert bill_line.net == D("-0.50")
+    printed = line_printed(bill_line, pricing, "EUR")
+    assert printed.days is None and checks(printed, "EUR")
+    assert (printed.quantity, printed.unit_price) == (D(1), bill_line.net)
+
+
+def test_other_adjustments_and_a_changed_billing_day_print_without_days():
+    bill_line, pricing = _credit(date(2027, 1, 15))
+    for changed in (
+        dataclasses.replace(pricing, charge_key="chg:7:2027-01-01"),  # a change, not a cancel
+        dataclasses.replace(pricing, billing_day=15),  # 2027-03-01 is no bill date for day 15
+        dataclasses.replace(pricing, item_quantity=D(2)),  # the item's quantity changed since
+    ):
+        printed = line_printed(bill_line, changed, "EUR")
+        assert printed.days is None and checks(printed, "EUR"), changed
+
+
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [
+        ("en", "17 of 31 days"),
+        ("fr", "17 jours sur 31"),
+        ("de", "17 von 31 Tagen"),
+        ("pt", "17 de 31 dias"),
+    ],
+)
+def test_a_cancellation_credit_prints_its_days_in_each_language(language, words):
+    bill_line, pricing = _credit(date(2027, 1, 15))
+    printed = line_printed(bill_line, pricing, "EUR")
+    credit = dataclasses.replace(
+        line(1, "-49.19", "-9.84", price="-49.19", desc="Fibre (cancelled)"),
+        period_start=date(2027, 1, 15),
+        printed=printed,
+    )
+    page = InvoiceRenderer(DEFAULT_SELLER).html(invoice(language, lines=(credit,)))
+    f = Formatter.for_account(language, "FR", "EUR")
+    [row] = printed_rows(page)
+    assert row[2] == f.number(D(3)) and row[3] == f"{f.price(D('-29.90'))}\n{words}"
+    assert check_page(page, f) == Counter(unit_price=0, prorated=1, credit=1, prorated_credit=1)
+
+
 # --- the printed page, read back ---------------------------------------------------------
 
 
@@ -212,6 +291,8 @@ def check_page(page: str, f: Formatter) -> Counter[str]:
             seen["unit_price"] += 1
         if amount_value < 0:
             seen["credit"] += 1
+            if days.strip():
+                seen["prorated_credit"] += 1
         exact = D(product.numerator) / D(product.denominator)
         assert exact.quantize(D("0.01"), ROUND_HALF_UP) == amount_value, (desc, qty, price, amount)
     return seen
@@ -245,6 +326,7 @@ def test_every_printed_line_of_a_billed_population_checks(engine):
     assert seen["sub_lines"] and seen["prorated"] and seen["unit_price"], seen
     assert seen["no_price"] == 0, seen
     assert seen["credit"], seen
+    assert seen["prorated_credit"], seen  # cancellation credits print their unused days
 
 
 # --- periods ---------------------------------------------------------------------------

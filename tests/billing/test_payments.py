@@ -40,6 +40,9 @@ from tests.billing.test_billday import population  # noqa: F401  (the hand-check
 
 D = Decimal
 AS_OF = date(2027, 2, 1)
+# The first day bill A's debit (due Wednesday 3 March) is within the rulebook's 14 calendar days
+# (PaymentConfig.debit_horizon_days): the day its pain.008 is written.
+SENT_ON = date(2027, 2, 17)
 IBAN_A = "FR7630004000010000000009933"
 CREDITOR = Creditor("Openbill Démo SA", "FR7630006000011234567890189", "AGRIFRPP", "FR72ZZZ123456")
 
@@ -283,10 +286,13 @@ def test_crash_after_a_charged_chunk_replays_it_once(
 
 def test_direct_debit_writes_one_valid_pain008_and_stays_pending(billed, gateway, config):
     by_debit(billed, "A")
-    result = collect(billed, gateway, config)
+    # Bill day (1 February) is more than 14 days before the due date: nothing is sent yet.
+    early = collect(billed, gateway, config)
+    assert (early.debits, early.not_yet_due, early.files) == (0, 1, [])
+    result = collect(billed, gateway, config, SENT_ON)
     assert result.debits == 1 and result.debit_amounts == {"EUR": D("199.20")}
     [path] = [Path(p) for p in result.files]
-    assert path == config.output_dir / "2027-02-01/sepa/FR72ZZZ123456/DD-20270201-001.pain.008.xml"
+    assert path == config.output_dir / "2027-02-17/sepa/FR72ZZZ123456/DD-20270217-001.pain.008.xml"
     assert valid(path, PaymentFileKind.DIRECT_DEBIT)
     xml = etree.parse(str(path))
     ns = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.008.001.02"}
@@ -301,7 +307,7 @@ def test_direct_debit_writes_one_valid_pain008_and_stays_pending(billed, gateway
     assert account(billed, "A").balance == D("199.20")
     content = path.read_bytes()
     # A rerun adds no debit and no file.
-    assert collect(billed, gateway, config).debits == 0
+    assert collect(billed, gateway, config, SENT_ON).debits == 0
     with unit_of_work(billed) as s:
         assert s.scalar(select(func.count()).select_from(PaymentFile)) == 1
     assert path.read_bytes() == content
@@ -316,17 +322,17 @@ def test_direct_debit_writes_one_valid_pain008_and_stays_pending(billed, gateway
 
 def test_returned_debit_is_retried_in_a_new_file(billed, gateway, config):
     by_debit(billed, "A")
-    collect(billed, gateway, config)
+    collect(billed, gateway, config, SENT_ON)
     with unit_of_work(billed) as s:
         outcome = return_debit(
-            s, "DD-1-1", returned_on=date(2027, 2, 5), reason="AM04", retry=RetryPolicy()
+            s, "DD-1-1", returned_on=date(2027, 2, 19), reason="AM04", retry=RetryPolicy()
         )
         assert outcome == "returned"
-    assert collect(billed, gateway, config, date(2027, 2, 3)).debits == 0
-    retry = collect(billed, gateway, config, date(2027, 2, 4))
+    assert collect(billed, gateway, config, date(2027, 2, 19)).debits == 0
+    retry = collect(billed, gateway, config, date(2027, 2, 20))  # 3 days after the first
     assert retry.debits == 1
     [path] = retry.files
-    assert path.endswith("DD-20270204-001.pain.008.xml")
+    assert path.endswith("DD-20270220-001.pain.008.xml")
     assert valid(Path(path), PaymentFileKind.DIRECT_DEBIT)
     assert [p[0] for p in payments(billed)] == ["dd:cyc:1:2027-02-01:1", "dd:cyc:1:2027-02-01:2"]
 

@@ -38,13 +38,14 @@ def test_statement_import_records_settles_rejects_and_replays(billed, tmp_path):
     by_debit(billed, "A")
     gateway = SandboxGateway(tmp_path / "gw.sqlite3")
     config = PaymentConfig(output_dir=tmp_path / "out", creditor=CREDITOR)
-    collect_payments(billed, date(2027, 2, 1), gateway, config, run_id="r")
+    # 17 February: the first day A's debit (due 3 March) is within the 14-day horizon.
+    collect_payments(billed, date(2027, 2, 17), gateway, config, run_id="r")
     with unit_of_work(billed) as s:
         bill_no = s.scalars(select(Bill.bill_no).where(Bill.currency == "GBP")).one()
     statement = tmp_path / "statement.csv"
     statement.write_text(
         "reference,account_ref,amount,currency,date,bill_no\n"
-        "DD-1-1,A,199.20,EUR,2027-02-04,\n"  # settles A's pending debit
+        "DD-1-1,A,199.20,EUR,2027-03-03,\n"  # settles A's pending debit
         f"BANK-7,B,10.00,GBP,2027-02-05,{bill_no}\n"  # a transfer, applied to that bill
         "BANK-7,B,10.00,GBP,2027-02-05,\n"  # the same line again: unchanged
         "BANK-8,ZZZ,1.00,EUR,2027-02-05,\n"  # unknown account

@@ -17,6 +17,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import func, select, update
 
+from billing.domain.direct_debit import DEBIT_HORIZON_DAYS
 from billing.payments.collect import remittance
 from billing.payments.config import RetryPolicy
 from billing.payments.errors import PaymentRecordError
@@ -27,6 +28,7 @@ from billing.store.models_payments import PaymentFile, PaymentFileEntry, Payment
 from tests.billing.test_billday import population  # noqa: F401  (the hand-checked population)
 from tests.billing.test_payments import (  # noqa: F401  (fixtures)
     AS_OF,
+    SENT_ON,
     account,
     billed,
     bills_of,
@@ -121,7 +123,7 @@ def test_bills_of_one_mandate_and_date_make_one_debit(billed, gateway, config): 
     by_debit(billed, "A")
     add_bill(billed, "A", "EXTRA-1", "10.00", date(2027, 1, 20), date(2027, 3, 3))
     add_bill(billed, "A", "EXTRA-2", "5.50", date(2027, 2, 1), date(2027, 3, 3))
-    result = collect(billed, gateway, config)
+    result = collect(billed, gateway, config, SENT_ON)
     assert result.debits == 1 and result.debit_amounts == {"EUR": D("214.70")}
     [path] = result.files
     assert valid(Path(path), PaymentFileKind.DIRECT_DEBIT)
@@ -130,7 +132,7 @@ def test_bills_of_one_mandate_and_date_make_one_debit(billed, gateway, config): 
         (
             "FRST",
             "2027-03-03",
-            "DD-20270201-001-FRST-20270303",
+            "DD-20270217-001-FRST-20270303",
             [("DD-1-1", "214.70", "Bills EXTRA-1, INV-00000002, EXTRA-2")],
         )
     ]
@@ -149,7 +151,7 @@ def test_bills_of_one_mandate_and_date_make_one_debit(billed, gateway, config): 
         assert s.scalar(select(func.count()).select_from(PaymentFileEntry)) == 3
     # A rerun adds nothing and leaves the file as it was.
     content = Path(path).read_bytes()
-    assert collect(billed, gateway, config).debits == 0
+    assert collect(billed, gateway, config, SENT_ON).debits == 0
     assert counts(billed) == (1, 3)
     assert Path(path).read_bytes() == content
     # The statement line of the debit must carry its whole amount, and settles every bill.
@@ -174,10 +176,10 @@ def test_bills_of_one_mandate_and_date_make_one_debit(billed, gateway, config): 
 def test_a_returned_combined_debit_reopens_each_bill(billed, gateway, config):  # noqa: F811
     by_debit(billed, "A")
     add_bill(billed, "A", "EXTRA-1", "10.00", date(2027, 2, 1), date(2027, 3, 3))
-    collect(billed, gateway, config)
+    collect(billed, gateway, config, SENT_ON)
     with unit_of_work(billed) as s:
         outcome = return_debit(
-            s, "DD-1-1", returned_on=date(2027, 2, 3), reason="AM04", retry=RetryPolicy()
+            s, "DD-1-1", returned_on=date(2027, 2, 19), reason="AM04", retry=RetryPolicy()
         )
         assert outcome == "returned"
     assert [st for _, _, st, _ in debit_payments(billed)] == ["failed", "failed"]
@@ -185,7 +187,7 @@ def test_a_returned_combined_debit_reopens_each_bill(billed, gateway, config):  
     assert all(paid == 0 for _, paid in bills_of(billed, "A"))
     # Both bills are retried together on their retry day: again one debit, a new id, and
     # FRST again (the mandate has no debit that went through).
-    retry = collect(billed, gateway, config, date(2027, 2, 4))
+    retry = collect(billed, gateway, config, date(2027, 2, 20))
     assert retry.debits == 1
     [path] = retry.files
     assert valid(Path(path), PaymentFileKind.DIRECT_DEBIT)
@@ -201,7 +203,9 @@ def test_one_pmtinf_per_sequence_and_collection_date(billed, gateway, config):  
     add_bill(billed, "A", "SAT", "8.00", date(2027, 2, 1), date(2027, 3, 20))
     # Due on Good Friday 26 March 2027: Easter Monday is closed too, so Tuesday 30 March.
     add_bill(billed, "A", "EASTER", "9.00", date(2027, 2, 1), date(2027, 3, 26))
-    result = collect(billed, gateway, config)
+    # A bank that holds files before presenting them (its agreement): a 60-day horizon puts
+    # the four dates in one file (the rulebook's 14 days would send them on four days).
+    result = collect(billed, gateway, replace(config, debit_horizon_days=60))
     assert result.debits == 4
     [path] = result.files
     assert valid(Path(path), PaymentFileKind.DIRECT_DEBIT)
@@ -220,18 +224,21 @@ def test_one_pmtinf_per_sequence_and_collection_date(billed, gateway, config):  
     ]
     e2e_ids = [e[0] for *_, txs in blocks(path) for e in txs]
     assert len(set(e2e_ids)) == 4
-    assert collect(billed, gateway, config).debits == 0
+    assert collect(billed, gateway, replace(config, debit_horizon_days=60)).debits == 0
     assert counts(billed) == (1, 4)
 
 
 def test_debits_beyond_the_horizon_wait_for_a_later_run(billed, gateway, config):  # noqa: F811
-    """Two runs on two dates: each bill is sent once, on the run within 14 days of its date."""
+    """Runs on every day from bill day: each bill is sent once, by the first run within the
+    default horizon (the rulebook's 14 calendar days) of its collection date."""
+    assert config.debit_horizon_days == DEBIT_HORIZON_DAYS == 14  # the default, not set here
+    horizon = config
     by_debit(billed, "A")
     add_bill(billed, "A", "LATER", "8.00", date(2027, 2, 1), date(2027, 3, 20))
-    horizon = replace(config, debit_horizon_days=14)
-    # 1 February: both collection dates (3 March, 22 March) are more than 14 days ahead.
-    first = collect(billed, gateway, horizon)
-    assert (first.debits, first.not_yet_due, first.files) == (0, 2, [])
+    # 1 and 16 February: both collection dates (3 March, 22 March) are more than 14 days ahead.
+    for day in (1, 16):
+        first = collect(billed, gateway, horizon, date(2027, 2, day))
+        assert (first.debits, first.not_yet_due, first.files) == (0, 2, [])
     assert counts(billed) == (0, 0)
     # 17 February: 3 March is 14 days ahead, sent as the mandate's FRST; 22 March waits.
     day_one = collect(billed, gateway, horizon, date(2027, 2, 17))
@@ -243,6 +250,9 @@ def test_debits_beyond_the_horizon_wait_for_a_later_run(billed, gateway, config)
         ("FRST", "2027-03-03", [("199.20", "Bill INV-00000002")])
     ]
     assert collect(billed, gateway, horizon, date(2027, 2, 17)).debits == 0  # rerun
+    for day in (date(2027, 2, 18), date(2027, 3, 7)):  # 22 March still waits, nothing new
+        between = collect(billed, gateway, horizon, day)
+        assert (between.debits, between.not_yet_due) == (0, 1)
     # 8 March: 22 March is 14 days ahead; the mandate has been used, so RCUR.
     day_two = collect(billed, gateway, horizon, date(2027, 3, 8))
     assert (day_two.debits, day_two.not_yet_due) == (1, 0)

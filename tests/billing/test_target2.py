@@ -154,6 +154,22 @@ def test_collection_date_rule_holds(as_of, due_in, lead_days):
 def test_horizon():
     as_of = date(2027, 2, 1)
     assert DEBIT_HORIZON_DAYS == 14
+    assert may_send(date(2027, 2, 15), as_of)  # the default: 14 calendar days
+    assert not may_send(date(2027, 2, 16), as_of)
     assert may_send(date(2027, 2, 15), as_of, 14)
     assert not may_send(date(2027, 2, 16), as_of, 14)
-    assert may_send(date(2028, 2, 16), as_of, None)
+    assert may_send(date(2027, 4, 2), as_of, 60)  # a bank that holds files longer
+    with pytest.raises(PeriodError):
+        may_send(date(2027, 2, 2), as_of, -1)
+
+
+def test_horizon_never_holds_back_the_earliest_date():
+    """A lead time longer than the horizon: the earliest date allowed is still sendable (else
+    an overdue bill would wait for ever), and nothing later than it beyond the horizon."""
+    # Thursday 25 March 2027, 10 TARGET2 days (Good Friday and Easter Monday closed): 12 April.
+    as_of = date(2027, 3, 25)
+    earliest = earliest_collection_date(as_of, 10)
+    assert earliest == date(2027, 4, 12) and earliest > as_of + timedelta(days=14)
+    assert may_send(earliest, as_of, 14, 10)
+    assert not may_send(earliest + timedelta(days=1), as_of, 14, 10)
+    assert may_send(earliest, as_of, 0, 10)

@@ -86,8 +86,14 @@ def day_job(config: DayConfig, engine: Engine) -> BillDayJob:
     as_of = date.fromisoformat(config.as_of)
     # Chunks of two: a kill lands between chunks and inside a multi-payment chunk. Pages of
     # two accounts: collection and refunds plan, charge and write page after page.
+    # A 60-day debit horizon (a bank that holds files) keeps bill day's debits, due 30 days
+    # out, in its pain.008, so a kill can land while that file is written.
     payments = PaymentConfig(
-        output_dir=config.root / "out", creditor=CREDITOR, card_chunk=2, page_size=2
+        output_dir=config.root / "out",
+        creditor=CREDITOR,
+        card_chunk=2,
+        page_size=2,
+        debit_horizon_days=60,
     )
     return BillDayJob(
         database=engine,
