@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the project uses: HarfBuzz's subsetter (WeasyPrint renders about 8x faster
 # with it), Chromium for the UI browser test and poppler-utils (pdftoppm) for the invoices'
-# page images. Installed only where apt-get runs as root;
+# page images, and a Japanese font (IPA Gothic) for invoices in Japanese. Installed only where
+# apt-get runs as root;
 # elsewhere this says what is missing and carries on.
 set -u
-wanted=(libharfbuzz-subset0 chromium poppler-utils)
+wanted=(libharfbuzz-subset0 chromium poppler-utils fonts-ipafont-gothic)
 missing=()
 for p in "${wanted[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
