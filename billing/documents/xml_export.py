@@ -88,6 +88,7 @@ def invoice_element(invoice: Invoice) -> etree._Element:
                     E.unitPrice(_number(line.unit_price)),
                     E.net(money(line.net)),
                     E.taxCategory(line.tax_category),
+                    E.vatCategory(line.vat.value),
                     E.taxRate(_number(line.tax_rate)),
                     E.tax(money(line.tax)),
                     E.gross(money(line.gross)),

@@ -41,6 +41,7 @@ CSV_COLUMNS = (
     "amount",
     "tax_rate",
     "line_tax",
+    "vat_category",
 )
 
 
@@ -93,6 +94,7 @@ def invoices(
                     "amount": _money(line.net, bill.currency),
                     "tax_rate": _text(line.tax_rate),
                     "tax": _money(line.tax, bill.currency),
+                    "vat_category": line.vat_category,
                 }
                 for _, _, line in group
             ],
@@ -129,6 +131,7 @@ def write_csv(session: Session, out: TextIO, *, accounts: Sequence[str] | None =
                     line["amount"],
                     line["tax_rate"],
                     line["tax"],
+                    line["vat_category"],
                 ]
             )
         count += 1

@@ -33,6 +33,7 @@ def test_json_export_has_bills_and_lines(population):  # noqa: F811
         "amount": "30.00",
         "tax_rate": "0.2",
         "tax": "6.00",
+        "vat_category": "S",
     }
 
 
@@ -48,6 +49,7 @@ def test_csv_export_has_one_row_per_line(population):  # noqa: F811
     from decimal import Decimal
 
     assert sum(Decimal(r["amount"]) for r in a_lines) == Decimal("166.00")
+    assert {r["vat_category"] for r in rows} == {"S"}
 
 
 def test_cli_export_writes_a_file(population, tmp_path):  # noqa: F811
