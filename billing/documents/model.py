@@ -92,6 +92,15 @@ class Party:
     country: str
     vat_id: str | None = None
     email: str = ""
+    business: bool | None = None
+    """A business buyer (B2B); None: one when it has a VAT id (as the importer defaults)."""
+
+    @property
+    def is_business(self) -> bool:
+        """Whether the business-to-business mentions apply to this buyer."""
+        if self.business is not None:
+            return self.business
+        return bool((self.vat_id or "").strip())
 
 
 @dataclass(frozen=True)
@@ -338,6 +347,7 @@ def _invoice(
             country=account.country,
             vat_id=account.vat_id,
             email=account.email,
+            business=account.customer_type == "business",
         ),
         payment=Payment(
             method=PaymentMethod(account.payment_method),

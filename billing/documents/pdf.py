@@ -204,7 +204,7 @@ class InvoiceRenderer:
             {"category": category, "rate": rate, "base": base, "tax": tax}
             for category, rate, base, tax in tax_breakdown(invoice)
         ]
-        required = required_mentions(self.seller.country, invoice.buyer.vat_id)
+        required = required_mentions(self.seller.country, invoice.buyer.is_business)
         exemptions = exemption_texts(invoice, self.seller.country, f)
         html = self._template.render(
             invoice=invoice,

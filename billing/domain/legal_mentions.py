@@ -1,7 +1,7 @@
 """The legal mentions an invoice must carry, by the seller's country (data, not template).
 
-Each mention names its source. They apply between businesses (the buyer has a VAT id, as at
-import: ``billing.domain.buyers``); the documents print them in the invoice's language and
+Each mention names its source. They apply between businesses (the account's
+``customer_type``: ``billing.domain.buyers``); the documents print them in the invoice's language and
 refuse to issue an invoice whose page lacks one (``billing.documents.legal``).
 
 - FR, Code de commerce art. L441-9 I and L441-10 II: the rate of late-payment penalties, the
@@ -46,10 +46,10 @@ MENTIONS: dict[str, tuple[Mention, ...]] = {
 }
 
 
-def required_mentions(seller_country: str, buyer_vat_id: str | None) -> tuple[Mention, ...]:
-    """The mentions an invoice from a seller in ``seller_country`` must print; a buyer with
-    a VAT id is a business (the mentions above apply between businesses only)."""
-    if not (buyer_vat_id or "").strip():
+def required_mentions(seller_country: str, business: bool) -> tuple[Mention, ...]:
+    """The mentions an invoice from a seller in ``seller_country`` must print to a buyer; the
+    mentions above apply between businesses only."""
+    if not business:
         return ()
     return MENTIONS.get(seller_country.upper(), ())
 

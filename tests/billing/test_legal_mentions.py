@@ -50,12 +50,12 @@ def test_a_business_invoice_prints_its_seller_countrys_mentions(country, languag
 
 
 def test_a_consumer_invoice_carries_no_business_mentions():
-    assert required_mentions("FR", None) == ()
+    assert required_mentions("FR", False) == ()
     assert "L441-10" not in _text("FR", "fr", vat_id=None)
 
 
 def test_a_seller_country_without_rules_requires_none():
-    assert required_mentions("GB", "FR40303265045") == ()
+    assert required_mentions("GB", True) == ()
     assert set(MENTIONS) == set(ON_THE_PAGE)
 
 
@@ -76,3 +76,12 @@ def test_a_template_that_lost_the_mentions_refuses_to_issue(tmp_path):
     assert "INV-00000002" in message
     assert "late_penalty_fr: Code de commerce, art. L441-10 II" in message
     assert "early_discount_fr" in message
+
+
+def test_a_business_without_a_vat_id_gets_the_business_mentions():
+    """A business outside the EU (no EU VAT id, ``customer_type`` business) is still a
+    business: the Code de commerce's mentions apply to it."""
+    buyer = dataclasses.replace(invoice().buyer, country="JP", vat_id=None, business=True)
+    html = InvoiceRenderer(DEFAULT_SELLER).html(invoice("en", buyer=buyer))
+    assert "L441-10" in html
+    assert required_mentions("FR", True) == MENTIONS["FR"]
