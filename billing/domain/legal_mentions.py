@@ -1,8 +1,8 @@
 """The legal mentions an invoice must carry, by the seller's country (data, not template).
 
 Each mention names its source. They apply between businesses (the account's
-``customer_type``: ``billing.domain.buyers``); the documents print them in the invoice's language and
-refuse to issue an invoice whose page lacks one (``billing.documents.legal``).
+``customer_type``: ``billing.domain.buyers``); the documents print them in the invoice's
+language and refuse to issue an invoice whose page lacks one (``billing.documents.legal``).
 
 - FR, Code de commerce art. L441-9 I and L441-10 II: the rate of late-payment penalties, the
   EUR 40 fixed indemnity for recovery costs (art. D441-5), and the conditions of an early
