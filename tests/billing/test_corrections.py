@@ -86,7 +86,6 @@ def bills(engine):
         return found
 
 
-@pytest.mark.xfail(strict=True, reason="issue #19: the credit is written after billing")
 def test_termination_processed_before_the_next_bill_is_credited_on_it(account_a):
     """The issue's scenario: terminated effective Nov 20, processed on the 20th, and the
     1 December bill day must pass its checks with the credit on the December bill."""
