@@ -61,6 +61,8 @@ def line_description(description: str, corrected: CorrectedBill | None) -> str:
     column's length (the description is shortened, never the reference)."""
     if corrected is None:
         return description
-    name = corrected.bill_no or f"of {corrected.bill_date.isoformat()}"
-    suffix = f", corrects invoice {name}"
+    if corrected.bill_no is not None:
+        suffix = f", corrects invoice {corrected.bill_no}"
+    else:  # a bill made but not numbered yet (its numbering step has not run)
+        suffix = f", corrects the invoice of {corrected.bill_date.isoformat()}"
     return description[: DESCRIPTION_LENGTH - len(suffix)] + suffix

@@ -16,7 +16,12 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from billing.jobs.bill_day import run_bill_day
+from billing.documents.formatting import Formatter
+from billing.documents.model import ProductName
+from billing.documents.model import line_description as document_line
+from billing.documents.seller import DEFAULT_SELLER
+from billing.domain.corrections import CorrectedBill, line_description
+from billing.jobs.bill_day import Documents, run_bill_day
 from billing.jobs.contract_change_process import run_contract_change_process
 from billing.jobs.database import engine_of
 from billing.store.db import unit_of_work
@@ -30,6 +35,7 @@ from billing.store.models import (
     ItemStatus,
     PricePlan,
 )
+from expectations.runner import run_post_billing_checks
 from tests import builders as b
 from tests.billing.test_changes import snapshot
 from tests.expectations.direct import run_rules_directly
@@ -109,6 +115,51 @@ def test_termination_processed_before_the_next_bill_is_credited_on_it(account_a)
     with unit_of_work(engine) as s:
         assert s.scalar(select(ContractItem.status)) == ItemStatus.CANCELLED
         assert s.scalars(select(Charge).where(Charge.status == "calculated")).all() == []
+
+
+def test_the_december_bill_passes_the_real_gate_and_every_document_is_rendered(account_a, tmp_path):
+    """The issue's "done when": the scenario ends with a correct December bill, no failed check
+    (the Great Expectations gate itself, as the flow runs it), and every document rendered."""
+    engine = account_a
+    terminate(engine, NOV_20)
+    process_changes(engine, NOV_20)
+    result = run_bill_day(
+        engine,
+        DEC_1,
+        "dec",
+        checks=lambda database, as_of, out: run_post_billing_checks(
+            engine_of(database), as_of, out
+        ),
+        checks_dir=tmp_path / "checks",
+        documents=Documents(
+            store_url=str(tmp_path / "documents"), seller=DEFAULT_SELLER, processes=1
+        ),
+    )
+    assert result.problem is None, result.problem
+    assert result.checks is not None and result.checks.success
+    assert result.documents is not None
+    # The November bill (made without documents) is rendered with the December one.
+    assert (result.documents["invoices"], result.documents["rendered"]) == (2, 2)
+    assert not result.documents["failed"]
+
+
+def test_a_correction_line_is_worded_in_the_invoice_language():
+    pro = ProductName("Product PRO", {"fr": "Produit PRO"})
+    fr = Formatter.for_account("fr", "FR", "EUR")
+    described = line_description(
+        "Product PRO (cancelled 2026-11-20)", CorrectedBill("INV-00000001", NOV_1)
+    )
+    assert described == "Product PRO (cancelled 2026-11-20), corrects invoice INV-00000001"
+    assert (
+        document_line(described, pro, fr)
+        == "Produit PRO (résilié le 20/11/2026), rectifie la facture INV-00000001"
+    )
+    unnumbered = line_description("Product PRO", CorrectedBill(None, NOV_1))
+    assert document_line(unnumbered, pro, fr) == "Produit PRO, rectifie la facture du 01/11/2026"
+    assert line_description("x" * 300, CorrectedBill("INV-1", NOV_1)).endswith(
+        ", corrects invoice INV-1"
+    )
+    assert len(line_description("x" * 300, CorrectedBill("INV-1", NOV_1))) == 255
 
 
 # ---- every order of (bill made, change registered, change processed, effective date) ----
