@@ -217,6 +217,18 @@ class BillDayResult:
     """Wall seconds per step, for the run's report."""
 
     @property
+    def items_cancelled(self) -> int:
+        """Items cancelled by this run: before billing and in cycle fees."""
+        steps = (self.cancellations, self.cycle_fees)
+        return sum(step.cancelled_items for step in steps if step is not None)
+
+    @property
+    def cancellation_credits(self) -> int:
+        """Cancellation credits written by this run: before billing and in cycle fees."""
+        steps = (self.cancellations, self.cycle_fees)
+        return sum(step.credits for step in steps if step is not None)
+
+    @property
     def failed(self) -> dict[str, str]:
         """Accounts that failed cancellations, billing or cycle fees: account ref -> why."""
         return {
