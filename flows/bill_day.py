@@ -199,8 +199,8 @@ def _measures(as_of: date, dry_run: bool, result: BillDayResult, settings: Any) 
     for numbered in result.numbered:
         measures.add(f"numbers {numbered.series}", number_range(numbered.first, numbered.count))
     if result.cycle_fees is not None:
-        measures.add("items cancelled", result.cycle_fees.cancelled_items)
-        measures.add("cancellation credits", result.cycle_fees.credits)
+        measures.add("items cancelled", result.items_cancelled)
+        measures.add("cancellation credits", result.cancellation_credits)
     if result.collect is not None:
         collect = result.collect
         measures.add("card payments collected", collect["collected"])
@@ -296,8 +296,8 @@ def _step_counts(result: BillDayResult) -> list[StepCount]:
     if result.cycle_fees is not None:
         counts += [
             StepCount("numbering", "bills numbered", job.numbered_count(result.numbered)),
-            StepCount("cycle fees", "items cancelled", result.cycle_fees.cancelled_items),
-            StepCount("cycle fees", "cancellation credits", result.cycle_fees.credits),
+            StepCount("cycle fees", "items cancelled", result.items_cancelled),
+            StepCount("cycle fees", "cancellation credits", result.cancellation_credits),
         ]
     if result.collect is not None:
         collect = result.collect

@@ -52,6 +52,12 @@ _SUFFIX = re.compile(
 )
 """The date suffixes billing.domain adds to a product's name (schedule, adjustments, terms)."""
 
+_CORRECTS = re.compile(
+    r"^(?P<line>.*), corrects "
+    r"(?:invoice (?P<invoice>\S+)|the invoice of (?P<of>\d{4}-\d{2}-\d{2}))$"
+)
+"""The reference a correction's line ends with (``billing.domain.corrections``)."""
+
 
 @dataclass(frozen=True)
 class ProductName:
@@ -65,8 +71,17 @@ def line_description(description: str, product: ProductName | None, f: Formatter
     """A bill line's description in the formatter's language.
 
     The product's translated name replaces its base name (kept when there is no translation
-    or the line no longer starts with it), and a date suffix is worded in the language.
+    or the line no longer starts with it), a date suffix is worded in the language, and so is
+    the reference a correction ends with (the invoice it corrects).
     """
+    corrects = _CORRECTS.match(description)
+    if corrects is not None:
+        line = line_description(corrects["line"], product, f)
+        if corrects["invoice"] is not None:
+            return f.text("line_corrects", line=line, invoice=corrects["invoice"])
+        return f.text(
+            "line_corrects_bill_of", line=line, date=f.date(date.fromisoformat(corrects["of"]))
+        )
     match = _SUFFIX.match(description)
     name = match["name"] if match else description
     if product is not None and name == product.name:

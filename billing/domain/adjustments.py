@@ -12,7 +12,7 @@ writes what this returns.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 
@@ -30,13 +30,16 @@ def change_adjustments(
     effective: date,
     request_id: int,
     since: date | None,
+    charged_ids: Mapping[str, int] | None = None,
 ) -> list[ChargeSpec]:
     """The adjustments that move an item from ``old`` to ``new`` terms on ``effective``.
 
     ``charged`` are the item's fees already charged for periods ending after ``effective``;
     ``request_id`` is the change request's id (in the keys); ``since`` is the unit's last bill
-    date (cycles ending on or before it are never charged again by the schedule).
+    date (cycles ending on or before it are never charged again by the schedule);
+    ``charged_ids`` the charged fees' ids by key: an adjustment of a charged fee corrects it.
     """
+    ids = charged_ids or {}
     specs, covered = [], set()
     for fee in charged:
         cycle = next(grid.cycles_from(fee.period_start))
@@ -46,7 +49,7 @@ def change_adjustments(
             cycle_fee(new, grid, cycle, rest).amount - cycle_fee(old, grid, cycle, rest).amount
         )
         key = charge_keys.change(request_id, cycle.start)
-        specs.append(adjustment(new, key, rest, effective, difference))
+        specs.append(adjustment(new, key, rest, effective, difference, ids.get(fee.charge_key)))
     cycle = next(grid.cycles_from(effective))
     active = old.active(cycle)
     to_come = since is None or cycle.end > since
@@ -61,9 +64,15 @@ def change_adjustments(
 
 
 def adjustment(
-    terms: ItemTerms, key: str, part: Period, effective: date, amount: Decimal
+    terms: ItemTerms,
+    key: str,
+    part: Period,
+    effective: date,
+    amount: Decimal,
+    corrects: int | None = None,
 ) -> ChargeSpec:
-    """An adjustment charge of ``amount`` for ``part`` of a cycle, billed from ``effective``."""
+    """An adjustment charge of ``amount`` for ``part`` of a cycle, billed from ``effective``
+    (``corrects``: the id of the charged fee it corrects, if any)."""
     return ChargeSpec(
         charge_key=key,
         kind=ChargeKind.ADJUSTMENT.value,
@@ -76,4 +85,5 @@ def adjustment(
         unit_price=amount,
         amount=amount,
         tax_category=terms.tax_category,
+        corrects_charge_id=corrects,
     )

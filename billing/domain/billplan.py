@@ -178,8 +178,9 @@ def fee_specs(
 
 
 def new_charge(spec: ChargeSpec, unit: Unit, as_of: date) -> dict[str, Any]:
-    """A scheduled fee as a charge row of ``unit`` (the writer sets its status)."""
-    return {
+    """A scheduled fee as a charge row of ``unit`` (the writer sets its status). A scheduled
+    fee corrects nothing: its row has the columns of the usage rows written beside it."""
+    row = {
         **spec.__dict__,
         "account_id": unit.account_id,
         "bill_unit_id": unit.id,
@@ -187,6 +188,8 @@ def new_charge(spec: ChargeSpec, unit: Unit, as_of: date) -> dict[str, Any]:
         "immediate": False,
         "created_on": as_of,
     }
+    del row["corrects_charge_id"]
+    return row
 
 
 def reason_of(error: Exception) -> str:

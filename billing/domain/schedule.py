@@ -96,6 +96,8 @@ class ChargeSpec:
     unit_price: Decimal
     amount: Decimal
     tax_category: str
+    corrects_charge_id: int | None = None
+    """A correction's corrected charge (``billing.domain.corrections``); None otherwise."""
 
     @classmethod
     def from_row(cls, row: Any) -> ChargeSpec:
@@ -113,6 +115,7 @@ class ChargeSpec:
             row.unit_price,
             row.amount,
             row.tax_category,
+            getattr(row, "corrects_charge_id", None),
         )
 
 
@@ -197,12 +200,17 @@ def _one_time(item: ItemTerms, through: date) -> list[ChargeSpec]:
 
 
 def cancellation_credit(
-    item: ItemTerms, grid: CycleGrid, charged: ChargeSpec, cancel_on: date
+    item: ItemTerms,
+    grid: CycleGrid,
+    charged: ChargeSpec,
+    cancel_on: date,
+    charged_id: int | None = None,
 ) -> ChargeSpec | None:
-    """The credit for the part of an advance fee after ``cancel_on`` (None if nothing to credit).
+    """The credit for the part of a fee after ``cancel_on`` (None if nothing to credit).
 
     It is the difference between the fee re-priced for the shortened period and the fee
-    charged, so every proration policy is honoured.
+    charged, so every proration policy is honoured. ``cancel_on`` is the first day not served.
+    ``charged_id`` is the charged fee's id: the credit corrects it.
     """
     if charged.period_end <= cancel_on:
         return None
@@ -223,4 +231,5 @@ def cancellation_credit(
         unit_price=difference,
         amount=difference,
         tax_category=item.tax_category,
+        corrects_charge_id=charged_id,
     )

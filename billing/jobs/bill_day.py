@@ -1,7 +1,8 @@
 """Bill day, defined once: its steps and their order, run by any ``Runner``.
 
-    deferred_actions -> (notify_provisioning) -> bill_accounts_batch (fanned out, at most
-    ``children`` at once, in catch-up passes) -> analyze_billed_tables -> number_invoices
+    deferred_actions -> apply_cancellations -> (notify_provisioning) -> bill_accounts_batch
+    (fanned out, at most ``children`` at once, in catch-up passes) -> analyze_billed_tables
+    -> number_invoices
       -+-> apply_cycle_fees  -+
        +-> collect_payments  -+-> post_billing_checks (gate) -> find_invoices_to_render
        +-> refund_payments   -+                               -> render_invoice_documents
@@ -45,7 +46,7 @@ from billing.jobs.runner import (
 )
 from billing.ops import run_report
 from billing.ops.billrun import BatchResult, bill_batch, due_unit_ids
-from billing.ops.cycle_fees import CycleFeesResult, cycle_fees
+from billing.ops.cycle_fees import CycleFeesResult, cancellations, cycle_fees
 from billing.ops.deferred import DeferredResult, StatusChange, run_deferred_actions
 from billing.ops.numbering import Numbered, assign_bill_numbers
 from billing.ops.run_report import CurrencyTotals
@@ -221,6 +222,7 @@ class BillDayResult:
     deferred: DeferredResult
     billing: BatchResult
     numbered: list[Numbered] = field(default_factory=list)
+    cancellations: CycleFeesResult | None = None
     cycle_fees: CycleFeesResult | None = None
     collect: dict[str, Any] | None = None
     refund: dict[str, Any] | None = None
@@ -231,9 +233,25 @@ class BillDayResult:
     """Wall seconds per step, for the run's report."""
 
     @property
+    def items_cancelled(self) -> int:
+        """Items cancelled by this run: before billing and in cycle fees."""
+        steps = (self.cancellations, self.cycle_fees)
+        return sum(step.cancelled_items for step in steps if step is not None)
+
+    @property
+    def cancellation_credits(self) -> int:
+        """Cancellation credits written by this run: before billing and in cycle fees."""
+        steps = (self.cancellations, self.cycle_fees)
+        return sum(step.credits for step in steps if step is not None)
+
+    @property
     def failed(self) -> dict[str, str]:
-        """Accounts that failed billing or cycle fees: account ref -> why."""
-        return {**self.billing.failed, **(self.cycle_fees.failed if self.cycle_fees else {})}
+        """Accounts that failed cancellations, billing or cycle fees: account ref -> why."""
+        return {
+            **(self.cancellations.failed if self.cancellations else {}),
+            **self.billing.failed,
+            **(self.cycle_fees.failed if self.cycle_fees else {}),
+        }
 
     @property
     def problem(self) -> Exception | None:
@@ -268,6 +286,13 @@ def deferred_actions(database: Database, as_of: date) -> DeferredResult:
     """pin_deferred_act: actions due by ``as_of``."""
     with unit_of_work(engine_of(database)) as session:
         return run_deferred_actions(session, as_of)
+
+
+def apply_cancellations(database: Database, as_of: date, run_id: str) -> CycleFeesResult:
+    """Cancellations due by ``as_of`` (a termination, a deferred ``cancel_item``), before
+    billing: their credits are on the bill this run makes (``billing.ops.cycle_fees``)."""
+    with unit_of_work(engine_of(database)) as session:
+        return cancellations(session, as_of, run_id)
 
 
 def find_due_units(
@@ -556,10 +581,14 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
         started = now
 
     deferred = DeferredResult()
+    cancelled: CycleFeesResult | None = None
     notified = 0
     if not job.dry_run:
         deferred = runner.step(
             Call("execute_deferred_actions", deferred_actions, (database, as_of))
+        )
+        cancelled = runner.step(
+            Call("apply_cancellations", apply_cancellations, (database, as_of, run_id))
         )
         failpoint("billday.after_deferred")
         if job.notify is not None and deferred.status_changes:
@@ -590,7 +619,9 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
     )
     lap("bill_accounts")
     runner.progress("billing", note=f"{run_report.count(billing.bills)} bill(s) made")
-    result = BillDayResult(deferred, billing, notified=notified, seconds=seconds)
+    result = BillDayResult(
+        deferred, billing, cancellations=cancelled, notified=notified, seconds=seconds
+    )
     if job.dry_run:
         return result
 

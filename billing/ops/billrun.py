@@ -42,6 +42,7 @@ from billing.domain.billplan import (
     scheduled_fees,
 )
 from billing.domain.charge_keys import KeyKind
+from billing.domain.corrections import CorrectedBill, line_description
 from billing.domain.errors import BillingError
 from billing.domain.invoice import DraftBill
 from billing.domain.money import add_to_total
@@ -262,16 +263,37 @@ def _stored_billable(
     primary key for that order instead of the (bill unit, status, bill on) index.
     """
     rows = session.execute(
-        select(*_BILLABLE).where(
+        select(*_BILLABLE, Charge.corrects_charge_id).where(
             id_in(session, Charge.bill_unit_id, [u.id for u in units]),
             Charge.status == ChargeStatus.CALCULATED,
             Charge.bill_on <= as_of,
         )
-    )
+    ).all()
+    corrected = _corrected_bills(session, [r.corrects_charge_id for r in rows])
     found: dict[int, list[Billable]] = defaultdict(list)
-    for charge in sorted(rows, key=lambda row: row.id):
-        found[charge.bill_unit_id].append(Billable(*charge))
+    for *charge, corrects in sorted(rows, key=lambda row: row.id):
+        billable = Billable(*charge)
+        if corrects in corrected:  # a correction's line names the bill it corrects
+            text = line_description(billable.description, corrected[corrects])
+            billable = billable._replace(description=text)
+        found[billable.bill_unit_id].append(billable)
     return {unit_id: tuple(charges) for unit_id, charges in found.items()}
+
+
+def _corrected_bills(
+    session: Session, charge_ids: Sequence[int | None]
+) -> dict[int, CorrectedBill]:
+    """The bills of the charges that corrections correct, by corrected charge id (a charge not
+    on a bill yet is billed with its correction, which then names nothing)."""
+    ids = sorted({i for i in charge_ids if i is not None})
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Charge.id, Bill.bill_no, Bill.bill_date)
+        .join(Bill, Bill.id == Charge.bill_id)
+        .where(id_in(session, Charge.id, ids))
+    )
+    return {r.id: CorrectedBill(r.bill_no, r.bill_date) for r in rows}
 
 
 # -- write: the plan in the batch's transaction, a poisoned unit isolated by bisection ------

@@ -38,6 +38,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from billing.domain.adjustments import change_adjustments
+from billing.domain.corrections import settled
 from billing.domain.errors import BillingError
 from billing.domain.pricing import UNIT_PRICED_MODELS, USAGE_MODELS
 from billing.domain.results import Mergeable
@@ -226,14 +227,16 @@ def _change_price(session: Session, ctx: _Context, result: ChangeResult) -> None
 
 def _reprice(session: Session, ctx: _Context, new: ItemTerms, result: ChangeResult) -> None:
     effective = ctx.request.effective_date
+    charged = charged_fees_by_id(session, ctx.item.id, effective)
     specs = change_adjustments(
         ctx.terms,
         new,
         ctx.unit.grid,
-        charged_fees(session, ctx.item.id, effective),
+        list(charged.values()),
         effective,
         ctx.request.id,
         ctx.unit.last_bill_date,
+        {fee.charge_key: charge_id for charge_id, fee in charged.items()},
     )
     _insert(session, specs, ctx.unit, ctx.process_on)
     result.adjustments += len(specs)
@@ -307,6 +310,11 @@ def _terminate(_session: Session, ctx: _Context) -> None:
 
 def charged_fees(session: Session, item_id: int, after: date | None) -> list[ChargeSpec]:
     """The item's recurring fees charged (for periods that end after ``after``, if given)."""
+    return list(charged_fees_by_id(session, item_id, after).values())
+
+
+def charged_fees_by_id(session: Session, item_id: int, after: date | None) -> dict[int, ChargeSpec]:
+    """``charged_fees`` by charge id, in period order."""
     query = select(Charge).where(
         Charge.contract_item_id == item_id,
         Charge.kind == ChargeKind.RECURRING,
@@ -315,17 +323,18 @@ def charged_fees(session: Session, item_id: int, after: date | None) -> list[Cha
     if after is not None:
         query = query.where(Charge.period_end > after)
     rows = session.scalars(query.order_by(Charge.period_start)).all()
-    return [ChargeSpec.from_row(c) for c in rows]
+    return {c.id: ChargeSpec.from_row(c) for c in rows}
 
 
 def end_item(
     session: Session, item: ContractItem, terms: ItemTerms, unit: Unit, end: date, as_of: date
 ) -> int:
-    """End ``item`` on ``end``, crediting fees charged past it; returns the credits written."""
+    """End ``item`` on ``end`` (the first day not served), crediting fees charged past it;
+    returns the credits written. Each credit corrects its fee."""
     credits = [
         credit
-        for fee in charged_fees(session, item.id, end)
-        if (credit := cancellation_credit(terms, unit.grid, fee, end)) is not None
+        for fee_id, fee in charged_fees_by_id(session, item.id, end).items()
+        if (credit := cancellation_credit(terms, unit.grid, fee, end, fee_id)) is not None
     ]
     _insert(session, credits, unit, as_of)
     if item.end_date is None or end < item.end_date:
@@ -334,7 +343,12 @@ def end_item(
 
 
 def _insert(session: Session, specs: Sequence[ChargeSpec], unit: Unit, as_of: date) -> None:
-    rows = [charge_row(s, unit, as_of, unit.currency) for s in specs]
+    """Write what a change charges. A charge due on or before the unit's last bill (the change
+    came after the fact) is billed on its next bill (``billing.domain.corrections``)."""
+    rows = [
+        charge_row(settled(s, unit.last_bill_date, unit.next_bill_date), unit, as_of, unit.currency)
+        for s in specs
+    ]
     insert_ignoring_duplicates(session, Charge.__table__, rows)
 
 

@@ -1,9 +1,15 @@
 """BRM ``pin_cycle_fees``: cancel products whose pending cancel date has passed, and apply the
 cycle-forward (in advance) fees of items bought since their unit's last bill.
 
-A cancelled item gets a credit for the part of an advance fee after its cancel date; the
-forward fee of a mid-cycle purchase becomes a calculated charge that the next bill takes.
-Both are keyed charges, so running the step twice for a date adds nothing.
+A cancelled item gets a credit for the part of a fee charged after its cancel date (the first
+day not served); the forward fee of a mid-cycle purchase becomes a calculated charge that the
+next bill takes. Both are keyed charges, so running the step twice for a date adds nothing.
+
+Bill day cancels twice: ``cancellations`` before billing, so that a cancellation due by the
+bill date is credited on the bill it makes (a termination processed on Nov 20 is on the
+Dec 1 bill), and ``cycle_fees`` after it, for what was set in between. A credit for a period
+already billed names the fee it corrects, and one due on or before its unit's last bill is
+billed on the next bill (``billing.domain.corrections``): it never waits behind a bill made.
 """
 
 from __future__ import annotations
@@ -112,6 +118,14 @@ def apply_forward_fees(session: Session, as_of: date, run_id: str, result: Cycle
     record_failures(session, units, failed, run_id, as_of, STEP)
     result.forward_units += len(units) - len(failed)
     result.failed.update({u.account_ref: failed[u.id] for u in units if u.id in failed})
+
+
+def cancellations(session: Session, as_of: date, run_id: str) -> CycleFeesResult:
+    """Only the cancellations due by ``as_of``, with their credits (never commits): bill day
+    runs them before billing."""
+    result = CycleFeesResult()
+    cancel_due_items(session, as_of, run_id, result)
+    return result
 
 
 def cycle_fees(session: Session, as_of: date, run_id: str) -> CycleFeesResult:

@@ -410,6 +410,9 @@ class Charge(Base):
     bill_id: Mapped[int | None] = mapped_column(ForeignKey("bills.id"), index=True)
     immediate: Mapped[bool] = mapped_column(Boolean, default=False)
     created_on: Mapped[date] = mapped_column(Date)
+    corrects_charge_id: Mapped[int | None] = mapped_column(ForeignKey("charges.id"))
+    """A correction (a credit or an adjustment of a change after the fact): the charge whose
+    period it corrects; that charge's ``bill_id`` is the bill the correction line names."""
 
     __table_args__ = (
         Index("ix_charges_unit_status_bill_on", "bill_unit_id", "status", "bill_on"),
