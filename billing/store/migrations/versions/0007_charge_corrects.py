@@ -4,15 +4,15 @@ A credit or adjustment written for a period already billed names the charge it c
 bill line of the correction then names that charge's bill, and a credit note can later be
 issued from it.
 
-Revision ID: 0006_charge_corrects
-Revises: 0005_payment_collect_on
+Revision ID: 0007_charge_corrects
+Revises: 0006_vat_categories
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_charge_corrects"
-down_revision = "0005_payment_collect_on"
+revision = "0007_charge_corrects"
+down_revision = "0006_vat_categories"
 branch_labels = None
 depends_on = None
 
