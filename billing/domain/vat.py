@@ -96,11 +96,6 @@ class LineTax:
     rate: Decimal
     exemption_code: str | None = None
 
-    @property
-    def has_rate(self) -> bool:
-        """Whether the category carries a VAT rate at all (O does not: BR-O-05)."""
-        return self.category != VatCategory.OUTSIDE_SCOPE
-
 
 def class_problems(tax_class: TaxClass) -> list[tuple[str, str]]:
     """(field, what is wrong) for a tax class the rules above cannot use."""

@@ -171,3 +171,14 @@ def flow_run(flow_run_id: object) -> dict:
     response = httpx.get(f"{PREFECT_API_URL.value()}/flow_runs/{flow_run_id}")
     response.raise_for_status()
     return response.json()
+
+
+@pytest.fixture
+def holding_bank() -> Iterator[None]:
+    """Bill day's debits (due 30 days out) in its own file: a Payment Settings block with a
+    60-day horizon, a bank that holds files (the default, 14 days, would send them later)."""
+    from blocks.payment_settings import PaymentSettings
+
+    PaymentSettings(debit_horizon_days=60).save("default", overwrite=True)
+    yield
+    PaymentSettings.delete("default")

@@ -25,7 +25,6 @@ from billing.payments.statement import record_bank_payment
 from billing.store.db import unit_of_work
 from billing.store.models import Account
 from blocks.payment_gateway import PaymentGateway as GatewayBlock
-from blocks.payment_settings import PaymentSettings
 from blocks.seller_identity import SellerIdentity
 from flows.bill_day import bill_day
 from flows.payment_steps import SellerNotACreditor, creditor_of, payments_setup
@@ -52,13 +51,7 @@ def seller_block():
     SellerIdentity.delete("default")
 
 
-@pytest.fixture(autouse=True)
-def holding_bank():
-    """Bill day's debits (due 30 days out) in its own file: a Payment Settings block with a
-    60-day horizon, a bank that holds files (the default, 14 days, would send them later)."""
-    PaymentSettings(debit_horizon_days=60).save("default", overwrite=True)
-    yield
-    PaymentSettings.delete("default")
+pytestmark = pytest.mark.usefixtures("holding_bank")  # tests/flows/conftest.py
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from billing.store.db import unit_of_work
 from billing.store.models import Account, Payment
 from billing.store.models_payments import PaymentFileKind
 from blocks.payment_gateway import PaymentGateway as GatewayBlock
-from blocks.payment_settings import PaymentSettings
 from flows.bill_day import bill_day
 from tests.billing.test_billday import population  # noqa: F401
 from tests.billing.test_payments import by_card, by_debit
@@ -25,13 +24,7 @@ AS_OF = date(2027, 2, 1)
 DD_FILE = Path("var/output/2027-02-01/sepa/FR72ZZZ123456/DD-20270201-001.pain.008.xml")
 
 
-@pytest.fixture(autouse=True)
-def holding_bank():
-    """Bill day's debits (due 30 days out) in its own file: a Payment Settings block with a
-    60-day horizon, a bank that holds files (the default, 14 days, would send them later)."""
-    PaymentSettings(debit_horizon_days=60).save("default", overwrite=True)
-    yield
-    PaymentSettings.delete("default")
+pytestmark = pytest.mark.usefixtures("holding_bank")  # tests/flows/conftest.py
 
 
 @pytest.fixture
