@@ -50,10 +50,18 @@ Batch = dict[str, Column]
 # --- catalogue --------------------------------------------------------------------------------
 
 TAX_CATEGORIES = (
-    ("standard", "Standard rate"),
-    ("reduced", "Reduced rate"),
-    ("zero", "Zero rate (exempt)"),
+    {"code": "standard", "name": "Standard rate"},
+    {"code": "reduced", "name": "Reduced rate"},
+    {
+        "code": "zero",
+        "name": "Exempt: insurance",
+        "vat_category": "E",
+        "exemption_code": "VATEX-EU-135-1",
+        "exemption_reason": "Directive 2006/112/EC art. 135(1)(a) (CGI art. 261 C-2°)",
+    },
 )
+"""The tax classes (``billing.domain.vat``): the device insurance is exempt, like any
+insurance transaction in the EU."""
 RATES_FROM = date(2000, 1, 1)
 TAX_RATES: tuple[tuple[str, str, str, date], ...] = (
     *(
@@ -237,8 +245,9 @@ class Catalogue:
 def ensure_catalogue(conn: Connection) -> Catalogue:
     """Insert whichever catalogue rows are missing (a second seed reuses the first one's)."""
     _insert_missing(conn, Base.metadata.tables["tax_categories"], "code", [
-        {"code": code, "name": name} for code, name in TAX_CATEGORIES
-    ])  # fmt: skip
+        {"vat_category": "S", "exemption_code": None, "exemption_reason": None, **category}
+        for category in TAX_CATEGORIES
+    ])  # fmt: skip  (the same keys in every row: an executemany takes the first row's)
     rates = Base.metadata.tables["tax_rates"]
     have = set(conn.execute(select(rates.c.category_code, rates.c.country, rates.c.valid_from)))
     new_rates = [
