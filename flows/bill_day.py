@@ -11,6 +11,7 @@ ends Failed when the job says why.
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.context import get_run_context
 
+from billing.domain.shadow import GateLimits, Thresholds
 from billing.jobs import bill_day as job
+from billing.jobs import shadow_bill_run as shadow_job
 from billing.jobs.bill_day import (
     BillDayFailed,
     BillDayJob,
@@ -39,6 +42,7 @@ from billing.jobs.bill_day import (
     engine_of,
 )
 from billing.jobs.runner import Call
+from billing.jobs.shadow_bill_run import ShadowGateStopped, ShadowResult
 from billing.ops import run_report
 from billing.ops.run_report import CurrencyTotals, StepCount, number_range
 from flows.document_steps import documents_setup, publish_documents
@@ -55,11 +59,13 @@ from flows.runtime import (
     load_settings,
     run_date,
 )
+from flows.shadow_bill_run import Limit, Threshold, publish_shadow
 
-__all__ = ["BillDayFailed", "PostBillingChecksFailed", "bill_day"]
+__all__ = ["BillDayFailed", "PostBillingChecksFailed", "ShadowGateStopped", "bill_day"]
 
 BATCH_LIMIT = "bill-day-batches"
 STEPS = job.PROGRESS
+SHADOW_STEPS = shadow_job.PROGRESS
 SELLER_BLOCK = "default"
 """The Seller Identity block: its country's VAT rules bill, its identity is printed."""
 
@@ -80,6 +86,12 @@ def bill_day(
     database_block: str = "default",
     webhook_block: str = "provisioning",
     documents: bool = True,
+    shadow_gate: bool = False,
+    shadow_threshold_amount: Threshold = Decimal("1.00"),
+    shadow_threshold_percent: Threshold = Decimal("5"),
+    shadow_max_missing: Limit = 0,
+    shadow_max_changed: Limit = 0,
+    shadow_max_new: Limit = NOT_GIVEN,
 ) -> dict[str, Any]:
     """BRM pin_bill_day as of a virtual date: bill due accounts, number, cycle fees.
 
@@ -96,6 +108,17 @@ def bill_day(
         webhook_block: Name of the Provisioning Webhook block told about status changes.
         documents: Render each new invoice's XML and Factur-X PDF after the checks passed
             and queue its e-mail. Off: a billing-only run; render-invoices renders later.
+        shadow_gate: Run the shadow bill run first (a dry run compared with the previous
+            cycle) and stop before anything is written when it finds more missing, changed
+            or new accounts than the limits below (shadow-bill-run's tables, its CSV).
+        shadow_threshold_amount: Shadow gate: an account has changed when its gross moved
+            by more than this amount and more than shadow_threshold_percent.
+        shadow_threshold_percent: Shadow gate: ...and more than this percentage.
+        shadow_max_missing: Shadow gate: accounts billed last cycle and not now that it lets
+            through (empty: any number).
+        shadow_max_changed: Shadow gate: changed accounts it lets through (empty: any).
+        shadow_max_new: Shadow gate: accounts billed now and not last cycle that it lets
+            through (empty: any number, the default).
     """
     as_of = run_date(as_of)
     settings = load_settings(settings_block)
@@ -126,9 +149,24 @@ def bill_day(
             else None
         ),
         seller_country=load_seller(SELLER_BLOCK).country,
+        gate=_shadow_gate(
+            shadow_threshold_amount,
+            shadow_threshold_percent,
+            GateLimits(given(shadow_max_missing), given(shadow_max_changed), given(shadow_max_new)),
+            Path(settings.output_dir) / as_of.isoformat() / run_id,
+            settings,
+            title,
+        )
+        if shadow_gate and not dry_run
+        else None,
     )
-    progress = RunProgress("bill-day-progress", title, STEPS)
-    result = job.bill_day(PrefectRunner(progress, batch_limit=BATCH_LIMIT), bill_day_job)
+    steps = SHADOW_STEPS + STEPS if bill_day_job.gate is not None else STEPS
+    progress = RunProgress("bill-day-progress", title, steps)
+    try:
+        result = job.bill_day(PrefectRunner(progress, batch_limit=BATCH_LIMIT), bill_day_job)
+    except ShadowGateStopped as stopped:
+        progress.note(f"stopped by the shadow gate: {stopped}")
+        raise
 
     if result.collect is not None:
         publish_payments("bill-day-collect", f"Collection as of {as_of}", result.collect, settings)
@@ -147,6 +185,23 @@ def bill_day(
         raise problem
     progress.done()
     return summary
+
+
+def _shadow_gate(
+    threshold_amount: Decimal,
+    threshold_percent: Decimal,
+    limits: GateLimits,
+    csv_dir: Path,
+    settings: Any,
+    title: str,
+) -> Any:
+    """The shadow bill run's gate, its tables published as ``bill-day-shadow-*``."""
+
+    def publish(result: ShadowResult) -> None:
+        publish_shadow(result, settings, "bill-day-shadow", f"{title}: shadow gate")
+
+    thresholds = Thresholds(Decimal(threshold_amount), Decimal(threshold_percent))
+    return shadow_job.shadow_gate(limits, thresholds, csv_dir, publish)
 
 
 def _publish_checks(report: ChecksReport, as_of: date, settings: Any) -> None:

@@ -7,6 +7,7 @@ from billing.cli import (  # noqa: F401
     journal_cmd,
     payment_cmd,
     seed_cmd,
+    shadow_cmd,
     show_cmd,
     status_cmd,
 )

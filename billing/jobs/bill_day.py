@@ -196,6 +196,9 @@ class BillDayJob:
     seller_country: str | None = None
     """Whose VAT rules the bills follow (``billing.domain.vat``): by default the documents'
     seller's country, else the demo seller's. It cannot differ from the documents' seller."""
+    gate: Callable[[Runner, BillDayJob], None] | None = None
+    """Runs first, before any step writes, and raises to stop the run: the shadow bill run's
+    gate (``billing.jobs.shadow_bill_run.shadow_gate``). Not run by a dry run."""
 
     def __post_init__(self) -> None:
         printed = self.documents.seller.country if self.documents else None
@@ -580,6 +583,9 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
         seconds[step] = now - started
         started = now
 
+    if job.gate is not None and not job.dry_run:
+        job.gate(runner, job)  # stops the run before anything is written
+        lap("shadow gate")
     deferred = DeferredResult()
     cancelled: CycleFeesResult | None = None
     notified = 0

@@ -21,7 +21,7 @@ open on their bill.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
@@ -629,6 +629,7 @@ def bill_batch(
     dry_run: bool = False,
     slice_units: int = SLICE_UNITS,
     seller_country: str | None = None,
+    read_back: Callable[[Session], None] | None = None,
 ) -> BatchResult:
     """Bill a batch in one transaction, in slices (VAT: ``bill_slices``).
 
@@ -637,7 +638,9 @@ def bill_batch(
     lost connection, serialization failure, busy SQLite) propagate so the caller can retry.
     Any other error that breaks the batch outside a write (at commit, say) is isolated by
     bisection too: each half is billed in its own transaction, down to the unit that fails
-    alone. ``dry_run`` computes and rolls back.
+    alone. ``dry_run`` computes and rolls back; ``read_back`` (dry run only) is given the
+    session just before the rollback, to read what the batch would have written (the shadow
+    bill run reads its bills: ``billing.ops.shadow``).
     """
     try:
         with unit_of_work(engine, isolation="REPEATABLE READ") as session:
@@ -651,6 +654,8 @@ def bill_batch(
             )
             failpoint("billrun.before_commit")
             if dry_run:
+                if read_back is not None:
+                    read_back(session)
                 raise _DryRun(result)
         return result
     except _DryRun as done:
@@ -672,6 +677,7 @@ def bill_batch(
                     dry_run=dry_run,
                     slice_units=slice_units,
                     seller_country=seller_country,
+                    read_back=read_back,
                 )
             )
         return result

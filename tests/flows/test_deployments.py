@@ -90,6 +90,12 @@ EXPECTED = {
         None,
         {"database_block": "default", "store_block": "default", "seller_block": "default"},
     ),
+    "shadow-bill-run": (
+        "on-demand",
+        "flows/shadow_bill_run.py:shadow_bill_run",
+        None,
+        {"settings_block": "default", "database_block": "default"},
+    ),
 }
 
 
