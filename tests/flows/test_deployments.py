@@ -90,6 +90,12 @@ EXPECTED = {
         None,
         {"database_block": "default", "store_block": "default", "seller_block": "default"},
     ),
+    "preview": (
+        "on-demand",
+        "flows/preview.py:preview",
+        None,
+        {"database_block": "default", "settings_block": "default", "seller_block": "default"},
+    ),
 }
 
 
