@@ -6,6 +6,7 @@ from billing.cli import (  # noqa: F401
     import_cmd,
     journal_cmd,
     payment_cmd,
+    preview_cmd,
     seed_cmd,
     shadow_cmd,
     show_cmd,

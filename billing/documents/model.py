@@ -398,9 +398,17 @@ def _invoice(
 
 
 def load_invoices(
-    session: Session, bill_ids: Sequence[int] | None = None, *, chunk: int = 500
+    session: Session,
+    bill_ids: Sequence[int] | None = None,
+    *,
+    chunk: int = 500,
+    numbered: bool = True,
 ) -> Iterator[Invoice]:
-    """Numbered bills (all, or those of ``bill_ids``) in number order, streamed with lines."""
+    """Numbered bills (all, or those of ``bill_ids``) in number order, streamed with lines.
+
+    ``numbered=False`` also takes unnumbered bills (their ``bill_no`` is ""): only an invoice
+    preview wants those (``billing.ops.preview``), never an issued document.
+    """
     debit = (  # the bill's latest direct debit, as sent
         select(PaymentRow.collect_on)
         .where(
@@ -439,9 +447,10 @@ def load_invoices(
         .outerjoin(PricePlan, PricePlan.id == ContractItem.price_plan_id)
         .outerjoin(Product, Product.id == PricePlan.product_id)
         .outerjoin(TaxCategory, TaxCategory.code == BillLine.tax_category)
-        .where(Bill.number.is_not(None))
-        .order_by(Bill.series_code, Bill.number, BillLine.position)
+        .order_by(Bill.series_code, Bill.number, Bill.id, BillLine.position)
     )
+    if numbered:
+        query = query.where(Bill.number.is_not(None))
     if bill_ids is not None:
         query = query.where(Bill.id.in_(list(bill_ids)))
     plans = {plan_id: info.plan for plan_id, info in load_plans(session).items()}

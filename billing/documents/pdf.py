@@ -197,8 +197,12 @@ class InvoiceRenderer:
             url_fetcher=AssetFetcher(self._assets),
         )
 
-    def html(self, invoice: Invoice) -> str:
-        """The invoice as HTML (every value escaped by Jinja2's autoescape)."""
+    def html(self, invoice: Invoice, *, preview: bool = False) -> str:
+        """The invoice as HTML (every value escaped by Jinja2's autoescape).
+
+        ``preview``: an unnumbered bill shown before bill day (``billing preview``): marked
+        "PREVIEW — not an invoice" in its title, header and across every page, no number.
+        """
         f = Formatter.for_account(invoice.language, invoice.buyer.country, invoice.currency)
         taxes = [
             {"category": category, "rate": rate, "base": base, "tax": tax}
@@ -220,6 +224,7 @@ class InvoiceRenderer:
             exemptions=exemptions,
             f=f,
             t=f.text,
+            preview=preview,
         )
         check_mentions(invoice.bill_no, html, required, f, exemptions)
         return html
@@ -250,6 +255,11 @@ class InvoiceRenderer:
             relationship="Data",
         )
         return self._write_pdf(html, attachments=[attachment], finisher=declare_facturx)
+
+    def preview_pdf(self, invoice: Invoice) -> bytes:
+        """The PDF of an invoice preview: marked as such on every page, without a number and
+        without the Factur-X XML or its metadata, so nothing reads it as an invoice."""
+        return self.visual_pdf(self.html(invoice, preview=True))
 
     def pdf(self, invoice: Invoice, cii: bytes) -> bytes:
         """The Factur-X PDF of an invoice whose CII is already built and checked."""

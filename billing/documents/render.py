@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from lxml import etree
@@ -64,6 +65,32 @@ def render_invoice(
     if schematron:
         validate_cii_schematron(cii)
     return RenderedInvoice(xml=xml, cii=cii, pdf=renderer.pdf(invoice, cii))
+
+
+def render_preview(invoice: Invoice, renderer: InvoiceRenderer) -> bytes:
+    """The PDF of an invoice preview (``billing.ops.preview``), after the checks an invoice's
+    figures pass (tax breakdown, VAT categories); no XML, no CII, no Factur-X attachment."""
+    check_tax_breakdown(invoice)
+    check_vat(invoice, renderer.seller.country)
+    return renderer.preview_pdf(invoice)
+
+
+def preview_paths(path: Path, count: int) -> list[Path]:
+    """``path`` for the first previewed bill, ``name-2.pdf``, ``name-3.pdf``... for the others
+    (an account several cycles behind gets one bill per cycle)."""
+    return [path] + [path.with_name(f"{path.stem}-{n}{path.suffix}") for n in range(2, count + 1)]
+
+
+def write_previews(invoices: Sequence[Invoice], path: Path, seller: Seller) -> list[Path]:
+    """Write the preview PDF of each previewed bill (``preview_paths``); returns the paths.
+    ``OSError`` when a file cannot be written."""
+    renderer = InvoiceRenderer(seller)
+    paths = preview_paths(path, len(invoices))
+    for invoice, target in zip(invoices, paths, strict=True):
+        data = render_preview(invoice, renderer)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return paths
 
 
 @dataclass

@@ -25,6 +25,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "en": {
         # header, parties
         "invoice": "Invoice",
+        "preview": "PREVIEW",
+        "preview_mark": "PREVIEW — not an invoice",
         "number": "Invoice number",
         "date": "Invoice date",
         "due": "Due date",
@@ -112,6 +114,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     },
     "fr": {
         "invoice": "Facture",
+        "preview": "APERÇU",
+        "preview_mark": "APERÇU — ceci n’est pas une facture",
         "number": "Numéro de facture",
         "date": "Date de facture",
         "due": "Date d'échéance",
@@ -198,6 +202,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     },
     "pt": {
         "invoice": "Fatura",
+        "preview": "PRÉ-VISUALIZAÇÃO",
+        "preview_mark": "PRÉ-VISUALIZAÇÃO — não é uma fatura",
         "number": "Número da fatura",
         "date": "Data da fatura",
         "due": "Data de vencimento",
@@ -283,6 +289,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     },
     "de": {
         "invoice": "Rechnung",
+        "preview": "VORSCHAU",
+        "preview_mark": "VORSCHAU — keine Rechnung",
         "number": "Rechnungsnummer",
         "date": "Rechnungsdatum",
         "due": "Fällig am",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from billing.domain.enums import PriceModel, Timing
+from billing.domain.enums import ItemType, PriceModel, Timing
 from billing.domain.errors import BillingError, PricingError
 from billing.domain.money import (
     divmod_exact,
@@ -31,6 +31,15 @@ USAGE_MODELS = tuple(
 UNIT_PRICED_MODELS = (PriceModel.PER_UNIT.value, PriceModel.PACKAGE.value)
 """Usage models priced by one unit price: an item's price override replaces it."""
 TIMINGS = tuple(timing.value for timing in Timing)
+ITEM_MODELS: dict[str, tuple[str, ...]] = {
+    ItemType.RECURRING.value: (PriceModel.RECURRING.value,),
+    ItemType.USAGE.value: USAGE_MODELS,
+    ItemType.UTI.value: USAGE_MODELS,
+    ItemType.ONE_TIME.value: (PriceModel.ONE_TIME.value,),
+}
+"""The plan models that can price each item type: a recurring item is billed by
+``schedule.py`` with ``recurring_fee``, a one-time item with ``one_time_fee``, a usage or UTI
+item by rating (``rate_usage``). Any other pairing fails at bill day."""
 UNIT_PRICE_PLACES = 6
 
 
@@ -282,3 +291,15 @@ def one_time_fee(
     exact = _quantity(quantity)
     amount = quantize_money(exact_product(exact, price), plan.currency, rounding)
     return _rated(plan, exact, amount, price, rounding)
+
+
+def item_plan_problem(item_type: str, plan_code: str, model: str) -> str | None:
+    """Why a price plan of ``model`` cannot price an item of ``item_type`` (None: it can)."""
+    models = ITEM_MODELS.get(item_type, ())
+    if model in models:
+        return None
+    wanted = " or ".join(models) if len(models) < 3 else f"{', '.join(models[:-1])} or {models[-1]}"
+    return (
+        f"a {item_type} item cannot be billed on price plan {plan_code!r}, a {model} plan; "
+        f"it needs a {wanted} plan"
+    )

@@ -33,12 +33,14 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
+from billing.domain.actions import action_problem
 from billing.domain.buyers import Buyer, CustomerType, buyer_problems, default_customer_type
+from billing.domain.enums import ActionKind, ChangeKind, ItemType
 from billing.domain.errors import BillingError, ImportFileError
 from billing.domain.money import minor_units, to_decimal
 from billing.domain.periods import first_bill_date
+from billing.domain.pricing import UNIT_PRICED_MODELS, Tier, item_plan_problem
 from billing.domain.pricing import PricePlan as PlanCheck
-from billing.domain.pricing import Tier
 from billing.domain.text import shown, text_problem
 from billing.domain.vat import (
     DEFAULT_SELLER_COUNTRY,
@@ -667,29 +669,48 @@ class _Import:
         )
         plan_codes = [r.data["new_price_plan"] for r in records if r.data.get("new_price_plan")]
         plan_ids = id_map(self.session, PricePlan.code, PricePlan.id, plan_codes)
+        plans = _stored(self.session, PricePlan, PricePlan.code, plan_codes)
+        known_items = self._items_by_ref([r.data["item"] for r in records])
         refs = [r.data["ref"] for r in records]
         stored = _stored(self.session, ChangeRequest, ChangeRequest.ref, refs)
         for record in records:
             values = _change_values(record, item_ids, plan_ids)
+            _check_change(record, known_items[record.data["item"]], plans)
             if self.keep("change_requests", record, stored.get(values["ref"]), values):
                 self.session.add(ChangeRequest(**values))
         self.session.flush()
 
+    def _items_by_ref(self, refs: Iterable[str]) -> dict[str, ContractItem]:
+        """Stored contract items by ref, with their contract and price plan."""
+        return _stored(
+            self.session,
+            ContractItem,
+            ContractItem.ref,
+            refs,
+            selectinload(ContractItem.contract),
+            selectinload(ContractItem.price_plan),
+        )
+
     def deferred_actions(self, items: Sequence[Mapping[str, Any]]) -> None:
-        """Deferred actions by ref, on accounts of the file or the database."""
+        """Deferred actions by ref, on accounts of the file or the database: only actions the
+        engine executes, with the params it reads (``billing.domain.actions``)."""
         records = _records("deferred_actions", items)
         _no_duplicates(records, lambda r: r.data["ref"], "ref")
         accounts = self._accounts_by_ref(records)
+        item_refs = [r.data.get("params", {}).get("item_ref") for r in records]
+        known_items = self._items_by_ref(ref for ref in item_refs if isinstance(ref, str))
         refs = [r.data["ref"] for r in records]
         stored = _stored(self.session, DeferredAction, DeferredAction.ref, refs)
         for record in records:
+            account = _resolve(record, "account", accounts, "account")
             values = {
                 "ref": record.data["ref"],
-                "account_id": _resolve(record, "account", accounts, "account").id,
+                "account_id": account.id,
                 "action": record.data["action"],
                 "params": record.data.get("params", {}),
                 "due_on": record.day("due_on"),
             }
+            _check_action(record, account, known_items)
             if self.keep("deferred_actions", record, stored.get(values["ref"]), values):
                 self.session.add(DeferredAction(**values))
         self.session.flush()
@@ -892,6 +913,9 @@ def _item_values(
             f"{contract.account.ref!r} is billed in {contract.account.currency}",
             "price_plan",
         )
+    problem = item_plan_problem(record.data["item_type"], plan.code, str(plan.model))
+    if problem:
+        raise record.fail(problem, "item_type")
     values = {
         "ref": record.data["ref"],
         "contract_id": contract.id,
@@ -905,6 +929,70 @@ def _item_values(
     if "quantity" in record.data:
         values["quantity"] = record.amount("quantity")
     return values
+
+
+def _check_change(record: _Record, item: ContractItem, plans: Mapping[str, PricePlan]) -> None:
+    """Refuse a swap to a plan that cannot price the item, or in another currency (the
+    Contract Change Process would reject it when it comes due)."""
+    if record.data["kind"] != ChangeKind.SWAP or not record.data.get("new_price_plan"):
+        return
+    plan = plans[record.data["new_price_plan"]]
+    problem = item_plan_problem(str(item.item_type), plan.code, str(plan.model))
+    if problem:
+        raise record.fail(f"item {item.ref!r}: {problem}", "new_price_plan")
+    if plan.currency != item.price_plan.currency:
+        raise record.fail(
+            f"price plan {plan.code!r} is in {plan.currency}, item {item.ref!r} is billed in "
+            f"{item.price_plan.currency}",
+            "new_price_plan",
+        )
+
+
+def _check_action(record: _Record, account: Account, items: Mapping[str, ContractItem]) -> None:
+    """Refuse an action the engine does not execute or whose params it cannot use: an unknown
+    name, a missing or extra param, an item that is not the account's, a price that has no
+    effect on the item."""
+    params = record.data.get("params", {})
+    problem = action_problem(record.data["action"], params)
+    if problem:
+        name, message = problem
+        raise record.fail(message, name)
+    if "item_ref" not in params:
+        return
+    item = items.get(params["item_ref"])
+    if item is None:
+        raise record.fail(
+            f"unknown contract item {params['item_ref']!r}: neither in this file nor in the "
+            "database",
+            "params.item_ref",
+        )
+    if item.contract.account_id != account.id:
+        raise record.fail(
+            f"contract item {item.ref!r} is not an item of account {account.ref!r}",
+            "params.item_ref",
+        )
+    if record.data["action"] == ActionKind.CHANGE_PRICE:
+        _check_price_change(record, item, params["price"])
+
+
+def _check_price_change(record: _Record, item: ContractItem, price: Any) -> None:
+    """A ``change_price`` price: an exact amount, on an item whose price it sets."""
+    try:
+        to_storage(to_decimal(price), "postgresql")
+    except BillingError as error:
+        raise record.fail(str(error), "params.price") from None
+    if item.item_type == ItemType.ONE_TIME:
+        raise record.fail(
+            f"one-time item {item.ref!r} is charged once, at its start: a later price changes "
+            "nothing",
+            "params.price",
+        )
+    model = str(item.price_plan.model)
+    if item.item_type != ItemType.RECURRING and model not in UNIT_PRICED_MODELS:
+        raise record.fail(
+            f"item {item.ref!r} is rated by the tiers of its {model} plan: a price changes nothing",
+            "params.price",
+        )
 
 
 def _change_values(

@@ -14,9 +14,12 @@ from sqlalchemy import Engine, func, select, text
 from typer.testing import CliRunner
 
 from billing.cli import app
+from billing.domain.actions import ACTION_PARAMS
+from billing.domain.enums import ActionKind
 from billing.domain.errors import ImportFileError
-from billing.ingest.importer import ImportReport, import_file
+from billing.ingest.importer import SCHEMA_PATH, ImportReport, import_file
 from billing.ingest.importer_csv import Counts
+from billing.ops.deferred import HANDLERS, run_deferred_actions
 from billing.store.db import unit_of_work
 from billing.store.models import Account, Base, PricePlan, RejectedUsage, UsageRecord
 
@@ -453,6 +456,154 @@ def test_demo_example_imports_cleanly(engine):
         ("contracts", 4, 0, 0), ("contract_items", 11, 0, 0), ("change_requests", 3, 0, 0),
         ("deferred_actions", 1, 0, 0), ("usage", 5, 0, 0),
     ]  # fmt: skip
+
+
+def test_the_demo_deferred_action_runs_on_its_due_date(engine):
+    """The demo's deferred action is one the engine executes: done on its date, not failed."""
+    run_import(engine, DEMO)
+
+    with unit_of_work(engine) as session:
+        result = run_deferred_actions(session, date(2026, 12, 31))
+        status = session.scalars(select(Account.status).where(Account.ref == "TANAKA-JP")).one()
+
+    assert (result.done, result.failed) == (1, {})
+    assert status == "inactive"
+
+
+# --- what billing cannot bill is refused (issue #19) --------------------------------------
+
+C1_I1 = "contracts[0] (ref C-1).items[0] (ref I-1)"  # recurring, HOST-M-EUR (recurring)
+C1_I2 = "contracts[0] (ref C-1).items[1] (ref I-2)"  # usage, API-EUR (graduated)
+C2_I3 = "contracts[1] (ref C-2).items[0] (ref I-3)"  # recurring, HOST-Y-EUR
+C2_I4 = "contracts[1] (ref C-2).items[1] (ref I-4)"  # one_time, SETUP-EUR
+DA_1 = "deferred_actions[0] (ref DA-1)"  # on ACC-3 (Tanaka, JPY), whose item is I-5
+CR_1 = "change_requests[0] (ref CR-1)"  # on I-1
+
+
+def _item_type(contract, item, item_type):
+    def change(doc):
+        doc["contracts"][contract]["items"][item]["item_type"] = item_type
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "record", "words"),
+    [
+        (_item_type(0, 0, "usage"), C1_I1, "a usage item cannot be billed on price plan "
+         "'HOST-M-EUR', a recurring plan; it needs a per_unit, graduated, volume or package plan"),
+        (_item_type(0, 0, "uti"), C1_I1, "a uti item cannot be billed"),
+        (_item_type(0, 1, "recurring"), C1_I2, "a recurring item cannot be billed on price plan "
+         "'API-EUR', a graduated plan; it needs a recurring plan"),
+        (_item_type(1, 0, "one_time"), C2_I3, "it needs a one_time plan"),
+        (_item_type(1, 1, "recurring"), C2_I4, "'SETUP-EUR', a one_time plan"),
+    ],
+)  # fmt: skip
+def test_an_item_type_its_plan_cannot_bill_is_refused(engine, tmp_path, change, record, words):
+    """A usage item on a recurring plan used to import, then fail bill day on a foreign key."""
+    error = assert_refused(engine, master_with(tmp_path, change), record, "item_type")
+    assert words in str(error)
+
+
+def _action(**fields):
+    def change(doc):
+        doc["deferred_actions"][0].update(fields)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        (_action(action="set_status"), "action", "'set_status' is not one of"),
+        (_action(action="suspend", params={}), "action", "'suspend' is not one of"),
+        (_action(params={}), "params.status", "'status' is a required property"),
+        (_action(params={"status": "paused"}), "params.status", "'paused' is not one of"),
+        (_action(params={"status": "inactive", "when": "now"}), "params.when",
+         "('when' was unexpected)"),
+        (_action(action="cancel_item", params={"status": "inactive"}), "params.status",
+         "('status' was unexpected)"),
+        (_action(action="cancel_item", params={}), "params.item_ref",
+         "'item_ref' is a required property"),
+        (_action(action="cancel_item", params={"item_ref": "I-404"}), "params.item_ref",
+         "unknown contract item 'I-404': neither in this file nor in the database"),
+        (_action(action="cancel_item", params={"item_ref": "I-1"}), "params.item_ref",
+         "contract item 'I-1' is not an item of account 'ACC-3'"),
+        (_action(action="change_price", params={"item_ref": "I-5"}), "params.price",
+         "'price' is a required property"),
+        (_action(action="change_price", params={"item_ref": "I-5", "price": "-1"}),
+         "params.price", "does not match"),
+        (_action(action="change_price", params={"item_ref": "I-5", "price": "1.1234567"}),
+         "params.price", "more than 6 decimals"),
+        (_action(action="change_price", params={"item_ref": "I-5", "price": "4000"}),
+         "params.price", "one-time item 'I-5' is charged once, at its start"),
+    ],
+)  # fmt: skip
+def test_a_deferred_action_the_engine_cannot_run_is_refused(engine, tmp_path, change, field, words):
+    """Before, any name and any params imported; the action then failed at its due date."""
+    error = assert_refused(engine, master_with(tmp_path, change), DA_1, field)
+    assert words in str(error)
+
+
+def test_a_price_change_on_a_tiered_usage_item_is_refused(engine, tmp_path):
+    def change(doc):
+        doc["deferred_actions"][0].update(
+            account="ACC-1", action="change_price", params={"item_ref": "I-2", "price": "0.01"}
+        )
+
+    error = assert_refused(engine, master_with(tmp_path, change), DA_1, "params.price")
+    assert "item 'I-2' is rated by the tiers of its graduated plan" in str(error)
+
+
+def test_each_action_with_its_params_imports(engine, tmp_path):
+    def change(doc):
+        doc["deferred_actions"] = [
+            {"ref": "DA-1", "account": "ACC-3", "action": "set_account_status",
+             "params": {"status": "closed"}, "due_on": "2026-12-31"},
+            {"ref": "DA-2", "account": "ACC-1", "action": "cancel_item",
+             "params": {"item_ref": "I-2"}, "due_on": "2026-06-30"},
+            {"ref": "DA-3", "account": "ACC-1", "action": "change_price",
+             "params": {"item_ref": "I-1", "price": "24.90"}, "due_on": "2026-07-01"},
+            {"ref": "DA-4", "account": "ACC-2", "action": "change_price",
+             "params": {"item_ref": "I-3", "price": 199}, "due_on": "2026-07-01"},
+        ]  # fmt: skip
+
+    report = run_import(engine, master_with(tmp_path, change))
+
+    assert report.of("deferred_actions") == Counts(inserted=4)
+
+
+def test_the_schema_lists_exactly_the_actions_the_engine_executes():
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    listed = schema["$defs"]["deferred_action"]["properties"]["action"]["enum"]
+    branches = {
+        branch["if"]["properties"]["action"]["const"]: sorted(
+            branch["then"]["properties"]["params"]["required"]
+        )
+        for branch in schema["$defs"]["deferred_action"]["allOf"]
+    }
+
+    assert sorted(listed) == sorted(ActionKind) == sorted(HANDLERS) == sorted(ACTION_PARAMS)
+    assert branches == {action: sorted(params) for action, params in ACTION_PARAMS.items()}
+
+
+def test_a_swap_to_a_plan_that_cannot_price_the_item_is_refused(engine, tmp_path):
+    def change(doc):
+        doc["change_requests"][0].update(kind="swap", new_price_plan="API-EUR")
+        del doc["change_requests"][0]["new_quantity"]
+
+    error = assert_refused(engine, master_with(tmp_path, change), CR_1, "new_price_plan")
+    assert "item 'I-1': a recurring item cannot be billed on price plan 'API-EUR'" in str(error)
+
+
+def test_a_swap_to_a_plan_in_another_currency_is_refused(engine, tmp_path):
+    def change(doc):
+        doc["change_requests"][0].update(kind="swap", new_price_plan="SETUP-JPY")
+        doc["change_requests"][0]["item"] = "I-4"
+        del doc["change_requests"][0]["new_quantity"]
+
+    error = assert_refused(engine, master_with(tmp_path, change), CR_1, "new_price_plan")
+    assert "price plan 'SETUP-JPY' is in JPY, item 'I-4' is billed in EUR" in str(error)
 
 
 # --- CSV usage ---------------------------------------------------------------------------

@@ -96,6 +96,12 @@ EXPECTED = {
         None,
         {"settings_block": "default", "database_block": "default"},
     ),
+    "preview": (
+        "on-demand",
+        "flows/preview.py:preview",
+        None,
+        {"database_block": "default", "settings_block": "default", "seller_block": "default"},
+    ),
 }
 
 
