@@ -244,10 +244,15 @@ class Catalogue:
 
 def ensure_catalogue(conn: Connection) -> Catalogue:
     """Insert whichever catalogue rows are missing (a second seed reuses the first one's)."""
-    _insert_missing(conn, Base.metadata.tables["tax_categories"], "code", [
-        {"vat_category": "S", "exemption_code": None, "exemption_reason": None, **category}
-        for category in TAX_CATEGORIES
-    ])  # fmt: skip  (the same keys in every row: an executemany takes the first row's)
+    _insert_missing(
+        conn,
+        Base.metadata.tables["tax_categories"],
+        "code",
+        [
+            {"vat_category": "S", "exemption_code": None, "exemption_reason": None, **category}
+            for category in TAX_CATEGORIES
+        ],
+    )  # fmt: skip  (the same keys in every row: an executemany takes the first row's)
     rates = Base.metadata.tables["tax_rates"]
     have = set(conn.execute(select(rates.c.category_code, rates.c.country, rates.c.valid_from)))
     new_rates = [

@@ -2,7 +2,8 @@
 
 ``preview_account`` runs the real bill-run path, in one transaction that it always rolls back:
 the deferred actions due (bill day's first step, which may change a price or cancel an item),
-then ``billrun.bill_slices`` on the account's due bill units (claim, snapshot, the pure
+the cancellations due (bill day's second: their credits are on the bill it makes), then
+``billrun.bill_slices`` on the account's due bill units (claim, snapshot, the pure
 ``billplan.plan_bills``, write, catch-up cycle by cycle), exactly as a bill-day batch bills
 them. It reads back the bills and lines that pass wrote, and the documents' model of each
 bill, before the rollback. So the preview is what bill day bills, by construction: there is
@@ -13,8 +14,8 @@ undo is a PostgreSQL sequence (ids taken by ``take_ids`` and the inserts): ids a
 gapless, so that is harmless; invoice numbers, which are, are not touched (numbering is not
 run, a preview has no number).
 
-The preview follows bill day's order up to billing; the steps after it (numbering, cycle fees
-of cancellations due that day, payments) do not change the bill's lines.
+The preview follows bill day's order up to billing; the steps after it (numbering, forward
+fees, payments) do not change the bill's lines.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from billing.documents.model import Invoice, load_invoices
 from billing.ops.billrun import BatchResult, bill_slices, due_unit_ids
+from billing.ops.cycle_fees import cancellations
 from billing.ops.deferred import run_deferred_actions
 from billing.ops.run_report import money
 from billing.ops.views import UnknownAccounts
@@ -124,7 +126,10 @@ def preview_account(
                 .order_by(BillUnit.next_bill_date)
                 .limit(1)
             )
+            # bill day's steps before billing, in its order (billing.jobs.bill_day): the
+            # deferred actions, then the cancellations due (their credits are on this bill)
             run_deferred_actions(session, as_of)
+            cancellations(session, as_of, run_id)
             unit_ids = due_unit_ids(session, as_of, account_refs=[account_ref])
             result = (
                 bill_slices(session, unit_ids, as_of, run_id, seller_country=seller_country)

@@ -172,3 +172,18 @@ def test_an_unknown_account_fails_and_writes_nothing(population):
     assert result.exit_code == 1
     assert "error: unknown account 'NOPE'" in result.output
     assert dump(population) == before
+
+
+def test_a_cancellation_due_that_day_is_previewed_as_bill_day_credits_it(population):
+    """Bill day runs the deferred actions, then the cancellations due, then billing
+    (``billing.jobs.bill_day``): A1, billed in advance for February on 1 February and
+    cancelled from 15 February (the population's deferred action), is credited on the bill
+    of 1 March. The preview of 1 March shows that credit."""
+    run_bill_day(population, FEB, "run-feb")
+    march = date(2027, 3, 1)
+    preview = preview_account(population, "A", march)
+
+    run_bill_day(population, march, "run-march")
+
+    assert preview.bills == billed(population, "A", "run-march")
+    assert any(line.net < 0 for bill in preview.bills for line in bill.lines)
