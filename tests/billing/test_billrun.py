@@ -62,7 +62,10 @@ def _population(engine: Engine) -> None:
         s.execute(
             update(ContractItem).where(item.id % 4 == 0).values(price_override=Decimal("3.333333"))
         )
-        s.execute(update(Account).where(Account.id == 6).values(country="XX"))  # no VAT rates
+        s.execute(  # no VAT rates: a consumer there must pay the country's VAT (a business
+            # there would be billed outside the scope of VAT, with no rate needed)
+            update(Account).where(Account.id == 6).values(country="XX", customer_type="consumer")
+        )
     run_uti_schedule_generator(engine, datetime(2026, 11, 10, 12), "uti")
 
 
