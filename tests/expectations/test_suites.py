@@ -100,6 +100,7 @@ def test_every_rule_is_named_described_and_reads_its_table():
         "usage_charge_quantity_matches_usage",
         "account_balance_matches_ledger",
         "revenue_journal_balanced",
+        "credit_notes_within_invoices",
     ]
     for rule in RULES:
         assert rule.description and "{batch}" in rule.sql
@@ -526,3 +527,39 @@ def test_direct_path_and_great_expectations_agree(billed, tmp_path):
         assert len(direct.failed) >= 6 and direct.passed >= 4  # both kinds of outcome compared
         assert direct.results == through_ge.results
         assert direct.success is through_ge.success is False
+
+
+def test_invoice_line_credited_beyond_what_it_billed(billed, tmp_path):
+    """A correction naming a line's charge takes off more than the line billed."""
+    with unit_of_work(billed) as s:
+        line = s.scalars(
+            select(BillLine).where(BillLine.bill_id == BILL_A, BillLine.net > 0)
+        ).first()
+        assert line is not None
+        original = s.get(Charge, line.charge_id)
+        assert original is not None
+        line_id, net = line.id, line.net
+        s.add(
+            Charge(
+                charge_key=f"crl:{original.id}:1",
+                account_id=original.account_id,
+                bill_unit_id=original.bill_unit_id,
+                kind=ChargeKind.ADJUSTMENT,
+                description="credit beyond the line",
+                period_start=original.period_start,
+                period_end=original.period_end,
+                bill_on=AS_OF,
+                quantity=D(1),
+                unit_price=-(net + D("0.01")),
+                amount=-(net + D("0.01")),
+                currency=original.currency,
+                tax_category=original.tax_category,
+                status=ChargeStatus.OPEN,
+                created_on=AS_OF,
+                corrects_charge_id=original.id,
+            )
+        )
+    report = check(billed, tmp_path)
+    assert failures(report) == {"credit_notes_within_invoices": 1}
+    (row,) = report.result("credit_notes_within_invoices").sample
+    assert (row["bill_line_id"], row["net"], row["corrected"]) == (line_id, net, -(net + D("0.01")))
