@@ -213,16 +213,17 @@ def _creditable(session: Session, invoice: Bill) -> list[tuple[Creditable, int |
         .order_by(BillLine.position)
     ).all()
     charge_ids = [line.charge_id for line, _ in rows]
-    corrections: dict[int | None, Decimal] = dict(
-        session.execute(
+    corrections: dict[int | None, Decimal] = {
+        corrected: amount
+        for corrected, amount in session.execute(
             select(Charge.corrects_charge_id, func.sum(Charge.amount))
             .where(
                 Charge.corrects_charge_id.in_(charge_ids),
                 Charge.status != ChargeStatus.CANCELLED,
             )
             .group_by(Charge.corrects_charge_id)
-        ).tuples()
-    )
+        )
+    }
     return [
         (
             Creditable(
