@@ -22,7 +22,12 @@ from billing.documents.cii import cii_bytes
 from billing.documents.model import load_invoices
 from billing.documents.pdf import InvoiceRenderer
 from billing.documents.seller import DEFAULT_SELLER
-from billing.documents.validation import validate_cii_schematron, validate_cii_xsd
+from billing.documents.validation import (
+    validate_cii_schematron,
+    validate_cii_xsd,
+    validate_invoice_xml,
+)
+from billing.documents.xml_export import invoice_xml
 from billing.domain.credit_notes import (
     Creditable,
     CreditNoteError,
@@ -213,6 +218,10 @@ def test_the_cii_of_a_credit_note_is_type_381_naming_the_invoice(account_a):  # 
     line_total = "ram:SpecifiedTradeSettlementLineMonetarySummation/ram:LineTotalAmount"
     assert text(line + "ram:SpecifiedLineTradeSettlement/" + line_total) == "11.00"
     assert root.find(settlement + "ram:SpecifiedTradeSettlementPaymentMeans", NS) is None
+    exported = etree.fromstring(invoice_xml(invoice, DEFAULT_SELLER))  # our own export says so
+    validate_invoice_xml(exported)
+    (element,) = exported.iterfind("{*}invoice")
+    assert (element.get("type"), element.get("corrects")) == ("381", "INV-00000001")
 
 
 @pytest.mark.parametrize(
