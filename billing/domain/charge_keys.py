@@ -19,6 +19,9 @@ kind                 key                                        written by
 ``uti``  UTI         ``uti:{item id}:{process now}``            UTI (a date *and time*)
 ``cyc``  CYCLE_BILL  ``cyc:{unit id}:{bill date}``              a cycle's bill
 ``imm``  IMMEDIATE   ``imm:{unit id}:{bill date}:{charge id}``  a bill of immediate charges
+``crn``  CREDIT_NOTE ``crn:{invoice bill id}:{n}``              the n-th credit note issued
+                                                                by hand on an invoice
+``crl``  CREDIT_LINE ``crl:{credited charge id}:{n}``           its line crediting a charge
 ``card`` CARD        ``card:{bill key}:{attempt}``              card collection
 ``dd``   DEBIT       ``dd:{bill key}:{attempt}``                SEPA direct debit
 ``ref``  STATEMENT   ``ref:{bank reference}``                   payments from a statement
@@ -53,6 +56,8 @@ class KeyKind(enum.StrEnum):
     UTI = "uti"
     CYCLE_BILL = "cyc"
     IMMEDIATE_BILL = "imm"
+    CREDIT_NOTE = "crn"
+    CREDIT_LINE = "crl"
     CARD = "card"
     DIRECT_DEBIT = "dd"
     STATEMENT = "ref"
@@ -71,8 +76,10 @@ DATED_CHARGES = frozenset(
 )
 """Charge kinds keyed ``{kind}:{id}:{date}``."""
 
-CHARGE_KINDS = DATED_CHARGES | {KeyKind.ONE_TIME, KeyKind.UTI}
-BILL_KINDS = frozenset({KeyKind.CYCLE_BILL, KeyKind.IMMEDIATE_BILL})
+CHARGE_KINDS = DATED_CHARGES | {KeyKind.ONE_TIME, KeyKind.UTI, KeyKind.CREDIT_LINE}
+BILL_KINDS = frozenset({KeyKind.CYCLE_BILL, KeyKind.IMMEDIATE_BILL, KeyKind.CREDIT_NOTE})
+NUMBERED = frozenset({KeyKind.CREDIT_NOTE, KeyKind.CREDIT_LINE})
+"""Kinds keyed ``{kind}:{id}:{number}``."""
 PAYMENT_KINDS = frozenset({KeyKind.CARD, KeyKind.DIRECT_DEBIT, KeyKind.STATEMENT})
 REFUND_KINDS = frozenset({KeyKind.REFUND})
 
@@ -184,6 +191,17 @@ def immediate_bill(unit_id: int, bill_date: date, first_charge_id: int) -> str:
     return f"{_dated(KeyKind.IMMEDIATE_BILL, unit_id, bill_date)}{SEPARATOR}{first_charge_id}"
 
 
+def credit_note(invoice_bill_id: int, number: int) -> str:
+    """The ``number``-th credit note issued by hand on the invoice ``invoice_bill_id``."""
+    return f"{_HEAD[KeyKind.CREDIT_NOTE]}{invoice_bill_id}{SEPARATOR}{number}"
+
+
+def credit_line(charge_id: int, number: int) -> str:
+    """The line of an invoice's ``number``-th credit note that credits the charge
+    ``charge_id`` (the charge of the invoice line it credits)."""
+    return f"{_HEAD[KeyKind.CREDIT_LINE]}{charge_id}{SEPARATOR}{number}"
+
+
 def card_payment(bill_key: str, attempt: int) -> str:
     """Collection attempt ``attempt`` of a bill by card."""
     return f"{_HEAD[KeyKind.CARD]}{bill_key}{SEPARATOR}{attempt}"
@@ -221,6 +239,10 @@ def format_key(key: Key) -> str:
         return statement_payment(str(owner))
     if kind is KeyKind.REFUND:
         return refund(str(owner), _int(number))
+    if kind is KeyKind.CREDIT_NOTE:
+        return credit_note(_int(owner), _int(number))
+    if kind is KeyKind.CREDIT_LINE:
+        return credit_line(_int(owner), _int(number))
     if kind in (KeyKind.CARD, KeyKind.DIRECT_DEBIT):
         builder = card_payment if kind is KeyKind.CARD else direct_debit
         return builder(str(owner), _int(number))
@@ -263,6 +285,9 @@ def _parse_body(kind: KeyKind, body: str) -> Key:
         if not owner:
             raise ValueError("no owner before the number")
         return Key(kind, owner, number=int(number))
+    if kind in NUMBERED:
+        owner, _, number = body.partition(SEPARATOR)
+        return Key(kind, int(owner), number=int(number))
     owner, _, rest = body.partition(SEPARATOR)
     if kind is KeyKind.UTI:
         return Key(kind, int(owner), datetime.fromisoformat(rest))

@@ -43,6 +43,7 @@ from billing.domain.billplan import (
 )
 from billing.domain.charge_keys import KeyKind
 from billing.domain.corrections import CorrectedBill, line_description
+from billing.domain.credit_notes import document_for
 from billing.domain.errors import BillingError
 from billing.domain.invoice import DraftBill
 from billing.domain.money import add_to_total
@@ -379,12 +380,16 @@ def _write_units(
     if bills:
         rows = []
         for unit, draft, planned in bills:
+            # A negative total is a credit note (its own series, type 381), never a negative
+            # invoice; a bill mixing fees and corrections stays an invoice with negative lines.
+            series_code, type_code = document_for(unit.series_code, draft.gross)
             rows.append(
                 {
                     "bill_key": bill_key(unit, draft, as_of),
                     "account_id": unit.account_id,
                     "bill_unit_id": unit.id,
-                    "series_code": unit.series_code,
+                    "series_code": series_code,
+                    "type_code": type_code,
                     "status": BillStatus.BILLED,
                     "bill_date": draft.bill_date,
                     "due_date": draft.due_date,

@@ -368,6 +368,12 @@ class Bill(Base):
     gross: Mapped[Decimal] = mapped_column(Amount)
     amount_paid: Mapped[Decimal] = mapped_column(Amount, default=ZERO)
     run_id: Mapped[str | None] = mapped_column(String(64))
+    type_code: Mapped[str] = mapped_column(String(3), server_default="380")
+    """The document type (UNTDID 1001, EN 16931 BT-3): ``380`` an invoice, ``381`` a credit
+    note (``billing.domain.credit_notes``). A credit note's amounts are stored negative, as
+    what it takes off the balance; its documents print them positive."""
+    note: Mapped[str | None] = mapped_column(Text)
+    """Why a credit note was issued by hand (``billing credit-note --reason``), printed on it."""
 
     lines: Mapped[list[BillLine]] = relationship(
         back_populates="bill", order_by="BillLine.position"

@@ -34,6 +34,8 @@ TODAY = [
         "imm:3:2027-02-01:1042",
         Key(KeyKind.IMMEDIATE_BILL, 3, D1, 1042),
     ),
+    (ck.credit_note(12, 2), "crn:12:2", Key(KeyKind.CREDIT_NOTE, 12, number=2)),
+    (ck.credit_line(40, 2), "crl:40:2", Key(KeyKind.CREDIT_LINE, 40, number=2)),
     (
         ck.card_payment("cyc:3:2027-02-01", 2),
         "card:cyc:3:2027-02-01:2",
@@ -112,6 +114,8 @@ def test_a_forecast_is_the_twin_of_its_recurring_fee():
         "one:7:2027-02-01",
         "imm:3:2027-02-01",
         "card:5",
+        "crn:12",
+        "crl:x:1",
         "uti:7:not-a-time",
     ],
 )
