@@ -17,7 +17,6 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import select
 
 from billing.jobs.bill_day import run_bill_day
@@ -77,11 +76,6 @@ def lines_of(engine, bill_date: date):
         ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="today late usage is merged into the next cycle's charge: one line of 50 calls, "
-    "50.00, period Nov 25 - Dec 16, priced as December's tiers",
-)
 def test_late_usage_is_billed_on_the_next_bill_as_a_delta_of_its_cycle(engine):
     late_population(engine)
     bill_day(engine, DEC_1)
