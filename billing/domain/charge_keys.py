@@ -17,6 +17,7 @@ kind                 key                                        written by
 ``ext``  EXTENSION   ``ext:{item id}:{cycle start}``            renewal top-ups
 ``use``  USAGE       ``use:{item id}:{bill date}``              rating at billing
 ``uti``  UTI         ``uti:{item id}:{process now}``            UTI (a date *and time*)
+``lat``  LATE_USAGE  ``lat:{item id}:{cycle bill date}:{bill}``  late usage of a billed cycle
 ``cyc``  CYCLE_BILL  ``cyc:{unit id}:{bill date}``              a cycle's bill
 ``imm``  IMMEDIATE   ``imm:{unit id}:{bill date}:{charge id}``  a bill of immediate charges
 ``crn``  CREDIT_NOTE ``crn:{invoice bill id}:{n}``              the n-th credit note issued
@@ -54,6 +55,7 @@ class KeyKind(enum.StrEnum):
     EXTENSION = "ext"
     USAGE = "use"
     UTI = "uti"
+    LATE_USAGE = "lat"
     CYCLE_BILL = "cyc"
     IMMEDIATE_BILL = "imm"
     CREDIT_NOTE = "crn"
@@ -76,7 +78,12 @@ DATED_CHARGES = frozenset(
 )
 """Charge kinds keyed ``{kind}:{id}:{date}``."""
 
-CHARGE_KINDS = DATED_CHARGES | {KeyKind.ONE_TIME, KeyKind.UTI, KeyKind.CREDIT_LINE}
+CHARGE_KINDS = DATED_CHARGES | {
+    KeyKind.ONE_TIME,
+    KeyKind.UTI,
+    KeyKind.CREDIT_LINE,
+    KeyKind.LATE_USAGE,
+}
 BILL_KINDS = frozenset({KeyKind.CYCLE_BILL, KeyKind.IMMEDIATE_BILL, KeyKind.CREDIT_NOTE})
 NUMBERED = frozenset({KeyKind.CREDIT_NOTE, KeyKind.CREDIT_LINE})
 """Kinds keyed ``{kind}:{id}:{number}``."""
@@ -93,6 +100,8 @@ class Key:
     owner: int | str
     on: date | None = None
     number: int | None = None
+    billed_on: date | None = None
+    """A late usage key's second date: the bill that takes the late usage."""
 
     @property
     def text(self) -> str:
@@ -156,6 +165,19 @@ def usage(item_id: int, bill_date: date) -> str:
 def uti(item_id: int, process_now: datetime) -> str:
     """An item's UTI usage collected by the run of ``process_now``."""
     return f"{_HEAD[KeyKind.UTI]}{item_id}{SEPARATOR}{process_now.isoformat()}"
+
+
+def late_usage(item_id: int, cycle_bill_date: date, bill_date: date) -> str:
+    """An item's late usage of the cycle closed on ``cycle_bill_date``, billed on the bill
+    dated ``bill_date`` (``billing.domain.late_usage``)."""
+    return (
+        f"{_dated(KeyKind.LATE_USAGE, item_id, cycle_bill_date)}{SEPARATOR}{bill_date.isoformat()}"
+    )
+
+
+def like_late_usage(item_id: int, cycle_bill_date: date) -> str:
+    """A SQL ``LIKE`` pattern matching an item's late usage keys of one cycle."""
+    return f"{_dated(KeyKind.LATE_USAGE, item_id, cycle_bill_date)}{SEPARATOR}%"
 
 
 def rated_key_parts(kind: KeyKind, on: date) -> tuple[str, str]:
@@ -254,6 +276,10 @@ def format_key(key: Key) -> str:
         return uti(_int(owner), on)
     if kind is KeyKind.IMMEDIATE_BILL:
         return immediate_bill(_int(owner), on, _int(number))
+    if kind is KeyKind.LATE_USAGE:
+        if key.billed_on is None:
+            raise ValueError("a 'lat' key needs the date of the bill that takes it")
+        return late_usage(_int(owner), on, key.billed_on)
     return _dated(kind, _int(owner), on)
 
 
@@ -294,6 +320,9 @@ def _parse_body(kind: KeyKind, body: str) -> Key:
     if kind is KeyKind.IMMEDIATE_BILL:
         day, _, number = rest.partition(SEPARATOR)
         return Key(kind, int(owner), date.fromisoformat(day), int(number))
+    if kind is KeyKind.LATE_USAGE:
+        day, _, billed = rest.partition(SEPARATOR)
+        return Key(kind, int(owner), date.fromisoformat(day), billed_on=date.fromisoformat(billed))
     return Key(kind, int(owner), date.fromisoformat(rest))
 
 

@@ -28,6 +28,11 @@ TODAY = [
     (ck.extension(7, D1), "ext:7:2027-02-01", Key(KeyKind.EXTENSION, 7, D1)),
     (ck.usage(7, D1), "use:7:2027-02-01", Key(KeyKind.USAGE, 7, D1)),
     (ck.uti(7, NOW), "uti:7:2027-01-12T12:00:00", Key(KeyKind.UTI, 7, NOW)),
+    (
+        ck.late_usage(7, date(2026, 12, 1), D1),
+        "lat:7:2026-12-01:2027-02-01",
+        Key(KeyKind.LATE_USAGE, 7, date(2026, 12, 1), billed_on=D1),
+    ),
     (ck.cycle_bill(3, D1), "cyc:3:2027-02-01", Key(KeyKind.CYCLE_BILL, 3, D1)),
     (
         ck.immediate_bill(3, D1, 1042),
