@@ -272,6 +272,26 @@ RULES: tuple[Rule, ...] = (
         """,
         amounts=("debit", "credit"),
     ),
+    Rule(
+        "credit_notes_within_invoices",
+        "bill_lines",
+        "No invoice line is credited beyond what it billed: its net plus every correction "
+        "naming its charge (credit notes, termination credits, adjustments) is not negative.",
+        """
+        SELECT l.id AS bill_line_id, l.bill_id, l.position, l.net, c.corrected
+        FROM {batch} AS l
+        JOIN bills AS b ON b.id = l.bill_id
+        JOIN (
+            SELECT corrects_charge_id, SUM(amount) AS corrected
+            FROM charges
+            WHERE corrects_charge_id IS NOT NULL AND status <> 'cancelled'
+            GROUP BY corrects_charge_id
+        ) AS c ON c.corrects_charge_id = l.charge_id
+        WHERE b.type_code = '380' AND l.net >= 0 AND l.net + c.corrected < 0
+        ORDER BY l.id
+        """,
+        amounts=("net", "corrected"),
+    ),
 )
 
 

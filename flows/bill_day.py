@@ -249,6 +249,10 @@ def _measures(as_of: date, dry_run: bool, result: BillDayResult, settings: Any) 
     measures.add("cycles with nothing to bill", billing.empty_cycles)
     measures.add("bills", billing.bills)
     measures.add("usage records rated", billing.usage_collected)
+    measures.add("late usage billed", billing.late_usage_billed)
+    for currency, amount in sorted(billing.late_usage_amounts.items()):
+        measures.money(f"late usage {currency}", amount, currency)
+    measures.add("late usage held", billing.late_usage_held)
     for currency, total in sorted(billing.totals.items()):
         measures.money(f"total {currency}", total, currency)
     for numbered in result.numbered:
@@ -347,6 +351,8 @@ def _step_counts(result: BillDayResult) -> list[StepCount]:
         StepCount("billing", "failed", len(billing.failed)),
         StepCount("billing", "bills", billing.bills),
         StepCount("billing", "usage records rated", billing.usage_collected),
+        StepCount("billing", "late usage billed", billing.late_usage_billed),
+        StepCount("billing", "late usage held", billing.late_usage_held),
     ]
     if result.cycle_fees is not None:
         counts += [

@@ -89,6 +89,10 @@ def _report(
     measures.add("billed", result.billed)
     measures.add("bills", result.bills)
     measures.add("usage records rated", result.usage_collected)
+    measures.add("late usage billed", result.late_usage_billed)
+    for currency, amount in sorted(result.late_usage_amounts.items()):
+        measures.money(f"late usage {currency}", amount, currency)
+    measures.add("late usage held", result.late_usage_held)
     measures.add("failed", len(result.failed))
     measures.add("planned IS lines retired", retired)
     for currency, total in sorted(result.totals.items()):

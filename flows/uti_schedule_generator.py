@@ -78,6 +78,7 @@ def _report(process_now: datetime, result: UtiResult) -> dict[str, Any]:
     measures.add("accounts", result.accounts)
     measures.add("usage collected", result.collected)
     measures.add("IS lines calculated", result.charges)
+    measures.add("late usage held", result.held)
     measures.add("failed", len(result.failed))
     for account, why in sorted(result.failed.items()):
         measures.add(f"failed account {account}", why)

@@ -1,6 +1,7 @@
 """The ``billing`` CLI (Typer). Each module registers its commands on the shared app."""
 
 from billing.cli import (  # noqa: F401
+    credit_note_cmd,
     db_cmd,
     export_cmd,
     import_cmd,

@@ -19,6 +19,7 @@ from billing.documents.formatting import Formatter
 from billing.documents.legal import exemption_text
 from billing.documents.model import Invoice, Line
 from billing.documents.seller import Seller
+from billing.domain.credit_notes import INVOICE
 from billing.domain.money import LINE_ROUNDING, exact_product, quantize_money
 from billing.domain.pricing import UNIT_PRICE_PLACES
 from billing.domain.tax import TaxLine, tax_summary
@@ -31,7 +32,7 @@ UDT = "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100"
 QDT = "urn:un:unece:uncefact:data:standard:QualifiedDataType:100"
 NSMAP = {"rsm": RSM, "ram": RAM, "udt": UDT, "qdt": QDT}
 EN16931 = "urn:cen.eu:en16931:2017"
-COMMERCIAL_INVOICE = "380"
+COMMERCIAL_INVOICE = INVOICE  # BT-3 of an invoice; a credit note's is CREDIT_NOTE (381)
 PRICE_STEP = Decimal(1).scaleb(-UNIT_PRICE_PLACES)  # the finest net price written as BT-146 alone
 UNIT_ONE = "C62"  # UN/ECE Recommendation 20: "one" (a unit without dimension)
 PAYMENT_MEANS = {  # UNCL 4461
@@ -199,12 +200,14 @@ def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
     _el(_el(context, "ram:GuidelineSpecifiedDocumentContextParameter"), "ram:ID", EN16931)
     document = _el(root, "rsm:ExchangedDocument")
     _el(document, "ram:ID", invoice.bill_no)
-    _el(document, "ram:TypeCode", COMMERCIAL_INVOICE)
+    _el(document, "ram:TypeCode", invoice.type_code)  # BT-3: 380 invoice, 381 credit note
     _date(document, "ram:IssueDateTime", invoice.bill_date)
     if seller.legal_form:
         note = _el(document, "ram:IncludedNote")
         _el(note, "ram:Content", seller.legal_form)
         _el(note, "ram:SubjectCode", "REG")
+    if invoice.note:  # BT-22: why a credit note was issued by hand
+        _el(_el(document, "ram:IncludedNote"), "ram:Content", invoice.note)
 
     transaction = _el(root, "rsm:SupplyChainTradeTransaction")
     for line in invoice.lines:
@@ -242,20 +245,24 @@ def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
 
     settlement = _el(transaction, "ram:ApplicableHeaderTradeSettlement")
     payment = invoice.payment
-    direct_debit = payment.method == PaymentMethod.DIRECT_DEBIT
+    credit_note = invoice.is_credit_note
+    # A credit note is not collected: no mandate, no debit, no account to pay to (BG-16 is
+    # optional); its terms (BT-20) say how the credit is settled.
+    direct_debit = payment.method == PaymentMethod.DIRECT_DEBIT and not credit_note
     if direct_debit and seller.creditor_id:
         _el(settlement, "ram:CreditorReferenceID", seller.creditor_id)
     _el(settlement, "ram:PaymentReference", invoice.bill_no)
     _el(settlement, "ram:InvoiceCurrencyCode", cur)
-    means = _el(settlement, "ram:SpecifiedTradeSettlementPaymentMeans")
-    _el(means, "ram:TypeCode", PAYMENT_MEANS[payment.method])
-    if direct_debit and payment.iban:
-        _el(_el(means, "ram:PayerPartyDebtorFinancialAccount"), "ram:IBANID", payment.iban)
-    elif payment.method == PaymentMethod.INVOICE and seller.iban:
-        _el(_el(means, "ram:PayeePartyCreditorFinancialAccount"), "ram:IBANID", seller.iban)
-        if seller.bic:
-            institution = _el(means, "ram:PayeeSpecifiedCreditorFinancialInstitution")
-            _el(institution, "ram:BICID", seller.bic)
+    if not credit_note:
+        means = _el(settlement, "ram:SpecifiedTradeSettlementPaymentMeans")
+        _el(means, "ram:TypeCode", PAYMENT_MEANS[payment.method])
+        if direct_debit and payment.iban:
+            _el(_el(means, "ram:PayerPartyDebtorFinancialAccount"), "ram:IBANID", payment.iban)
+        elif payment.method == PaymentMethod.INVOICE and seller.iban:
+            _el(_el(means, "ram:PayeePartyCreditorFinancialAccount"), "ram:IBANID", seller.iban)
+            if seller.bic:
+                institution = _el(means, "ram:PayeeSpecifiedCreditorFinancialInstitution")
+                _el(institution, "ram:BICID", seller.bic)
     reasons = _exemptions(invoice, seller.country, f)
     for category, rate, base, tax in tax_breakdown(invoice):
         trade_tax = _el(settlement, "ram:ApplicableTradeTax")
@@ -274,8 +281,11 @@ def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
     _date(period, "ram:StartDateTime", invoice.lines_span[0])
     _date(period, "ram:EndDateTime", inclusive_end(*invoice.lines_span))
     terms = _el(settlement, "ram:SpecifiedTradePaymentTerms")
-    _el(terms, "ram:Description", f.terms(payment.terms_days, invoice.due_date))  # BT-20
-    _date(terms, "ram:DueDateDateTime", invoice.due_date)
+    if credit_note:
+        _el(terms, "ram:Description", f.text("credit_note_terms"))  # BT-20
+    else:
+        _el(terms, "ram:Description", f.terms(payment.terms_days, invoice.due_date))  # BT-20
+        _date(terms, "ram:DueDateDateTime", invoice.due_date)
     if direct_debit and payment.mandate_ref:
         _el(terms, "ram:DirectDebitMandateID", payment.mandate_ref)
     totals = _el(settlement, "ram:SpecifiedTradeSettlementHeaderMonetarySummation")
@@ -284,6 +294,11 @@ def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
     _el(totals, "ram:TaxTotalAmount", _amount(invoice.tax, cur), currencyID=cur)
     _el(totals, "ram:GrandTotalAmount", _amount(invoice.gross, cur))
     _el(totals, "ram:DuePayableAmount", _amount(invoice.gross, cur))
+    for preceding in invoice.corrects:  # BG-3: BT-25 the invoice corrected, BT-26 its date
+        reference = _el(settlement, "ram:InvoiceReferencedDocument")
+        _el(reference, "ram:IssuerAssignedID", preceding.bill_no)
+        issued = _el(reference, "ram:FormattedIssueDateTime")
+        _el(issued, "qdt:DateTimeString", preceding.bill_date.strftime("%Y%m%d"), format="102")
     return root
 
 

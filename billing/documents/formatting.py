@@ -77,8 +77,10 @@ class Formatter:
         amount: Decimal,
         due: dt.date,
         seller: str,
+        credit_note: bool = False,
     ) -> str:
-        """The invoice e-mail's text; a bill due on its own date is due on receipt."""
+        """The invoice e-mail's text; a bill due on its own date is due on receipt. A credit
+        note's (``amount`` as it states it, positive) says it is applied, then refunded."""
         params = {
             "name": name,
             "number": number,
@@ -86,6 +88,8 @@ class Formatter:
             "amount": self.money(amount),
             "seller": seller,
         }
+        if credit_note:
+            return self.text("email_body_credit_note", **params)
         if due <= bill_date:
             return self.text("email_body_on_receipt", **params)
         return self.text("email_body", due=self.long_date(due), **params)

@@ -19,16 +19,17 @@ from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Select, exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from billing.documents.formatting import Formatter
 from billing.domain.charge_keys import KeyKind, parse_key
+from billing.domain.credit_notes import CREDIT_NOTE, INVOICE
 from billing.domain.direct_debit import DEFAULT_LEAD_DAYS, collection_date
 from billing.domain.enums import ChargeKind
 from billing.domain.errors import BillingError
 from billing.domain.periods import Period, add_cycles, cycle_months
 from billing.domain.pricing import PricePlan as PlanValue
-from billing.domain.printed import PrintedLine, credit_line, printed_line
+from billing.domain.printed import PrintedLine, credit_line, negated, printed_line
 from billing.domain.schedule import CycleGrid
 from billing.domain.vat import VATEX, VatCategory
 from billing.ops.catalog import load_plans
@@ -231,6 +232,9 @@ def line_printed(line: BillLine, pricing: LinePricing, currency: str) -> Printed
     credit = _credit_printed(line, pricing, currency)
     if credit is not None:
         return credit
+    if pricing.charge_key and pricing.charge_key.startswith(f"{KeyKind.CREDIT_LINE.value}:"):
+        # a credit note's line issued by hand: 1 x its amount (its invoice printed the rest)
+        return printed_line(line.quantity, line.unit_price, line.net, currency)
     plan = pricing.plan
     price = pricing.price_override
     if plan is not None and price is None:
@@ -288,8 +292,21 @@ class Payment:
 
 
 @dataclass(frozen=True)
+class PrecedingInvoice:
+    """An invoice a credit note corrects (EN 16931 BG-3: BT-25 number, BT-26 date)."""
+
+    bill_no: str
+    bill_date: date
+
+
+@dataclass(frozen=True)
 class Invoice:
-    """An issued, numbered bill with everything its documents print."""
+    """An issued, numbered bill with everything its documents print.
+
+    A credit note (``type_code`` 381) holds its amounts as its documents state them, positive
+    (EN 16931), though the bill stores them negative; ``corrects`` names the invoices it
+    corrects and ``note`` why it was issued by hand.
+    """
 
     bill_id: int
     bill_no: str
@@ -307,6 +324,13 @@ class Invoice:
     buyer: Party
     payment: Payment
     lines: tuple[Line, ...]
+    type_code: str = INVOICE
+    corrects: tuple[PrecedingInvoice, ...] = ()
+    note: str | None = None
+
+    @property
+    def is_credit_note(self) -> bool:
+        return self.type_code == CREDIT_NOTE
 
     @property
     def lines_span(self) -> tuple[date, date]:
@@ -324,7 +348,7 @@ def _prenotified(
     bill: Bill, account: Account, debit: tuple[date | None, Decimal | None]
 ) -> tuple[Decimal | None, date | None]:
     """The amount and date the invoice announces for its direct debit (None, None otherwise)."""
-    if account.payment_method != PaymentMethod.DIRECT_DEBIT:
+    if account.payment_method != PaymentMethod.DIRECT_DEBIT or bill.type_code == CREDIT_NOTE:
         return None, None
     sent_on, amount = debit
     if sent_on is not None:
@@ -337,9 +361,12 @@ def _invoice(
     account: Account,
     lines: Iterable[tuple[BillLine, ProductName | None, LinePricing, tuple[str | None, ...]]],
     debit: tuple[date | None, Decimal | None] = (None, None),
+    corrects: tuple[PrecedingInvoice, ...] = (),
 ) -> Invoice:
     f = Formatter.for_account(account.language or "en", account.country, bill.currency)
     debit_amount, debit_on = _prenotified(bill, account, debit)
+    credit_note = bill.type_code == CREDIT_NOTE
+    sign = -1 if credit_note else 1  # a credit note states positive what it stores negative
     return Invoice(
         bill_id=bill.id,
         bill_no=bill.bill_no or "",
@@ -349,9 +376,9 @@ def _invoice(
         period_start=bill.period_start,
         period_end=bill.period_end,
         currency=bill.currency,
-        net=bill.net,
-        tax=bill.tax,
-        gross=bill.gross,
+        net=sign * bill.net,
+        tax=sign * bill.tax,
+        gross=sign * bill.gross,
         language=account.language or "en",
         account_ref=account.ref,
         buyer=Party(
@@ -381,20 +408,55 @@ def _invoice(
                 period_start=line.period_start,
                 period_end=line.period_end,
                 quantity=line.quantity,
-                unit_price=line.unit_price,
-                net=line.net,
+                unit_price=sign * line.unit_price,
+                net=sign * line.net,
                 tax_category=line.tax_category,
                 tax_rate=line.tax_rate,
-                tax=line.tax,
-                gross=line.gross,
-                printed=line_printed(line, pricing, bill.currency),
+                tax=sign * line.tax,
+                gross=sign * line.gross,
+                printed=_signed(line_printed(line, pricing, bill.currency), credit_note),
                 vat_category=line.vat_category,
                 exemption_code=exemption[0],
                 exemption_reason=exemption[1],
             )
             for line, product, pricing, exemption in lines
         ),
+        type_code=bill.type_code,
+        corrects=corrects,
+        note=bill.note,
     )
+
+
+def _signed(printed: PrintedLine, credit_note: bool) -> PrintedLine:
+    return negated(printed) if credit_note else printed
+
+
+def preceding_invoices(
+    session: Session, bill_ids: Sequence[int] | None
+) -> dict[int, tuple[PrecedingInvoice, ...]]:
+    """The invoices each credit note corrects, by credit note id, in (date, number) order:
+    the bills of the charges its lines' charges correct (``charges.corrects_charge_id``)."""
+    credit = aliased(Charge)
+    corrected = aliased(Charge)
+    original = aliased(Bill)
+    query = (
+        select(BillLine.bill_id, original.bill_no, original.bill_date)
+        .join(Bill, Bill.id == BillLine.bill_id)
+        .join(credit, credit.id == BillLine.charge_id)
+        .join(corrected, corrected.id == credit.corrects_charge_id)
+        .join(original, original.id == corrected.bill_id)
+        .where(Bill.type_code == CREDIT_NOTE, original.bill_no.is_not(None))
+        .distinct()
+    )
+    if bill_ids is not None:
+        query = query.where(BillLine.bill_id.in_(list(bill_ids)))
+    found: dict[int, list[PrecedingInvoice]] = {}
+    for bill_id, bill_no, bill_date in session.execute(query):
+        found.setdefault(bill_id, []).append(PrecedingInvoice(bill_no, bill_date))
+    return {
+        bill_id: tuple(sorted(refs, key=lambda r: (r.bill_date, r.bill_no)))
+        for bill_id, refs in found.items()
+    }
 
 
 def load_invoices(
@@ -454,6 +516,7 @@ def load_invoices(
     if bill_ids is not None:
         query = query.where(Bill.id.in_(list(bill_ids)))
     plans = {plan_id: info.plan for plan_id, info in load_plans(session).items()}
+    corrects = preceding_invoices(session, bill_ids)
     rows = session.execute(query.execution_options(yield_per=chunk))
     for (bill, account, sent_on, amount), group in groupby(
         rows, key=lambda r: (r[0], r[1], r[5], r[6])
@@ -498,6 +561,7 @@ def load_invoices(
                 ) in group
             ),
             (sent_on, amount),
+            corrects.get(bill.id, ()),
         )
 
 

@@ -46,6 +46,7 @@ from billing.documents.formatting import Formatter
 from billing.documents.mail import Envelope, SmtpSettings, Transport, build_message
 from billing.documents.model import Invoice
 from billing.documents.store import DocumentStore, document_name
+from billing.domain.credit_notes import CREDIT_NOTE
 from billing.domain.results import Mergeable
 from billing.failpoints import failpoint
 from billing.store.db import unit_of_work
@@ -85,7 +86,11 @@ def enqueue_invoices(session: Session, invoices: Iterable[Invoice], *, domain: s
             {
                 "bill_id": invoice.bill_id,
                 "to_address": invoice.buyer.email,
-                "subject": f.text("email_subject", number=invoice.bill_no)[:255],
+                "subject": (
+                    f.text("email_subject_credit_note", number=invoice.bill_no)
+                    if invoice.is_credit_note
+                    else f.text("email_subject", number=invoice.bill_no)
+                )[:255],
                 "message_id": message_id_for(invoice.bill_id, invoice.bill_no, domain),
                 "status": OutboxStatus.QUEUED,
                 "attempts": 0,
@@ -233,13 +238,15 @@ def _load(
     except FileNotFoundError:
         return f"waiting: {name} is not rendered yet"
     f = Formatter.for_account(account.language, account.country, bill.currency)
+    credit_note = bill.type_code == CREDIT_NOTE
     body = f.email_body(
         name=account.name,
         number=bill.bill_no or "",
         bill_date=bill.bill_date,
-        amount=bill.gross,
+        amount=-bill.gross if credit_note else bill.gross,  # a credit note states it positive
         due=bill.due_date,
         seller=seller_name,
+        credit_note=credit_note,
     )
     envelope = Envelope(
         message_id=message.message_id,

@@ -106,6 +106,20 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "creditor_id": "Creditor identifier",
         "card": "The amount will be charged to your card on file.",
         # e-mail
+        # credit notes
+        "credit_note": "Credit note",
+        "credit_note_number": "Credit note number",
+        "credit_note_date": "Credit note date",
+        "credit_note_corrects": "Corrects invoice {invoice} of {date}.",
+        "credit_note_reason": "Reason: {reason}",
+        "credit_note_terms": (
+            "This credit is applied to your open invoices; what remains is refunded to you."
+        ),
+        "pdf_description_credit_note": "Credit note {number} of {date}",
+        "email_subject_credit_note": "Credit note {number}",
+        "email_body_credit_note": "Dear {name},\n\nPlease find attached credit note {number} "
+        "of {date} for {amount}. It is applied to your open invoices; what remains is refunded "
+        "to you.\n\nKind regards,\n{seller}",
         "email_subject": "Invoice {number}",
         "email_body": "Dear {name},\n\nPlease find attached invoice {number} of {date} "
         "for {amount}, due on {due}.\n\nKind regards,\n{seller}",
@@ -193,6 +207,20 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "mandate": "Mandat",
         "creditor_id": "Identifiant créancier SEPA",
         "card": "Le montant sera débité de votre carte enregistrée.",
+        # credit notes
+        "credit_note": "Avoir",
+        "credit_note_number": "Numéro d'avoir",
+        "credit_note_date": "Date de l'avoir",
+        "credit_note_corrects": "Rectifie la facture {invoice} du {date}.",
+        "credit_note_reason": "Motif : {reason}",
+        "credit_note_terms": (
+            "Cet avoir est imputé sur vos factures ouvertes ; le solde vous est remboursé."
+        ),
+        "pdf_description_credit_note": "Avoir {number} du {date}",
+        "email_subject_credit_note": "Avoir {number}",
+        "email_body_credit_note": "Bonjour {name},\n\nVeuillez trouver ci-joint l'avoir "
+        "{number} du {date} d'un montant de {amount}. Il est imputé sur vos factures ouvertes ; "
+        "le solde vous est remboursé.\n\nCordialement,\n{seller}",
         "email_subject": "Facture {number}",
         "email_body": "Bonjour {name},\n\nVeuillez trouver ci-joint la facture {number} du "
         "{date} d'un montant de {amount}, échéance le {due}.\n\nCordialement,\n{seller}",
@@ -280,6 +308,20 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "mandate": "Mandato",
         "creditor_id": "Identificador de credor SEPA",
         "card": "O valor será debitado no seu cartão registado.",
+        # credit notes
+        "credit_note": "Nota de crédito",
+        "credit_note_number": "Número da nota de crédito",
+        "credit_note_date": "Data da nota de crédito",
+        "credit_note_corrects": "Retifica a fatura {invoice} de {date}.",
+        "credit_note_reason": "Motivo: {reason}",
+        "credit_note_terms": (
+            "Este crédito é imputado às suas faturas em aberto; o restante é-lhe reembolsado."
+        ),
+        "pdf_description_credit_note": "Nota de crédito {number} de {date}",
+        "email_subject_credit_note": "Nota de crédito {number}",
+        "email_body_credit_note": "Caro(a) {name},\n\nEnviamos em anexo a nota de crédito "
+        "{number} de {date} no valor de {amount}. É imputada às suas faturas em aberto; o "
+        "restante é-lhe reembolsado.\n\nCom os melhores cumprimentos,\n{seller}",
         "email_subject": "Fatura {number}",
         "email_body": "Caro(a) {name},\n\nEnviamos em anexo a fatura {number} de {date} no "
         "valor de {amount}, com vencimento em {due}.\n\nCom os melhores cumprimentos,\n{seller}",
@@ -363,6 +405,21 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "mandate": "Mandatsreferenz",
         "creditor_id": "Gläubiger-Identifikationsnummer",
         "card": "Der Betrag wird von Ihrer hinterlegten Karte abgebucht.",
+        # credit notes
+        "credit_note": "Gutschrift",
+        "credit_note_number": "Gutschriftsnummer",
+        "credit_note_date": "Gutschriftsdatum",
+        "credit_note_corrects": "Korrigiert die Rechnung {invoice} vom {date}.",
+        "credit_note_reason": "Grund: {reason}",
+        "credit_note_terms": (
+            "Die Gutschrift wird mit Ihren offenen Rechnungen verrechnet; der Rest wird Ihnen "
+            "erstattet."
+        ),
+        "pdf_description_credit_note": "Gutschrift {number} vom {date}",
+        "email_subject_credit_note": "Gutschrift {number}",
+        "email_body_credit_note": "Guten Tag {name},\n\nanbei erhalten Sie die Gutschrift "
+        "{number} vom {date} über {amount}. Sie wird mit Ihren offenen Rechnungen verrechnet; "
+        "der Rest wird Ihnen erstattet.\n\nMit freundlichen Grüßen\n{seller}",
         "email_subject": "Rechnung {number}",
         "email_body": "Guten Tag {name},\n\nanbei erhalten Sie die Rechnung {number} vom {date} "
         "über {amount}, fällig am {due}.\n\nMit freundlichen Grüßen\n{seller}",

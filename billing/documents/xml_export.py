@@ -113,6 +113,11 @@ def invoice_element(invoice: Invoice) -> etree._Element:
         ),
         number=invoice.bill_no,
         series=invoice.series,
+        **(
+            {"type": invoice.type_code, "corrects": " ".join(p.bill_no for p in invoice.corrects)}
+            if invoice.is_credit_note
+            else {}
+        ),
     )
 
 

@@ -24,6 +24,7 @@ from itertools import chain
 from typing import Any, NamedTuple
 
 from billing.domain import charge_keys
+from billing.domain.corrections import CorrectedBill, line_description
 from billing.domain.errors import BillingError
 from billing.domain.invoice import ChargeIn, DraftBill, generate_invoice
 from billing.domain.periods import add_cycles
@@ -110,6 +111,14 @@ class Snapshot:
     stored: Mapping[int, tuple[Billable, ...]] = field(default_factory=dict)
     existing_keys: frozenset[str] = frozenset()
     taxes: Mapping[int, Mapping[str, LineTax | str]] = field(default_factory=dict)
+    corrected: Mapping[int, CorrectedBill] = field(default_factory=dict)
+    """The bills of the charges that new rows correct (a late usage delta names the usage
+    charge of its cycle), by corrected charge id: the line names that bill."""
+    late_records: Mapping[str, int] = field(default_factory=dict)
+    """Late usage records rating attached in this pass, per delta key
+    (``billing.domain.late_usage``)."""
+    late_held: int = 0
+    """Late usage records rating held in this pass (beyond their plan's window)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,9 @@ class Plan:
 
     as_of: date
     units: tuple[UnitPlan, ...]
+    late_records: Mapping[str, int] = field(default_factory=dict)
+    """The snapshot's late usage records per delta key (what the pass bills late)."""
+    late_held: int = 0
 
     @property
     def failures(self) -> dict[int, str]:
@@ -179,7 +191,8 @@ def fee_specs(
 
 def new_charge(spec: ChargeSpec, unit: Unit, as_of: date) -> dict[str, Any]:
     """A scheduled fee as a charge row of ``unit`` (the writer sets its status). A scheduled
-    fee corrects nothing: its row has the columns of the usage rows written beside it."""
+    fee corrects nothing (``corrects_charge_id`` None); its row has the columns of the usage
+    rows written beside it."""
     row = {
         **spec.__dict__,
         "account_id": unit.account_id,
@@ -188,7 +201,6 @@ def new_charge(spec: ChargeSpec, unit: Unit, as_of: date) -> dict[str, Any]:
         "immediate": False,
         "created_on": as_of,
     }
-    del row["corrects_charge_id"]
     return row
 
 
@@ -274,7 +286,7 @@ def plan_bills(snapshot: Snapshot) -> Plan:
             bill=first.bill,
             failure=first.failure,
         )
-    return Plan(as_of, tuple(plans))
+    return Plan(as_of, tuple(plans), snapshot.late_records, snapshot.late_held)
 
 
 def _due(
@@ -291,12 +303,17 @@ def _due(
     for charge in snapshot.stored.get(unit.id, ()):
         new = repriced.get(charge.charge_key)
         charges.append(charge._replace(**{k: new[k] for k in REPRICED}) if new else charge)
-    charges.extend(
-        Billable(*(row[name] for name in Billable._fields))
-        for row in fresh
-        if row["bill_on"] <= as_of
-    )
+    charges.extend(_billable(snapshot, row) for row in fresh if row["bill_on"] <= as_of)
     return [c for c in charges if c.bill_on <= bill_date and (unit.cycle_due(as_of) or c.immediate)]
+
+
+def _billable(snapshot: Snapshot, row: Mapping[str, Any]) -> Billable:
+    """A new charge row as billing reads it; a correction's line names the bill it corrects."""
+    charge = Billable(*(row[name] for name in Billable._fields))
+    corrected = snapshot.corrected.get(row.get("corrects_charge_id") or 0)
+    if corrected is None:
+        return charge
+    return charge._replace(description=line_description(charge.description, corrected))
 
 
 def _bill(snapshot: Snapshot, unit: Unit, charges: Sequence[Billable]) -> PlannedBill | None:

@@ -17,8 +17,12 @@ kind                 key                                        written by
 ``ext``  EXTENSION   ``ext:{item id}:{cycle start}``            renewal top-ups
 ``use``  USAGE       ``use:{item id}:{bill date}``              rating at billing
 ``uti``  UTI         ``uti:{item id}:{process now}``            UTI (a date *and time*)
+``lat``  LATE_USAGE  ``lat:{item id}:{cycle bill date}:{bill}``  late usage of a billed cycle
 ``cyc``  CYCLE_BILL  ``cyc:{unit id}:{bill date}``              a cycle's bill
 ``imm``  IMMEDIATE   ``imm:{unit id}:{bill date}:{charge id}``  a bill of immediate charges
+``crn``  CREDIT_NOTE ``crn:{invoice bill id}:{n}``              the n-th credit note issued
+                                                                by hand on an invoice
+``crl``  CREDIT_LINE ``crl:{credited charge id}:{n}``           its line crediting a charge
 ``card`` CARD        ``card:{bill key}:{attempt}``              card collection
 ``dd``   DEBIT       ``dd:{bill key}:{attempt}``                SEPA direct debit
 ``ref``  STATEMENT   ``ref:{bank reference}``                   payments from a statement
@@ -51,8 +55,11 @@ class KeyKind(enum.StrEnum):
     EXTENSION = "ext"
     USAGE = "use"
     UTI = "uti"
+    LATE_USAGE = "lat"
     CYCLE_BILL = "cyc"
     IMMEDIATE_BILL = "imm"
+    CREDIT_NOTE = "crn"
+    CREDIT_LINE = "crl"
     CARD = "card"
     DIRECT_DEBIT = "dd"
     STATEMENT = "ref"
@@ -71,8 +78,15 @@ DATED_CHARGES = frozenset(
 )
 """Charge kinds keyed ``{kind}:{id}:{date}``."""
 
-CHARGE_KINDS = DATED_CHARGES | {KeyKind.ONE_TIME, KeyKind.UTI}
-BILL_KINDS = frozenset({KeyKind.CYCLE_BILL, KeyKind.IMMEDIATE_BILL})
+CHARGE_KINDS = DATED_CHARGES | {
+    KeyKind.ONE_TIME,
+    KeyKind.UTI,
+    KeyKind.CREDIT_LINE,
+    KeyKind.LATE_USAGE,
+}
+BILL_KINDS = frozenset({KeyKind.CYCLE_BILL, KeyKind.IMMEDIATE_BILL, KeyKind.CREDIT_NOTE})
+NUMBERED = frozenset({KeyKind.CREDIT_NOTE, KeyKind.CREDIT_LINE})
+"""Kinds keyed ``{kind}:{id}:{number}``."""
 PAYMENT_KINDS = frozenset({KeyKind.CARD, KeyKind.DIRECT_DEBIT, KeyKind.STATEMENT})
 REFUND_KINDS = frozenset({KeyKind.REFUND})
 
@@ -86,6 +100,8 @@ class Key:
     owner: int | str
     on: date | None = None
     number: int | None = None
+    billed_on: date | None = None
+    """A late usage key's second date: the bill that takes the late usage."""
 
     @property
     def text(self) -> str:
@@ -151,6 +167,19 @@ def uti(item_id: int, process_now: datetime) -> str:
     return f"{_HEAD[KeyKind.UTI]}{item_id}{SEPARATOR}{process_now.isoformat()}"
 
 
+def late_usage(item_id: int, cycle_bill_date: date, bill_date: date) -> str:
+    """An item's late usage of the cycle closed on ``cycle_bill_date``, billed on the bill
+    dated ``bill_date`` (``billing.domain.late_usage``)."""
+    return (
+        f"{_dated(KeyKind.LATE_USAGE, item_id, cycle_bill_date)}{SEPARATOR}{bill_date.isoformat()}"
+    )
+
+
+def like_late_usage(item_id: int, cycle_bill_date: date) -> str:
+    """A SQL ``LIKE`` pattern matching an item's late usage keys of one cycle."""
+    return f"{_dated(KeyKind.LATE_USAGE, item_id, cycle_bill_date)}{SEPARATOR}%"
+
+
 def rated_key_parts(kind: KeyKind, on: date) -> tuple[str, str]:
     """The constant parts of a rated usage key around its item id: ``("use:", ":2027-02-01")``.
 
@@ -182,6 +211,17 @@ def cycle_bill(unit_id: int, bill_date: date) -> str:
 def immediate_bill(unit_id: int, bill_date: date, first_charge_id: int) -> str:
     """A bill of immediate charges, dated ``bill_date``, whose lowest charge id is given."""
     return f"{_dated(KeyKind.IMMEDIATE_BILL, unit_id, bill_date)}{SEPARATOR}{first_charge_id}"
+
+
+def credit_note(invoice_bill_id: int, number: int) -> str:
+    """The ``number``-th credit note issued by hand on the invoice ``invoice_bill_id``."""
+    return f"{_HEAD[KeyKind.CREDIT_NOTE]}{invoice_bill_id}{SEPARATOR}{number}"
+
+
+def credit_line(charge_id: int, number: int) -> str:
+    """The line of an invoice's ``number``-th credit note that credits the charge
+    ``charge_id`` (the charge of the invoice line it credits)."""
+    return f"{_HEAD[KeyKind.CREDIT_LINE]}{charge_id}{SEPARATOR}{number}"
 
 
 def card_payment(bill_key: str, attempt: int) -> str:
@@ -221,6 +261,10 @@ def format_key(key: Key) -> str:
         return statement_payment(str(owner))
     if kind is KeyKind.REFUND:
         return refund(str(owner), _int(number))
+    if kind is KeyKind.CREDIT_NOTE:
+        return credit_note(_int(owner), _int(number))
+    if kind is KeyKind.CREDIT_LINE:
+        return credit_line(_int(owner), _int(number))
     if kind in (KeyKind.CARD, KeyKind.DIRECT_DEBIT):
         builder = card_payment if kind is KeyKind.CARD else direct_debit
         return builder(str(owner), _int(number))
@@ -232,6 +276,10 @@ def format_key(key: Key) -> str:
         return uti(_int(owner), on)
     if kind is KeyKind.IMMEDIATE_BILL:
         return immediate_bill(_int(owner), on, _int(number))
+    if kind is KeyKind.LATE_USAGE:
+        if key.billed_on is None:
+            raise ValueError("a 'lat' key needs the date of the bill that takes it")
+        return late_usage(_int(owner), on, key.billed_on)
     return _dated(kind, _int(owner), on)
 
 
@@ -263,12 +311,18 @@ def _parse_body(kind: KeyKind, body: str) -> Key:
         if not owner:
             raise ValueError("no owner before the number")
         return Key(kind, owner, number=int(number))
+    if kind in NUMBERED:
+        owner, _, number = body.partition(SEPARATOR)
+        return Key(kind, int(owner), number=int(number))
     owner, _, rest = body.partition(SEPARATOR)
     if kind is KeyKind.UTI:
         return Key(kind, int(owner), datetime.fromisoformat(rest))
     if kind is KeyKind.IMMEDIATE_BILL:
         day, _, number = rest.partition(SEPARATOR)
         return Key(kind, int(owner), date.fromisoformat(day), int(number))
+    if kind is KeyKind.LATE_USAGE:
+        day, _, billed = rest.partition(SEPARATOR)
+        return Key(kind, int(owner), date.fromisoformat(day), billed_on=date.fromisoformat(billed))
     return Key(kind, int(owner), date.fromisoformat(rest))
 
 

@@ -91,10 +91,16 @@ class RequestStatus(enum.StrEnum):
 
 
 class UsageStatus(enum.StrEnum):
-    """Cn285 usage data status: Pending until rated into a charge, then Collected."""
+    """Cn285 usage data status: Pending until rated into a charge, then Collected.
+
+    Held: late usage (its cycle already billed) older than its price plan's lookback window
+    (``late_usage_days``), kept with its reason and never billed by itself
+    (``billing.domain.late_usage``).
+    """
 
     PENDING = "pending"
     COLLECTED = "collected"
+    HELD = "held"
 
 
 class ChargeKind(enum.StrEnum):

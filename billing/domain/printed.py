@@ -168,6 +168,19 @@ def _cycle_forms(
     return forms
 
 
+def negated(line: PrintedLine) -> PrintedLine:
+    """``line`` with its prices and amounts of the other sign: a credit note prints positive
+    what it stores negative. Its arithmetic still checks (half-up rounding is symmetric)."""
+    return replace(
+        line,
+        unit_price=None if line.unit_price is None else -line.unit_price,
+        amount=-line.amount,
+        sub_lines=tuple(
+            replace(sub, unit_price=-sub.unit_price, amount=-sub.amount) for sub in line.sub_lines
+        ),
+    )
+
+
 def credit_line(
     quantity: Decimal,
     price: Decimal,

@@ -37,6 +37,7 @@ from billing.domain.actions import action_problem
 from billing.domain.buyers import Buyer, CustomerType, buyer_problems, default_customer_type
 from billing.domain.enums import ActionKind, ChangeKind, ItemType
 from billing.domain.errors import BillingError, ImportFileError
+from billing.domain.late_usage import DEFAULT_LATE_USAGE_DAYS
 from billing.domain.money import minor_units, to_decimal
 from billing.domain.periods import first_bill_date
 from billing.domain.pricing import UNIT_PRICED_MODELS, Tier, item_plan_problem
@@ -779,6 +780,7 @@ def _price_plan_values(record: _Record, product_id: int) -> dict[str, Any]:
         "package_size": record.amount("package_size"),
         "period_months": data.get("period_months", 1),
         "unit": data.get("unit", "unit"),
+        "late_usage_days": data.get("late_usage_days", DEFAULT_LATE_USAGE_DAYS),
         "tiers": tier_values,
     }
     _check_plan(record, values)

@@ -74,10 +74,12 @@ def uti_schedule_generator(
         "collecting",
     ):
         log.info(
-            "batch %s: %s usage record(s) collected into %s IS line(s), %s account(s) failed",
+            "batch %s: %s usage record(s) collected into %s IS line(s), %s held beyond the late "
+            "usage window, %s account(s) failed",
             number,
             done.collected,
             done.charges,
+            done.held,
             len(done.failed),
         )
         total = total.merge(done)

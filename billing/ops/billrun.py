@@ -43,6 +43,7 @@ from billing.domain.billplan import (
 )
 from billing.domain.charge_keys import KeyKind
 from billing.domain.corrections import CorrectedBill, line_description
+from billing.domain.credit_notes import document_for
 from billing.domain.errors import BillingError
 from billing.domain.invoice import DraftBill
 from billing.domain.money import add_to_total
@@ -52,7 +53,12 @@ from billing.domain.vat import DEFAULT_SELLER_COUNTRY
 from billing.failpoints import failpoint
 from billing.ops.catalog import PlanInfo, TaxTable, load_plans, load_tax_table
 from billing.ops.charging import load_units, record_failures, unit_items
-from billing.ops.rating import price_usage_for, upsert_usage_charges
+from billing.ops.rating import (
+    LateUsage,
+    price_late_usage,
+    price_usage_for,
+    upsert_usage_charges,
+)
 from billing.store.db import unit_of_work
 from billing.store.models import (
     Account,
@@ -90,6 +96,12 @@ class BatchResult(Mergeable):
     bills: int = 0
     empty_cycles: int = 0  # cycles closed with nothing to bill: no bill, the cycle advances
     usage_collected: int = 0
+    late_usage_billed: int = 0
+    """Late usage records (of cycles already billed) billed as deltas of their cycle."""
+    late_usage_held: int = 0
+    """Late usage records held: older than their plan's window (``billing issues``)."""
+    late_usage_amounts: dict[str, Decimal] = field(default_factory=dict)
+    """The late usage deltas' amounts (net) per currency."""
     failed: dict[str, str] = field(default_factory=dict)
     failed_units: set[int] = field(default_factory=set)
     totals: dict[str, Decimal] = field(default_factory=dict)
@@ -185,11 +197,12 @@ def read_snapshot(
     cycle_units = [u for u in units if u.cycle_due(as_of)]
     items = unit_items(session, cycle_units, plans)
     scheduled, failed = scheduled_fees(Snapshot(as_of, tuple(units), items), cycle_units)
-    usage, collected, bad = _rate_usage(
+    usage, collected, bad, late = _rate_usage(
         session, [u for u in cycle_units if u.id not in failed], plans, as_of
     )
     keys = [row["charge_key"] for rows in scheduled.values() for row in rows]
     keys += [row["charge_key"] for row in usage]
+    corrects = [row["corrects_charge_id"] for row in usage]
     snapshot = Snapshot(
         as_of=as_of,
         units=tuple(units),
@@ -202,17 +215,23 @@ def read_snapshot(
             u.id: taxes.taxes_for(catalog.seller_country, u.country, u.business, u.bill_date(as_of))
             for u in units
         },
+        corrected=_corrected_bills(session, corrects),
+        late_records=late.records,
+        late_held=late.held,
     )
     return snapshot, collected
 
 
 def _rate_usage(
     session: Session, units: Sequence[Unit], plans: dict[int, PlanInfo], as_of: date
-) -> tuple[list[dict[str, Any]], int, dict[int, str]]:
+) -> tuple[list[dict[str, Any]], int, dict[int, str], LateUsage]:
     """Rate usage before midnight of each unit's bill date into that bill's charge rows.
 
-    Returns the rows, unwritten (the plan decides which are new, the writer writes them), the
-    number of usage records collected, and the units whose usage could not be priced.
+    Late usage first (``billing.domain.late_usage``): records of cycles a unit already closed
+    go to delta charges of their own cycle, or are held beyond their plan's window; the rest
+    is the cycle's usage. Returns the rows, unwritten (the plan decides which are new, the
+    writer writes them), the number of usage records collected, the units whose usage could
+    not be priced, and what late usage rating did.
     """
     by_date: dict[date, list[Unit]] = defaultdict(list)
     for unit in units:
@@ -220,21 +239,28 @@ def _rate_usage(
     rows: list[dict[str, Any]] = []
     collected = 0
     failed: dict[int, str] = {}
+    late = LateUsage()
+    types = (ItemType.USAGE, ItemType.UTI)
     for bill_date, group in by_date.items():
+        before = price_late_usage(session, group, bill_date, plans, as_of, types)
         scope = RatingScope(
             account_ids=[u.account_id for u in group],
             cutoff=midnight(bill_date),
             key_prefix=KeyKind.USAGE,
             bill_on=bill_date,
-            item_types=(ItemType.USAGE, ItemType.UTI),
+            item_types=types,
         )
         count, priced, bad = price_usage_for(session, scope, plans, as_of)
+        rows.extend(before.rows)
         rows.extend(priced)
-        collected += count
+        collected += count + sum(before.records.values())
+        late.records.update(before.records)
+        late.held += before.held
         for unit in group:
-            if unit.account_id in bad:
-                failed[unit.id] = bad[unit.account_id]
-    return rows, collected, failed
+            reason = before.failed.get(unit.account_id) or bad.get(unit.account_id)
+            if reason is not None:
+                failed[unit.id] = reason
+    return rows, collected, failed, late
 
 
 CHARGE_KEYS_PER_QUERY = 10_000
@@ -325,7 +351,22 @@ def write_plan(session: Session, plan: Plan, run_id: str, collected: int = 0) ->
     result.empty_cycles = sum(1 for u in billed if u.cycle_due(as_of) and u.id not in with_bill)
     result.failed = {u.account_ref: failed[u.id] for u in units if u.id in failed}
     result.failed_units = set(failed)
+    _count_late_usage(result, plan, failed)
     return result
+
+
+def _count_late_usage(result: BatchResult, plan: Plan, failed: dict[int, str]) -> None:
+    """The late usage the pass billed (its delta charges on units that did not fail: their
+    records and amounts) and held."""
+    result.late_usage_held = plan.late_held
+    for part in plan.units:
+        if part.unit.id in failed:
+            continue
+        for row in (*part.new_charges, *part.repriced):
+            records = plan.late_records.get(row["charge_key"])
+            if records:
+                result.late_usage_billed += records
+                add_to_total(result.late_usage_amounts, row["currency"], row["amount"])
 
 
 def _write_bisecting(
@@ -379,12 +420,16 @@ def _write_units(
     if bills:
         rows = []
         for unit, draft, planned in bills:
+            # A negative total is a credit note (its own series, type 381), never a negative
+            # invoice; a bill mixing fees and corrections stays an invoice with negative lines.
+            series_code, type_code = document_for(unit.series_code, draft.gross)
             rows.append(
                 {
                     "bill_key": bill_key(unit, draft, as_of),
                     "account_id": unit.account_id,
                     "bill_unit_id": unit.id,
-                    "series_code": unit.series_code,
+                    "series_code": series_code,
+                    "type_code": type_code,
                     "status": BillStatus.BILLED,
                     "bill_date": draft.bill_date,
                     "due_date": draft.due_date,

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.domain.errors import ConfigurationError, PricingError
+from billing.domain.late_usage import DEFAULT_LATE_USAGE_DAYS
 from billing.domain.pricing import PricePlan, Tier
 from billing.domain.vat import LineTax, Supply, TaxClass, VatCategory, determine
 from billing.store.models import PricePlan as PlanRow
@@ -26,6 +27,8 @@ class PlanInfo:
     plan: PricePlan
     product_name: str
     tax_category: str
+    late_usage_days: int = DEFAULT_LATE_USAGE_DAYS
+    """The plan's lookback window for late usage (``billing.domain.late_usage``)."""
 
 
 def load_plans(session: Session) -> dict[int, PlanInfo]:
@@ -49,7 +52,7 @@ def load_plans(session: Session) -> dict[int, PlanInfo]:
             timing=row.timing.value if row.timing else None,
             period_months=row.period_months,
         )
-        plans[row.id] = PlanInfo(plan, name, category)
+        plans[row.id] = PlanInfo(plan, name, category, row.late_usage_days)
     return plans
 
 

@@ -9,6 +9,7 @@ number is ever skipped or used twice; the unique (series, number) constraint is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, text, update
@@ -45,12 +46,16 @@ class Numbered:
     count: int
 
 
-def assign_bill_numbers(session: Session) -> list[Numbered]:
-    """Number every unnumbered bill, series by series (never commits)."""
+def assign_bill_numbers(
+    session: Session, series_codes: Sequence[str] | None = None
+) -> list[Numbered]:
+    """Number every unnumbered bill, series by series (never commits); only the series of
+    ``series_codes`` when given (a credit note issued by hand numbers ``CN`` alone)."""
     done = []
-    for series in session.scalars(
-        lock_for_update(session, select(BillSeries).order_by(BillSeries.code))
-    ):
+    query = select(BillSeries).order_by(BillSeries.code)
+    if series_codes is not None:
+        query = query.where(BillSeries.code.in_(list(series_codes)))
+    for series in session.scalars(lock_for_update(session, query)):
         pending = session.scalar(
             select(func.count())
             .select_from(Bill)

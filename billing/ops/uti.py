@@ -5,6 +5,8 @@ goes Pending -> Collected into one ``calculated`` Invoicing Schedule line per it
 ``immediate`` so the next Billing daemon (or bill day) run invoices it without waiting for
 the cycle. The charge key is ``uti:{item id}:{process now}``; a rerun with the same Process
 Now finds nothing pending before it, so it adds nothing. Later usage waits for a later run.
+A record older than its plan's late usage window (``late_usage_days`` before Process Now's
+date) is held with its reason instead (``billing.domain.late_usage``), and counted.
 
 An account whose usage cannot be rated (a plan that does not price) is left pending, recorded
 as a billing issue with its reason, and the other accounts go on.
@@ -23,7 +25,7 @@ from billing.domain.charge_keys import KeyKind
 from billing.domain.results import Mergeable
 from billing.domain.usage import uti_scope
 from billing.ops.catalog import load_plans
-from billing.ops.rating import RatingScope, rate_usage_for
+from billing.ops.rating import RatingScope, hold_stale_usage, rate_usage_for
 from billing.store.db import unit_of_work
 from billing.store.models import (
     BillingIssue,
@@ -47,6 +49,8 @@ class UtiResult(Mergeable):
     accounts: int = 0
     collected: int = 0
     charges: int = 0
+    held: int = 0
+    """Records held: older than their plan's late usage window (``billing.domain.late_usage``)."""
     failed: dict[int, str] = field(default_factory=dict)
 
 
@@ -73,9 +77,11 @@ def collect_uti_usage(
 ) -> UtiResult:
     """Collect the accounts' UTI usage into immediate calculated charges (never commits)."""
     scope = uti_scope(account_ids, process_now)
-    collected, failed = rate_usage_for(session, scope, load_plans(session), process_now.date())
+    plans = load_plans(session)
+    held = hold_stale_usage(session, scope, plans, process_now.date())
+    collected, failed = rate_usage_for(session, scope, plans, process_now.date())
     charges = _charges_of_run(session, account_ids, scope) if collected else 0
-    return UtiResult(len(account_ids), collected, charges, failed)
+    return UtiResult(len(account_ids), collected, charges, held, failed)
 
 
 def _charges_of_run(session: Session, account_ids: Sequence[int], scope: RatingScope) -> int:

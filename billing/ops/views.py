@@ -12,6 +12,8 @@ Where a failure is recorded:
   current.
 - ``deferred_actions`` with status failed, ``change_requests`` with status rejected and
   ``email_outbox`` with status failed each carry their own reason.
+- ``usage_records`` with status held: late usage beyond its price plan's window
+  (``billing.domain.late_usage``), with the bill date that held it and the reason.
 - ``rejected_usage``: usage rows refused at import, with the source file, the row and the
   reason. They are not linked to an account; an account's are those whose row names one of
   its contract items.
@@ -51,6 +53,8 @@ from billing.store.models import (
     Refund,
     RejectedUsage,
     RequestStatus,
+    UsageRecord,
+    UsageStatus,
 )
 from billing.store.models_payments import AccountDunning
 
@@ -440,6 +444,7 @@ def issues(
         *_failed_actions(session, account_id, since),
         *_rejected_changes(session, account_id, since),
         *_failed_emails(session, account_id, since),
+        *_held_usage(session, account_id, since),
     ]
     found.sort(key=lambda i: (i.on or date.min, i.kind, i.account_ref or ""))
     if since is None:
@@ -548,6 +553,31 @@ def _failed_emails(session: Session, account_id: int | None, since: date | None)
             reason=message.last_error or "",
         )
         for message, bill_no, bill_date, ref in session.execute(query).tuples()
+    ]
+
+
+def _held_usage(session: Session, account_id: int | None, since: date | None) -> list[Issue]:
+    query = (
+        select(UsageRecord, ContractItem.ref, Account.ref)
+        .join(ContractItem, ContractItem.id == UsageRecord.contract_item_id)
+        .join(Contract, Contract.id == ContractItem.contract_id)
+        .join(Account, Account.id == Contract.account_id)
+        .where(UsageRecord.status == UsageStatus.HELD)
+        .order_by(UsageRecord.held_on, UsageRecord.id)
+    )
+    if account_id is not None:
+        query = query.where(Contract.account_id == account_id)
+    if since is not None:
+        query = query.where(UsageRecord.held_on >= since)
+    return [
+        Issue(
+            kind="late usage held",
+            account_ref=ref,
+            on=record.held_on,
+            where=f"usage {record.external_id} on item {item_ref}",
+            reason=record.hold_reason or "",
+        )
+        for record, item_ref, ref in session.execute(query).tuples()
     ]
 
 

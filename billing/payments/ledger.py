@@ -198,6 +198,17 @@ def _move_balances(session: Session, deltas: Mapping[int, Decimal]) -> None:
     )
 
 
+def bill_issued(
+    session: Session, account_id: int, gross: Decimal, *, first_bill_id: int | None = None
+) -> Decimal:
+    """A bill issued outside a bill run (a credit note by hand, ``gross`` < 0): the balance
+    moves by its gross, then the account's money is applied to its open bills, the bill
+    ``first_bill_id`` first (the invoice a credit note corrects). What is left is credit, for
+    the refund step. Returns the amount applied. The caller locked the account."""
+    _move_balance(session, account_id, gross)
+    return apply_credit(session, account_id, first_bill_id=first_bill_id)
+
+
 def record_payment(
     session: Session,
     *,

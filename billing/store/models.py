@@ -30,7 +30,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# The enums are the domain's (billing.domain.enums); importing them from here works too.
 from billing.domain.enums import (
     AccountStatus,
     ActionStatus,
@@ -52,6 +51,9 @@ from billing.domain.enums import (
     Timing,
     UsageStatus,
 )
+
+# The enums are the domain's (billing.domain.enums); importing them from here works too.
+from billing.domain.late_usage import DEFAULT_LATE_USAGE_DAYS
 from billing.store.types import Amount
 
 NAMING = {
@@ -221,6 +223,11 @@ class PricePlan(Base):
     package_size: Mapped[Decimal | None] = mapped_column(Amount)
     period_months: Mapped[int] = mapped_column(Integer, default=1)
     unit: Mapped[str] = mapped_column(String(16), default="unit")
+    late_usage_days: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_LATE_USAGE_DAYS, server_default=str(DEFAULT_LATE_USAGE_DAYS)
+    )
+    """Late usage (its cycle already billed) up to this many days old at the bill that takes
+    it is billed as a delta; older, it is held (``billing.domain.late_usage``)."""
 
     product: Mapped[Product] = relationship(back_populates="price_plans")
     tiers: Mapped[list[PriceTier]] = relationship(
@@ -323,6 +330,10 @@ class UsageRecord(Base):
     charge_key: Mapped[str | None] = mapped_column(
         ForeignKey("charges.charge_key", deferrable=True, initially="DEFERRED"), index=True
     )
+    held_on: Mapped[date | None] = mapped_column(Date)
+    """The bill date of the run that held it (status ``held``)."""
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    """Why it is held: its age at that bill and its plan's lookback window."""
 
     __table_args__ = (
         Index("ix_usage_item_status_time", "contract_item_id", "status", "occurred_at"),
@@ -368,6 +379,12 @@ class Bill(Base):
     gross: Mapped[Decimal] = mapped_column(Amount)
     amount_paid: Mapped[Decimal] = mapped_column(Amount, default=ZERO)
     run_id: Mapped[str | None] = mapped_column(String(64))
+    type_code: Mapped[str] = mapped_column(String(3), server_default="380")
+    """The document type (UNTDID 1001, EN 16931 BT-3): ``380`` an invoice, ``381`` a credit
+    note (``billing.domain.credit_notes``). A credit note's amounts are stored negative, as
+    what it takes off the balance; its documents print them positive."""
+    note: Mapped[str | None] = mapped_column(Text)
+    """Why a credit note was issued by hand (``billing credit-note --reason``), printed on it."""
 
     lines: Mapped[list[BillLine]] = relationship(
         back_populates="bill", order_by="BillLine.position"

@@ -28,12 +28,19 @@ TODAY = [
     (ck.extension(7, D1), "ext:7:2027-02-01", Key(KeyKind.EXTENSION, 7, D1)),
     (ck.usage(7, D1), "use:7:2027-02-01", Key(KeyKind.USAGE, 7, D1)),
     (ck.uti(7, NOW), "uti:7:2027-01-12T12:00:00", Key(KeyKind.UTI, 7, NOW)),
+    (
+        ck.late_usage(7, date(2026, 12, 1), D1),
+        "lat:7:2026-12-01:2027-02-01",
+        Key(KeyKind.LATE_USAGE, 7, date(2026, 12, 1), billed_on=D1),
+    ),
     (ck.cycle_bill(3, D1), "cyc:3:2027-02-01", Key(KeyKind.CYCLE_BILL, 3, D1)),
     (
         ck.immediate_bill(3, D1, 1042),
         "imm:3:2027-02-01:1042",
         Key(KeyKind.IMMEDIATE_BILL, 3, D1, 1042),
     ),
+    (ck.credit_note(12, 2), "crn:12:2", Key(KeyKind.CREDIT_NOTE, 12, number=2)),
+    (ck.credit_line(40, 2), "crl:40:2", Key(KeyKind.CREDIT_LINE, 40, number=2)),
     (
         ck.card_payment("cyc:3:2027-02-01", 2),
         "card:cyc:3:2027-02-01:2",
@@ -112,6 +119,8 @@ def test_a_forecast_is_the_twin_of_its_recurring_fee():
         "one:7:2027-02-01",
         "imm:3:2027-02-01",
         "card:5",
+        "crn:12",
+        "crl:x:1",
         "uti:7:not-a-time",
     ],
 )

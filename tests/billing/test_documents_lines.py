@@ -252,8 +252,9 @@ def printed_rows(page: str) -> list[list[str]]:
     ]
 
 
-def check_page(page: str, f: Formatter) -> Counter[str]:
-    """Assert the arithmetic of every printed line; count the forms seen."""
+def check_page(page: str, f: Formatter, credit_note: bool = False) -> Counter[str]:
+    """Assert the arithmetic of every printed line; count the forms seen. A credit note prints
+    its credits positive (docs/documents.md, "Credit notes")."""
     seen: Counter[str] = Counter()
     rows = printed_rows(page)
     i = 0
@@ -289,7 +290,7 @@ def check_page(page: str, f: Formatter) -> Counter[str]:
             seen["prorated"] += 1
         else:
             seen["unit_price"] += 1
-        if amount_value < 0:
+        if (amount_value < 0) != credit_note:
             seen["credit"] += 1
             if days.strip():
                 seen["prorated_credit"] += 1
@@ -317,7 +318,7 @@ def test_every_printed_line_of_a_billed_population_checks(engine):
         for value in load_invoices(s):
             f = Formatter.for_account(value.language, value.buyer.country, value.currency)
             page = renderer.html(value)
-            seen += check_page(page, f)
+            seen += check_page(page, f, value.is_credit_note)
             invoices += 1
             first, end = value.lines_span
             assert first == min(li.period_start for li in value.lines)

@@ -29,7 +29,7 @@ EXPECTED = {
     "Accounts": {"active": 27, "inactive": 1, "closed": 2},
     "Bill units": {"ready": 27, "in_progress": 1, "failed": 2, "billed": 0},
     "Charges": {"planned": 1, "calculated": 2, "open": 1, "closed": 0, "cancelled": 0},
-    "Usage": {"pending": 110, "collected": 40},
+    "Usage": {"pending": 110, "collected": 40, "held": 0},
     "Bills": {"billed": 1, "invoiced": 0},
     "Rejected usage": {"rows": 2},
     "Billing issues": {"open": 2, "retried": 0, "resolved": 1},
@@ -118,4 +118,4 @@ def test_status_command_reads_the_database_from_the_environment(known_states, db
     result = CliRunner().invoke(app, ["status"], env={"BILLING_DATABASE_URL": db_url})
 
     assert result.exit_code == 0, result.output
-    assert parse_tables(result.output)["Usage"] == {"pending": 0, "collected": 150}
+    assert parse_tables(result.output)["Usage"] == {"pending": 0, "collected": 150, "held": 0}

@@ -100,6 +100,7 @@ def test_every_rule_is_named_described_and_reads_its_table():
         "usage_charge_quantity_matches_usage",
         "account_balance_matches_ledger",
         "revenue_journal_balanced",
+        "credit_notes_within_invoices",
     ]
     for rule in RULES:
         assert rule.description and "{batch}" in rule.sql
@@ -176,8 +177,14 @@ def test_bill_without_number_also_leaves_a_gap(billed, tmp_path):
     [
         pytest.param(update(Bill).where(Bill.id == BILL_A).values(number=5), id="gap"),
         pytest.param(update(Bill).where(Bill.id == BILL_A).values(number=0), id="zero"),
-        pytest.param(update(BillSeries).values(next_number=2), id="counter-behind"),
-        pytest.param(update(BillSeries).values(next_number=4), id="counter-ahead"),
+        pytest.param(
+            update(BillSeries).where(BillSeries.code == "INV").values(next_number=2),
+            id="counter-behind",
+        ),
+        pytest.param(
+            update(BillSeries).where(BillSeries.code == "INV").values(next_number=4),
+            id="counter-ahead",
+        ),
     ],
 )
 def test_bill_numbers_not_gapless(billed, tmp_path, seed):
@@ -217,7 +224,7 @@ def test_duplicate_cycle_bill(billed, tmp_path):
                 gross=D(0),
             )
         )
-        s.execute(update(BillSeries).values(next_number=4))
+        s.execute(update(BillSeries).where(BillSeries.code == "INV").values(next_number=4))
     report = check(billed, tmp_path)
     assert failures(report) == {"one_cycle_bill_per_unit_and_period": 1}
     assert report.result("one_cycle_bill_per_unit_and_period").sample == (
@@ -493,7 +500,10 @@ def test_postgres_search_path_reaches_great_expectations(pg_schema, tmp_path):
     engine = make_engine(pg_schema_url(pg_schema))
     upgrade(engine)
     probe = Rule(
-        "schema", "bill_series", "where GE reads", "SELECT current_schema() AS s FROM {batch}"
+        "schema",
+        "bill_series",
+        "where GE reads",
+        "SELECT DISTINCT current_schema() AS s FROM {batch}",
     )
     try:
         (result,) = run_post_billing_checks(engine, AS_OF, tmp_path, rules=[probe]).results
@@ -526,3 +536,39 @@ def test_direct_path_and_great_expectations_agree(billed, tmp_path):
         assert len(direct.failed) >= 6 and direct.passed >= 4  # both kinds of outcome compared
         assert direct.results == through_ge.results
         assert direct.success is through_ge.success is False
+
+
+def test_invoice_line_credited_beyond_what_it_billed(billed, tmp_path):
+    """A correction naming a line's charge takes off more than the line billed."""
+    with unit_of_work(billed) as s:
+        line = s.scalars(
+            select(BillLine).where(BillLine.bill_id == BILL_A, BillLine.net > 0)
+        ).first()
+        assert line is not None
+        original = s.get(Charge, line.charge_id)
+        assert original is not None
+        line_id, net = line.id, line.net
+        s.add(
+            Charge(
+                charge_key=f"crl:{original.id}:1",
+                account_id=original.account_id,
+                bill_unit_id=original.bill_unit_id,
+                kind=ChargeKind.ADJUSTMENT,
+                description="credit beyond the line",
+                period_start=original.period_start,
+                period_end=original.period_end,
+                bill_on=AS_OF,
+                quantity=D(1),
+                unit_price=-(net + D("0.01")),
+                amount=-(net + D("0.01")),
+                currency=original.currency,
+                tax_category=original.tax_category,
+                status=ChargeStatus.OPEN,
+                created_on=AS_OF,
+                corrects_charge_id=original.id,
+            )
+        )
+    report = check(billed, tmp_path)
+    assert failures(report) == {"credit_notes_within_invoices": 1}
+    (row,) = report.result("credit_notes_within_invoices").sample
+    assert (row["bill_line_id"], row["net"], row["corrected"]) == (line_id, net, -(net + D("0.01")))
