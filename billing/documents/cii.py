@@ -15,7 +15,7 @@ from fractions import Fraction
 from lxml import etree
 
 from billing.documents.errors import InvoiceValidationError
-from billing.documents.formatting import Formatter
+from billing.documents.formatting import Formatter, unsigned_zero
 from billing.documents.legal import exemption_text
 from billing.documents.model import Invoice, Line
 from billing.documents.seller import Seller
@@ -48,7 +48,7 @@ def inclusive_end(start: date, end: date) -> date:
 
 
 def _amount(value: Decimal, currency: str) -> str:
-    return format(quantize_money(value, currency, LINE_ROUNDING), "f")
+    return format(unsigned_zero(quantize_money(value, currency, LINE_ROUNDING)), "f")
 
 
 def _number(value: Decimal) -> str:

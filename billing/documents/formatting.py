@@ -40,6 +40,11 @@ def locale_for(language: str, country: str) -> Locale:
     return Locale.parse("en")
 
 
+def unsigned_zero(amount: Decimal) -> Decimal:
+    """``amount``, but a negative zero (``-0.00``, from negating a zero) as ``0.00``."""
+    return amount.copy_abs() if amount == 0 else amount
+
+
 @dataclass(frozen=True)
 class Formatter:
     """Formats values for one account: labels, amounts, quantities, rates and dates."""
@@ -95,12 +100,14 @@ class Formatter:
         return self.text("email_body", due=self.long_date(due), **params)
 
     def money(self, amount: Decimal) -> str:
-        """An amount with its currency symbol, in the currency's minor units."""
-        return format_currency(amount, self.currency, locale=self.locale)
+        """An amount with its currency symbol, in the currency's minor units (a zero never
+        prints a sign: a credit note's negated 0.00 VAT is 0,00 €, not -0,00 €)."""
+        return format_currency(unsigned_zero(amount), self.currency, locale=self.locale)
 
     def price(self, amount: Decimal, places: int = 6) -> str:
         """A unit price: at least the currency's decimals, up to six (``places``) when the
         price has them; a stored unit price has at most six, so it prints exactly."""
+        amount = unsigned_zero(amount)
         digits = max(-amount.normalize().as_tuple().exponent, 2)  # type: ignore[operator]
         pattern = self.locale.currency_formats["standard"].pattern.split(";")[0]
         pattern = pattern.replace("0.00", "0." + "0" * min(digits, places))
@@ -115,7 +122,9 @@ class Formatter:
 
     def number(self, value: Decimal) -> str:
         """A quantity, without trailing zeros."""
-        return format_decimal(value.normalize(), format="#,##0.######", locale=self.locale)
+        return format_decimal(
+            unsigned_zero(value).normalize(), format="#,##0.######", locale=self.locale
+        )
 
     def percent(self, rate: Decimal) -> str:
         """A tax rate like ``20 %`` (``0.20``) or ``5,5 %``."""

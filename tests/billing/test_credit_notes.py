@@ -348,3 +348,17 @@ def test_a_credit_note_on_a_paid_invoice_is_refunded(account_a, tmp_path):  # no
         assert s.scalars(select(Refund.amount)).all() == [D("36.00")]
     assert balance(engine) == D("0.00")
     assert run_rules_directly(engine, NOV_20).failed == ()
+
+
+def test_a_negated_zero_prints_without_a_sign():
+    """A credit note states its amounts positive by negating the stored ones: a reverse-
+    charged credit's VAT 0.00 becomes -0.00, which must print (and go into the CII) as 0."""
+    from billing.documents.cii import _amount
+    from billing.documents.formatting import Formatter
+
+    f = Formatter.for_account("de", "DE", "EUR")
+    zero = Decimal("-0.00")
+    assert str(zero) == "-0.00"
+    assert "-" not in f.money(zero)
+    assert "-" not in f.price(zero) and "-" not in f.number(zero)
+    assert _amount(zero, "EUR") == "0.00"
