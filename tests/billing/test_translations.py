@@ -157,9 +157,9 @@ def test_the_catalogue_holds_no_unused_key():
 
 def test_the_guard_fails_on_a_new_untranslated_string():
     """The checks can fail: a new key in the template or the code, a copied English text."""
-    source = TEMPLATE.read_text(encoding="utf-8").replace(
-        "<h1>", '<h1>{{ t("brand_new_heading") }} ', 1
-    )
+    source = TEMPLATE.read_text(encoding="utf-8")
+    assert "<h1" in source
+    source = source.replace("<h1", '{{ t("brand_new_heading") }}<h1', 1)
     keys, problems = template_keys(source)
     assert problems == [] and "brand_new_heading" in keys
     assert "de.brand_new_heading: missing or empty" in untranslated(keys, CATALOGUE)

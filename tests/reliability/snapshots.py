@@ -61,5 +61,7 @@ def billing_state(engine: Engine) -> dict[str, Any]:
                 ).order_by(BillUnit.id)
             ).all(),
             "balances": s.execute(select(Account.ref, Account.balance).order_by(Account.ref)).all(),
-            "series": s.execute(select(BillSeries.code, BillSeries.next_number)).all(),
+            "series": s.execute(
+                select(BillSeries.code, BillSeries.next_number).order_by(BillSeries.code)
+            ).all(),
         }
