@@ -184,3 +184,61 @@ def test_the_template_copy_equals_a_fresh_migration(engine, tmp_path):
         finally:
             fresh_engine.dispose()
     assert copied == fresh
+
+
+def test_a_reset_copy_equals_a_fresh_migration(pg_template, tmp_path):
+    """A copy a test wrote to, reset for the next test (tests/conftest.py ``migrated_schema``),
+    gives the very same schema and rows as ``upgrade`` into an empty store: no row left, every
+    sequence restarted, the seeded rows back."""
+    from billing.jobs.bill_day import run_bill_day
+    from billing.store.db import make_engine
+    from billing.store.migrate import upgrade
+    from tests.billing.test_billday import seed_population
+    from tests.conftest import migrated_schema, pg_schema_url, scratch_schema
+
+    with migrated_schema(pg_template) as schema:
+        engine = make_engine(pg_schema_url(schema))
+        try:
+            seed_population(engine)  # rows in most tables, each referencing others
+            run_bill_day(engine, date(2027, 2, 1), "run")
+            with engine.begin() as conn:
+                conn.execute(text("SELECT setval('journal_entries_id_seq', 41)"))
+            used = _schema_of(engine)
+            assert used["rows:bills"] and used["rows:bill_lines"] and used["rows:charges"]
+            assert pg_template.reset(schema)
+            reset = _schema_of(engine)
+        finally:
+            engine.dispose()
+    assert reset["rows:accounts"] == reset["rows:bills"] == []
+    with scratch_schema() as fresh_schema:
+        fresh_engine = make_engine(pg_schema_url(fresh_schema))
+        try:
+            upgrade(fresh_engine)
+            fresh = _schema_of(fresh_engine)
+        finally:
+            fresh_engine.dispose()
+    assert reset == fresh
+
+
+def test_a_copy_whose_definition_a_test_changed_is_not_reused(pg_template):
+    """A test that alters its schema (a dropped constraint, an added index) leaves a copy
+    ``reset`` refuses: it is dropped, never handed to the next test."""
+    from billing.store.db import make_engine
+    from tests.conftest import pg_schema_url, scratch_schema
+
+    changes = [
+        "ALTER TABLE bills DROP CONSTRAINT ck_bills_due_after_bill",
+        "CREATE INDEX ix_extra ON accounts (name)",
+        "ALTER TABLE accounts ALTER COLUMN name DROP NOT NULL",
+    ]
+    for change in changes:
+        with scratch_schema() as schema:
+            pg_template.clone_into(schema)
+            assert pg_template.reset(schema)
+            engine = make_engine(pg_schema_url(schema))
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(change))
+            finally:
+                engine.dispose()
+            assert not pg_template.reset(schema), change

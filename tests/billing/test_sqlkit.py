@@ -12,21 +12,21 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from billing.store.db import make_engine, unit_of_work
-from billing.store.migrate import upgrade
 from billing.store.models import TaxCategory, TaxRate
 from billing.store.sqlkit import bulk_insert, bulk_update, key_in, take_ids
-from tests.conftest import pg_schema_url
+from tests.conftest import PgTemplate, migrated_schema, pg_schema_url
 
 CATEGORIES = TaxCategory.__table__
 RATE = {"category_code": "s", "country": "FR", "rate": Decimal("0.2")}
 
 
 @pytest.fixture
-def pg_engine(pg_schema: str) -> Iterator[Engine]:
-    engine = make_engine(pg_schema_url(pg_schema))
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def pg_engine(pg_template: PgTemplate) -> Iterator[Engine]:
+    """A migrated PostgreSQL store (a copy of the process's template, as ``engine`` is)."""
+    with migrated_schema(pg_template) as schema:
+        engine = make_engine(pg_schema_url(schema))
+        yield engine
+        engine.dispose()
 
 
 def _staging_tables(session: Session) -> int:

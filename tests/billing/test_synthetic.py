@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -34,7 +33,6 @@ from billing.domain.periods import first_bill_date
 from billing.ingest.importer import import_file
 from billing.ingest.synthetic import BANKS, COUNTRIES, _vat_id, iban_from_bban, national_bban, seed
 from billing.store.db import make_engine, unit_of_work
-from billing.store.migrate import upgrade
 from billing.store.models import (
     Account,
     Base,
@@ -46,7 +44,7 @@ from billing.store.models import (
     TaxRate,
     UsageRecord,
 )
-from tests.conftest import PG_URL, pg_schema_url
+from tests.conftest import copy_sqlite_template, migrated_schema, pg_schema_url
 
 START = date(2026, 3, 1)
 LANGUAGE = {"FR": "fr", "PT": "pt", "BE": "fr", "CH": "fr", "ES": "en", "DE": "en", "GB": "en"}
@@ -55,25 +53,20 @@ CURRENCY = {"FR": "EUR", "PT": "EUR", "BE": "EUR", "ES": "EUR", "DE": "EUR", "GB
 
 
 @pytest.fixture
-def other_engine(db_url: str, tmp_path) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
-    """A second migrated database on the same backend as ``engine``."""
+def other_engine(request: pytest.FixtureRequest, db_url: str, tmp_path) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+    """A second migrated database on the same backend as ``engine`` (a copy of the
+    process's template, as ``engine`` is)."""
     if db_url.startswith("sqlite"):
-        eng = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
-        upgrade(eng)
+        url = f"sqlite:///{tmp_path / 'other.db'}"
+        copy_sqlite_template(request.getfixturevalue("sqlite_template"), url)
+        eng = make_engine(url)
         yield eng
         eng.dispose()
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    eng = make_engine(pg_schema_url(schema))
-    upgrade(eng)
-    yield eng
-    eng.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with migrated_schema(request.getfixturevalue("pg_template")) as schema:
+        eng = make_engine(pg_schema_url(schema))
+        yield eng
+        eng.dispose()
 
 
 def dump(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
