@@ -274,7 +274,13 @@ class PgTemplate:
                 if digest != self.digest:
                     raw.rollback()
                     return False
-                cursor.execute(f"{self.empty_tables};\n{RESTART_SEQUENCES};\n{self.rows}")
+                # Immediate: a DELETE from charges would otherwise leave its deferred foreign
+                # key's check pending, and TRUNCATE refuses a table with pending trigger
+                # events ("cannot TRUNCATE "charges" because it has pending trigger events").
+                cursor.execute(
+                    f"SET CONSTRAINTS ALL IMMEDIATE;\n{self.empty_tables};\n"
+                    f"{RESTART_SEQUENCES};\n{self.rows}"
+                )
             raw.commit()
             return True
         finally:
