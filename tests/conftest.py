@@ -104,6 +104,31 @@ def _admin() -> Engine:
     return _admin_engines[0]
 
 
+# The system catalogues every test schema's tables, columns, constraints and triggers go
+# through: each copy built, reset (a TRUNCATE makes new files) or dropped leaves dead rows in
+# them, and the test server runs without autovacuum. Unvacuumed, they grew run after run (3.4
+# million dead rows in pg_attribute, 700 MB: SCHEMA_DIGEST took 0.2 s, not 0.01 s, and every
+# PostgreSQL test's reset with it). One VACUUM per session keeps them at one run's churn.
+CATALOGUES = (
+    "pg_attribute", "pg_attrdef", "pg_class", "pg_constraint", "pg_depend", "pg_index",
+    "pg_sequence", "pg_statistic", "pg_trigger", "pg_type",
+)  # fmt: skip
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Vacuum the catalogues once per run, in the controller (not in each xdist worker).
+    Only a superuser or the database's owner may: for anyone else PostgreSQL warns and skips,
+    and an unreachable server is left to the tests (``require_postgres``)."""
+    if hasattr(session.config, "workerinput") or not _postgres_available():
+        return
+    probe = make_engine(PG_URL)
+    try:
+        with probe.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM " + ", ".join(f"pg_catalog.{c}" for c in CATALOGUES)))
+    finally:
+        probe.dispose()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     while _admin_engines:
         _admin_engines.pop().dispose()
