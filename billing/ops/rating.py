@@ -281,17 +281,7 @@ def price_late_usage(
             cycles[key] = cycle
             attach.append({"id": record_id, "charge_key": key})
     if held:
-        bulk_update(
-            session,
-            UsageRecord.__table__,
-            held,
-            values=lambda src: {
-                "status": UsageStatus.HELD.value,
-                "held_on": bill_date,
-                "hold_reason": src.c.hold_reason,
-            },
-        )
-        done.held = len(held)
+        done.held = _hold(session, held, bill_date)
     if not attach:
         return done
     bulk_update(
@@ -430,6 +420,11 @@ def hold_stale_usage(
         if not within_window(at, bill_date, info.late_usage_days):
             reason = held_reason(at, bill_date, info.plan.code, info.late_usage_days)
             held.append({"id": record_id, "hold_reason": reason})
+    return _hold(session, held, bill_date)
+
+
+def _hold(session: Session, held: list[dict[str, Any]], bill_date: date) -> int:
+    """Mark usage records held on ``bill_date``, each with its reason; returns how many."""
     if held:
         bulk_update(
             session,
