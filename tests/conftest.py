@@ -463,11 +463,30 @@ XDIST_GROUPS = {
 }
 
 
-# The flows are thin adapters with no SQL of their own (import-linter keeps SQL below jobs/):
-# the fast suite runs them on the embedded default, SQLite. Their PostgreSQL runs are marked
-# slow (`make test-slow`, which CI runs as well); the jobs, ops and store beneath run on both
-# backends in the fast suite.
-FAST_SUITE_BACKEND = {"flows": "sqlite"}
+# Folders and files (relative to tests/) whose database tests run on one backend only in the
+# fast suite: their other backend's runs are marked slow (`make test-slow`, which CI runs as
+# well), so CI's coverage is unchanged. Each entry's PostgreSQL runs test nothing PostgreSQL
+# does differently; the code they go through runs on PostgreSQL in the fast suite in other
+# files (docs/testing.md says which, entry by entry). Never list a file about concurrency,
+# locks, isolation, bulk SQL, numbering under concurrency, the schema, the outbox, payments'
+# locking, search_path or anything PostgreSQL-specific. tests/test_fast_suite_backend.py
+# checks that every entry exists and is marked as said.
+FAST_SUITE_BACKEND = {
+    # The flows are thin adapters with no SQL of their own (import-linter keeps SQL below
+    # jobs/); the jobs, ops and store beneath run on both backends in the fast suite.
+    "flows": "sqlite",
+    # Scenario matrices and population runs through bill day, change processing, payments
+    # and the CLI, whose PostgreSQL paths test_billday, test_changes, test_billrun,
+    # test_payments, test_sqlkit and test_bulk run in the fast suite.
+    "billing/test_corrections.py": "sqlite",
+    "billing/test_payments_paging.py": "sqlite",
+    "billing/test_payments_population.py": "sqlite",
+    "billing/test_credit_notes.py": "sqlite",
+    "billing/test_vat.py": "sqlite",
+    "billing/test_late_usage.py": "sqlite",
+    "billing/cli/test_show.py": "sqlite",
+    "billing/cli/test_shadow.py": "sqlite",
+}
 
 
 def _backend(item: pytest.Item) -> str | None:
@@ -475,15 +494,21 @@ def _backend(item: pytest.Item) -> str | None:
     return callspec.params.get("db_url") if callspec is not None else None
 
 
+def fast_suite_backend(relative: Path) -> str | None:
+    """The one backend the fast suite runs ``relative``'s database tests on (its entry in
+    ``FAST_SUITE_BACKEND``, the file's or else its top folder's), or None: both."""
+    backend = FAST_SUITE_BACKEND.get(relative.as_posix())
+    return backend if backend is not None else FAST_SUITE_BACKEND.get(relative.parts[0])
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker turns xdist_group marks into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tests = Path(__file__).parent
     for item in items:
-        folder = item.path.relative_to(tests).parts[0]
-        fast_backend = FAST_SUITE_BACKEND.get(folder)
+        relative = item.path.relative_to(tests)
+        fast_backend = fast_suite_backend(relative)
         if fast_backend is not None and _backend(item) not in (None, fast_backend):
             item.add_marker(pytest.mark.slow)
-        relative = item.path.relative_to(tests)
         group = XDIST_GROUPS.get(relative.as_posix())
         if group is None and len(relative.parts) > 1:
             group = XDIST_GROUPS.get(relative.parts[0])
