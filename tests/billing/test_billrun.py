@@ -25,7 +25,6 @@ from billing.jobs.uti_schedule_generator import run_uti_schedule_generator
 from billing.ops import billrun
 from billing.ops.billrun import BatchResult, bill_batch, due_unit_ids
 from billing.store.db import make_engine, unit_of_work
-from billing.store.migrate import upgrade
 from billing.store.models import (
     Account,
     Bill,
@@ -41,14 +40,13 @@ from billing.store.models import (
     UsageRecord,
 )
 from tests import builders as b
-from tests.conftest import pg_schema_url, scratch_schema
+from tests.conftest import copy_sqlite_template, migrated_schema, pg_schema_url
 
 START, AS_OF = date(2026, 9, 1), date(2026, 11, 20)
 D = Decimal
 
 
 def _population(engine: Engine) -> None:
-    upgrade(engine)
     seed(engine, accounts=40, usage_per_account=4, start=START, seed=11)
     item = ContractItem.__table__.c
     recurring = item.item_type == ItemType.RECURRING.value
@@ -73,10 +71,13 @@ def _population(engine: Engine) -> None:
 def twins(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[tuple[Engine, Engine]]:
     """Two databases with the same population."""
     with ExitStack() as stack:
-        if request.param == "sqlite":
+        if request.param == "sqlite":  # copies of the process's migrated template
             urls = [f"sqlite:///{tmp_path / name}.db" for name in ("one", "two")]
+            for url in urls:
+                copy_sqlite_template(request.getfixturevalue("sqlite_template"), url)
         else:
-            urls = [pg_schema_url(stack.enter_context(scratch_schema())) for _ in range(2)]
+            template = request.getfixturevalue("pg_template")
+            urls = [pg_schema_url(stack.enter_context(migrated_schema(template))) for _ in "12"]
         engines = [make_engine(url) for url in urls]
         for engine in engines:
             _population(engine)

@@ -34,7 +34,6 @@ from billing.payments.sandbox import SandboxGateway
 from billing.payments.sepa import validate
 from billing.payments.statement import record_bank_payment
 from billing.store.db import make_engine, unit_of_work
-from billing.store.migrate import upgrade
 from billing.store.models import (
     Account,
     Bill,
@@ -50,7 +49,7 @@ from billing.store.models_payments import (
     PaymentFileKind,
 )
 from tests.billing.test_payments import CREDITOR
-from tests.conftest import pg_schema_url, scratch_schema
+from tests.conftest import copy_sqlite_template, migrated_schema, pg_schema_url
 
 D = Decimal
 AS_OF = date(2027, 2, 15)
@@ -65,16 +64,18 @@ CAP = 7
 
 
 @contextmanager
-def twin(engine: Engine, path: Path) -> Iterator[Engine]:
-    """Another empty, migrated database on ``engine``'s backend."""
+def twin(engine: Engine, path: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """Another empty, migrated database on ``engine``'s backend (a copy of the process's
+    template, as ``engine`` is)."""
     with ExitStack() as stack:
         if engine.dialect.name == "sqlite":
             url = f"sqlite:///{path / 'twin.db'}"
+            copy_sqlite_template(request.getfixturevalue("sqlite_template"), url)
         else:
-            url = pg_schema_url(stack.enter_context(scratch_schema()))
+            template = request.getfixturevalue("pg_template")
+            url = pg_schema_url(stack.enter_context(migrated_schema(template)))
         other = make_engine(url)
         stack.callback(other.dispose)
-        upgrade(other)
         yield other
 
 
@@ -188,12 +189,15 @@ def transactions(files: dict[str, bytes]) -> list[tuple[str, str, bytes]]:
 # --- paging -------------------------------------------------------------------------------
 
 
-def test_tiny_pages_and_capped_files_collect_and_refund_as_one_big_page(engine, tmp_path):
+def test_tiny_pages_and_capped_files_collect_and_refund_as_one_big_page(engine, tmp_path, request):
     populate(engine)
     (tmp_path / "big").mkdir()
     (tmp_path / "tiny").mkdir()
     (tmp_path / "capped").mkdir()
-    with twin(engine, tmp_path / "tiny") as tiny, twin(engine, tmp_path / "capped") as capped:
+    with (
+        twin(engine, tmp_path / "tiny", request) as tiny,
+        twin(engine, tmp_path / "capped", request) as capped,
+    ):
         populate(tiny)
         populate(capped)
         big_config = run_days(engine, tmp_path / "big", **BIG)
@@ -296,12 +300,12 @@ class Killed(Exception):
     ],
 )
 def test_a_crash_after_the_second_file_is_written_reruns_to_the_same_files(
-    engine, tmp_path, point, step
+    engine, tmp_path, point, step, request
 ):
     populate(engine)
     (tmp_path / "clean").mkdir()
     (tmp_path / "crashed").mkdir()
-    with twin(engine, tmp_path / "clean") as clean:
+    with twin(engine, tmp_path / "clean", request) as clean:
         populate(clean)
         configs = {
             name: PaymentConfig(
