@@ -501,6 +501,12 @@ def fast_suite_backend(relative: Path) -> str | None:
     return backend if backend is not None else FAST_SUITE_BACKEND.get(relative.parts[0])
 
 
+# Every collected test under a FAST_SUITE_BACKEND entry, node id -> marked slow, as this
+# process's collection left it (before -m deselects): tests/test_fast_suite_backend.py reads
+# it when the whole suite was collected, as under make test, instead of collecting again.
+FAST_SUITE_COLLECTED: dict[str, bool] = {}
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker turns xdist_group marks into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tests = Path(__file__).parent
@@ -509,6 +515,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fast_backend = fast_suite_backend(relative)
         if fast_backend is not None and _backend(item) not in (None, fast_backend):
             item.add_marker(pytest.mark.slow)
+        if fast_backend is not None:
+            FAST_SUITE_COLLECTED[item.nodeid] = item.get_closest_marker("slow") is not None
         group = XDIST_GROUPS.get(relative.as_posix())
         if group is None and len(relative.parts) > 1:
             group = XDIST_GROUPS.get(relative.parts[0])

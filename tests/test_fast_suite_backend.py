@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import FAST_SUITE_BACKEND, fast_suite_backend
+from tests.conftest import FAST_SUITE_BACKEND, FAST_SUITE_COLLECTED, fast_suite_backend
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
@@ -33,8 +33,16 @@ def pytest_collection_finish(session):
 
 
 def collected(paths: list[str], tmp_path: Path) -> tuple[list[str], list[str]]:
-    """The node ids of ``paths`` that ``make test`` runs, and those ``make test-slow`` runs
-    (one collection, every test's marks as the hooks left them)."""
+    """The node ids of ``paths`` that ``make test`` runs, and those ``make test-slow`` runs,
+    with every test's marks as the hooks left them: this session's own when it collected
+    every entry (``make test`` collects the whole suite in each process), else a collection
+    of ``paths`` in a subprocess."""
+    if all(
+        any(n.startswith(f"{path}::") or n.startswith(f"{path}/") for n in FAST_SUITE_COLLECTED)
+        for path in paths
+    ):
+        items = FAST_SUITE_COLLECTED.items()
+        return [n for n, slow in items if not slow], [n for n, slow in items if slow]
     (tmp_path / "fast_suite_probe.py").write_text(PROBE)
     report = tmp_path / "collected.json"
     env = {**os.environ, "FAST_SUITE_PROBE": str(report)}
