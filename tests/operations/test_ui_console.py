@@ -110,7 +110,14 @@ def test_bill_day_started_from_the_run_form_bills_links_data_docs_and_mails(
             link = page.locator(f'a[href^="{deployed.files}/output/"][href*="/data_docs/"]')
             link.first.wait_for(timeout=60_000)
             page.screenshot(path=str(summary_shot), full_page=True)
-            [data_docs] = link.evaluate_all("els => els.map(e => e.href)")
+            # The UI re-renders the artifact as it polls: read the link once it is there again.
+            hrefs: list[str] = []
+            for _ in range(120):
+                hrefs = link.evaluate_all("els => els.map(e => e.href)")
+                if hrefs:
+                    break
+                page.wait_for_timeout(500)
+            [data_docs] = hrefs
 
             files = browser.new_context(
                 viewport={"width": 1400, "height": 900},
