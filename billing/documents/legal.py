@@ -103,8 +103,6 @@ def vat_problems(invoice: Invoice, seller_country: str) -> list[str]:
                 f"[BR-E-10] line {line.position} is exempt (E) but its tax class "
                 f"{line.tax_category!r} gives no exemption_code and exemption_reason"
             )
-        elif line.vat in abroad_only and vat_mention(seller_country, line.vat.value) is None:
-            problems.append(f"line {line.position}: no mention for {line.vat.value} lines")
     return problems
 
 
