@@ -61,7 +61,7 @@ GROUP BY c.account_id, bu.next_bill_date
 """
 
 
-INSERTED = ("bills", "bill_lines", "charges", "payments", "payment_file_entries", "billing_issues")
+INSERTED = ("bills", "charges", "payments", "payment_file_entries", "billing_issues")
 """Tables bill day only adds rows to (the run starts with them empty)."""
 REWRITTEN = {
     "usage_records": "UPDATE usage_records SET status = status, charge_key = charge_key "

@@ -135,15 +135,17 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "bill_totals_match_lines",
         "bills",
-        "A bill's net, tax and gross are the sums of its lines' net, tax and gross.",
+        "A bill's net, tax and gross are the sums of its lines' net, tax and gross (its lines "
+        "are its charges: net is a charge's amount, gross its amount + tax).",
         """
         SELECT b.id AS bill_id, b.bill_key,
                b.net, l.net AS lines_net, b.tax, l.tax AS lines_tax,
                b.gross, l.gross AS lines_gross
         FROM {batch} AS b
         LEFT JOIN (
-            SELECT bill_id, SUM(net) AS net, SUM(tax) AS tax, SUM(gross) AS gross
-            FROM bill_lines
+            SELECT bill_id, SUM(amount) AS net, SUM(tax) AS tax, SUM(amount + tax) AS gross
+            FROM charges
+            WHERE bill_id IS NOT NULL
             GROUP BY bill_id
         ) AS l ON l.bill_id = b.id
         WHERE b.net <> COALESCE(l.net, 0)
@@ -166,16 +168,16 @@ RULES: tuple[Rule, ...] = (
         amounts=("net", "tax", "gross"),
     ),
     Rule(
-        "bill_line_net_plus_tax_is_gross",
-        "bill_lines",
-        "On every bill line, net + tax = gross.",
+        "billed_charges_are_open_lines",
+        "charges",
+        "A charge on a bill is a line of it: open or closed, never calculated, planned or "
+        "cancelled (a line's gross is its net + tax by construction).",
         """
-        SELECT id AS bill_line_id, bill_id, net, tax, gross
+        SELECT id AS charge_id, charge_key, bill_id, line_no, status
         FROM {batch}
-        WHERE net + tax <> gross
+        WHERE bill_id IS NOT NULL AND status NOT IN ('open', 'closed')
         ORDER BY id
         """,
-        amounts=("net", "tax", "gross"),
     ),
     Rule(
         "due_date_not_before_bill_date",
@@ -274,11 +276,11 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "credit_notes_within_invoices",
-        "bill_lines",
+        "charges",
         "No invoice line is credited beyond what it billed: its net plus every correction "
         "naming its charge (credit notes, termination credits, adjustments) is not negative.",
         """
-        SELECT l.id AS bill_line_id, l.bill_id, l.position, l.net, c.corrected
+        SELECT l.id AS charge_id, l.bill_id, l.line_no, l.amount AS net, c.corrected
         FROM {batch} AS l
         JOIN bills AS b ON b.id = l.bill_id
         JOIN (
@@ -286,8 +288,8 @@ RULES: tuple[Rule, ...] = (
             FROM charges
             WHERE corrects_charge_id IS NOT NULL AND status <> 'cancelled'
             GROUP BY corrects_charge_id
-        ) AS c ON c.corrects_charge_id = l.charge_id
-        WHERE b.type_code = '380' AND l.net >= 0 AND l.net + c.corrected < 0
+        ) AS c ON c.corrects_charge_id = l.id
+        WHERE b.type_code = '380' AND l.amount >= 0 AND l.amount + c.corrected < 0
         ORDER BY l.id
         """,
         amounts=("net", "corrected"),

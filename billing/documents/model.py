@@ -34,9 +34,10 @@ from billing.domain.schedule import CycleGrid
 from billing.domain.vat import VATEX, VatCategory
 from billing.ops.catalog import load_plans
 from billing.store.models import (
+    LINE_COLUMNS,
     Account,
     Bill,
-    BillLine,
+    BilledLine,
     BillUnit,
     Charge,
     ContractItem,
@@ -45,6 +46,7 @@ from billing.store.models import (
     PricePlan,
     Product,
     TaxCategory,
+    billed_line,
 )
 from billing.store.models import Payment as PaymentRow
 
@@ -181,7 +183,7 @@ class LinePricing:
     """The bill unit's next bill date: anchors its cycle grid (``schedule.CycleGrid``)."""
 
 
-def _credit_printed(line: BillLine, pricing: LinePricing, currency: str) -> PrintedLine | None:
+def _credit_printed(line: BilledLine, pricing: LinePricing, currency: str) -> PrintedLine | None:
     """A cancellation credit (``cxl:{item}:{charged start}``) as ``quantity x -price x n / m``:
     the unused days of the cycle the credited fee belongs to, on the bill unit's cycle grid.
     None when the line is no such credit or its arithmetic does not check."""
@@ -225,7 +227,7 @@ def _credit_printed(line: BillLine, pricing: LinePricing, currency: str) -> Prin
     )
 
 
-def line_printed(line: BillLine, pricing: LinePricing, currency: str) -> PrintedLine:
+def line_printed(line: BilledLine, pricing: LinePricing, currency: str) -> PrintedLine:
     """The printed form of a bill line: tiers and packages recomputed from its plan, a
     prorated fee's days from its cycle (the charge key's cycle start, the bill unit's cycle), a
     cancellation credit's unused days from the cycle of its period on the bill unit's grid."""
@@ -359,7 +361,7 @@ def _prenotified(
 def _invoice(
     bill: Bill,
     account: Account,
-    lines: Iterable[tuple[BillLine, ProductName | None, LinePricing, tuple[str | None, ...]]],
+    lines: Iterable[tuple[BilledLine, ProductName | None, LinePricing, tuple[str | None, ...]]],
     debit: tuple[date | None, Decimal | None] = (None, None),
     corrects: tuple[PrecedingInvoice, ...] = (),
 ) -> Invoice:
@@ -440,16 +442,15 @@ def preceding_invoices(
     corrected = aliased(Charge)
     original = aliased(Bill)
     query = (
-        select(BillLine.bill_id, original.bill_no, original.bill_date)
-        .join(Bill, Bill.id == BillLine.bill_id)
-        .join(credit, credit.id == BillLine.charge_id)
+        select(credit.bill_id, original.bill_no, original.bill_date)
+        .join(Bill, Bill.id == credit.bill_id)
         .join(corrected, corrected.id == credit.corrects_charge_id)
         .join(original, original.id == corrected.bill_id)
         .where(Bill.type_code == CREDIT_NOTE, original.bill_no.is_not(None))
         .distinct()
     )
     if bill_ids is not None:
-        query = query.where(BillLine.bill_id.in_(list(bill_ids)))
+        query = query.where(credit.bill_id.in_(list(bill_ids)))
     found: dict[int, list[PrecedingInvoice]] = {}
     for bill_id, bill_no, bill_date in session.execute(query):
         found.setdefault(bill_id, []).append(PrecedingInvoice(bill_no, bill_date))
@@ -485,7 +486,6 @@ def load_invoices(
         select(
             Bill,
             Account,
-            BillLine,
             Product.name,
             Product.name_translations,
             debit.with_only_columns(PaymentRow.collect_on).scalar_subquery(),
@@ -500,16 +500,16 @@ def load_invoices(
             BillUnit.next_bill_date,
             TaxCategory.exemption_code,
             TaxCategory.exemption_reason,
+            *LINE_COLUMNS,
         )
         .join(Account, Account.id == Bill.account_id)
-        .join(BillLine, BillLine.bill_id == Bill.id)
-        .outerjoin(Charge, Charge.id == BillLine.charge_id)
+        .join(Charge, Charge.bill_id == Bill.id)  # the bill's lines are its charges
         .outerjoin(BillUnit, BillUnit.id == Charge.bill_unit_id)
         .outerjoin(ContractItem, ContractItem.id == Charge.contract_item_id)
         .outerjoin(PricePlan, PricePlan.id == ContractItem.price_plan_id)
         .outerjoin(Product, Product.id == PricePlan.product_id)
-        .outerjoin(TaxCategory, TaxCategory.code == BillLine.tax_category)
-        .order_by(Bill.series_code, Bill.number, Bill.id, BillLine.position)
+        .outerjoin(TaxCategory, TaxCategory.code == Charge.tax_category)
+        .order_by(Bill.series_code, Bill.number, Bill.id, Charge.line_no)
     )
     if numbered:
         query = query.where(Bill.number.is_not(None))
@@ -519,14 +519,14 @@ def load_invoices(
     corrects = preceding_invoices(session, bill_ids)
     rows = session.execute(query.execution_options(yield_per=chunk))
     for (bill, account, sent_on, amount), group in groupby(
-        rows, key=lambda r: (r[0], r[1], r[5], r[6])
+        rows, key=lambda r: (r[0], r[1], r[4], r[5])
     ):
         yield _invoice(
             bill,
             account,
             (
                 (
-                    line,
+                    billed_line(line),
                     None if name is None else ProductName(name, translations),
                     LinePricing(
                         kind=None if kind is None else str(kind),
@@ -543,7 +543,6 @@ def load_invoices(
                 for (
                     _,
                     _,
-                    line,
                     name,
                     translations,
                     _,
@@ -558,6 +557,7 @@ def load_invoices(
                     next_bill,
                     exemption_code,
                     exemption_reason,
+                    *line,
                 ) in group
             ),
             (sent_on, amount),

@@ -31,7 +31,7 @@ from datetime import date
 from billing.domain.schedule import ChargeSpec
 
 DESCRIPTION_LENGTH = 255
-"""``charges.description`` and ``bill_lines.description`` hold this many characters."""
+"""``charges.description`` holds this many characters (a billed charge's is its line's)."""
 
 
 def settle_on(bill_on: date, last_bill_date: date | None, next_bill_date: date) -> date:

@@ -59,7 +59,6 @@ from billing.store.sqlkit import refresh_statistics
 
 BILLED_TABLES = (
     "accounts",
-    "bill_lines",
     "bill_units",
     "bills",
     "billing_issues",

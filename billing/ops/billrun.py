@@ -64,7 +64,6 @@ from billing.store.models import (
     Account,
     Bill,
     BillingState,
-    BillLine,
     BillStatus,
     BillUnit,
     Charge,
@@ -409,14 +408,14 @@ def _with_ids(draft: DraftBill, ids: dict[int, int]) -> DraftBill:
 def _write_units(
     session: Session, parts: Sequence[UnitPlan], ids: dict[int, int], run_id: str, as_of: date
 ) -> BatchResult:
-    """Write the units' part of the plan: re-price stored usage charges, insert the bills, the
-    new charges (open on their bill, or calculated) and the lines, move the stored charges the
-    bills take from calculated to open, add to balances and close the billed cycles."""
+    """Write the units' part of the plan: re-price stored usage charges, insert the bills and
+    the new charges (open on their bill as its lines, or calculated), make the stored charges
+    the bills take lines of them (calculated to open), add to balances and close the billed
+    cycles. A line is its charge: no row is written twice."""
     result = BatchResult()
     upsert_usage_charges(session, [dict(row) for p in parts for row in p.repriced])
     fresh = [{**row, "id": ids[row["id"]]} for p in parts for row in p.new_charges]
     bills = [(p.unit, _with_ids(p.bill.draft, ids), p.bill) for p in parts if p.bill is not None]
-    bill_of_charge: dict[int, int] = {}
     if bills:
         rows = []
         for unit, draft, planned in bills:
@@ -446,32 +445,23 @@ def _write_units(
             add_to_total(result.totals, draft.currency, draft.gross)
         inserted = bulk_insert(session, Bill.__table__, rows, returning=("id", "bill_unit_id"))
         bill_of_unit = {unit_id: bill_id for bill_id, unit_id in inserted}
-        lines = [
-            {
+        # Each line is its charge: the columns the line adds to it, by charge id.
+        lines = {
+            line.charge_id: {
                 "bill_id": bill_of_unit[unit.id],
-                "charge_id": line.charge_id,
-                "position": position,
-                "description": line.description,
-                "period_start": line.period_start,
-                "period_end": line.period_end,
-                "quantity": line.quantity,
-                "unit_price": line.unit_price,
-                "net": line.net,
-                "tax_category": line.tax_category,
+                "line_no": position,
                 "tax_rate": line.tax_rate,
                 "tax": line.tax,
-                "gross": line.gross,
                 "vat_category": line.vat_category,
+                "description": line.description,
             }
             for unit, draft, _ in bills
             for position, line in enumerate(draft.lines, start=1)
-        ]
-        bill_of_charge = {line["charge_id"]: line["bill_id"] for line in lines}
-        _insert_new_charges(session, fresh, bill_of_charge)
-        bulk_insert(session, BillLine.__table__, lines)
+        }
+        _insert_new_charges(session, fresh, lines)
         for row in fresh:
-            bill_of_charge.pop(row["id"], None)
-        _open_charges(session, bill_of_charge)
+            lines.pop(row["id"], None)
+        _open_charges(session, lines)
         new_gross: dict[int, Decimal] = defaultdict(Decimal)
         for unit, draft, _ in bills:
             new_gross[unit.account_id] += draft.gross
@@ -489,14 +479,24 @@ class ConcurrentBillingError(BillingError):
     """A charge was billed by someone else between reading and writing it."""
 
 
+LINE_OF_CHARGE = ("bill_id", "line_no", "tax_rate", "tax", "vat_category")
+"""What a bill sets on a charge it takes, besides its status and its line's description."""
+
+
 def _insert_new_charges(
-    session: Session, fresh: list[dict[str, Any]], bill_of_charge: dict[int, int]
+    session: Session, fresh: list[dict[str, Any]], lines: dict[int, dict[str, Any]]
 ) -> None:
-    """Insert the pass's new charges once: open with their bill id when a bill took them."""
+    """Insert the pass's new charges once: open on their bill, as its lines, when a bill took
+    them (``lines``: by charge id), else calculated."""
     for row in fresh:
-        bill_id = bill_of_charge.get(row["id"])
-        row["bill_id"] = bill_id
-        row["status"] = ChargeStatus.CALCULATED if bill_id is None else ChargeStatus.OPEN
+        line = lines.get(row["id"])
+        if line is None:
+            row.update(dict.fromkeys(LINE_OF_CHARGE))
+            row["status"] = ChargeStatus.CALCULATED
+        else:
+            row.update({name: line[name] for name in LINE_OF_CHARGE})
+            row["description"] = line["description"]
+            row["status"] = ChargeStatus.OPEN
     inserted = bulk_insert(
         session, Charge.__table__, fresh, on_conflict="nothing", returning=("id",)
     )
@@ -506,20 +506,29 @@ def _insert_new_charges(
         )
 
 
-def _open_charges(session: Session, bill_of_charge: dict[int, int]) -> None:
-    """Move the billed charges from calculated to open, each pointing at its bill."""
+def _open_charges(session: Session, lines: dict[int, dict[str, Any]]) -> None:
+    """Move the stored charges the bills take from calculated to open, each made a line of its
+    bill in the same statement: position, VAT and the line's description (the charge's own,
+    except a correction's, which names the bill it corrects: ``line_description``)."""
+    rows = [
+        {"id": charge_id, **{name: line[name] for name in (*LINE_OF_CHARGE, "description")}}
+        for charge_id, line in lines.items()
+    ]
+    charges = Charge.__table__
     opened = bulk_update(
         session,
-        Charge.__table__,
-        [{"id": charge_id, "bill_id": bill_id} for charge_id, bill_id in bill_of_charge.items()],
-        values=lambda src: {"status": ChargeStatus.OPEN, "bill_id": src.c.bill_id},
-        where=Charge.__table__.c.status == ChargeStatus.CALCULATED,
+        charges,
+        rows,
+        values=lambda src: {
+            "status": ChargeStatus.OPEN,
+            **{name: src.c[name] for name in LINE_OF_CHARGE},
+            "description": src.c.description,
+        },
+        where=charges.c.status == ChargeStatus.CALCULATED,
         returning=("id",),
     )
-    if len(opened) != len(bill_of_charge):
-        raise ConcurrentBillingError(
-            f"expected to open {len(bill_of_charge)} charges, opened {len(opened)}"
-        )
+    if len(opened) != len(lines):
+        raise ConcurrentBillingError(f"expected to open {len(lines)} charges, opened {len(opened)}")
 
 
 def _add_to_balances(session: Session, gross_by_account: dict[int, Decimal]) -> None:

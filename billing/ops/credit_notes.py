@@ -8,13 +8,14 @@ corrects names it here, and what remains to credit on a line counts every correc
 whoever wrote it. Voiding an invoice is a credit note of all its lines (``--all``).
 
 In one transaction, under the account's and the invoice's row locks: the bill, its charges
-and lines, its number (``CN`` alone, gapless), the balance moved by its gross, and the credit
-applied to the account's open bills, the corrected invoice first. What is left is credit on
-the account (a negative balance), refunded by the refund step of the next bill day per the
-payment rules (docs/payments.md). Its documents (Factur-X PDF, XML) and e-mail are made by the
-next bill day's documents step, which takes every numbered bill never queued, or at once by
-``billing run render-invoices --bill-no CN-...``. Anything refused raises
-``CreditNoteError`` naming the invoice and the line, and writes nothing.
+(which are its lines, each written once), its number (``CN`` alone, gapless), the balance
+moved by its gross, and the credit applied to the account's open bills, the corrected invoice
+first. What is left is credit on the account (a negative balance), refunded by the refund
+step of the next bill day per the payment rules (docs/payments.md). Its documents (Factur-X
+PDF, XML) and e-mail are made by the next bill day's documents step, which takes every
+numbered bill never queued, or at once by ``billing run render-invoices --bill-no CN-...``.
+Anything refused raises ``CreditNoteError`` naming the invoice and the line, and writes
+nothing.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from billing.domain.enums import BillStatus, ChargeKind, ChargeStatus
 from billing.domain.money import exact_sum
 from billing.ops.numbering import assign_bill_numbers
 from billing.payments.ledger import bill_issued, lock_account
-from billing.store.models import Bill, BillLine, Charge
+from billing.store.models import LINE_COLUMNS, Bill, Charge, billed_line
 from billing.store.sqlkit import bulk_insert, lock_for_update
 
 REASON_LENGTH = 500
@@ -134,6 +135,7 @@ def issue_credit_note(
         returning=("id",),
     )[0]
     corrected = CorrectedBill(invoice_no, invoice.bill_date)
+    # Each line of the credit note is its own charge, written once, open on it.
     charge_rows = [
         {
             "charge_key": charge_keys.credit_line(c.charge_id, number),
@@ -152,40 +154,17 @@ def issue_credit_note(
             "tax_category": c.tax_category,
             "status": ChargeStatus.OPEN,
             "bill_id": bill_id,
+            "line_no": position,
+            "tax_rate": c.tax_rate,
+            "tax": c.tax,
+            "vat_category": c.vat_category,
             "immediate": False,
             "created_on": as_of,
             "corrects_charge_id": c.charge_id,
         }
-        for c in credits
+        for position, c in enumerate(credits, start=1)
     ]
-    charge_ids = [
-        row[0] for row in bulk_insert(session, Charge.__table__, charge_rows, returning=("id",))
-    ]
-    bulk_insert(
-        session,
-        BillLine.__table__,
-        [
-            {
-                "bill_id": bill_id,
-                "charge_id": charge_id,
-                "position": position,
-                "description": row["description"],
-                "period_start": c.period_start,
-                "period_end": c.period_end,
-                "quantity": Decimal(1),
-                "unit_price": c.net,
-                "net": c.net,
-                "tax_category": c.tax_category,
-                "tax_rate": c.tax_rate,
-                "tax": c.tax,
-                "gross": c.gross,
-                "vat_category": c.vat_category,
-            }
-            for position, (c, row, charge_id) in enumerate(
-                zip(credits, charge_rows, charge_ids, strict=True), start=1
-            )
-        ],
-    )
+    bulk_insert(session, Charge.__table__, charge_rows)
     assign_bill_numbers(session, [CREDIT_NOTE_SERIES])
     applied = bill_issued(session, account.id, gross, first_bill_id=invoice.id)
     bill_no = session.scalar(select(Bill.bill_no).where(Bill.id == bill_id))
@@ -206,12 +185,14 @@ def issue_credit_note(
 def _creditable(session: Session, invoice: Bill) -> list[tuple[Creditable, int | None]]:
     """The invoice's lines with what remains of each (its net plus every correction naming its
     charge that is not cancelled, billed or not), and each line's contract item."""
-    rows = session.execute(
-        select(BillLine, Charge.contract_item_id)
-        .join(Charge, Charge.id == BillLine.charge_id)
-        .where(BillLine.bill_id == invoice.id)
-        .order_by(BillLine.position)
-    ).all()
+    rows = [
+        (billed_line(row), row.contract_item_id)
+        for row in session.execute(
+            select(*LINE_COLUMNS, Charge.contract_item_id)
+            .where(Charge.bill_id == invoice.id)
+            .order_by(Charge.line_no)
+        )
+    ]
     charge_ids = [line.charge_id for line, _ in rows]
     corrections: dict[int | None, Decimal] = {
         corrected: amount

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.domain.money import LINE_ROUNDING, quantize_money
-from billing.store.models import Account, Bill, BillLine
+from billing.store.models import LINE_COLUMNS, Account, Bill, Charge, billed_line
 
 CSV_COLUMNS = (
     "bill_no",
@@ -64,11 +64,11 @@ def invoices(
 ) -> Iterator[dict[str, Any]]:
     """Numbered bills in number order, each with its lines; only ``accounts`` (refs) if given."""
     query = (
-        select(Bill, Account.ref, BillLine)
+        select(Bill, Account.ref, *LINE_COLUMNS)
         .join(Account, Account.id == Bill.account_id)
-        .join(BillLine, BillLine.bill_id == Bill.id)
+        .join(Charge, Charge.bill_id == Bill.id)  # the bill's lines are its charges
         .where(Bill.number.is_not(None))
-        .order_by(Bill.series_code, Bill.number, BillLine.position)
+        .order_by(Bill.series_code, Bill.number, Charge.line_no)
         .execution_options(yield_per=chunk)
     )
     if accounts:
@@ -96,7 +96,7 @@ def invoices(
                     "tax": _money(line.tax, bill.currency),
                     "vat_category": line.vat_category,
                 }
-                for _, _, line in group
+                for line in (billed_line(row[2:]) for row in group)
             ],
         }
 

@@ -34,7 +34,7 @@ from billing.ops.deferred import run_deferred_actions
 from billing.ops.run_report import money
 from billing.ops.views import UnknownAccounts
 from billing.store.db import unit_of_work
-from billing.store.models import Account, Bill, BillLine, BillUnit, Charge
+from billing.store.models import LINE_COLUMNS, Account, Bill, BillUnit, Charge, billed_line
 
 
 @dataclass(frozen=True)
@@ -160,14 +160,14 @@ def _bills_of_run(session: Session, run_id: str) -> tuple[PreviewBill, ...]:
     bills = session.scalars(
         select(Bill).where(Bill.run_id == run_id).order_by(Bill.bill_date, Bill.id)
     ).all()
-    lines = session.execute(
-        select(BillLine, Charge.kind)
-        .join(Charge, Charge.id == BillLine.charge_id)
-        .where(BillLine.bill_id.in_([b.id for b in bills]))
-        .order_by(BillLine.bill_id, BillLine.position)
+    rows = session.execute(
+        select(*LINE_COLUMNS, Charge.kind)
+        .where(Charge.bill_id.in_([b.id for b in bills]))
+        .order_by(Charge.bill_id, Charge.line_no)
     ).all()
     by_bill: dict[int, list[PreviewLine]] = {b.id: [] for b in bills}
-    for line, kind in lines:
+    for row in rows:
+        line, kind = billed_line(row), row.kind
         by_bill[line.bill_id].append(
             PreviewLine(
                 position=line.position,

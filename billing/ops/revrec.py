@@ -41,7 +41,6 @@ from billing.domain.revenue import check_month, first_of_next_month, month_index
 from billing.domain.revenue import previous_month as previous_month  # re-exported (flows use it)
 from billing.store.models import (
     Bill,
-    BillLine,
     BillStatus,
     Charge,
     ContractItem,
@@ -87,21 +86,20 @@ def _unscheduled_lines() -> Any:
     """Invoiced lines with a net and no revenue share yet, with their product and currency."""
     return (
         select(
-            BillLine.id,
-            BillLine.net,
-            BillLine.period_start,
-            BillLine.period_end,
+            Charge.id,
+            Charge.amount.label("net"),
+            Charge.period_start,
+            Charge.period_end,
             Bill.currency,
             PricePlan.product_id,
         )
-        .join(Bill, Bill.id == BillLine.bill_id)
-        .join(Charge, Charge.id == BillLine.charge_id)
+        .join(Bill, Bill.id == Charge.bill_id)  # a line: a charge on an invoiced bill
         .outerjoin(ContractItem, ContractItem.id == Charge.contract_item_id)
         .outerjoin(PricePlan, PricePlan.id == ContractItem.price_plan_id)
         .where(
             Bill.status == BillStatus.INVOICED,
-            BillLine.net != 0,
-            ~exists().where(RevenueShare.bill_line_id == BillLine.id),
+            Charge.amount != 0,
+            ~exists().where(RevenueShare.charge_id == Charge.id),
         )
     )
 
@@ -115,7 +113,7 @@ def schedule_lines(
     cannot be split (an amount finer than its currency) is reported in ``failed`` and skipped.
     """
     rows = session.execute(
-        _unscheduled_lines().where(BillLine.id > after_id).order_by(BillLine.id).limit(limit)
+        _unscheduled_lines().where(Charge.id > after_id).order_by(Charge.id).limit(limit)
     ).all()
     result = ScheduleResult()
     shares: list[dict[str, Any]] = []
@@ -128,7 +126,7 @@ def schedule_lines(
         result.lines += 1
         shares += [
             {
-                "bill_line_id": row.id,
+                "charge_id": row.id,
                 "year": part.year,
                 "month": part.month,
                 "product_id": row.product_id,
@@ -213,7 +211,7 @@ def open_months_before(session: Session, year: int, month: int) -> list[tuple[in
 def unscheduled_lines_through(session: Session, year: int, month: int) -> int:
     """How many invoiced lines that start by the end of (year, month) have no shares yet."""
     end = first_of_next_month(date(year, month, 1))
-    query = _unscheduled_lines().where(BillLine.period_start < end).subquery()
+    query = _unscheduled_lines().where(Charge.period_start < end).subquery()
     return int(session.scalar(select(func.count()).select_from(query)) or 0)
 
 

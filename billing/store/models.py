@@ -9,9 +9,10 @@ Unique constraints carry idempotence: a rerun of any step for the same date inse
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -65,6 +66,13 @@ NAMING = {
 }
 
 ZERO = Decimal("0")
+
+LINE_ON_BILL = (
+    "(bill_id IS NULL AND line_no IS NULL AND tax_rate IS NULL AND tax IS NULL"
+    " AND vat_category IS NULL) OR (bill_id IS NOT NULL AND line_no IS NOT NULL"
+    " AND tax_rate IS NOT NULL AND tax IS NOT NULL AND vat_category IS NOT NULL)"
+)
+"""A charge is on a bill with every column of its line, or on none with none of them."""
 
 
 class Base(DeclarativeBase):
@@ -386,9 +394,8 @@ class Bill(Base):
     note: Mapped[str | None] = mapped_column(Text)
     """Why a credit note was issued by hand (``billing credit-note --reason``), printed on it."""
 
-    lines: Mapped[list[BillLine]] = relationship(
-        back_populates="bill", order_by="BillLine.position"
-    )
+    lines: Mapped[list[Charge]] = relationship(order_by="Charge.line_no", viewonly=True)
+    """The bill's lines: its charges (``charges.bill_id``), in position order."""
 
     __table_args__ = (
         UniqueConstraint("series_code", "number"),
@@ -424,42 +431,80 @@ class Charge(Base):
     status: Mapped[ChargeStatus] = mapped_column(
         _enum(ChargeStatus), default=ChargeStatus.CALCULATED
     )
-    bill_id: Mapped[int | None] = mapped_column(ForeignKey("bills.id"), index=True)
+    bill_id: Mapped[int | None] = mapped_column(ForeignKey("bills.id"))
+    """The bill the charge is a line of (``ix_charges_bill_line`` serves lookups by bill)."""
     immediate: Mapped[bool] = mapped_column(Boolean, default=False)
     created_on: Mapped[date] = mapped_column(Date)
     corrects_charge_id: Mapped[int | None] = mapped_column(ForeignKey("charges.id"))
     """A correction (a credit or an adjustment of a change after the fact): the charge whose
     period it corrects; that charge's ``bill_id`` is the bill the correction line names."""
 
+    # A charge on a bill IS the bill's line (issue #20: each billed fact is written once).
+    # What the line adds to the charge is set when a bill takes it, in the same statement
+    # that sets ``bill_id``; all four are NULL while the charge is not on a bill. The line's
+    # net is ``amount`` (already rounded to the currency) and its gross ``amount + tax``.
+    line_no: Mapped[int | None] = mapped_column(Integer)
+    """The line's position on its bill, from 1: the order its documents print the lines in."""
+    tax_rate: Mapped[Decimal | None] = mapped_column(Amount)
+    tax: Mapped[Decimal | None] = mapped_column(Amount)
+    """The line's VAT, rounded once (``billing.domain.invoice``)."""
+    vat_category: Mapped[str | None] = mapped_column(String(2))
+    """The EN 16931 VAT category the line was billed with (``billing.domain.vat``)."""
+
     __table_args__ = (
         Index("ix_charges_unit_status_bill_on", "bill_unit_id", "status", "bill_on"),
+        Index("ix_charges_bill_line", "bill_id", "line_no", unique=True),
         CheckConstraint("period_start <= period_end", name="period_ordered"),
+        CheckConstraint(LINE_ON_BILL, name="line_on_bill"),
+        CheckConstraint("line_no IS NULL OR line_no >= 1", name="line_no_positive"),
     )
 
 
-class BillLine(Base):
-    """A line of an issued bill: a frozen copy of one charge with its tax."""
+class BilledLine(NamedTuple):
+    """A bill's line as its readers see it: a charge on the bill (``LINE_COLUMNS``)."""
 
-    __tablename__ = "bill_lines"
+    bill_id: int
+    charge_id: int
+    position: int
+    description: str
+    period_start: date
+    period_end: date
+    quantity: Decimal
+    unit_price: Decimal
+    net: Decimal
+    tax_category: str
+    tax_rate: Decimal
+    tax: Decimal
+    vat_category: str
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id"), index=True)
-    charge_id: Mapped[int] = mapped_column(ForeignKey("charges.id"), unique=True)
-    position: Mapped[int] = mapped_column(Integer)
-    description: Mapped[str] = mapped_column(String(255))
-    period_start: Mapped[date] = mapped_column(Date)
-    period_end: Mapped[date] = mapped_column(Date)
-    quantity: Mapped[Decimal] = mapped_column(Amount)
-    unit_price: Mapped[Decimal] = mapped_column(Amount)
-    net: Mapped[Decimal] = mapped_column(Amount)
-    tax_category: Mapped[str] = mapped_column(String(16))
-    tax_rate: Mapped[Decimal] = mapped_column(Amount)
-    tax: Mapped[Decimal] = mapped_column(Amount)
-    gross: Mapped[Decimal] = mapped_column(Amount)
-    vat_category: Mapped[str] = mapped_column(String(2), server_default="S")
-    """The EN 16931 VAT category the line was billed with (``billing.domain.vat``)."""
+    @property
+    def gross(self) -> Decimal:
+        """Net plus VAT: derived, as every total of the bill is summed from its lines."""
+        return self.net + self.tax
 
-    bill: Mapped[Bill] = relationship(back_populates="lines")
+
+LINE_COLUMNS = (
+    Charge.bill_id,
+    Charge.id,
+    Charge.line_no,
+    Charge.description,
+    Charge.period_start,
+    Charge.period_end,
+    Charge.quantity,
+    Charge.unit_price,
+    Charge.amount,
+    Charge.tax_category,
+    Charge.tax_rate,
+    Charge.tax,
+    Charge.vat_category,
+)
+"""The columns of a ``BilledLine``, in its order: ``select(*LINE_COLUMNS)`` reads lines, and
+``billed_line(row)`` makes one of the first ``len(LINE_COLUMNS)`` values of a row."""
+
+
+def billed_line(row: Sequence[Any]) -> BilledLine:
+    """The line of a row that starts with ``LINE_COLUMNS`` (a charge on a bill)."""
+    return BilledLine(*row[: len(LINE_COLUMNS)])
 
 
 class DeferredAction(Base):

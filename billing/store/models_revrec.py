@@ -40,12 +40,13 @@ class RevenueMonth(Base):
 
 
 class RevenueShare(Base):
-    """The share of an invoiced bill line's net that belongs to one service month."""
+    """The share of an invoiced bill line's net that belongs to one service month; the line is
+    a charge on an invoiced bill (``charges.bill_id``, migration 0010)."""
 
     __tablename__ = "revenue_shares"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    bill_line_id: Mapped[int] = mapped_column(ForeignKey("bill_lines.id"))
+    charge_id: Mapped[int] = mapped_column(ForeignKey("charges.id"))
     year: Mapped[int] = mapped_column(Integer)
     month: Mapped[int] = mapped_column(Integer)
     product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id"))
@@ -54,7 +55,7 @@ class RevenueShare(Base):
     revenue_month_id: Mapped[int | None] = mapped_column(ForeignKey("revenue_months.id"))
 
     __table_args__ = (
-        UniqueConstraint("bill_line_id", "year", "month"),
+        UniqueConstraint("charge_id", "year", "month"),
         Index("ix_revenue_shares_service_month", "year", "month"),
         Index("ix_revenue_shares_revenue_month", "revenue_month_id"),
         CheckConstraint("month BETWEEN 1 AND 12", name="month_range"),

@@ -19,7 +19,6 @@ from billing.store.models import (
     Bill,
     BillingIssue,
     BillingState,
-    BillLine,
     BillUnit,
     Charge,
     ChargeStatus,
@@ -87,10 +86,10 @@ def bills(engine):
 def lines(engine, key):
     with unit_of_work(engine) as s:
         rows = s.execute(
-            select(BillLine.description, BillLine.period_start, BillLine.period_end, BillLine.net)
+            select(Charge.description, Charge.period_start, Charge.period_end, Charge.amount)
             .join(Bill)
             .where(Bill.bill_key == key)
-            .order_by(BillLine.position)
+            .order_by(Charge.line_no)
         ).all()
     return [tuple(r) for r in rows]
 

@@ -29,7 +29,6 @@ from billing.store.models import (
     Account,
     Bill,
     BillingIssue,
-    BillLine,
     BillUnit,
     Charge,
     ChargeStatus,
@@ -106,14 +105,13 @@ def _state(engine: Engine) -> dict[str, Any]:
             ).all(),
             "lines": s.execute(
                 select(
-                    line_bill.bill_key, BillLine.position, Charge.charge_key,
-                    BillLine.description, BillLine.period_start, BillLine.period_end,
-                    BillLine.quantity, BillLine.unit_price, BillLine.net, BillLine.tax_category,
-                    BillLine.tax_rate, BillLine.tax, BillLine.gross,
+                    line_bill.bill_key, Charge.line_no, Charge.charge_key,
+                    Charge.description, Charge.period_start, Charge.period_end,
+                    Charge.quantity, Charge.unit_price, Charge.amount, Charge.tax_category,
+                    Charge.tax_rate, Charge.tax, (Charge.amount + Charge.tax),
                 )
-                .join(line_bill, line_bill.id == BillLine.bill_id)
-                .join(Charge, Charge.id == BillLine.charge_id)
-                .order_by(line_bill.bill_key, BillLine.position)
+                .join(line_bill, line_bill.id == Charge.bill_id)
+                .order_by(line_bill.bill_key, Charge.line_no)
             ).all(),
             "charges": s.execute(
                 select(
@@ -231,11 +229,10 @@ def _lines(engine: Engine, bill: str) -> list[tuple[str, Decimal]]:
         return [
             (key, net)
             for key, net in s.execute(
-                select(Charge.charge_key, BillLine.net)
-                .join(BillLine, BillLine.charge_id == Charge.id)
-                .join(Bill, Bill.id == BillLine.bill_id)
+                select(Charge.charge_key, Charge.amount)
+                .join(Bill, Bill.id == Charge.bill_id)
                 .where(Bill.bill_key == bill)
-                .order_by(BillLine.position)
+                .order_by(Charge.line_no)
             )
         ]
 

@@ -28,7 +28,6 @@ from billing.store.db import unit_of_work
 from billing.store.models import (
     Account,
     Bill,
-    BillLine,
     ChangeRequest,
     Charge,
     ContractItem,
@@ -92,11 +91,9 @@ def bills(engine):
         found = []
         for bill in s.scalars(select(Bill).order_by(Bill.bill_date, Bill.id)):
             lines = s.execute(
-                select(
-                    BillLine.description, BillLine.period_start, BillLine.period_end, BillLine.net
-                )
-                .where(BillLine.bill_id == bill.id)
-                .order_by(BillLine.position)
+                select(Charge.description, Charge.period_start, Charge.period_end, Charge.amount)
+                .where(Charge.bill_id == bill.id)
+                .order_by(Charge.line_no)
             ).all()
             found.append((bill.bill_date, bill.bill_no, bill.net, [tuple(r) for r in lines]))
         return found
@@ -299,9 +296,9 @@ def correction_lines(engine):
     with unit_of_work(engine) as s:
         dates = dict(s.execute(select(Bill.bill_no, Bill.bill_date)).tuples().all())
         rows = s.execute(
-            select(BillLine.description, BillLine.period_start, BillLine.period_end, BillLine.net)
+            select(Charge.description, Charge.period_start, Charge.period_end, Charge.amount)
             .join(Bill)
-            .order_by(Bill.bill_date, BillLine.position)
+            .order_by(Bill.bill_date, Charge.line_no)
         ).all()
     found = []
     for text, start, end, net in rows:

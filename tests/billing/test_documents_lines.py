@@ -32,7 +32,7 @@ from billing.domain.printed import PrintedLine, checks, printed_line, sub_lines
 from billing.ingest.synthetic import seed
 from billing.jobs.bill_day import run_bill_day
 from billing.store.db import unit_of_work
-from billing.store.models import BillLine, PriceModel, PriceTier
+from billing.store.models import BilledLine, PriceModel, PriceTier
 from billing.store.models import PricePlan as PlanRow
 from tests.billing.test_documents import invoice, line
 from tests.billing.test_revrec import _cancel_some_advance_items
@@ -139,8 +139,17 @@ def test_a_line_no_unit_price_fits_prints_none():
     assert printed.unit_price is None and not printed.sub_lines
 
 
+def _line(**given) -> BilledLine:
+    """A bill line (a charge on a bill) with what the test gives, the rest made up."""
+    fields = {
+        "bill_id": 1, "charge_id": 1, "position": 1, "description": "fee",
+        "tax_category": "STD", "tax_rate": D("0.2"), "tax": D(0), "vat_category": "S",
+    }  # fmt: skip
+    return BilledLine(**{**fields, **given})
+
+
 def test_a_fee_whose_cycle_no_longer_fits_its_bill_unit_prints_without_days():
-    bill_line = BillLine(
+    bill_line = _line(
         period_start=date(2027, 1, 11), period_end=date(2027, 2, 1), quantity=D(3),
         unit_price=D("20.253333"), net=D("60.76"),
     )  # fmt: skip
@@ -162,7 +171,7 @@ def _credit(cancel_on: date, quantity: str = "3", price: str = "29.90"):
     used = Period(cycle.start, cancel_on) if cancel_on > cycle.start else None
     kept = recurring_fee(plan, D(quantity), cycle, used, 1, "ROUND_HALF_UP").amount
     difference = kept - charged
-    bill_line = BillLine(
+    bill_line = _line(
         period_start=cancel_on, period_end=cycle.end, quantity=D(1), unit_price=difference,
         net=difference,
     )  # fmt: skip

@@ -34,7 +34,6 @@ from billing.ops.views import issues
 from billing.store.db import unit_of_work
 from billing.store.models import (
     Bill,
-    BillLine,
     Charge,
     ChargeStatus,
     Contract,
@@ -84,15 +83,15 @@ def lines_of(engine, bill_date: date):
             tuple(row)
             for row in s.execute(
                 select(
-                    BillLine.description,
-                    BillLine.period_start,
-                    BillLine.period_end,
-                    BillLine.quantity,
-                    BillLine.net,
+                    Charge.description,
+                    Charge.period_start,
+                    Charge.period_end,
+                    Charge.quantity,
+                    Charge.amount,
                 )
-                .join(Bill, Bill.id == BillLine.bill_id)
+                .join(Bill, Bill.id == Charge.bill_id)
                 .where(Bill.bill_date == bill_date)
-                .order_by(BillLine.position)
+                .order_by(Charge.line_no)
             )
         ]
 

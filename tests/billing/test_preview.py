@@ -22,7 +22,7 @@ from billing.jobs.bill_day import run_bill_day
 from billing.ops.preview import Preview, PreviewBill, PreviewLine, preview_account
 from billing.ops.views import UnknownAccounts
 from billing.store.db import unit_of_work
-from billing.store.models import Account, Base, Bill, BillLine, Charge
+from billing.store.models import LINE_COLUMNS, Account, Base, Bill, Charge, billed_line
 from tests import builders as b
 from tests.billing.test_billday import seed_population
 
@@ -63,12 +63,14 @@ def billed(engine: Engine, ref: str, run_id: str) -> tuple[PreviewBill, ...]:
         ).all()
         found = []
         for bill in bills:
-            lines = s.execute(
-                select(BillLine, Charge.kind)
-                .join(Charge, Charge.id == BillLine.charge_id)
-                .where(BillLine.bill_id == bill.id)
-                .order_by(BillLine.position)
-            ).all()
+            lines = [
+                (billed_line(row), row.kind)
+                for row in s.execute(
+                    select(*LINE_COLUMNS, Charge.kind)
+                    .where(Charge.bill_id == bill.id)
+                    .order_by(Charge.line_no)
+                )
+            ]
             found.append(
                 PreviewBill(
                     bill.bill_date, bill.due_date, bill.period_start, bill.period_end,

@@ -19,7 +19,6 @@ from billing.jobs.contract_item_renewal import run_contract_item_renewal as run_
 from billing.ops.renewal import retire_forecasts
 from billing.store.db import unit_of_work
 from billing.store.models import (
-    BillLine,
     Charge,
     ChargeStatus,
     Contract,
@@ -107,9 +106,7 @@ def test_planned_lines_are_never_billed_and_retire_when_materialized(contracts):
     run_bill_day(engine, date(2028, 1, 1), "jan")
     assert retire_forecasts(engine) == 1
     with unit_of_work(engine) as s:
-        billed_keys = s.scalars(
-            select(Charge.charge_key).join(BillLine, BillLine.charge_id == Charge.id)
-        ).all()
+        billed_keys = s.scalars(select(Charge.charge_key).where(Charge.bill_id.is_not(None))).all()
         states = dict(
             s.execute(
                 select(Charge.charge_key, Charge.status).where(Charge.charge_key.like("ren:%"))

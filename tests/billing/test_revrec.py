@@ -42,8 +42,8 @@ from billing.ops.revrec import (
 from billing.store.db import unit_of_work
 from billing.store.models import (
     Bill,
-    BillLine,
     BillStatus,
+    Charge,
     Contract,
     ContractItem,
     DeferredAction,
@@ -194,11 +194,11 @@ def shares_of(engine, item_ref):
     with unit_of_work(engine) as s:
         rows = s.execute(
             select(RevenueShare.year, RevenueShare.month, RevenueShare.amount)
-            .join(BillLine, BillLine.id == RevenueShare.bill_line_id)
+            .join(Charge, Charge.id == RevenueShare.charge_id)
             .join(ContractItem, ContractItem.ref == item_ref)
             .join(PricePlan, PricePlan.id == ContractItem.price_plan_id)
             .where(RevenueShare.product_id == PricePlan.product_id)
-            .order_by(BillLine.id, RevenueShare.year, RevenueShare.month)
+            .order_by(Charge.id, RevenueShare.year, RevenueShare.month)
         ).all()
     return [tuple(r) for r in rows]
 
@@ -318,7 +318,7 @@ def snapshot(engine):
             ).all(),
             "shares": s.execute(
                 select(
-                    RevenueShare.bill_line_id,
+                    RevenueShare.charge_id,
                     RevenueShare.year,
                     RevenueShare.month,
                     RevenueShare.amount,
@@ -448,8 +448,8 @@ def test_billed_population_recognized_plus_deferred_is_invoiced(engine):
     with unit_of_work(engine) as s:
         per_line = s.execute(
             select(
-                BillLine.id,
-                BillLine.net,
+                Charge.id,
+                Charge.amount.label("net"),
                 func.coalesce(func.sum(RevenueShare.amount), 0).label("shares"),
                 func.coalesce(
                     func.sum(RevenueShare.amount).filter(RevenueShare.revenue_month_id.isnot(None)),
@@ -459,10 +459,10 @@ def test_billed_population_recognized_plus_deferred_is_invoiced(engine):
                     func.sum(RevenueShare.amount).filter(RevenueShare.revenue_month_id.is_(None)), 0
                 ).label("deferred"),
             )
-            .join(Bill, Bill.id == BillLine.bill_id)
-            .outerjoin(RevenueShare, RevenueShare.bill_line_id == BillLine.id)
+            .join(Bill, Bill.id == Charge.bill_id)
+            .outerjoin(RevenueShare, RevenueShare.charge_id == Charge.id)
             .where(Bill.status == BillStatus.INVOICED)
-            .group_by(BillLine.id, BillLine.net)
+            .group_by(Charge.id, Charge.amount)
         ).all()
         credits = sum(1 for row in per_line if row.net < 0)
         late = s.scalar(

@@ -32,7 +32,7 @@ from billing.ingest.importer import import_file
 from billing.ingest.synthetic import seed
 from billing.jobs.bill_day import run_bill_day
 from billing.store.db import unit_of_work
-from billing.store.models import Account, Bill, BillLine
+from billing.store.models import Account, Bill, Charge
 from tests.billing.test_documents import invoice, line, pdf_text
 
 D = Decimal
@@ -146,7 +146,7 @@ def test_the_import_refuses_a_tax_class_the_rules_cannot_use(
     with pytest.raises(ImportFileError, match=message):
         _import(engine, tmp_path, document)
     with unit_of_work(engine) as session:  # nothing was stored
-        assert session.execute(select(BillLine)).first() is None
+        assert session.execute(select(Charge).where(Charge.bill_id.is_not(None))).first() is None
         assert session.scalars(select(Account)).first() is None
 
 
@@ -170,9 +170,9 @@ def demo_billed(engine):
 def _lines(engine) -> dict[str, set[tuple[str, str, str, Decimal, Decimal]]]:
     with unit_of_work(engine) as session:
         rows = session.execute(
-            select(Account.ref, BillLine.description, BillLine.tax_category,
-                   BillLine.vat_category, BillLine.tax_rate, BillLine.tax)
-            .join(Bill, Bill.id == BillLine.bill_id)
+            select(Account.ref, Charge.description, Charge.tax_category,
+                   Charge.vat_category, Charge.tax_rate, Charge.tax)
+            .join(Bill, Bill.id == Charge.bill_id)
             .join(Account, Account.id == Bill.account_id)
         ).all()  # fmt: skip
     found: dict[str, set] = {}
@@ -329,8 +329,6 @@ def test_the_synthetic_population_bills_every_account_under_the_vat_rules(engine
     assert result.billing.failed == {}
     with unit_of_work(engine) as session:
         found = set(
-            session.execute(
-                select(BillLine.vat_category, BillLine.tax_category).distinct()
-            ).tuples()
+            session.execute(select(Charge.vat_category, Charge.tax_category).distinct()).tuples()
         )
     assert {("S", "standard"), ("E", "zero"), ("AE", "standard")} <= found

@@ -29,7 +29,6 @@ from billing.store.models import (
     Account,
     Bill,
     BillingState,
-    BillLine,
     BillSeries,
     BillUnit,
     Charge,
@@ -93,7 +92,7 @@ def test_every_rule_is_named_described_and_reads_its_table():
         "one_cycle_bill_per_unit_and_period",
         "bill_totals_match_lines",
         "bill_net_plus_tax_is_gross",
-        "bill_line_net_plus_tax_is_gross",
+        "billed_charges_are_open_lines",
         "due_date_not_before_bill_date",
         "billed_cycle_charges_not_pending",
         "collected_usage_attached_to_charge",
@@ -238,19 +237,23 @@ def test_duplicate_cycle_bill(billed, tmp_path):
     )
 
 
+FIRST_LINE_OF_A = (
+    select(Charge.id).where(Charge.bill_id == BILL_A, Charge.line_no == 1).scalar_subquery()
+)
+
+
 def test_line_net_changed(billed, tmp_path):
-    first_line = select(func.min(BillLine.id)).where(BillLine.bill_id == BILL_A).scalar_subquery()
+    """A line is its charge: its net (the charge's amount) changed, its gross (amount + tax)
+    changes with it, and the bill no longer matches its lines."""
     execute(
         billed,
-        update(BillLine).where(BillLine.id == first_line).values(net=BillLine.net + D("1.00")),
+        update(Charge).where(Charge.id == FIRST_LINE_OF_A).values(amount=Charge.amount + D("1.00")),
     )
     report = check(billed, tmp_path)
-    assert failures(report) == {"bill_totals_match_lines": 1, "bill_line_net_plus_tax_is_gross": 1}
+    assert failures(report) == {"bill_totals_match_lines": 1}
     (row,) = report.result("bill_totals_match_lines").sample
     assert (row["bill_id"], row["net"], row["lines_net"]) == (BILL_A, D("166.00"), D("167.00"))
-    assert (row["gross"], row["lines_gross"]) == (D("199.20"), D("199.20"))
-    (line,) = report.result("bill_line_net_plus_tax_is_gross").sample
-    assert (line["net"], line["tax"], line["gross"]) == (D("31.00"), D("6.00"), D("36.00"))
+    assert (row["gross"], row["lines_gross"]) == (D("199.20"), D("200.20"))
 
 
 def test_bill_gross_changed(billed, tmp_path):
@@ -308,13 +311,19 @@ def test_charge_of_billed_cycle_left_calculated(billed, tmp_path):
         update(Charge).where(Charge.id == first).values(status=ChargeStatus.CALCULATED),
     )
     report = check(billed, tmp_path)
-    assert failures(report) == {"billed_cycle_charges_not_pending": 1}
+    # Still on its bill (a line of it), so it is also a billed charge that is not open.
+    assert failures(report) == {
+        "billed_cycle_charges_not_pending": 1,
+        "billed_charges_are_open_lines": 1,
+    }
     row = report.result("billed_cycle_charges_not_pending").sample[0]
     assert (row["bill_unit_id"], row["last_bill_date"]) == (UNIT_A, "2027-02-01")
+    (line,) = report.result("billed_charges_are_open_lines").sample
+    assert (line["bill_id"], line["status"]) == (BILL_A, "calculated")
 
     # An immediate charge (Cn285 UTI) waits for the next run, not for the cycle: not flagged.
     execute(billed, update(Charge).where(Charge.id == first).values(immediate=True))
-    assert failures(check(billed, tmp_path)) == {}
+    assert failures(check(billed, tmp_path)) == {"billed_charges_are_open_lines": 1}
 
 
 def test_calculated_charge_of_next_cycle_is_not_pending_billing(billed, tmp_path):
@@ -514,12 +523,11 @@ def test_postgres_search_path_reaches_great_expectations(pg_schema, tmp_path):
 
 def test_direct_path_and_great_expectations_agree(billed, tmp_path):
     """The same faulty data through both paths: every rule's outcome, count and sample."""
-    first_line = select(func.min(BillLine.id)).where(BillLine.bill_id == BILL_A).scalar_subquery()
     execute(
         billed,
         update(BillUnit).where(BillUnit.id == UNIT_B).values(billing_state=BillingState.FAILED),
         update(Bill).where(Bill.id == BILL_B).values(bill_no=None, gross=D("17.35")),
-        update(BillLine).where(BillLine.id == first_line).values(net=BillLine.net + D("1.00")),
+        update(Charge).where(Charge.id == FIRST_LINE_OF_A).values(amount=Charge.amount + D("1.00")),
         update(UsageRecord).where(UsageRecord.external_id == "u-a3-2").values(charge_key=None),
     )
     with unit_of_work(billed) as s:
@@ -541,13 +549,11 @@ def test_direct_path_and_great_expectations_agree(billed, tmp_path):
 def test_invoice_line_credited_beyond_what_it_billed(billed, tmp_path):
     """A correction naming a line's charge takes off more than the line billed."""
     with unit_of_work(billed) as s:
-        line = s.scalars(
-            select(BillLine).where(BillLine.bill_id == BILL_A, BillLine.net > 0)
+        original = s.scalars(
+            select(Charge).where(Charge.bill_id == BILL_A, Charge.amount > 0)
         ).first()
-        assert line is not None
-        original = s.get(Charge, line.charge_id)
         assert original is not None
-        line_id, net = line.id, line.net
+        line_id, net = original.id, original.amount
         s.add(
             Charge(
                 charge_key=f"crl:{original.id}:1",
@@ -571,4 +577,4 @@ def test_invoice_line_credited_beyond_what_it_billed(billed, tmp_path):
     report = check(billed, tmp_path)
     assert failures(report) == {"credit_notes_within_invoices": 1}
     (row,) = report.result("credit_notes_within_invoices").sample
-    assert (row["bill_line_id"], row["net"], row["corrected"]) == (line_id, net, -(net + D("0.01")))
+    assert (row["charge_id"], row["net"], row["corrected"]) == (line_id, net, -(net + D("0.01")))

@@ -114,18 +114,18 @@ def test_checks_pass_on_a_clean_run_and_write_data_docs(billing_db, tmp_path):
 def test_corrupted_data_stops_the_run_and_says_why(billing_db):
     from sqlalchemy import update
 
-    from billing.store.models import BillLine
+    from billing.store.models import Charge
 
     bill_day(as_of=date(2027, 2, 1), database_block="", documents=False)
     with unit_of_work(billing_db) as s:  # someone edits an issued bill's line by hand
-        s.execute(update(BillLine).where(BillLine.position == 1).values(net=Decimal("1.00")))
+        s.execute(update(Charge).where(Charge.line_no == 1).values(amount=Decimal("1.00")))
     with pytest.raises(PostBillingChecksFailed, match="bill_totals_match_lines \\(2\\)"):
         bill_day(as_of=date(2027, 2, 28), database_block="")
 
 
 def _everything_billed(engine):
     """Bills with their numbers and lines, charges, units and usage: what billing wrote."""
-    from billing.store.models import BillLine, BillUnit, Charge, UsageRecord
+    from billing.store.models import BillUnit, Charge, UsageRecord
 
     with unit_of_work(engine) as s:
         return {
@@ -135,9 +135,9 @@ def _everything_billed(engine):
                 ).order_by(Bill.bill_key)
             ).all(),
             "lines": s.execute(
-                select(Bill.bill_key, BillLine.position, BillLine.description, BillLine.net)
+                select(Bill.bill_key, Charge.line_no, Charge.description, Charge.amount)
                 .join(Bill)
-                .order_by(Bill.bill_key, BillLine.position)
+                .order_by(Bill.bill_key, Charge.line_no)
             ).all(),
             "charges": s.execute(
                 select(Charge.charge_key, Charge.status, Charge.amount).order_by(Charge.charge_key)

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import aliased
 
 from billing.store.db import unit_of_work
-from billing.store.models import Account, Bill, BillLine, BillSeries, BillUnit, Charge, UsageRecord
+from billing.store.models import Account, Bill, BillSeries, BillUnit, Charge, UsageRecord
 
 
 def billing_state(engine: Engine) -> dict[str, Any]:
@@ -34,13 +34,13 @@ def billing_state(engine: Engine) -> dict[str, Any]:
             "lines": s.execute(
                 select(
                     Bill.bill_key,
-                    BillLine.position,
-                    BillLine.description,
-                    BillLine.net,
-                    BillLine.tax,
+                    Charge.line_no,
+                    Charge.description,
+                    Charge.amount,
+                    Charge.tax,
                 )
-                .join(Bill)
-                .order_by(Bill.bill_key, BillLine.position)
+                .join(Bill, Bill.id == Charge.bill_id)
+                .order_by(Bill.bill_key, Charge.line_no)
             ).all(),
             "charges": s.execute(
                 select(Charge.charge_key, Charge.status, Charge.amount, billed_by.bill_key)
