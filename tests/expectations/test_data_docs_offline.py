@@ -41,7 +41,8 @@ def _text_files(site: Path) -> list[Path]:
 
 def test_no_page_or_stylesheet_names_another_host(site):
     pages = list(site.rglob("*.html"))
-    assert len(pages) == 1 + 8 + 8  # the index, 8 suites, the latest run's 8 validations
+    # the index, 7 suites (one per table; bill_lines is gone), the latest run's 7 validations
+    assert len(pages) == 1 + 7 + 7
     leaks = {
         str(p.relative_to(site)): sorted(set(HOST.findall(p.read_text())))
         for p in _text_files(site)
@@ -80,7 +81,7 @@ def test_a_browser_offline_fills_the_index_tables(site):
         check=True,
     ).stdout
     rows = re.findall(r"<tr[^>]*data-href=\"(validations/[^\"]+)\"", dom)
-    assert len(rows) == 8  # one validation per suite: the index lists the latest run
+    assert len(rows) == 7  # one validation per suite: the index lists the latest run
     assert all((site / row).is_file() for row in rows)
     assert "<td>as-of-2027-02-28</td>" in dom
     assert "post_billing.bills" in dom
