@@ -121,9 +121,12 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION IF EXISTS usage_records_in_commit_order()")
     op.drop_index("ix_charges_item_usage", table_name="charges")
     op.drop_index("ix_usage_item_id", table_name="usage_records")
-    with op.batch_alter_table("bill_units") as batch:
-        batch.drop_column("usage_through_id")
-    with op.batch_alter_table("charges") as batch:
-        batch.drop_column("usage_before")
-        batch.drop_column("usage_since")
-        batch.drop_column("usage_through_id")
+    # Unindexed, unconstrained columns: both databases drop them in place (SQLite 3.35+), where
+    # a batch copy of the table would trip the foreign keys that point at it.
+    for table, column in (
+        ("bill_units", "usage_through_id"),
+        ("charges", "usage_before"),
+        ("charges", "usage_since"),
+        ("charges", "usage_through_id"),
+    ):
+        op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
