@@ -114,6 +114,9 @@ def child(url: str) -> None:
     """Run the bill-day flow in this process and print its figures as JSON."""
     os.environ["BILLING_DATABASE_URL"] = url
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect's temporary server gets 20 s to answer by default; on a loaded machine it can
+    # need more, and the clock has not started yet.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     from prefect import flow
 
     from flows.bill_day import bill_day

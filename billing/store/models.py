@@ -323,7 +323,7 @@ class UsageRecord(Base):
     Rating never writes a record: a usage charge names the records it prices by range
     (``Charge.usage_through_id``, ``usage_since``, ``usage_before``; ``billing.store.usage``).
     ``status`` says only what a range cannot: ``held`` (late beyond its plan's window), or
-    ``collected`` with ``charge_key`` for records rated before watermarks (migration 0010).
+    ``collected`` with ``charge_key`` for records rated before watermarks (migration 0011).
     Ids grow in commit order (``billing.store.usage``), which is what makes a watermark exact.
     """
 

@@ -16,7 +16,7 @@ record is in one charge, and ``LINK`` finds it again.
 
 This is exact only if every record with an id up to a watermark was visible when the watermark
 was read. On SQLite the one writer makes ids grow in commit order. On PostgreSQL ids come from
-a sequence, so two loads could commit out of order; migration 0010 adds a statement trigger
+a sequence, so two loads could commit out of order; migration 0011 adds a statement trigger
 that takes a transaction advisory lock (``INGEST_LOCK``) before any insert into
 ``usage_records``, so loads of usage run one at a time and take their ids in commit order (a
 seed that sets ids itself holds ``LOCK TABLE ... EXCLUSIVE``, which orders them the same way).

@@ -93,8 +93,8 @@ def _downgrade(engine, revision: str) -> None:
         command.downgrade(cfg, revision)
 
 
-def test_migration_0010_both_ways_keeps_what_each_record_is_priced_by(engine):
-    """Down to 0009 every record a range prices is marked with its charge's key; back up,
+def test_migration_0011_both_ways_keeps_what_each_record_is_priced_by(engine):
+    """Down to 0010 every record a range prices is marked with its charge's key; back up,
     billed charges keep their marked records, the unbilled UTI charge gets its range back
     and its records their pending state, and billing goes on as if nothing happened."""
     late_population(engine)
@@ -112,7 +112,7 @@ def test_migration_0010_both_ways_keeps_what_each_record_is_priced_by(engine):
         marks = usage_marks(s)
     assert marks["uti-2"][1].startswith("uti:") and marks["nov-late"][0] == UsageStatus.PENDING
 
-    _downgrade(engine, "0009_late_usage")
+    _downgrade(engine, "0010_charges_are_lines")
     with engine.connect() as conn:
         legacy = dict(
             conn.execute(

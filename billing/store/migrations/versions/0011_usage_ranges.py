@@ -16,8 +16,8 @@ its key's cut-off) and its records go back to ``pending``.
 Downgrade marks every record a range prices ``collected`` with its charge's key again, then
 drops the columns.
 
-Revision ID: 0010_usage_ranges
-Revises: 0009_late_usage
+Revision ID: 0011_usage_ranges
+Revises: 0010_charges_are_lines
 """
 
 from datetime import datetime, time
@@ -28,8 +28,8 @@ from alembic import op
 from billing.domain.charge_keys import KeyKind, parse_key
 from billing.store.usage import LINK, TRIGGER, TRIGGER_FUNCTION
 
-revision = "0010_usage_ranges"
-down_revision = "0009_late_usage"
+revision = "0011_usage_ranges"
+down_revision = "0010_charges_are_lines"
 branch_labels = None
 depends_on = None
 
