@@ -23,6 +23,7 @@ import great_expectations as gx
 from great_expectations.expectations import UnexpectedRowsExpectation
 
 from billing.domain.charge_keys import KeyKind, like_kind
+from billing.store.usage import PRICED_QUANTITY
 
 SUITE_PREFIX = "post_billing"
 CYCLE_BILLS = like_kind(KeyKind.CYCLE_BILL)  # cyc:%, a constant: no user text in the SQL
@@ -218,18 +219,17 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "usage_charge_quantity_matches_usage",
         "charges",
-        "A usage charge's quantity is the sum of the usage records attached to it.",
-        """
-        SELECT c.id AS charge_id, c.charge_key, c.quantity,
-               COALESCE(r.quantity, 0) AS usage_quantity
-        FROM {batch} AS c
-        LEFT JOIN (
-            SELECT charge_key, SUM(quantity) AS quantity
-            FROM usage_records
-            WHERE charge_key IS NOT NULL
-            GROUP BY charge_key
-        ) AS r ON r.charge_key = c.charge_key
-        WHERE c.kind = 'usage' AND c.quantity <> COALESCE(r.quantity, 0)
+        "A usage charge's quantity is the sum of the usage records it prices (by its range, "
+        "or by key for records rated before ranges: billing.store.usage).",
+        f"""
+        SELECT c.id AS charge_id, c.charge_key, c.quantity, p.usage_quantity
+        FROM (
+            SELECT c.id, {PRICED_QUANTITY.format(c="c")} AS usage_quantity
+            FROM {{batch}} AS c
+            WHERE c.kind = 'usage'
+        ) AS p
+        JOIN charges AS c ON c.id = p.id
+        WHERE c.quantity <> p.usage_quantity
         ORDER BY c.id
         """,
         amounts=("quantity", "usage_quantity"),

@@ -14,6 +14,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from billing.cli.app import app
 from billing.cli.common import DatabaseOption, console, engine_for
+from billing.ops.rating import uncovered
 from billing.ops.views import issue_is_current
 from billing.store.models import (
     Account,
@@ -34,7 +35,6 @@ STATES: tuple[tuple[str, InstrumentedAttribute[enum.Enum], type[enum.Enum]], ...
     ("Accounts", Account.status, AccountStatus),
     ("Bill units", BillUnit.billing_state, BillingState),
     ("Charges", Charge.status, ChargeStatus),
-    ("Usage", UsageRecord.status, UsageStatus),
     ("Bills", Bill.status, BillStatus),
 )
 
@@ -45,6 +45,7 @@ def count_states(conn: Connection) -> dict[str, dict[str, int]]:
     for title, column, states in STATES:
         found = dict(conn.execute(select(column, func.count()).group_by(column)).tuples().all())
         counts[title] = {state.value: found.get(state, 0) for state in states}
+    counts["Usage"] = count_usage(conn)
     rejected = conn.execute(select(func.count()).select_from(RejectedUsage)).scalar_one()
     counts["Rejected usage"] = {"rows": rejected}
     state = case(
@@ -64,6 +65,19 @@ def count_states(conn: Connection) -> dict[str, dict[str, int]]:
     )
     counts["Billing issues"] = {k: issues.get(k, 0) for k in ("open", "retried", "resolved")}
     return counts
+
+
+def count_usage(conn: Connection) -> dict[str, int]:
+    """Usage records per state: ``collected`` (a charge prices it: by range, or by key for
+    records rated before ranges), ``pending`` (none does yet) and ``held``
+    (``billing.store.usage``)."""
+    state = case(
+        (UsageRecord.status != UsageStatus.PENDING, UsageRecord.status),
+        (uncovered(), UsageStatus.PENDING.value),
+        else_=UsageStatus.COLLECTED.value,
+    )
+    found = dict(conn.execute(select(state, func.count()).group_by(state)).tuples().all())
+    return {s.value: found.get(s.value, 0) for s in UsageStatus}
 
 
 @app.command("status")

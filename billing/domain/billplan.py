@@ -49,6 +49,8 @@ class Unit:
     series_code: str
     business: bool = False
     """A business buyer (B2B), as imported: where its supplies are taxed depends on it."""
+    usage_through_id: int = 0
+    """The usage watermark its last closed cycle was rated up to (``billing.store.usage``)."""
 
     def cycle_due(self, as_of: date) -> bool:
         return self.next_bill_date <= as_of
@@ -200,6 +202,9 @@ def new_charge(spec: ChargeSpec, unit: Unit, as_of: date) -> dict[str, Any]:
         "currency": unit.currency,
         "immediate": False,
         "created_on": as_of,
+        "usage_through_id": None,
+        "usage_since": None,
+        "usage_before": None,
     }
     return row
 

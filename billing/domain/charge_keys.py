@@ -180,6 +180,12 @@ def like_late_usage(item_id: int, cycle_bill_date: date) -> str:
     return f"{_dated(KeyKind.LATE_USAGE, item_id, cycle_bill_date)}{SEPARATOR}%"
 
 
+def like_late_usage_billed_on(bill_date: date) -> str:
+    """A SQL ``LIKE`` pattern matching every late usage key billed on the bill of
+    ``bill_date``."""
+    return f"{_HEAD[KeyKind.LATE_USAGE]}%{SEPARATOR}{bill_date.isoformat()}"
+
+
 def rated_key_parts(kind: KeyKind, on: date) -> tuple[str, str]:
     """The constant parts of a rated usage key around its item id: ``("use:", ":2027-02-01")``.
 

@@ -68,20 +68,16 @@ from billing.store.models import (
     BillUnit,
     Charge,
     ChargeStatus,
-    Contract,
-    ContractItem,
     ItemType,
-    UsageRecord,
-    UsageStatus,
 )
 from billing.store.sqlkit import (
     bulk_insert,
     bulk_update,
     id_in,
     key_in,
-    rowcount,
     take_ids,
 )
+from billing.store.usage import watermark
 
 STEP = "bill_accounts"
 
@@ -150,8 +146,8 @@ def bill_units(
     if not units:
         return BatchResult()
     failpoint("billrun.after_claim")
-    snapshot, collected = read_snapshot(session, units, as_of, catalog or Catalog())
-    return write_plan(session, plan_bills(snapshot), run_id, collected)
+    snapshot, rated = read_snapshot(session, units, as_of, catalog or Catalog())
+    return write_plan(session, plan_bills(snapshot), run_id, rated)
 
 
 class Catalog:
@@ -183,12 +179,21 @@ def _claim(session: Session, unit_ids: Sequence[int], as_of: date) -> list[Unit]
 # -- read: the snapshot a pass computes its plan from -------------------------------------
 
 
+@dataclass(frozen=True)
+class Rated:
+    """What a pass's rating read: the usage records it priced per account, and the watermark
+    it rated up to (the units whose cycle closes keep it: ``billing.store.usage``)."""
+
+    records: dict[int, int] = field(default_factory=dict)
+    through: int = 0
+
+
 def read_snapshot(
     session: Session, units: Sequence[Unit], as_of: date, catalog: Catalog
-) -> tuple[Snapshot, int]:
+) -> tuple[Snapshot, Rated]:
     """The claimed units' items, rated usage, stored charges, existing keys and VAT rates.
 
-    Returns the snapshot and the number of usage records rating collected. The fees are
+    Returns the snapshot and what rating read. The fees are
     scheduled here too (purely, as the plan will) only to know which keys to look up and which
     units' usage to rate: a unit whose fees cannot be computed is not rated.
     """
@@ -196,7 +201,7 @@ def read_snapshot(
     cycle_units = [u for u in units if u.cycle_due(as_of)]
     items = unit_items(session, cycle_units, plans)
     scheduled, failed = scheduled_fees(Snapshot(as_of, tuple(units), items), cycle_units)
-    usage, collected, bad, late = _rate_usage(
+    usage, rated, bad, late = _rate_usage(
         session, [u for u in cycle_units if u.id not in failed], plans, as_of
     )
     keys = [row["charge_key"] for rows in scheduled.values() for row in rows]
@@ -218,30 +223,32 @@ def read_snapshot(
         late_records=late.records,
         late_held=late.held,
     )
-    return snapshot, collected
+    return snapshot, rated
 
 
 def _rate_usage(
     session: Session, units: Sequence[Unit], plans: dict[int, PlanInfo], as_of: date
-) -> tuple[list[dict[str, Any]], int, dict[int, str], LateUsage]:
+) -> tuple[list[dict[str, Any]], Rated, dict[int, str], LateUsage]:
     """Rate usage before midnight of each unit's bill date into that bill's charge rows.
 
     Late usage first (``billing.domain.late_usage``): records of cycles a unit already closed
-    go to delta charges of their own cycle, or are held beyond their plan's window; the rest
-    is the cycle's usage. Returns the rows, unwritten (the plan decides which are new, the
-    writer writes them), the number of usage records collected, the units whose usage could
-    not be priced, and what late usage rating did.
+    that arrived after they were rated go to delta charges of their own cycle, or are held
+    beyond their plan's window; the rest, stamped from the unit's last bill date on, is the
+    cycle's usage. Everything is rated up to one watermark, read once. Returns the rows,
+    unwritten (the plan decides which are new, the writer writes them), what rating read, the
+    units whose usage could not be priced, and what late usage rating did.
     """
-    by_date: dict[date, list[Unit]] = defaultdict(list)
+    through = watermark(session)
+    by_cycle: dict[tuple[date, date | None], list[Unit]] = defaultdict(list)
     for unit in units:
-        by_date[unit.next_bill_date].append(unit)
+        by_cycle[(unit.next_bill_date, unit.last_bill_date)].append(unit)
     rows: list[dict[str, Any]] = []
-    collected = 0
+    records: dict[int, int] = defaultdict(int)
     failed: dict[int, str] = {}
     late = LateUsage()
     types = (ItemType.USAGE, ItemType.UTI)
-    for bill_date, group in by_date.items():
-        before = price_late_usage(session, group, bill_date, plans, as_of, types)
+    for (bill_date, last), group in by_cycle.items():
+        before = price_late_usage(session, group, bill_date, plans, as_of, types, through)
         scope = RatingScope(
             account_ids=[u.account_id for u in group],
             cutoff=midnight(bill_date),
@@ -249,17 +256,21 @@ def _rate_usage(
             bill_on=bill_date,
             item_types=types,
         )
-        count, priced, bad = price_usage_for(session, scope, plans, as_of)
+        since = None if last is None else midnight(last)
+        counts, priced, bad = price_usage_for(session, scope, plans, as_of, through, since)
         rows.extend(before.rows)
         rows.extend(priced)
-        collected += count + sum(before.records.values())
+        for account_id, count in counts.items():
+            records[account_id] += count
+        for row in before.rows:
+            records[row["account_id"]] += before.records[row["charge_key"]]
         late.records.update(before.records)
         late.held += before.held
         for unit in group:
             reason = before.failed.get(unit.account_id) or bad.get(unit.account_id)
             if reason is not None:
                 failed[unit.id] = reason
-    return rows, collected, failed, late
+    return rows, Rated(dict(records), through), failed, late
 
 
 CHARGE_KEYS_PER_QUERY = 10_000
@@ -324,7 +335,9 @@ def _corrected_bills(
 # -- write: the plan in the batch's transaction, a poisoned unit isolated by bisection ------
 
 
-def write_plan(session: Session, plan: Plan, run_id: str, collected: int = 0) -> BatchResult:
+def write_plan(
+    session: Session, plan: Plan, run_id: str, rated: Rated | None = None
+) -> BatchResult:
     """Write a pass's plan; when the write fails, find the unit(s) that break it by bisection.
 
     The whole plan is written in one savepoint. If the database refuses it (a constraint, a
@@ -334,18 +347,20 @@ def write_plan(session: Session, plan: Plan, run_id: str, collected: int = 0) ->
     units the plan could not compute, are marked failed with a billing issue.
     """
     as_of = plan.as_of
+    rated = rated or Rated()
     provisional = plan.provisional_ids
     ids = dict(zip(provisional, take_ids(session, Charge.__table__, len(provisional)), strict=True))
     result, poisoned = _write_bisecting(
-        session, [p for p in plan.units if p.writes()], ids, run_id, as_of
+        session, [p for p in plan.units if p.writes()], ids, run_id, as_of, rated.through
     )
     failed = {**plan.failures, **poisoned}
     units = [p.unit for p in plan.units]
-    given_back = _give_back_usage(session, [u for u in units if u.id in failed])
     record_failures(session, units, failed, run_id, as_of, STEP)
     billed = [u for u in units if u.id not in failed]
     with_bill = {p.unit.id for p in plan.units if p.bill is not None}
-    result.units, result.usage_collected = len(units), collected - given_back
+    result.units = len(units)
+    written = [u for u in units if u.id not in poisoned]  # a failed plan still writes charges
+    result.usage_collected = sum(rated.records.get(u.account_id, 0) for u in written)
     result.billed = len(billed)
     result.empty_cycles = sum(1 for u in billed if u.cycle_due(as_of) and u.id not in with_bill)
     result.failed = {u.account_ref: failed[u.id] for u in units if u.id in failed}
@@ -369,7 +384,12 @@ def _count_late_usage(result: BatchResult, plan: Plan, failed: dict[int, str]) -
 
 
 def _write_bisecting(
-    session: Session, parts: Sequence[UnitPlan], ids: dict[int, int], run_id: str, as_of: date
+    session: Session,
+    parts: Sequence[UnitPlan],
+    ids: dict[int, int],
+    run_id: str,
+    as_of: date,
+    through: int = 0,
 ) -> tuple[BatchResult, dict[int, str]]:
     """Write ``parts`` in a savepoint; if that fails, each half in its own, recursively.
 
@@ -380,15 +400,15 @@ def _write_bisecting(
     try:
         with session.begin_nested():
             failpoint("billrun.write")
-            return _write_units(session, parts, ids, run_id, as_of), {}
+            return _write_units(session, parts, ids, run_id, as_of, through), {}
     except OperationalError:
         raise  # transient (lost connection, serialization, busy): the caller retries the batch
     except (DBAPIError, BillingError) as error:
         if len(parts) == 1:
             return BatchResult(), {parts[0].unit.id: error_reason(error)}
     half = len(parts) // 2
-    first, first_failed = _write_bisecting(session, parts[:half], ids, run_id, as_of)
-    second, second_failed = _write_bisecting(session, parts[half:], ids, run_id, as_of)
+    first, first_failed = _write_bisecting(session, parts[:half], ids, run_id, as_of, through)
+    second, second_failed = _write_bisecting(session, parts[half:], ids, run_id, as_of, through)
     return first.merge(second), {**first_failed, **second_failed}
 
 
@@ -406,7 +426,12 @@ def _with_ids(draft: DraftBill, ids: dict[int, int]) -> DraftBill:
 
 
 def _write_units(
-    session: Session, parts: Sequence[UnitPlan], ids: dict[int, int], run_id: str, as_of: date
+    session: Session,
+    parts: Sequence[UnitPlan],
+    ids: dict[int, int],
+    run_id: str,
+    as_of: date,
+    through: int = 0,
 ) -> BatchResult:
     """Write the units' part of the plan: re-price stored usage charges, insert the bills and
     the new charges (open on their bill as its lines, or calculated), make the stored charges
@@ -470,7 +495,7 @@ def _write_units(
     else:
         _insert_new_charges(session, fresh, {})
     billed = [p.unit for p in parts if p.failure is None]
-    _close_cycles(session, [u for u in billed if u.cycle_due(as_of)])
+    _close_cycles(session, [u for u in billed if u.cycle_due(as_of)], through)
     _set_state(session, [u.id for u in billed if not u.cycle_due(as_of)], BillingState.BILLED)
     return result
 
@@ -541,8 +566,9 @@ def _add_to_balances(session: Session, gross_by_account: dict[int, Decimal]) -> 
     )
 
 
-def _close_cycles(session: Session, units: Sequence[Unit]) -> None:
-    """Advance each billed unit by one cycle, in one statement."""
+def _close_cycles(session: Session, units: Sequence[Unit], through: int) -> None:
+    """Advance each billed unit by one cycle, in one statement, keeping the usage watermark
+    its cycle was rated up to (late usage is looked for above it)."""
     bulk_update(
         session,
         BillUnit.__table__,
@@ -559,6 +585,7 @@ def _close_cycles(session: Session, units: Sequence[Unit]) -> None:
             "next_bill_date": src.c.next_bill_date,
             "billing_state": BillingState.BILLED,
             "failure_reason": None,
+            "usage_through_id": through,
         },
     )
 
@@ -571,35 +598,6 @@ def _set_state(session: Session, unit_ids: Sequence[int], state: BillingState) -
             .values(billing_state=state, failure_reason=None)
             .execution_options(synchronize_session=False)
         )
-
-
-def _give_back_usage(session: Session, units: Sequence[Unit]) -> int:
-    """Put back to pending the usage rating attached for failed units to a charge that was not
-    written (its unit's write was rolled back, or its usage could not be priced): a record
-    points at a charge key only once that charge exists. Returns how many records."""
-    if not units:
-        return 0
-    items = (
-        select(ContractItem.id)
-        .join(Contract)
-        .where(
-            id_in(session, Contract.account_id, [u.account_id for u in units]),
-            ContractItem.item_type.in_((ItemType.USAGE, ItemType.UTI)),
-        )
-        .scalar_subquery()
-    )
-    return rowcount(
-        session.execute(
-            update(UsageRecord)
-            .where(
-                UsageRecord.status == UsageStatus.COLLECTED,
-                UsageRecord.contract_item_id.in_(items),
-                ~exists().where(Charge.charge_key == UsageRecord.charge_key),
-            )
-            .values(status=UsageStatus.PENDING, charge_key=None)
-            .execution_options(synchronize_session=False)
-        )
-    )
 
 
 MAX_CYCLES_PER_BATCH = 120

@@ -60,6 +60,7 @@ def load_units(session: Session, unit_ids: Sequence[int]) -> list[Unit]:
             BillUnit.last_bill_date,
             BillUnit.series_code,
             Account.customer_type,
+            BillUnit.usage_through_id,
         )
         .join(Account, Account.id == BillUnit.account_id)
         .where(id_in(session, BillUnit.id, unit_ids))
@@ -79,6 +80,7 @@ def load_units(session: Session, unit_ids: Sequence[int]) -> list[Unit]:
             last_bill_date=r.last_bill_date,
             series_code=r.series_code,
             business=r.customer_type == "business",
+            usage_through_id=r.usage_through_id or 0,
         )
         for r in rows
     ]

@@ -1,30 +1,33 @@
-"""Rate pending usage into charges (BRM rating at billing; Cn285 UTI Schedule Generator).
+"""Rate usage into charges (BRM rating at billing; Cn285 UTI Schedule Generator).
 
-Set-based and idempotent, in three statements per cut-off:
-1. attach: pending records before the cut-off get ``status = collected`` and their charge key;
-2. aggregate: the quantity of every record attached to each key;
-3. upsert: the charge is inserted, or re-priced while still ``calculated``, from that aggregate.
-A charge therefore always prices exactly the records attached to it. Bill day stops after the
-second step (``price_usage_for``) and writes the rows itself, already on their bill, with the
-outcome the upsert would have had.
+Set-based and idempotent, and no usage record is written (``billing.store.usage``): a charge
+names the records it prices by range. For each cut-off, one statement sums, per item, the
+records stamped before it (and from the previous cut-off, for a cycle) with ids up to the
+watermark that no charge prices yet (``uncovered``); each sum is priced (exactly, in Python,
+per item) into a charge row that carries its range. The upsert inserts it, or re-prices a
+charge of the same key that is still ``calculated`` (its records are counted again, since the
+sum leaves out that charge's own range). Bill day stops before the upsert (``price_usage_for``)
+and writes the rows itself, already on their bill, with the outcome the upsert would have had.
 
-Late usage (``billing.domain.late_usage``): before that, bill day takes the pending records of
-cycles its units already closed (``price_late_usage``): within their plan's window they are
-attached to a delta charge of their own cycle (``lat:`` keys), beyond it they are held with
-their reason. The UTI daemon holds its records beyond the window too (``hold_stale_usage``).
+Late usage (``billing.domain.late_usage``): before that, bill day takes the records of cycles
+its units already closed that arrived after those cycles were rated (above each unit's
+watermark, ``price_late_usage``): within their plan's window they go to a delta charge of
+their own cycle (``lat:`` keys, ranged on that cycle), beyond it they are held with their
+reason, the only per-record write left. The UTI daemon holds its records beyond the window
+too (``hold_stale_usage``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, cast, func, literal, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from billing.domain import charge_keys
 from billing.domain.billplan import Unit
@@ -52,71 +55,72 @@ from billing.store.models import (
     UsageRecord,
     UsageStatus,
 )
-from billing.store.sqlkit import bulk_insert, bulk_update, id_in, key_in, rowcount
-
-
-def _key_expr(scope: RatingScope):  # type: ignore[no-untyped-def]
-    head, tail = scope.key_parts
-    return literal(head) + cast(UsageRecord.contract_item_id, String) + literal(tail)
+from billing.store.sqlkit import bulk_insert, bulk_update, id_in
+from billing.store.usage import watermark
 
 
 def _items_of(session: Session, scope: RatingScope):  # type: ignore[no-untyped-def]
-    return (
-        select(ContractItem.id)
-        .join(Contract)
-        .where(
-            id_in(session, Contract.account_id, scope.account_ids),
-            ContractItem.item_type.in_(scope.item_types),
-        )
-        .scalar_subquery()
-    )
+    return _item_ids(session, scope.account_ids, scope.item_types)
+
+
+def uncovered(record: Any = UsageRecord, *, but: str | None = None) -> ColumnElement[bool]:
+    """No usage charge's range holds ``record`` (``billing.store.usage.COVERS``), leaving out
+    the charges whose key is LIKE ``but``: the ones a rating is re-pricing, whose records it
+    counts again."""
+    k = aliased(Charge)
+    conditions = [
+        k.contract_item_id == record.contract_item_id,
+        k.usage_through_id >= record.id,
+        k.usage_before > record.occurred_at,
+        or_(k.usage_since.is_(None), k.usage_since <= record.occurred_at),
+    ]
+    if but is not None:
+        conditions.append(k.charge_key.not_like(but))
+    return ~exists().where(*conditions)
 
 
 def rate_usage_for(
     session: Session, scope: RatingScope, plans: dict[int, PlanInfo], as_of: date
 ) -> tuple[int, dict[int, str]]:
-    """Rate the scope's pending usage; returns (records collected, failed account -> reason)."""
-    attached, rows, failed = price_usage_for(session, scope, plans, as_of)
+    """Rate the scope's usage not rated yet; returns (records rated, failed account -> reason)."""
+    counts, rows, failed = price_usage_for(session, scope, plans, as_of, watermark(session))
     upsert_usage_charges(session, rows)
-    return attached, failed
+    return sum(counts.values()), failed
 
 
 def price_usage_for(
-    session: Session, scope: RatingScope, plans: dict[int, PlanInfo], as_of: date
-) -> tuple[int, list[dict], dict[int, str]]:  # type: ignore[type-arg]
-    """Attach the scope's pending usage and price it, without writing the charges.
+    session: Session,
+    scope: RatingScope,
+    plans: dict[int, PlanInfo],
+    as_of: date,
+    through: int,
+    since: datetime | None = None,
+) -> tuple[dict[int, int], list[dict], dict[int, str]]:  # type: ignore[type-arg]
+    """Price the scope's records stamped in ``[since, cutoff)`` with ids up to ``through`` that
+    no charge prices yet, one charge row per item, without writing anything.
 
-    Returns (records collected, charge rows, failed account -> reason); the caller writes the
-    rows with ``upsert_usage_charges`` (or in its own way, with the same outcome).
+    Returns (records priced per account, charge rows, failed account -> reason); each row
+    carries its range (``billing.store.usage``), and the caller writes the rows with
+    ``upsert_usage_charges`` (or in its own way, with the same outcome). A charge of the same
+    key that exists (a rating of the same cut-off that was not billed) is counted again, so
+    its re-priced row holds its records and the new ones.
     """
     if not scope.account_ids:
-        return 0, [], {}
-    items = _items_of(session, scope)
-    attached = rowcount(
-        session.execute(
-            update(UsageRecord)
-            .where(
-                UsageRecord.status == UsageStatus.PENDING,
-                UsageRecord.occurred_at < scope.cutoff,
-                UsageRecord.contract_item_id.in_(items),
-            )
-            .values(status=UsageStatus.COLLECTED, charge_key=_key_expr(scope))
-            .execution_options(synchronize_session=False)
-        )
-    )
-    if not attached:
-        return 0, [], {}
-    rows, failed = _priced_rows(session, scope, plans, as_of)
-    return attached, rows, failed
-
-
-def _aggregates(session: Session, scope: RatingScope) -> Iterable:  # type: ignore[type-arg]
-    key = _key_expr(scope)
-    return session.execute(
+        return {}, [], {}
+    conditions = [
+        UsageRecord.contract_item_id.in_(_items_of(session, scope)),
+        UsageRecord.status == UsageStatus.PENDING,
+        UsageRecord.occurred_at < scope.cutoff,
+        UsageRecord.id <= through,
+        uncovered(but=scope.key_pattern),
+    ]
+    if since is not None:
+        conditions.append(UsageRecord.occurred_at >= since)
+    found = session.execute(
         select(
-            UsageRecord.charge_key,
             UsageRecord.contract_item_id,
             func.sum(UsageRecord.quantity),
+            func.count(),
             func.min(UsageRecord.occurred_at),
             func.max(UsageRecord.occurred_at),
             ContractItem.price_plan_id,
@@ -125,26 +129,20 @@ def _aggregates(session: Session, scope: RatingScope) -> Iterable:  # type: igno
         )
         .join(ContractItem, ContractItem.id == UsageRecord.contract_item_id)
         .join(Contract, Contract.id == ContractItem.contract_id)
-        .where(UsageRecord.contract_item_id.in_(_items_of(session, scope)))
-        .where(UsageRecord.charge_key == key)
+        .where(*conditions)
         .group_by(
-            UsageRecord.charge_key,
             UsageRecord.contract_item_id,
             ContractItem.price_plan_id,
             ContractItem.price_override,
             Contract.account_id,
         )
-    )
-
-
-def _priced_rows(
-    session: Session, scope: RatingScope, plans: dict[int, PlanInfo], as_of: date
-) -> tuple[list[dict], dict[int, str]]:  # type: ignore[type-arg]
+    ).all()
+    if not found:
+        return {}, [], {}
     rows, failed = [], {}
+    counts: dict[int, int] = defaultdict(int)
     units = bill_units_of(session, scope.account_ids)
-    for key, item_id, quantity, first, last, plan_id, override, account_id in _aggregates(
-        session, scope
-    ):
+    for item_id, quantity, records, first, last, plan_id, override, account_id in found:
         info = plans[plan_id]
         plan = with_price_override(info.plan, override)
         try:
@@ -152,9 +150,10 @@ def _priced_rows(
         except BillingError as error:
             failed[account_id] = f"item {item_id}: {error}"
             continue
+        counts[account_id] += records
         rows.append(
             {
-                "charge_key": key,
+                "charge_key": scope.key_for(item_id),
                 "account_id": account_id,
                 "bill_unit_id": units[account_id],
                 "contract_item_id": item_id,
@@ -172,9 +171,12 @@ def _priced_rows(
                 "immediate": scope.immediate,
                 "created_on": as_of,
                 "corrects_charge_id": None,
+                "usage_through_id": through,
+                "usage_since": since,
+                "usage_before": scope.cutoff,
             }
         )
-    return rows, failed
+    return dict(counts), rows, failed
 
 
 def bill_units_of(session: Session, account_ids: Sequence[int]) -> dict[int, int]:
@@ -188,14 +190,15 @@ def bill_units_of(session: Session, account_ids: Sequence[int]) -> dict[int, int
 
 
 def upsert_usage_charges(session: Session, rows: list[dict]) -> None:  # type: ignore[type-arg]
-    """Insert usage charges; one that exists and is still calculated is re-priced."""
+    """Insert usage charges; one that exists and is still calculated is re-priced, its range
+    extended to the new watermark."""
     table = Charge.__table__
     bulk_insert(
         session,
         table,
         rows,
         on_conflict="update",
-        update=("quantity", "unit_price", "amount", "period_end"),
+        update=("quantity", "unit_price", "amount", "period_end", "usage_through_id"),
         update_where=table.c.status == ChargeStatus.CALCULATED.value,
     )
 
@@ -206,7 +209,7 @@ def upsert_usage_charges(session: Session, rows: list[dict]) -> None:  # type: i
 @dataclass
 class LateUsage:
     """What ``price_late_usage`` did: the delta charge rows (unwritten, like the rows of
-    ``price_usage_for``), the records attached to each delta key, the records held, and the
+    ``price_usage_for``), the records each delta key prices, the records held, and the
     accounts whose late usage could not be priced (with the reason)."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -227,6 +230,19 @@ def _item_ids(session: Session, account_ids: Sequence[int], item_types: Sequence
     )
 
 
+@dataclass
+class _Delta:
+    """The late records of one delta key, summed as they are read."""
+
+    item_id: int
+    plan_id: int
+    override: Decimal | None
+    account_id: int
+    cycle: Period
+    quantity: Decimal = Decimal(0)
+    records: int = 0
+
+
 def price_late_usage(
     session: Session,
     units: Sequence[Unit],
@@ -234,19 +250,21 @@ def price_late_usage(
     plans: dict[int, PlanInfo],
     as_of: date,
     item_types: Sequence[Any],
+    through: int,
 ) -> LateUsage:
-    """Take the units' pending usage of cycles they already closed (before midnight of their
-    last bill date) out of the cycle the bill dated ``bill_date`` closes: within its plan's
-    window a record is attached to the delta charge of its own cycle, billed on this bill;
-    beyond it, it is held with its reason. Returns the delta rows, priced, unwritten."""
+    """Price the units' usage of cycles they already closed (stamped before midnight of their
+    last bill date) that arrived after those cycles were rated (ids above the unit's
+    watermark, up to ``through``) and that no charge prices: within its plan's window a record
+    goes to the delta charge of its own cycle, billed on the bill dated ``bill_date``; beyond
+    it, it is held with its reason. Returns the delta rows, priced, unwritten."""
     done = LateUsage()
     by_last: dict[date, list[Unit]] = defaultdict(list)
     for unit in units:
         if unit.last_bill_date is not None:
             by_last[unit.last_bill_date].append(unit)
-    attach: list[dict[str, Any]] = []
     held: list[dict[str, Any]] = []
-    cycles: dict[str, Period] = {}
+    deltas: dict[str, _Delta] = {}
+    again = charge_keys.like_late_usage_billed_on(bill_date)
     for last, group in by_last.items():
         unit_of = {u.account_id: u for u in group}
         found = session.execute(
@@ -254,20 +272,27 @@ def price_late_usage(
                 UsageRecord.id,
                 UsageRecord.contract_item_id,
                 UsageRecord.occurred_at,
+                UsageRecord.quantity,
                 ContractItem.price_plan_id,
+                ContractItem.price_override,
                 Contract.account_id,
             )
             .join(ContractItem, ContractItem.id == UsageRecord.contract_item_id)
             .join(Contract, Contract.id == ContractItem.contract_id)
             .where(
+                UsageRecord.contract_item_id.in_(_item_ids(session, list(unit_of), item_types)),
+                UsageRecord.id > min(u.usage_through_id for u in group),
+                UsageRecord.id <= through,
                 UsageRecord.status == UsageStatus.PENDING,
                 UsageRecord.occurred_at < midnight(last),
-                UsageRecord.contract_item_id.in_(_item_ids(session, list(unit_of), item_types)),
+                uncovered(but=again),
             )
         )
-        for record_id, item_id, occurred, plan_id, account_id in found:
-            at = occurred if isinstance(occurred, datetime) else datetime.fromisoformat(occurred)
+        for record_id, item_id, occurred, quantity, plan_id, override, account_id in found:
             unit, info = unit_of[account_id], plans[plan_id]
+            if record_id <= unit.usage_through_id:
+                continue  # rated with its cycle (another unit's watermark is lower)
+            at = occurred if isinstance(occurred, datetime) else datetime.fromisoformat(occurred)
             if not within_window(at, bill_date, info.late_usage_days):
                 reason = held_reason(at, bill_date, info.plan.code, info.late_usage_days)
                 held.append({"id": record_id, "hold_reason": reason})
@@ -278,79 +303,55 @@ def price_late_usage(
                 done.failed[account_id] = f"late usage {record_id}: {error}"
                 continue
             key = charge_keys.late_usage(item_id, cycle.end, bill_date)
-            cycles[key] = cycle
-            attach.append({"id": record_id, "charge_key": key})
+            delta_of = deltas.setdefault(key, _Delta(item_id, plan_id, override, account_id, cycle))
+            delta_of.quantity += quantity
+            delta_of.records += 1
     if held:
         done.held = _hold(session, held, bill_date)
-    if not attach:
-        return done
-    bulk_update(
-        session,
-        UsageRecord.__table__,
-        attach,
-        values=lambda src: {"status": UsageStatus.COLLECTED.value, "charge_key": src.c.charge_key},
-    )
-    for row in attach:
-        done.records[row["charge_key"]] = done.records.get(row["charge_key"], 0) + 1
-    units_of = {u.account_id: u for u in units}
-    _price_deltas(session, done, cycles, units_of, plans, bill_date, as_of)
+    if deltas:
+        units_of = {u.account_id: u for u in units}
+        _price_deltas(session, done, deltas, units_of, plans, bill_date, as_of, through)
     return done
 
 
 def _price_deltas(
     session: Session,
     done: LateUsage,
-    cycles: dict[str, Period],
+    deltas: dict[str, _Delta],
     units: dict[int, Unit],
     plans: dict[int, PlanInfo],
     bill_date: date,
     as_of: date,
+    through: int,
 ) -> None:
     """Price each delta key: its cycle's whole quantity less what the cycle was billed."""
-    keys = sorted(cycles)
-    late = session.execute(
-        select(
-            UsageRecord.charge_key,
-            UsageRecord.contract_item_id,
-            func.sum(UsageRecord.quantity),
-            ContractItem.price_plan_id,
-            ContractItem.price_override,
-            Contract.account_id,
-        )
-        .join(ContractItem, ContractItem.id == UsageRecord.contract_item_id)
-        .join(Contract, Contract.id == ContractItem.contract_id)
-        .where(key_in(session, UsageRecord.charge_key, keys))
-        .group_by(
-            UsageRecord.charge_key,
-            UsageRecord.contract_item_id,
-            ContractItem.price_plan_id,
-            ContractItem.price_override,
-            Contract.account_id,
-        )
-    ).all()
-    billed = _billed_before(session, [row[1] for row in late])
-    for key, item_id, quantity, plan_id, override, account_id in late:
-        cycle = cycles[key]
-        info = plans[plan_id]
-        plan = with_price_override(info.plan, override)
-        before = [c for c in billed.get((item_id, cycle.end), []) if c[1] != key]
+    billed = _billed_before(session, [d.item_id for d in deltas.values()])
+    for key in sorted(deltas):
+        late = deltas[key]
+        if late.account_id in done.failed:
+            continue
+        cycle = late.cycle
+        info = plans[late.plan_id]
+        plan = with_price_override(info.plan, late.override)
+        before = [c for c in billed.get((late.item_id, cycle.end), []) if c[1] != key]
         original = next((c[0] for c in before if c[1].startswith(KeyKind.USAGE.value)), None)
         try:
             rated = delta(
                 plan,
                 sum((c[2] for c in before), Decimal(0)),
                 sum((c[3] for c in before), Decimal(0)),
-                quantity,
+                late.quantity,
             )
         except BillingError as error:
-            done.failed[account_id] = f"item {item_id}: {error}"
+            done.failed[late.account_id] = f"item {late.item_id}: {error}"
             continue
+        done.records[key] = late.records
         done.rows.append(
             {
                 "charge_key": key,
-                "account_id": account_id,
-                "bill_unit_id": units[account_id].id,
-                "contract_item_id": item_id,
+                "account_id": late.account_id,
+                "bill_unit_id": units[late.account_id].id,
+                "contract_item_id": late.item_id,
                 "kind": ChargeKind.USAGE,
                 "description": info.product_name,
                 "period_start": cycle.start,
@@ -365,6 +366,9 @@ def _price_deltas(
                 "immediate": False,
                 "created_on": as_of,
                 "corrects_charge_id": original,
+                "usage_through_id": through,
+                "usage_since": midnight(cycle.start),
+                "usage_before": midnight(cycle.end),
             }
         )
 
@@ -398,9 +402,9 @@ def _billed_before(
 def hold_stale_usage(
     session: Session, scope: RatingScope, plans: dict[int, PlanInfo], bill_date: date
 ) -> int:
-    """Hold the scope's pending records older than their plan's late usage window at
-    ``bill_date`` (a UTI run's date: UTI usage has no cycle, only the window); returns how
-    many."""
+    """Hold the scope's records no charge prices that are older than their plan's late usage
+    window at ``bill_date`` (a UTI run's date: UTI usage has no cycle, only the window);
+    returns how many."""
     if not scope.account_ids:
         return 0
     oldest = min((p.late_usage_days for p in plans.values()), default=0)
@@ -411,6 +415,7 @@ def hold_stale_usage(
             UsageRecord.status == UsageStatus.PENDING,
             UsageRecord.occurred_at < midnight(bill_date - timedelta(days=oldest)),
             UsageRecord.contract_item_id.in_(_items_of(session, scope)),
+            uncovered(but=scope.key_pattern),
         )
     )
     held = []

@@ -25,7 +25,7 @@ from billing.domain.charge_keys import KeyKind
 from billing.domain.results import Mergeable
 from billing.domain.usage import uti_scope
 from billing.ops.catalog import load_plans
-from billing.ops.rating import RatingScope, hold_stale_usage, rate_usage_for
+from billing.ops.rating import RatingScope, hold_stale_usage, rate_usage_for, uncovered
 from billing.store.db import unit_of_work
 from billing.store.models import (
     BillingIssue,
@@ -66,6 +66,7 @@ def pending_uti_accounts(session: Session, process_now: datetime) -> list[int]:
                 ContractItem.item_type == ItemType.UTI,
                 UsageRecord.status == UsageStatus.PENDING,
                 UsageRecord.occurred_at < process_now,
+                uncovered(),
             )
             .order_by(Contract.account_id)
         )

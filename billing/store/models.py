@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -162,6 +163,10 @@ class BillUnit(Base):
     )
     failure_reason: Mapped[str | None] = mapped_column(Text)
     series_code: Mapped[str] = mapped_column(ForeignKey("bill_series.code"), default="INV")
+    usage_through_id: Mapped[int | None] = mapped_column(Integer)
+    """The usage watermark of the unit's last closed cycle: every usage record with a higher id
+    arrived after that cycle was rated, so late usage is looked for only above it
+    (``billing.ops.rating``). None: no cycle rated yet (or rated before watermarks)."""
 
     account: Mapped[Account] = relationship(back_populates="bill_units")
 
@@ -323,8 +328,11 @@ class ChangeRequest(Base):
 class UsageRecord(Base):
     """Cn285 usage data / BRM usage event: a metered quantity on a contract item.
 
-    Rating attaches pending records to their charge by ``charge_key`` (checked at commit), then
-    prices the charge from exactly the records attached to it.
+    Rating never writes a record: a usage charge names the records it prices by range
+    (``Charge.usage_through_id``, ``usage_since``, ``usage_before``; ``billing.store.usage``).
+    ``status`` says only what a range cannot: ``held`` (late beyond its plan's window), or
+    ``collected`` with ``charge_key`` for records rated before watermarks (migration 0011).
+    Ids grow in commit order (``billing.store.usage``), which is what makes a watermark exact.
     """
 
     __tablename__ = "usage_records"
@@ -345,6 +353,7 @@ class UsageRecord(Base):
 
     __table_args__ = (
         Index("ix_usage_item_status_time", "contract_item_id", "status", "occurred_at"),
+        Index("ix_usage_item_id", "contract_item_id", "id"),
         CheckConstraint("quantity >= 0", name="quantity_not_negative"),
     )
 
@@ -438,6 +447,13 @@ class Charge(Base):
     corrects_charge_id: Mapped[int | None] = mapped_column(ForeignKey("charges.id"))
     """A correction (a credit or an adjustment of a change after the fact): the charge whose
     period it corrects; that charge's ``bill_id`` is the bill the correction line names."""
+    usage_through_id: Mapped[int | None] = mapped_column(Integer)
+    usage_since: Mapped[datetime | None] = mapped_column(DateTime)
+    usage_before: Mapped[datetime | None] = mapped_column(DateTime)
+    """A usage charge's range: the records of its item with id up to ``usage_through_id`` (the
+    watermark rating read) and stamped in ``[usage_since, usage_before)`` (no lower bound when
+    None), not held, and not priced by a charge of the item that comes first in
+    (``usage_through_id``, ``usage_before``) order (``billing.store.usage.LINK``)."""
 
     # A charge on a bill IS the bill's line (issue #20: each billed fact is written once).
     # What the line adds to the charge is set when a bill takes it, in the same statement
@@ -454,6 +470,13 @@ class Charge(Base):
     __table_args__ = (
         Index("ix_charges_unit_status_bill_on", "bill_unit_id", "status", "bill_on"),
         Index("ix_charges_bill_line", "bill_id", "line_no", unique=True),
+        Index(
+            "ix_charges_item_usage",
+            "contract_item_id",
+            "usage_through_id",
+            postgresql_where=text("usage_through_id IS NOT NULL"),
+            sqlite_where=text("usage_through_id IS NOT NULL"),
+        ),
         CheckConstraint("period_start <= period_end", name="period_ordered"),
         CheckConstraint(LINE_ON_BILL, name="line_on_bill"),
         CheckConstraint("line_no IS NULL OR line_no >= 1", name="line_no_positive"),

@@ -41,9 +41,9 @@ from billing.store.models import (
     BillStatus,
     BillUnit,
     Charge,
-    UsageRecord,
     UsageStatus,
 )
+from billing.store.usage import usage_marks
 from tests import builders as b
 
 D = Decimal
@@ -277,16 +277,12 @@ def test_one_poisoned_unit_among_32_is_isolated_in_a_logarithmic_number_of_write
         account_id = units[poisoned].account_id
         assert s.scalar(select(func.count()).where(Charge.bill_unit_id == poisoned)) == 0
         assert s.get(Account, account_id).balance == 0  # type: ignore[union-attr]
-        usage = s.execute(
-            select(UsageRecord.external_id, UsageRecord.status, UsageRecord.charge_key).order_by(
-                UsageRecord.id
-            )
-        ).all()
-        assert usage[16] == (f"u-{17}", UsageStatus.PENDING, None)
+        marks = usage_marks(s)
+        assert marks["u-17"] == (UsageStatus.PENDING, None)
         assert all(
             status == UsageStatus.COLLECTED and key is not None
-            for n, (_, status, key) in enumerate(usage)
-            if n != 16
+            for external_id, (status, key) in marks.items()
+            if external_id != "u-17"
         )
 
     # Once the obstacle is gone, the rerun bills it (and only it).

@@ -36,8 +36,8 @@ from billing.store.models import (
     ContractItem,
     ItemType,
     PricePlan,
-    UsageRecord,
 )
+from billing.store.usage import usage_marks
 from tests import builders as b
 from tests.conftest import copy_sqlite_template, migrated_schema, pg_schema_url
 
@@ -129,9 +129,7 @@ def _state(engine: Engine) -> dict[str, Any]:
                 BillUnit.billing_state, BillUnit.failure_reason,
             ).order_by(BillUnit.id)).all(),
             "balances": s.execute(select(Account.ref, Account.balance).order_by(Account.ref)).all(),
-            "usage": s.execute(select(
-                UsageRecord.external_id, UsageRecord.status, UsageRecord.charge_key
-            ).order_by(UsageRecord.external_id)).all(),
+            "usage": sorted((k, *mark) for k, mark in usage_marks(s).items()),
             "issues": s.execute(select(
                 BillingIssue.step, BillingIssue.bill_unit_id, BillingIssue.reason
             ).order_by(BillingIssue.bill_unit_id)).all(),

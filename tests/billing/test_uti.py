@@ -22,9 +22,9 @@ from billing.store.models import (
     BillingIssue,
     Charge,
     ChargeStatus,
-    UsageRecord,
     UsageStatus,
 )
+from billing.store.usage import usage_marks
 from tests import builders as b
 from tests.billing.test_changes import snapshot
 
@@ -49,7 +49,7 @@ def uti_population(engine):
 
 def usage_states(engine):
     with unit_of_work(engine) as s:
-        return dict(s.execute(select(UsageRecord.external_id, UsageRecord.status)).all())
+        return {k: mark[0] for k, mark in usage_marks(s).items()}
 
 
 def charges(engine):

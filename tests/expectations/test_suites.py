@@ -350,10 +350,29 @@ def test_calculated_charge_of_next_cycle_is_not_pending_billing(billed, tmp_path
     assert failures(check(billed, tmp_path)) == {}
 
 
-def test_usage_record_detached_from_its_charge(billed, tmp_path):
+def test_usage_record_moved_out_of_its_charge_range(billed, tmp_path):
+    """Rating writes no record: a charge prices the records its range holds. One moved past
+    the cut-off is priced by none, and its charge (250 units) now prices 200."""
     execute(
         billed,
-        update(UsageRecord).where(UsageRecord.external_id == "u-a3-2").values(charge_key=None),
+        update(UsageRecord)
+        .where(UsageRecord.external_id == "u-a3-2")
+        .values(occurred_at=datetime(2027, 3, 1)),
+    )
+    report = check(billed, tmp_path)
+    assert failures(report) == {"usage_charge_quantity_matches_usage": 1}
+    row = report.result("usage_charge_quantity_matches_usage").sample[0]
+    assert (row["quantity"], row["usage_quantity"]) == (D("250"), D("200"))
+
+
+def test_usage_record_detached_from_its_charge(billed, tmp_path):
+    """A record rated before ranges is marked ``collected`` with its charge's key (migration
+    0010 kept those marks); one whose key is lost is charged nowhere."""
+    execute(
+        billed,
+        update(UsageRecord)
+        .where(UsageRecord.external_id == "u-a3-2")
+        .values(status="collected", charge_key=None),
     )
     report = check(billed, tmp_path)
     # The record is charged nowhere, and its charge (250 units) now has 200 units attached.

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from billing.store.db import unit_of_work
 from billing.store.models import Bill, BillingIssue
+from billing.store.usage import usage_marks
 from expectations.suites import RULES
 from flows.bill_day import BillDayFailed, PostBillingChecksFailed, bill_day
 from tests.billing.test_billday import (  # noqa: F401  (the hand-checked population)
@@ -125,7 +126,7 @@ def test_corrupted_data_stops_the_run_and_says_why(billing_db):
 
 def _everything_billed(engine):
     """Bills with their numbers and lines, charges, units and usage: what billing wrote."""
-    from billing.store.models import BillUnit, Charge, UsageRecord
+    from billing.store.models import BillUnit, Charge
 
     with unit_of_work(engine) as s:
         return {
@@ -145,11 +146,7 @@ def _everything_billed(engine):
             "units": s.execute(
                 select(BillUnit.id, BillUnit.last_bill_date, BillUnit.next_bill_date)
             ).all(),
-            "usage": s.execute(
-                select(UsageRecord.external_id, UsageRecord.status).order_by(
-                    UsageRecord.external_id
-                )
-            ).all(),
+            "usage": sorted((k, mark[0]) for k, mark in usage_marks(s).items()),
         }
 
 

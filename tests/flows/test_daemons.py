@@ -25,9 +25,9 @@ from billing.store.models import (
     Contract,
     ContractStatus,
     RequestStatus,
-    UsageRecord,
     UsageStatus,
 )
+from billing.store.usage import usage_marks
 from flows.billing_daemon import billing
 from flows.cli import app
 from flows.contract_change_process import contract_change_process
@@ -77,7 +77,7 @@ def test_seed_manual_mode_uti_then_billing_daemon(daemon_db):
         "uti-schedule-generator-summary"
     )
     with unit_of_work(engine) as s:
-        states = dict(s.execute(select(UsageRecord.external_id, UsageRecord.status)).all())
+        states = {k: mark[0] for k, mark in usage_marks(s).items()}
         line = s.scalars(select(Charge)).one()
     assert states == {
         "u1": UsageStatus.COLLECTED,
@@ -171,9 +171,7 @@ def test_uti_failure_fails_the_run_and_names_the_account(daemon_db):
     with pytest.raises(DaemonFailed, match="1 account\\(s\\) failed: 2"):
         uti_schedule_generator(process_now=PROCESS_NOW, database_block="")
     with unit_of_work(daemon_db) as s:
-        assert s.scalar(select(UsageRecord.status).where(UsageRecord.external_id == "u1")) == (
-            UsageStatus.COLLECTED
-        )
+        assert usage_marks(s)["u1"][0] == UsageStatus.COLLECTED
 
 
 def test_cli_runs_a_daemon_for_a_process_now(daemon_db):
@@ -183,9 +181,7 @@ def test_cli_runs_a_daemon_for_a_process_now(daemon_db):
     assert result.exit_code == 0, result.output
     assert "usage collected" in result.output
     with unit_of_work(daemon_db) as s:
-        pending = s.scalars(
-            select(UsageRecord.external_id).where(UsageRecord.status == UsageStatus.PENDING)
-        ).all()
+        pending = [k for k, mark in usage_marks(s).items() if mark[0] == UsageStatus.PENDING]
     assert pending == ["u3"]
 
 
@@ -209,11 +205,7 @@ def test_cli_refuses_a_bad_process_now():
 
 def _pending(engine) -> list[str]:
     with unit_of_work(engine) as s:
-        return list(
-            s.scalars(
-                select(UsageRecord.external_id).where(UsageRecord.status == UsageStatus.PENDING)
-            )
-        )
+        return sorted(k for k, mark in usage_marks(s).items() if mark[0] == UsageStatus.PENDING)
 
 
 def test_a_flow_uses_the_database_given_over_the_environment(daemon_db, monkeypatch, tmp_path):

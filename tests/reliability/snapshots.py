@@ -12,7 +12,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import aliased
 
 from billing.store.db import unit_of_work
-from billing.store.models import Account, Bill, BillSeries, BillUnit, Charge, UsageRecord
+from billing.store.models import Account, Bill, BillSeries, BillUnit, Charge
+from billing.store.usage import usage_marks
 
 
 def billing_state(engine: Engine) -> dict[str, Any]:
@@ -47,11 +48,7 @@ def billing_state(engine: Engine) -> dict[str, Any]:
                 .outerjoin(billed_by, billed_by.id == Charge.bill_id)
                 .order_by(Charge.charge_key)
             ).all(),
-            "usage": s.execute(
-                select(
-                    UsageRecord.external_id, UsageRecord.status, UsageRecord.charge_key
-                ).order_by(UsageRecord.external_id)
-            ).all(),
+            "usage": sorted((k, *mark) for k, mark in usage_marks(s).items()),
             "units": s.execute(
                 select(
                     BillUnit.id,

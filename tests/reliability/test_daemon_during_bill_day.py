@@ -36,6 +36,7 @@ from billing.store.models import (
     ContractItem,
     UsageRecord,
 )
+from billing.store.usage import usage_marks
 
 START, AS_OF = date(2026, 9, 1), date(2026, 11, 3)
 PROCESS_NOW = datetime(2026, 11, 3, 0, 0)
@@ -81,18 +82,14 @@ def _per_account(engine: Engine) -> dict[str, tuple]:
             .order_by(Charge.charge_key)
         ):
             found[refs[row[0]]][1].append((*row[1:4], _key(row[4])))
+        marks = usage_marks(s)
         for row in s.execute(
-            select(
-                Contract.account_id,
-                UsageRecord.external_id,
-                UsageRecord.status,
-                UsageRecord.charge_key,
-            )
+            select(Contract.account_id, UsageRecord.external_id)
             .join(ContractItem, ContractItem.id == UsageRecord.contract_item_id)
             .join(Contract, Contract.id == ContractItem.contract_id)
             .order_by(UsageRecord.external_id)
         ):
-            found[refs[row[0]]][2].append(tuple(row[1:]))
+            found[refs[row[0]]][2].append((row[1], *marks[row[1]]))
         for account_id, balance in s.execute(select(Account.id, Account.balance)):
             found[refs[account_id]][3] = balance
         for row in s.execute(
