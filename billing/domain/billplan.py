@@ -121,6 +121,10 @@ class Snapshot:
     (``billing.domain.late_usage``)."""
     late_held: int = 0
     """Late usage records rating held in this pass (beyond their plan's window)."""
+    fees: tuple[Mapping[int, Sequence[Mapping[str, Any]]], Mapping[int, str]] | None = None
+    """The cycle units' fee rows and fee failures as ``scheduled_fees`` computes them from
+    ``items``, when the reader computed them already (it needs their keys); None: the plan
+    computes them."""
 
 
 @dataclass(frozen=True)
@@ -240,7 +244,11 @@ def plan_bills(snapshot: Snapshot) -> Plan:
     """The plan of one pass: new charges, re-priced ones, bills and failures, unit by unit."""
     as_of = snapshot.as_of
     cycle_units = [u for u in snapshot.units if u.cycle_due(as_of)]
-    scheduled, failed = scheduled_fees(snapshot, cycle_units)
+    if snapshot.fees is None:
+        scheduled, failed = scheduled_fees(snapshot, cycle_units)
+    else:  # the rows are the snapshot's: the plan sets ids on copies
+        scheduled = {unit: [dict(r) for r in rows] for unit, rows in snapshot.fees[0].items()}
+        failed = dict(snapshot.fees[1])
     for unit in cycle_units:
         if unit.id not in failed and unit.id in snapshot.usage_failures:
             failed[unit.id] = snapshot.usage_failures[unit.id]

@@ -193,9 +193,9 @@ def read_snapshot(
 ) -> tuple[Snapshot, Rated]:
     """The claimed units' items, rated usage, stored charges, existing keys and VAT rates.
 
-    Returns the snapshot and what rating read. The fees are
-    scheduled here too (purely, as the plan will) only to know which keys to look up and which
-    units' usage to rate: a unit whose fees cannot be computed is not rated.
+    Returns the snapshot and what rating read. The fees are scheduled here (purely, as the
+    plan would) to know which keys to look up and which units' usage to rate (a unit whose
+    fees cannot be computed is not rated), and handed to the plan in the snapshot.
     """
     plans, taxes = catalog.load(session)
     cycle_units = [u for u in units if u.cycle_due(as_of)]
@@ -222,6 +222,7 @@ def read_snapshot(
         corrected=_corrected_bills(session, corrects),
         late_records=late.records,
         late_held=late.held,
+        fees=(scheduled, failed),
     )
     return snapshot, rated
 
@@ -417,6 +418,11 @@ def error_reason(error: Exception) -> str:
     return f"{type(error).__name__}: {str(error).splitlines()[0][:500]}"
 
 
+def _bill_key(unit: Unit, draft: DraftBill, ids: dict[int, int], as_of: date) -> str:
+    """The bill's key; an immediate bill's names its first charge, by the id taken for it."""
+    return bill_key(unit, draft if unit.cycle_due(as_of) else _with_ids(draft, ids), as_of)
+
+
 def _with_ids(draft: DraftBill, ids: dict[int, int]) -> DraftBill:
     """The draft with its new charges' provisional ids replaced by the ids taken for them."""
     lines = tuple(
@@ -440,7 +446,7 @@ def _write_units(
     result = BatchResult()
     upsert_usage_charges(session, [dict(row) for p in parts for row in p.repriced])
     fresh = [{**row, "id": ids[row["id"]]} for p in parts for row in p.new_charges]
-    bills = [(p.unit, _with_ids(p.bill.draft, ids), p.bill) for p in parts if p.bill is not None]
+    bills = [(p.unit, p.bill.draft, p.bill) for p in parts if p.bill is not None]
     if bills:
         rows = []
         for unit, draft, planned in bills:
@@ -449,7 +455,7 @@ def _write_units(
             series_code, type_code = document_for(unit.series_code, draft.gross)
             rows.append(
                 {
-                    "bill_key": bill_key(unit, draft, as_of),
+                    "bill_key": _bill_key(unit, draft, ids, as_of),
                     "account_id": unit.account_id,
                     "bill_unit_id": unit.id,
                     "series_code": series_code,
@@ -472,7 +478,7 @@ def _write_units(
         bill_of_unit = {unit_id: bill_id for bill_id, unit_id in inserted}
         # Each line is its charge: the columns the line adds to it, by charge id.
         lines = {
-            line.charge_id: {
+            ids.get(line.charge_id, line.charge_id): {
                 "bill_id": bill_of_unit[unit.id],
                 "line_no": position,
                 "tax_rate": line.tax_rate,
