@@ -96,9 +96,7 @@ def render_on_dask(
 
 def _render(client: Client, settings: RenderSettings, batches: list[list[int]]) -> RenderResult:
     client.register_plugin(RenderWarmUp(settings.seller))
-    futures = [
-        client.submit(render.render_batch, settings, batch, pure=False) for batch in batches
-    ]
+    futures = [client.submit(render.render_batch, settings, batch, pure=False) for batch in batches]
     total = RenderResult()
     error: BaseException | None = None
     for future in futures:  # waits for every batch, even after one failed

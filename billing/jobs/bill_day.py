@@ -426,9 +426,7 @@ def render_invoice_documents(
 
         result = render_on_dask(settings, bill_ids, dask_scheduler, per_batch=per_batch)
     else:
-        result = render_in_processes(
-            settings, bill_ids, processes=processes, per_batch=per_batch
-        )
+        result = render_in_processes(settings, bill_ids, processes=processes, per_batch=per_batch)
     return {
         "rendered": result.rendered,
         "skipped": result.skipped,
