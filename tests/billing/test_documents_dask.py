@@ -11,6 +11,7 @@ processes), so they are slow; ``for_workers`` is checked in the fast suite.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from datetime import date
@@ -151,3 +152,27 @@ def test_workers_get_absolute_paths(monkeypatch, tmp_path):
         seller={},
     )
     assert for_workers(remote) == remote
+
+
+@pytest.mark.slow
+def test_an_invoice_a_worker_cannot_render_is_reported_as_locally(engine, cluster, tmp_path):
+    """Billed under the French seller's VAT rules, printed by a Portuguese seller: the
+    reverse-charge invoice to a Portuguese business cannot be issued. The workers report it
+    by number, as the local path does, and render the others."""
+    seed(engine, accounts=12, usage_per_account=2, start=START)
+    run_bill_day(engine, AS_OF, "run-1")
+    with unit_of_work(engine) as s:
+        ids = invoice_ids(s, run_id="run-1")
+    seller = DEFAULT_SELLER.to_dict() | {"country": "PT"}
+    settings = RenderSettings(
+        database_url=engine.url.render_as_string(hide_password=False),
+        store_url=str(tmp_path / "on-dask"),
+        seller=seller,
+    )
+    on_dask = render_on_dask(settings, ids, cluster.scheduler_address, per_batch=PER_BATCH)
+    local = render.render_in_processes(
+        dataclasses.replace(settings, store_url=str(tmp_path / "local")), ids, processes=1
+    )
+    assert on_dask.failed and on_dask.failed == local.failed
+    assert on_dask.rendered == local.rendered == len(ids) - len(local.failed)
+    assert _files(tmp_path / "on-dask") == _files(tmp_path / "local")
