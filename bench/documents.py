@@ -1,6 +1,7 @@
 """Invoice documents per second: the project's pipeline against a bare WeasyPrint loop.
 
-    bench/documents.py --invoices N --processes P      (defaults 2000 and os.cpu_count())
+    bench/documents.py --invoices N --processes P --dask-workers 1,2
+                                    (defaults 2000, os.cpu_count() and 1,2)
 
 Seeds a synthetic population (French and Portuguese accounts, some on direct debit) in a
 SQLite file, bills it with ``run_bill_day``, then measures, with the same number of spawned
@@ -16,13 +17,23 @@ worker processes and the same batches of 50:
 Both clocks start once every worker has started and warmed up (stylesheet, Schematron, one
 invoice drawn so that fonts are loaded) and stop when the last invoice is done. Each side also
 reports the CPU time its workers spent per invoice (``time.process_time`` around each batch),
-which other load on the machine disturbs less than the wall clock. Prints both rates, then the
-ratio pipeline / bare.
+which other load on the machine disturbs less than the wall clock.
+
+Then the pipeline on Dask, as bill day renders on a Dask cluster
+(``billing.documents.dask_render.render_on_dask``): the same invoices, the same batches,
+into a fresh store, on a ``distributed.LocalCluster`` of each size in ``--dask-workers``
+(worker processes of one thread each), started and warmed up (the pipeline's own worker
+plugin, then the same warm-up as above on every worker) before the clock starts. Its CPU
+time is the workers' whole processes' (Dask's own work included).
+
+Prints each rate, then the scaling (each Dask size over the first, e.g. 2 workers / 1
+worker), and last the ratio pipeline / bare (local processes on both sides).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import sys
@@ -108,11 +119,61 @@ def timed(processes: int, warm, page: str, work, batches: list) -> tuple[float, 
         return time.perf_counter() - started, cpu
 
 
+def _workers(count: int) -> str:
+    return f"{count} worker" + ("s" if count != 1 else "")
+
+
+def _worker_cpu(client) -> float:
+    return sum(client.run(time.process_time).values())
+
+
+def on_dask(workers: int, page: str, settings: pipeline.RenderSettings, ids: list[int]):
+    """Wall seconds and the workers' CPU seconds of ``render_on_dask`` over ``ids`` on a
+    local cluster of ``workers`` one-thread worker processes, warmed up first."""
+    from distributed import Client, LocalCluster
+
+    from billing.documents.dask_render import RenderWarmUp, render_on_dask
+
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.wait_for_workers(workers)
+        client.register_plugin(RenderWarmUp(settings.seller))
+        client.run(_warm_pipeline, page)
+        cpu = _worker_cpu(client)
+        started = time.perf_counter()
+        result = render_on_dask(settings, ids, client, per_batch=PER_BATCH)
+        seconds = time.perf_counter() - started
+        cpu = _worker_cpu(client) - cpu
+        engines = client.run(_batches_here)  # each batch asks the engine cache once
+    if result.failed or result.rendered != len(ids):
+        raise RuntimeError(f"{result.rendered} rendered, not rendered: {result.failed}")
+    return seconds, cpu, sorted(engines.values(), reverse=True)
+
+
+def _batches_here() -> int:
+    info = pipeline._worker_engine.cache_info()
+    return info.hits + info.misses
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=2000)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--dask-workers",
+        default="1,2",
+        help="sizes of the Dask local clusters to render on, one after the other ('': none)",
+    )
     args = parser.parse_args()
+    sizes = [int(n) for n in args.dask_workers.split(",") if n.strip()]
     work = Path(tempfile.mkdtemp(prefix="bench-documents-"))
     url = f"sqlite:///{work / 'billing.db'}"
     engine = make_engine(url)
@@ -152,6 +213,29 @@ def main() -> None:
         f"bare WeasyPrint: {bare_rate:.1f} invoices/s ({seconds:.1f} s, "
         f"{1000 * cpu / len(pages):.1f} ms CPU per invoice, PDF only)"
     )
+
+    dask_rates: dict[int, float] = {}
+    for workers in sizes:
+        store = work / f"documents-dask-{workers}"
+        on = dataclasses.replace(settings, store_url=str(store))
+        seconds, cpu, spread = on_dask(workers, pages[0], on, ids)
+        rendered = sum(1 for _ in store.rglob("*.pdf"))
+        assert rendered == len(ids), f"{rendered} PDFs for {len(ids)} invoices"
+        dask_rates[workers] = len(ids) / seconds
+        print(
+            f"pipeline on Dask, {_workers(workers)}: {dask_rates[workers]:.1f} invoices/s "
+            f"({seconds:.1f} s, {1000 * cpu / len(ids):.1f} ms CPU per invoice, workers' "
+            f"whole processes; batches per worker {'/'.join(map(str, spread))})"
+        )
+    if len(sizes) > 1:
+        first = sizes[0]
+        for workers in sizes[1:]:
+            print(
+                f"scaling on Dask, {_workers(workers)} / {_workers(first)}: "
+                f"{dask_rates[workers] / dask_rates[first]:.2f}"
+            )
+    for workers in sizes:
+        print(f"ratio Dask {_workers(workers)} / bare: {dask_rates[workers] / bare_rate:.2f}")
     print(f"ratio pipeline / bare: {pipeline_rate / bare_rate:.2f}")
 
 

@@ -25,6 +25,12 @@ class BillRunSettings(Block):
     documents_processes: int = Field(
         0, ge=0, description="Processes rendering document batches; 0: one per CPU."
     )
+    documents_dask_address: str = Field(
+        "",
+        description="Dask scheduler whose workers render the document batches, e.g. "
+        "tcp://10.0.0.5:8786; empty: the flow's own Dask cluster when it runs on one "
+        "(flows/scale.py), else local processes.",
+    )
     loglevel: int = Field(1, ge=0, le=3, description="0 errors, 1 info, 3 debug (BRM loglevel).")
     simulate_agent: bool = Field(
         False, description="Skip the provisioning hook, as BRM test runs do (simulate_agent=1)."

@@ -144,6 +144,7 @@ def bill_day(
             documents_setup(
                 processes=settings.documents_processes or None,
                 per_batch=settings.documents_per_batch,
+                dask_address=settings.documents_dask_address,
             )
             if documents
             else None

@@ -3,15 +3,21 @@
 Used by bill day after its checks gate, and by the ``render-invoices`` flow. The blocks
 (``SellerIdentity``, ``DocumentStoreLocation``, ``SmtpServer``) fall back to local defaults
 when no block of that name exists, as the other blocks do.
+
+Where the batches render (``documents_scheduler``): on the Dask scheduler named by the Bill
+Run Settings block's ``documents_dask_address``, else on the Dask cluster the flow itself
+runs its tasks on (``flows/scale.py``), else in local worker processes.
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
+from prefect.context import FlowRunContext
 
 from billing.jobs import bill_day as job
 from billing.jobs.bill_day import Documents, DocumentsFailed
@@ -31,20 +37,36 @@ from flows.runtime import (
 __all__ = ["DocumentsFailed", "documents_setup", "publish_documents", "render_documents"]
 
 
+def documents_scheduler(configured: str = "") -> str | None:
+    """The Dask scheduler the documents step renders on: ``configured`` (the settings'
+    ``documents_dask_address``), else the scheduler of the running flow's
+    ``DaskTaskRunner``, else None (local worker processes)."""
+    if configured:
+        return configured
+    context = FlowRunContext.get()
+    dask = sys.modules.get("prefect_dask")  # not imported: the flow cannot run on Dask
+    if context is None or dask is None or not isinstance(context.task_runner, dask.DaskTaskRunner):
+        return None
+    return str(context.task_runner.client.scheduler.address)
+
+
 def documents_setup(
     store_block: str = "default",
     seller_block: str = "default",
     processes: int | None = None,
     per_batch: int = 50,
     schematron: str = "sample",
+    dask_address: str = "",
 ) -> Documents:
-    """The documents step's setup from the blocks: the store, the seller, the worker pool."""
+    """The documents step's setup from the blocks: the store, the seller, where to render
+    (``documents_scheduler(dask_address)``, else ``processes`` local processes)."""
     return Documents(
         store_url=load_store_url(store_block),
         seller=load_seller(seller_block),
         processes=processes,
         per_batch=per_batch,
         schematron=schematron,
+        dask_scheduler=documents_scheduler(dask_address),
     )
 
 
@@ -72,7 +94,15 @@ def render_documents(
     """
     runner = PrefectRunner(progress)
     url = resolve_database_url(database)
-    documents = documents_setup(store_block, seller_block, processes, per_batch, schematron)
+    settings_of_run = load_settings(settings_block)
+    documents = documents_setup(
+        store_block,
+        seller_block,
+        processes,
+        per_batch,
+        schematron,
+        settings_of_run.documents_dask_address,
+    )
     ids = runner.step(
         Call(
             "find_invoices_to_render",
@@ -88,12 +118,12 @@ def render_documents(
         Call(
             "render_invoice_documents",
             job.render_invoice_documents,
-            (settings, ids, processes, per_batch),
+            (settings, ids, processes, per_batch, documents.dask_scheduler),
         )
     )
     summary["invoices"] = len(ids)
     runner.progress("rendering", note=f"{count(summary['rendered'])} rendered")
-    publish_documents(summary, documents, load_settings(settings_block))
+    publish_documents(summary, documents, settings_of_run)
     return summary
 
 
@@ -117,6 +147,8 @@ def publish_documents(
     measures.add("e-mails queued", summary["emails queued"])
     measures.add("failed", len(summary["failed"]))
     measures.add("document store", store_url, _store_text(store_url, settings.files_url))
+    if documents is not None:
+        measures.add("rendered on", documents.dask_scheduler or "local worker processes")
     for no, why in summary["failed"].items():
         measures.add(f"failed {no}", why[:500])
     measures.publish("invoice-documents", "Invoice documents")

@@ -3,9 +3,10 @@
 Prefect fixes a flow's task runner when the flow is decorated, so this module runs
 ``bill_day.with_options(task_runner=DaskTaskRunner(address=...))``: nothing of the DAG changes,
 only where the submitted tasks (``bill_accounts_batch``, ``apply_cycle_fees``,
-``collect_payments``, ``refund_payments``) execute. At most ``BillRunSettings.children``
-batches are in flight and the global limit ``bill-day-batches`` still holds, so raise both
-with the cluster's size.
+``collect_payments``, ``refund_payments``) execute, and the documents step renders its
+batches on the same cluster (``flows.document_steps.documents_scheduler``). At most
+``BillRunSettings.children`` batches are in flight and the global limit ``bill-day-batches``
+still holds, so raise both with the cluster's size.
 
 Tasks on a Dask worker resolve the database themselves (``flows.runtime.engine_for``): name a
 ``BillingDatabase`` block (``database_block``), which they load through the Prefect API the

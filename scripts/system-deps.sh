@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages the project uses: HarfBuzz's subsetter (WeasyPrint renders about 8x faster
 # with it), Chromium for the UI browser test and poppler-utils (pdftoppm) for the invoices'
-# page images, and a Japanese font (IPA Gothic) for invoices in Japanese. Installed only where
+# page images, DejaVu (the invoice's font: every machine that renders needs the same one, or
+# its PDFs differ; docs/operations.md, "Adding render workers") and a Japanese font (IPA
+# Gothic) for invoices in Japanese. Installed only where
 # apt-get runs as root;
 # elsewhere this says what is missing and carries on.
 set -u
-wanted=(libharfbuzz-subset0 chromium poppler-utils fonts-ipafont-gothic)
+wanted=(libharfbuzz-subset0 chromium poppler-utils fonts-dejavu-core fonts-ipafont-gothic)
 missing=()
 for p in "${wanted[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

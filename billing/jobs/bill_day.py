@@ -160,13 +160,17 @@ class Payments:
 
 @dataclass(frozen=True)
 class Documents:
-    """The documents step: where the XML and PDF go, the seller printed on them, the pool."""
+    """The documents step: where the XML and PDF go, the seller printed on them, the pool.
+
+    ``dask_scheduler``: the address of a Dask scheduler whose workers render the batches
+    (``billing.documents.dask_render``); None: ``processes`` local worker processes."""
 
     store_url: str
     seller: Seller
     processes: int | None = None
     per_batch: int = 50
     schematron: str = "sample"
+    dask_scheduler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -408,10 +412,20 @@ def find_invoices_to_render(
 
 
 def render_invoice_documents(
-    settings: RenderSettings, bill_ids: list[int], processes: int | None, per_batch: int
+    settings: RenderSettings,
+    bill_ids: list[int],
+    processes: int | None,
+    per_batch: int,
+    dask_scheduler: str | None = None,
 ) -> dict[str, Any]:
-    """Render invoices to the document store, in batches over worker processes."""
-    result = render_in_processes(settings, bill_ids, processes=processes, per_batch=per_batch)
+    """Render invoices to the document store, in batches over local worker processes, or
+    over the workers of the Dask scheduler at ``dask_scheduler`` when one is given."""
+    if dask_scheduler:
+        from billing.documents.dask_render import render_on_dask  # imports distributed
+
+        result = render_on_dask(settings, bill_ids, dask_scheduler, per_batch=per_batch)
+    else:
+        result = render_in_processes(settings, bill_ids, processes=processes, per_batch=per_batch)
     return {
         "rendered": result.rendered,
         "skipped": result.skipped,
@@ -672,7 +686,13 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
             Call(
                 "render_invoice_documents",
                 render_invoice_documents,
-                (settings, ids, job.documents.processes, job.documents.per_batch),
+                (
+                    settings,
+                    ids,
+                    job.documents.processes,
+                    job.documents.per_batch,
+                    job.documents.dask_scheduler,
+                ),
             )
         )
         result.documents["invoices"] = len(ids)

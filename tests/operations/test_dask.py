@@ -4,7 +4,9 @@ The hand-checked population (tests/billing/test_billday.py), on SQLite and Postg
 billed as of 2027-02-01 by the default runner and by ``flows.scale.bill_day_on_dask`` on a
 local cluster of two worker processes. One bill unit per batch, so the two batches can spread
 over both workers. The tasks find the database through a BillingDatabase block, which they
-load over the Prefect API in the worker processes.
+load over the Prefect API in the worker processes. The documents step renders both invoices
+there too, into the default store (``var/documents``, relative to the flow's directory, which
+the workers' is not), with the same bytes as the default runner's local rendering.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from billing.documents import render
 from billing.store.db import unit_of_work
 from billing.store.models import Bill
 from blocks.bill_run_settings import BillRunSettings
@@ -83,6 +86,16 @@ def _bills(engine) -> list[tuple]:
     return [tuple(r) for r in rows]
 
 
+def _documents(folder) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*.*")}
+
+
+def _render_batches(dask_client) -> int:
+    """How many document batches the Dask workers rendered (each opens its engine once)."""
+    infos = dask_client.run(lambda: render._worker_engine.cache_info())
+    return sum(info.hits + info.misses for info in infos.values())
+
+
 def _engines_resolved(dask_client) -> int:
     """How many times the Dask workers asked ``engine_for`` for an engine."""
     infos = dask_client.run(lambda: engine_for.cache_info())
@@ -96,21 +109,41 @@ def test_dask_runner_bills_like_the_default_runner(
     blocks,
     population,  # noqa: F811
     prefect_server,
+    tmp_path,
 ):
     from distributed import Client
 
     parameters = {"as_of": AS_OF, "settings_block": blocks, "database_block": blocks}
     with Client(dask_cluster.scheduler_address) as client:
-        before = _engines_resolved(client)
+        before, batches_before = _engines_resolved(client), _render_batches(client)
         with prefect_server.connected():
             if runner == "dask":
                 summary = bill_day_on_dask(dask_cluster.scheduler_address, **parameters)
             else:
                 summary = bill_day(**parameters)
         on_workers = _engines_resolved(client) - before
+        batches_on_workers = _render_batches(client) - batches_before
     assert summary["bills"] == 2
     assert _bills(population) == EXPECTED
+    assert summary["documents rendered"] == summary["invoice e-mails queued"] == 2
+    documents = _documents(tmp_path / "var" / "documents")
+    assert sorted(documents) == [
+        "2027/01/INV-00000001.pdf",
+        "2027/01/INV-00000001.xml",
+        "2027/02/INV-00000002.pdf",
+        "2027/02/INV-00000002.xml",
+    ]
+    backend = population.url.get_backend_name()
+    RENDERED[backend, runner] = documents
     if runner == "dask":
         assert on_workers > 0  # the batches ran in the worker processes
+        assert batches_on_workers == 1  # so did the documents' one batch
     else:
         assert on_workers == 0
+        assert batches_on_workers == 0
+    other = RENDERED.get((backend, "default" if runner == "dask" else "dask"))
+    if other is not None:  # both runners ran on this backend (in this process): same bytes
+        assert documents == other
+
+
+RENDERED: dict[tuple[str, str], dict[str, bytes]] = {}
