@@ -261,8 +261,8 @@ def _rate_usage(
         counts, priced, bad = price_usage_for(session, scope, plans, as_of, through, since)
         rows.extend(before.rows)
         rows.extend(priced)
-        for account_id, count in counts.items():
-            records[account_id] += count
+        for row in priced:
+            records[row["account_id"]] += counts[row["charge_key"]]
         for row in before.rows:
             records[row["account_id"]] += before.records[row["charge_key"]]
         late.records.update(before.records)

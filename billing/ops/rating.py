@@ -55,7 +55,7 @@ from billing.store.models import (
     UsageRecord,
     UsageStatus,
 )
-from billing.store.sqlkit import bulk_insert, bulk_update, id_in
+from billing.store.sqlkit import bulk_insert, bulk_update, id_in, key_in
 from billing.store.usage import watermark
 
 
@@ -65,8 +65,8 @@ def _items_of(session: Session, scope: RatingScope):  # type: ignore[no-untyped-
 
 def uncovered(record: Any = UsageRecord, *, but: str | None = None) -> ColumnElement[bool]:
     """No usage charge's range holds ``record`` (``billing.store.usage.COVERS``), leaving out
-    the charges whose key is LIKE ``but``: the ones a rating is re-pricing, whose records it
-    counts again."""
+    the charges still ``calculated`` whose key is LIKE ``but``: the ones a rating re-prices
+    (the upsert updates only those), whose records it counts again."""
     k = aliased(Charge)
     conditions = [
         k.contract_item_id == record.contract_item_id,
@@ -75,17 +75,31 @@ def uncovered(record: Any = UsageRecord, *, but: str | None = None) -> ColumnEle
         or_(k.usage_since.is_(None), k.usage_since <= record.occurred_at),
     ]
     if but is not None:
-        conditions.append(k.charge_key.not_like(but))
+        conditions.append(
+            or_(k.charge_key.not_like(but), k.status != ChargeStatus.CALCULATED.value)
+        )
     return ~exists().where(*conditions)
 
 
 def rate_usage_for(
     session: Session, scope: RatingScope, plans: dict[int, PlanInfo], as_of: date
 ) -> tuple[int, dict[int, str]]:
-    """Rate the scope's usage not rated yet; returns (records rated, failed account -> reason)."""
+    """Rate the scope's usage not rated yet; returns (records rated, failed account -> reason).
+
+    A key whose charge is billed already (a rerun of a UTI run after the Billing daemon took
+    its line) cannot be re-priced: its new records are left to a later run."""
     counts, rows, failed = price_usage_for(session, scope, plans, as_of, watermark(session))
+    billed = set(
+        session.scalars(
+            select(Charge.charge_key).where(
+                key_in(session, Charge.charge_key, [row["charge_key"] for row in rows]),
+                Charge.status != ChargeStatus.CALCULATED,
+            )
+        )
+    )
+    rows = [row for row in rows if row["charge_key"] not in billed]
     upsert_usage_charges(session, rows)
-    return sum(counts.values()), failed
+    return sum(counts[row["charge_key"]] for row in rows), failed
 
 
 def price_usage_for(
@@ -95,11 +109,11 @@ def price_usage_for(
     as_of: date,
     through: int,
     since: datetime | None = None,
-) -> tuple[dict[int, int], list[dict], dict[int, str]]:  # type: ignore[type-arg]
+) -> tuple[dict[str, int], list[dict], dict[int, str]]:  # type: ignore[type-arg]
     """Price the scope's records stamped in ``[since, cutoff)`` with ids up to ``through`` that
     no charge prices yet, one charge row per item, without writing anything.
 
-    Returns (records priced per account, charge rows, failed account -> reason); each row
+    Returns (records priced per charge key, charge rows, failed account -> reason); each row
     carries its range (``billing.store.usage``), and the caller writes the rows with
     ``upsert_usage_charges`` (or in its own way, with the same outcome). A charge of the same
     key that exists (a rating of the same cut-off that was not billed) is counted again, so
@@ -140,7 +154,7 @@ def price_usage_for(
     if not found:
         return {}, [], {}
     rows, failed = [], {}
-    counts: dict[int, int] = defaultdict(int)
+    counts: dict[str, int] = {}
     units = bill_units_of(session, scope.account_ids)
     for item_id, quantity, records, first, last, plan_id, override, account_id in found:
         info = plans[plan_id]
@@ -150,7 +164,7 @@ def price_usage_for(
         except BillingError as error:
             failed[account_id] = f"item {item_id}: {error}"
             continue
-        counts[account_id] += records
+        counts[scope.key_for(item_id)] = records
         rows.append(
             {
                 "charge_key": scope.key_for(item_id),
@@ -176,7 +190,7 @@ def price_usage_for(
                 "usage_before": scope.cutoff,
             }
         )
-    return dict(counts), rows, failed
+    return counts, rows, failed
 
 
 def bill_units_of(session: Session, account_ids: Sequence[int]) -> dict[int, int]:

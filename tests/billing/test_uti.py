@@ -22,6 +22,7 @@ from billing.store.models import (
     BillingIssue,
     Charge,
     ChargeStatus,
+    ContractItem,
     UsageStatus,
 )
 from billing.store.usage import usage_marks
@@ -138,3 +139,30 @@ def test_an_account_that_cannot_be_rated_is_recorded_and_the_others_go_on(uti_po
     with unit_of_work(engine) as s:
         issues = s.execute(select(BillingIssue.step, BillingIssue.account_id)).all()
     assert [tuple(r) for r in issues] == [("uti_schedule_generator", 2)]
+
+
+def test_usage_arriving_for_a_billed_run_goes_to_a_later_run_never_lost(uti_population):
+    """A record stamped before a Process Now whose line is billed already: a rerun of that
+    Process Now cannot re-price the billed line (it is open) and leaves the record to a later
+    run; the billed line keeps pricing exactly its own 14 units."""
+    engine = uti_population
+    run_uti_schedule_generator(engine, PROCESS_NOW, "uti-1")
+    bill_accounts(engine, PROCESS_NOW.date(), "billing-1")
+    with unit_of_work(engine) as s:
+        it = s.scalars(select(ContractItem).where(ContractItem.ref == "A-UTI")).one()
+        b.usage(s, it, "u-late", "2", datetime(2027, 1, 11, 9, 0))  # before Process Now
+    again = run_uti_schedule_generator(engine, PROCESS_NOW, "uti-2")
+    assert (again.collected, again.charges) == (0, 0)  # its line is billed: nothing to re-price
+    assert usage_states(engine)["u-late"] == UsageStatus.PENDING
+    assert [(r.charge_key, r.quantity) for r in charges(engine)] == [
+        ("uti:1:2027-01-12T12:00:00", D("14")),
+    ]
+    run_uti_schedule_generator(engine, datetime(2027, 1, 13, 0, 0), "uti-3")
+    with unit_of_work(engine) as s:
+        marks = usage_marks(s)
+    # 2 late units and u3's 6 (stamped at the first Process Now) in the second run's line.
+    assert marks["u-late"] == (UsageStatus.COLLECTED, "uti:1:2027-01-13T00:00:00")
+    assert [(r.charge_key, r.quantity) for r in charges(engine)] == [
+        ("uti:1:2027-01-12T12:00:00", D("14")),
+        ("uti:1:2027-01-13T00:00:00", D("8")),
+    ]
