@@ -12,7 +12,6 @@ processes), so they are slow; ``for_workers`` is checked in the fast suite.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -29,6 +28,7 @@ from billing.ingest.synthetic import seed
 from billing.jobs.bill_day import Documents, render_invoice_documents, run_bill_day
 from billing.store.db import unit_of_work
 from billing.store.models import OutboxMessage
+from tests.dask_cluster import local_cluster
 
 START, AS_OF = date(2026, 10, 1), date(2026, 11, 1)
 PER_BATCH = 4
@@ -37,24 +37,8 @@ PER_BATCH = 4
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """Two worker processes, one thread each, whose working directory is not the tests'."""
-    from distributed import LocalCluster
-
-    here = os.getcwd()
-    os.chdir(tmp_path_factory.mktemp("dask-workers"))
-    try:
-        started = LocalCluster(
-            n_workers=2,
-            processes=True,
-            threads_per_worker=1,
-            host="127.0.0.1",
-            dashboard_address=None,
-        )
-    finally:
-        os.chdir(here)
-    try:
+    with local_cluster(tmp_path_factory.mktemp("dask-workers")) as started:
         yield started
-    finally:
-        started.close(timeout=30)
 
 
 def _files(root: Path) -> dict[str, bytes]:

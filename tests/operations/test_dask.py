@@ -11,7 +11,6 @@ the workers' is not), with the same bytes as the default runner's local renderin
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -29,6 +28,7 @@ from flows.bill_day import bill_day
 from flows.runtime import engine_for
 from flows.scale import bill_day_on_dask
 from tests.billing.test_billday import population  # noqa: F401  (the hand-checked population)
+from tests.dask_cluster import local_cluster
 
 pytestmark = pytest.mark.slow
 D = Decimal
@@ -43,24 +43,8 @@ EXPECTED = [
 @pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """Two worker processes, one thread each, started in a tmp dir (their working directory)."""
-    from distributed import LocalCluster
-
-    here = os.getcwd()
-    os.chdir(tmp_path_factory.mktemp("dask"))
-    try:
-        cluster = LocalCluster(
-            n_workers=2,
-            processes=True,
-            threads_per_worker=1,
-            host="127.0.0.1",
-            dashboard_address=None,
-        )
-    finally:
-        os.chdir(here)
-    try:
-        yield cluster
-    finally:
-        cluster.close(timeout=30)
+    with local_cluster(tmp_path_factory.mktemp("dask")) as started:
+        yield started
 
 
 @pytest.fixture
