@@ -11,8 +11,9 @@ names its records by range, in three columns written with the charge itself:
 A record is priced by the first charge of its item, in (``usage_through_id``, ``usage_before``)
 order, whose range holds it (``COVERS``); records ``held`` are priced by none, and records
 rated before watermarks (``collected``) by the charge their ``charge_key`` names
-(``LINK``). Rating prices exactly the records no earlier charge holds (``UNCOVERED``), so each
-record is in one charge, and ``LINK`` finds it again.
+(``LINK``). Rating prices exactly the records no earlier charge holds
+(``billing.ops.rating.uncovered``), so each record is in one charge, and ``LINK`` finds it
+again.
 
 This is exact only if every record with an id up to a watermark was visible when the watermark
 was read. On SQLite the one writer makes ids grow in commit order. On PostgreSQL ids come from
@@ -43,12 +44,12 @@ COVERS = """
 
 LINK = f"""
 SELECT r.id AS usage_id, r.quantity, r.contract_item_id,
-       COALESCE(legacy.id, (
+       COALESCE(legacy.id, CASE WHEN r.status = 'pending' THEN (
            SELECT k.id FROM charges AS k
            WHERE {COVERS.format(r="r")}
            ORDER BY k.usage_through_id, k.usage_before, k.id
            LIMIT 1
-       )) AS charge_id
+       ) END) AS charge_id
 FROM usage_records AS r
 LEFT JOIN charges AS legacy ON r.status = 'collected' AND legacy.charge_key = r.charge_key
 WHERE r.status <> 'held'
