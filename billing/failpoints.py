@@ -11,6 +11,12 @@ first imported:
 Just before the kill, the point's name is appended to the file named by
 ``OPENBILL_FAILPOINT_LOG`` (when set), so a test can prove which point was really reached.
 
+Hits are counted per process. A billing batch worker process (``billing.jobs.batch_workers``)
+inherits the armed points, and by default a point it reaches kills its parent too: the bill-day
+process tree dies as the one process dies in thread mode. ``OPENBILL_FAILPOINT_SCOPE=process``
+kills the worker alone instead (a worker lost to the OOM killer, say), and then only once per
+log file: a worker started again after it counts its hits from zero, and would die again.
+
 In-process tests can also attach an action with ``on(name, action)`` (a context manager):
 the callable runs at each hit, for example to sever the database connections at that exact
 moment. With nothing armed, a failpoint costs one global lookup and a falsy test.
@@ -26,6 +32,7 @@ from contextlib import contextmanager
 
 ENV = "OPENBILL_FAILPOINT"
 LOG_ENV = "OPENBILL_FAILPOINT_LOG"
+SCOPE_ENV = "OPENBILL_FAILPOINT_SCOPE"
 
 POINTS = (
     "billday.after_deferred",
@@ -81,6 +88,14 @@ _actions: dict[str, Callable[[], None]] = {}
 _hits: dict[str, int] = {}
 _lock = threading.Lock()
 _active = bool(_kill_at)
+_also: list[int] = []
+"""Processes a kill takes down too: a batch worker's parent (``kill_also``)."""
+
+
+def kill_also(pid: int) -> None:
+    """A point reached in this process kills ``pid`` first (unless the scope is ``process``)."""
+    if os.environ.get(SCOPE_ENV, "tree") != "process":
+        _also.append(pid)
 
 
 def failpoint(name: str) -> None:
@@ -99,11 +114,17 @@ def failpoint(name: str) -> None:
 
 def _die(name: str) -> None:
     log = os.environ.get(LOG_ENV)
+    if os.environ.get(SCOPE_ENV) == "process" and log and os.path.exists(log):
+        with open(log, encoding="utf-8") as seen:
+            if name in seen.read().split():
+                return  # a worker already died here; this one, started after it, goes on
     if log:
         with open(log, "a", encoding="utf-8") as out:
             out.write(f"{name}\n")
             out.flush()
             os.fsync(out.fileno())
+    for pid in _also:
+        os.kill(pid, signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -29,6 +29,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.context import get_run_context
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from billing.domain.shadow import GateLimits, Thresholds
 from billing.jobs import bill_day as job
@@ -133,6 +134,7 @@ def bill_day(
         run_id=run_id,
         per_batch=settings.per_batch,
         children=settings.children,
+        batch_processes=settings.batch_processes if _threads_run_tasks() else 0,
         fetch_size=settings.fetch_size,
         account_refs=given(accounts),
         dry_run=dry_run,
@@ -186,6 +188,12 @@ def bill_day(
         raise problem
     progress.done()
     return summary
+
+
+def _threads_run_tasks() -> bool:
+    """The flow's tasks run in threads of this process (not on Dask, whose workers are
+    already processes of their own and may not start any)."""
+    return isinstance(get_run_context().task_runner, ThreadPoolTaskRunner)
 
 
 def _shadow_gate(

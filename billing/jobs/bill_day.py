@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -35,6 +36,7 @@ from billing.documents.model import invoice_ids
 from billing.documents.render import RenderSettings, render_in_processes
 from billing.documents.seller import Seller
 from billing.failpoints import failpoint
+from billing.jobs.batch_workers import BatchWorkers, WorkerLost, batch_processes
 from billing.jobs.database import Database, engine_of
 from billing.jobs.runner import (
     NO_RETRY,
@@ -105,6 +107,15 @@ class ProcessorStillTransient(GatewayUnavailable):
         names = ", ".join(summary["transient"][:20])
         super().__init__(f"{step}: the processor failed transiently for {names}")
         self.summary = summary
+
+
+def transient_batch_error(error: BaseException) -> bool:
+    """A lost database connection, or a batch worker process that died (its batch wrote
+    nothing): run the batch again."""
+    return transient_database_error(error) or isinstance(error, WorkerLost)
+
+
+BATCH_RETRY = Retry(transient=transient_batch_error)
 
 
 def transient_or_processor(error: BaseException) -> bool:
@@ -188,6 +199,10 @@ class BillDayJob:
     run_id: str
     per_batch: int = 20_000
     children: int = 1
+    batch_processes: int | None = 0
+    """Worker processes billing the batches (``billing.jobs.batch_workers``): 0 none, the
+    batches run in the runner's threads; None: ``batch_processes``' choice (one per CPU on
+    PostgreSQL, at most ``children``)."""
     fetch_size: int = 150_000
     account_refs: Sequence[str] | None = None
     dry_run: bool = False
@@ -328,9 +343,13 @@ def bill_accounts_batch(
     run_id: str,
     dry_run: bool,
     seller_country: str | None = None,
+    workers: BatchWorkers | None = None,
 ) -> BatchResult:
     """pin_bill_accts: one batch of bill units in one transaction (VAT of a seller in
-    ``seller_country``: ``billing.domain.vat``)."""
+    ``seller_country``: ``billing.domain.vat``), in one of ``workers``' processes when given,
+    else in this thread."""
+    if workers is not None:
+        return workers.bill(unit_ids, as_of, run_id, dry_run, seller_country)
     return bill_batch(
         engine_of(database),
         unit_ids,
@@ -481,6 +500,7 @@ def _batch_calls(
     exclude: list[int],
     dry_run: bool,
     seller_country: str | None,
+    workers: BatchWorkers | None,
 ) -> Iterator[Call]:
     """One pass's batches as calls, made lazily: the due units are fetched (a step of its own,
     retried like any other) ``fetch_size`` ids at a time, as slots free up."""
@@ -500,7 +520,16 @@ def _batch_calls(
             yield Call(
                 f"bill_accounts_batch-{pass_number}.{number}",
                 bill_accounts_batch,
-                (database, ids[start : start + per_batch], as_of, run_id, dry_run, seller_country),
+                (
+                    database,
+                    ids[start : start + per_batch],
+                    as_of,
+                    run_id,
+                    dry_run,
+                    seller_country,
+                    workers,
+                ),
+                retry=BATCH_RETRY,
             )
         after = ids[-1]
 
@@ -518,12 +547,49 @@ def bill_batches(
     dry_run: bool = False,
     between_batches: bool = True,
     seller_country: str | None = None,
+    processes: int = 0,
 ) -> BatchResult:
     """pin_bill_accts in passes until every due unit is billed or has failed (catch-up):
     due units fetched ``fetch_size`` ids at a time, billed ``per_batch`` at a time, at most
-    ``children`` batches in flight. With ``between_batches``, the failpoint
+    ``children`` batches in flight, in ``processes`` worker processes (0: in the runner's
+    threads; ``billing.jobs.batch_workers``). With ``between_batches``, the failpoint
     ``billday.between_batches`` fires after each batch's result came back (bill day's; the
     Billing daemon has none)."""
+    if processes:
+        runner.progress("billing", 0, f"batches billed in {processes} worker processes")
+    pool = BatchWorkers(database, processes) if processes else nullcontext(None)
+    with pool as workers:
+        return _bill_passes(
+            runner,
+            database,
+            as_of,
+            run_id,
+            per_batch=per_batch,
+            children=children,
+            fetch_size=fetch_size,
+            account_refs=account_refs,
+            dry_run=dry_run,
+            between_batches=between_batches,
+            seller_country=seller_country,
+            workers=workers,
+        )
+
+
+def _bill_passes(
+    runner: Runner,
+    database: Database,
+    as_of: date,
+    run_id: str,
+    *,
+    per_batch: int,
+    children: int,
+    fetch_size: int,
+    account_refs: Sequence[str] | None,
+    dry_run: bool,
+    between_batches: bool,
+    seller_country: str | None,
+    workers: BatchWorkers | None,
+) -> BatchResult:
     total = BatchResult()
     for pass_number in range(1, 2 if dry_run else MAX_PASSES + 1):
         done = BatchResult()
@@ -540,6 +606,7 @@ def bill_batches(
             exclude=sorted(total.failed_units),
             dry_run=dry_run,
             seller_country=seller_country,
+            workers=workers,
         )
         for result in runner.fan_out(calls, at_most=children):
             done = done.merge(result)
@@ -635,6 +702,7 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
         account_refs=job.account_refs,
         dry_run=job.dry_run,
         seller_country=job.vat_country,
+        processes=batch_processes(job.batch_processes, job.children, database),
     )
     lap("bill_accounts")
     runner.progress("billing", note=f"{run_report.count(billing.bills)} bill(s) made")
