@@ -108,6 +108,11 @@ class WorkerDay:
         )
         settings = blocks["bill-run-settings"]
         settings.per_batch, settings.fetch_size = config.per_batch, 50
+        # Batches billed in ONE worker process (billing/jobs/batch_workers.py), not the
+        # default one per CPU: a billrun.* point reached there kills the tree, and with one
+        # worker its hit count is the run's, as the matrix's "@N" cases expect. Two workers
+        # are covered by tests/billing/test_batch_workers.py.
+        settings.batch_processes = 1
         blocks["payment-gateway"].sandbox_ledger = str(config.ledger)
         blocks["document-store"].url = str(config.documents)
         blocks["smtp-server"].timeout_seconds = 60  # as full_day: a loaded machine is slow
