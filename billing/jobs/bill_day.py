@@ -559,70 +559,39 @@ def bill_batches(
         runner.progress("billing", 0, f"batches billed in {processes} worker processes")
     pool = BatchWorkers(database, processes) if processes else nullcontext(None)
     with pool as workers:
-        return _bill_passes(
-            runner,
-            database,
-            as_of,
-            run_id,
-            per_batch=per_batch,
-            children=children,
-            fetch_size=fetch_size,
-            account_refs=account_refs,
-            dry_run=dry_run,
-            between_batches=between_batches,
-            seller_country=seller_country,
-            workers=workers,
-        )
+        total = BatchResult()
+        for pass_number in range(1, 2 if dry_run else MAX_PASSES + 1):
+            done = BatchResult()
 
-
-def _bill_passes(
-    runner: Runner,
-    database: Database,
-    as_of: date,
-    run_id: str,
-    *,
-    per_batch: int,
-    children: int,
-    fetch_size: int,
-    account_refs: Sequence[str] | None,
-    dry_run: bool,
-    between_batches: bool,
-    seller_country: str | None,
-    workers: BatchWorkers | None,
-) -> BatchResult:
-    total = BatchResult()
-    for pass_number in range(1, 2 if dry_run else MAX_PASSES + 1):
-        done = BatchResult()
-
-        calls = _batch_calls(
-            runner,
-            database,
-            as_of,
-            run_id,
-            pass_number,
-            per_batch=per_batch,
-            fetch_size=fetch_size,
-            account_refs=account_refs,
-            exclude=sorted(total.failed_units),
-            dry_run=dry_run,
-            seller_country=seller_country,
-            workers=workers,
-        )
-        for result in runner.fan_out(calls, at_most=children):
-            done = done.merge(result)
-            if between_batches:
-                failpoint("billday.between_batches")
-            so_far = total.merge(done)
-            runner.progress(
-                "billing",
-                run_report.batch_share(so_far),
-                f"pass {pass_number}: {run_report.count(so_far.billed)} of "
-                f"{run_report.count(so_far.units)} bill unit(s) billed",
+            calls = _batch_calls(
+                runner,
+                database,
+                as_of,
+                run_id,
+                pass_number,
+                per_batch=per_batch,
+                fetch_size=fetch_size,
+                account_refs=account_refs,
+                exclude=sorted(total.failed_units),
+                dry_run=dry_run,
+                seller_country=seller_country,
+                workers=workers,
             )
-        total = total.merge(done)
-        if done.billed == 0:
-            break
-    return total
+            for result in runner.fan_out(calls, at_most=children):
+                done = done.merge(result)
+                if between_batches:
+                    failpoint("billday.between_batches")
+                so_far = total.merge(done)
+                runner.progress(
+                    "billing",
+                    run_report.batch_share(so_far),
+                    f"pass {pass_number}: {run_report.count(so_far.billed)} of "
+                    f"{run_report.count(so_far.units)} bill unit(s) billed",
+                )
+            total = total.merge(done)
+            if done.billed == 0:
+                break
+        return total
 
 
 def bill_accounts(
