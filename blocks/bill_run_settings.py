@@ -18,13 +18,13 @@ class BillRunSettings(Block):
 
     children: int = Field(5, ge=1, le=64, description="Batches running at once (BRM children).")
     per_batch: int = Field(20_000, ge=1, description="Bill units per batch (BRM per_batch).")
-    batch_processes: int | None = Field(
-        None,
+    batch_processes: int = Field(
+        0,
         ge=0,
         description="Worker processes billing the batches (the Python of billing on every "
-        "core); empty: one per CPU, at most children, on PostgreSQL, none on SQLite; 0: "
-        "batches run in threads of the flow's process. Not used when the flow's tasks run on "
-        "Dask (flows/scale.py): its workers are the processes.",
+        "core); 0: one per CPU, at most children, on PostgreSQL, and none on SQLite (its one "
+        "writer would make them queue). Not used when the flow's tasks run on Dask "
+        "(flows/scale.py): its workers are the processes.",
     )
     fetch_size: int = Field(150_000, ge=1, description="Ids fetched per query (BRM fetch_size).")
     documents_per_batch: int = Field(

@@ -134,7 +134,7 @@ def bill_day(
         run_id=run_id,
         per_batch=settings.per_batch,
         children=settings.children,
-        batch_processes=settings.batch_processes if _threads_run_tasks() else 0,
+        batch_processes=(settings.batch_processes or None) if _threads_run_tasks() else 0,
         fetch_size=settings.fetch_size,
         account_refs=given(accounts),
         dry_run=dry_run,
@@ -257,6 +257,7 @@ def _measures(as_of: date, dry_run: bool, result: BillDayResult, settings: Any) 
     measures.add("failed", len(billing.failed))
     measures.add("cycles with nothing to bill", billing.empty_cycles)
     measures.add("bills", billing.bills)
+    measures.add("batch worker processes", result.batch_processes)
     measures.add("usage records rated", billing.usage_collected)
     measures.add("late usage billed", billing.late_usage_billed)
     for currency, amount in sorted(billing.late_usage_amounts.items()):

@@ -252,6 +252,8 @@ class BillDayResult:
     notified: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall seconds per step, for the run's report."""
+    batch_processes: int = 0
+    """Worker processes that billed the batches (0: the runner's threads)."""
 
     @property
     def items_cancelled(self) -> int:
@@ -660,6 +662,7 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
             "deferred actions", note=f"{run_report.count(deferred.done)} deferred action(s) done"
         )
 
+    processes = batch_processes(job.batch_processes, job.children, database)
     billing = bill_batches(
         runner,
         database,
@@ -671,12 +674,17 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
         account_refs=job.account_refs,
         dry_run=job.dry_run,
         seller_country=job.vat_country,
-        processes=batch_processes(job.batch_processes, job.children, database),
+        processes=processes,
     )
     lap("bill_accounts")
     runner.progress("billing", note=f"{run_report.count(billing.bills)} bill(s) made")
     result = BillDayResult(
-        deferred, billing, cancellations=cancelled, notified=notified, seconds=seconds
+        deferred,
+        billing,
+        cancellations=cancelled,
+        notified=notified,
+        seconds=seconds,
+        batch_processes=processes,
     )
     if job.dry_run:
         return result

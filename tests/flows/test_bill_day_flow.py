@@ -186,3 +186,16 @@ def test_flow_and_in_process_runner_make_the_same_bills(billing_db, second_store
     flow_made, in_process_made = _everything_billed(billing_db), _everything_billed(second_store)
     assert len(flow_made["bills"]) == 4
     assert flow_made == in_process_made
+
+
+def test_the_flow_bills_in_worker_processes_on_postgresql_only(billing_db):
+    """The flow's default settings: on PostgreSQL its batches go to worker processes
+    (billing.jobs.batch_workers; threads on one core before), on SQLite they stay in threads.
+    test_flow_and_in_process_runner_make_the_same_bills above compares the flow's bills, so
+    billed by the workers on PostgreSQL, with the in-process runner's, billed in threads."""
+    import os
+
+    summary = bill_day(as_of=date(2027, 2, 1), database_block="", documents=False)
+    expected = min(5, os.cpu_count() or 1) if billing_db.dialect.name == "postgresql" else 0
+    assert summary["batch worker processes"] == expected
+    assert summary["bills"] == 2
