@@ -9,11 +9,12 @@ runner still fans the batches out (a Prefect task run each, with its retries and
 the concurrency limit: the task's thread waits for the worker's answer), and the result comes
 back as the same ``BatchResult``.
 
-**A worker that dies.** Its transaction dies with its connection, so the batch wrote nothing.
-The pool is broken then (``concurrent.futures`` cannot tell which batch killed it), so every
-batch it held raises ``WorkerLost``, a transient error: the runner runs those steps again, in
-a fresh pool. Billing is idempotent, so a batch that had committed just before cannot bill
-twice.
+**A worker that dies.** Its transaction dies with its connection, so its batch wrote nothing.
+The pool is broken then (``concurrent.futures`` stops the other workers too, and cannot tell
+which batch killed it), so every batch it held raises ``WorkerLost``, a transient error: the
+runner runs those steps again, in a fresh pool. Billing is idempotent, so a batch that another
+worker had committed just before it was stopped bills nothing twice: its units are no longer
+due.
 
 **The process tree lives and dies as one.** Each worker asks the kernel to kill it when its
 parent dies (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the flow's process leaves no worker
@@ -132,7 +133,7 @@ class BatchWorkers:
         except BrokenProcessPool as error:
             self._discard(pool)
             raise WorkerLost(
-                f"a billing worker process died ({error}); its batch wrote nothing"
+                f"a billing worker process died ({error}); the batch runs again"
             ) from error
 
     def bill(

@@ -110,8 +110,8 @@ class ProcessorStillTransient(GatewayUnavailable):
 
 
 def transient_batch_error(error: BaseException) -> bool:
-    """A lost database connection, or a batch worker process that died (its batch wrote
-    nothing): run the batch again."""
+    """A lost database connection, or a batch worker process that died: run the batch again
+    (what it committed is no longer due)."""
     return transient_database_error(error) or isinstance(error, WorkerLost)
 
 
