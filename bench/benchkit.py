@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -61,8 +62,6 @@ class TreePeak:
     exact ``VmHWM``) is a floor for it."""
 
     def __init__(self, every: float = 0.2) -> None:
-        import threading
-
         self.every = every
         self.peak_kib = 0
         self._stop = threading.Event()

@@ -9,12 +9,12 @@ the same data:
    before midnight of their bill date) into per-account totals and inserts one bill row per
    account (into a scratch table, so bill day's data is untouched);
 2. the bill-day flow (Prefect, default BillRunSettings: children 5, per_batch 20000, batch
-   workers one per CPU), in a
-   child process, without documents (``documents=False``): deferred actions, billing,
-   numbering, cycle fees, card and direct-debit collection, refunds and the post-billing
-   checks, in a scratch directory (so the sandbox gateway's ledger, the SEPA files and the
-   checks' reports under ``var/`` start empty). Its peak memory is reported: its own RSS plus
-   that of its billing batch workers, summed every 0.2 s (``benchkit.TreePeak``). In production
+   workers one per CPU), in a child process, without documents (``documents=False``):
+   deferred actions, billing, numbering, cycle fees, card and direct-debit collection,
+   refunds and the post-billing checks, in a scratch directory (so the sandbox gateway's
+   ledger, the SEPA files and the checks' reports under ``var/`` start empty). Its peak memory
+   is reported: its own RSS plus that of its billing batch workers, summed every 0.2 s
+   (``benchkit.TreePeak``). In production
    the Prefect API is already up, so the child first starts it (a no-op flow run, which starts
    Prefect's temporary local server) and prints that time apart; the clock starts after it;
 3. the writes alone: every row the run inserted, inserted again by one plain

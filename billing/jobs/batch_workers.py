@@ -34,7 +34,6 @@ import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from datetime import date
 from threading import Lock
 from typing import Any
 
@@ -76,18 +75,10 @@ def _die_with_parent(parent: int) -> None:
     failpoints.kill_also(parent)
 
 
-def _bill_in_worker(
-    url: str,
-    unit_ids: Sequence[int],
-    as_of: date,
-    run_id: str,
-    dry_run: bool,
-    seller_country: str | None,
-) -> BatchResult:
+def _bill_in_worker(url: str, *args: Any, **kwargs: Any) -> BatchResult:
+    """``bill_batch`` in a worker: its own engine for ``url``, closed after the batch."""
     try:
-        return bill_batch(
-            engine_of(url), unit_ids, as_of, run_id, dry_run=dry_run, seller_country=seller_country
-        )
+        return bill_batch(engine_of(url), *args, **kwargs)
     finally:
         dispose_engines()
 
@@ -125,29 +116,20 @@ class BatchWorkers:
                 self._pool = None
         broken.shutdown(wait=False, cancel_futures=True)
 
-    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` in a worker; ``WorkerLost`` when a worker of the pool died."""
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` in a worker; ``WorkerLost`` when a worker of the pool died."""
         pool = self._executor()
         try:
-            return pool.submit(fn, *args).result()
+            return pool.submit(fn, *args, **kwargs).result()
         except BrokenProcessPool as error:
             self._discard(pool)
             raise WorkerLost(
                 f"a billing worker process died ({error}); the batch runs again"
             ) from error
 
-    def bill(
-        self,
-        unit_ids: Sequence[int],
-        as_of: date,
-        run_id: str,
-        dry_run: bool,
-        seller_country: str | None,
-    ) -> BatchResult:
-        """``bill_batch`` of these units in a worker process."""
-        return self.run(
-            _bill_in_worker, self.url, list(unit_ids), as_of, run_id, dry_run, seller_country
-        )
+    def bill(self, unit_ids: Sequence[int], *args: Any, **kwargs: Any) -> BatchResult:
+        """``bill_batch(engine, unit_ids, *args, **kwargs)`` in a worker process."""
+        return self.run(_bill_in_worker, self.url, list(unit_ids), *args, **kwargs)
 
     def close(self) -> None:
         with self._lock:

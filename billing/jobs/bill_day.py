@@ -351,7 +351,7 @@ def bill_accounts_batch(
     ``seller_country``: ``billing.domain.vat``), in one of ``workers``' processes when given,
     else in this thread."""
     if workers is not None:
-        return workers.bill(unit_ids, as_of, run_id, dry_run, seller_country)
+        return workers.bill(unit_ids, as_of, run_id, dry_run=dry_run, seller_country=seller_country)
     return bill_batch(
         engine_of(database),
         unit_ids,

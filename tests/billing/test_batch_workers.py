@@ -1,9 +1,10 @@
 """Billing batches in worker processes (``billing.jobs.batch_workers``), on PostgreSQL.
 
 Bill day on PostgreSQL bills its batches in worker processes by default (Bill Run Settings'
-``batch_processes`` empty). The kill -9 matrix (tests/reliability/test_kill9_failpoints.py)
-runs it that way, as a deployment under a real Prefect worker: its ``billrun.*`` points are
-reached in a batch worker and kill the whole tree. Here, on ``bill_batches`` itself:
+``batch_processes`` 0: one per CPU; tests/flows/test_bill_day_flow.py checks the flow's
+choice). The kill -9 matrix (tests/reliability/test_kill9_failpoints.py) runs bill day as a
+deployment under a real Prefect worker with one batch worker: its ``billrun.*`` points are
+reached there and kill the whole tree. Here, on ``bill_batches`` itself:
 
 - workers bill exactly what threads bill;
 - a worker killed alone (as the OOM killer would) loses nothing and bills nothing twice;
