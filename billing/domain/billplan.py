@@ -24,10 +24,11 @@ from itertools import chain
 from typing import Any, NamedTuple
 
 from billing.domain import charge_keys
+from billing.domain.commercial import UnitTerms, term_specs
 from billing.domain.corrections import CorrectedBill, line_description
 from billing.domain.errors import BillingError
 from billing.domain.invoice import ChargeIn, DraftBill, generate_invoice
-from billing.domain.periods import add_cycles
+from billing.domain.periods import Period, add_cycles
 from billing.domain.schedule import ChargeSpec, CycleGrid, ItemTerms, scheduled_charges
 from billing.domain.vat import LineTax
 
@@ -87,6 +88,9 @@ class Billable(NamedTuple):
     currency: str
     tax_category: str
     immediate: bool
+    kind: str = "recurring"
+    contract_item_id: int | None = None
+    """What the commercial terms read: which kind of charge, of which item."""
 
 
 REPRICED = ("quantity", "unit_price", "amount", "period_end")
@@ -125,6 +129,9 @@ class Snapshot:
     """The cycle units' fee rows and fee failures as ``scheduled_fees`` computes them from
     ``items``, when the reader computed them already (it needs their keys); None: the plan
     computes them."""
+    terms: Mapping[int, UnitTerms] = field(default_factory=dict)
+    """The commercial terms of the units that have any, by unit id
+    (``billing.domain.commercial``): their cycle bills get discount and shortfall lines."""
 
 
 @dataclass(frozen=True)
@@ -277,7 +284,12 @@ def plan_bills(snapshot: Snapshot) -> Plan:
         bill = None
         if unit.id not in failed:
             try:
-                bill = _bill(snapshot, unit, _due(snapshot, unit, fresh.get(unit.id, ()), repriced))
+                due = _due(snapshot, unit, fresh.get(unit.id, ()), repriced)
+                terms = _term_rows(snapshot, unit, due, first_id)
+                first_id += len(terms)
+                due.extend(_billable(snapshot, row) for row in terms)
+                bill = _bill(snapshot, unit, due)
+                fresh[unit.id].extend(terms)
             except Exception as error:  # a unit's failure is data: the batch goes on
                 failed[unit.id] = reason_of(error)
         plans.append(
@@ -318,6 +330,22 @@ def _due(
         charges.append(charge._replace(**{k: new[k] for k in REPRICED}) if new else charge)
     charges.extend(_billable(snapshot, row) for row in fresh if row["bill_on"] <= as_of)
     return [c for c in charges if c.bill_on <= bill_date and (unit.cycle_due(as_of) or c.immediate)]
+
+
+def _term_rows(
+    snapshot: Snapshot, unit: Unit, due: Sequence[Billable], first_id: int
+) -> list[dict[str, Any]]:
+    """The discount and shortfall charges of a unit's cycle bill, as new charge rows with
+    provisional ids from ``first_id`` (``billing.domain.commercial``)."""
+    terms = snapshot.terms.get(unit.id)
+    if not terms or not unit.cycle_due(snapshot.as_of):
+        return []
+    start = add_cycles(unit.next_bill_date, -1, unit.billing_day, unit.cycle)
+    specs = term_specs(terms, unit.grid, Period(start, unit.next_bill_date), due, unit.currency)
+    rows = [new_charge(spec, unit, snapshot.as_of) for spec in specs]
+    for offset, row in enumerate(rows):
+        row["id"] = first_id + offset
+    return rows
 
 
 def _billable(snapshot: Snapshot, row: Mapping[str, Any]) -> Billable:

@@ -18,6 +18,9 @@ kind                 key                                        written by
 ``use``  USAGE       ``use:{item id}:{bill date}``              rating at billing
 ``uti``  UTI         ``uti:{item id}:{process now}``            UTI (a date *and time*)
 ``lat``  LATE_USAGE  ``lat:{item id}:{cycle bill date}:{bill}``  late usage of a billed cycle
+``dsc``  DISCOUNT    ``dsc:{discount id}:{cycle start}:{n}``    the n-th line a discount adds
+                                                                to a cycle bill (from 1)
+``min``  COMMITMENT  ``min:{commitment id}:{cycle start}``      a commitment's shortfall
 ``cyc``  CYCLE_BILL  ``cyc:{unit id}:{bill date}``              a cycle's bill
 ``imm``  IMMEDIATE   ``imm:{unit id}:{bill date}:{charge id}``  a bill of immediate charges
 ``crn``  CREDIT_NOTE ``crn:{invoice bill id}:{n}``              the n-th credit note issued
@@ -56,6 +59,8 @@ class KeyKind(enum.StrEnum):
     USAGE = "use"
     UTI = "uti"
     LATE_USAGE = "lat"
+    DISCOUNT = "dsc"
+    COMMITMENT = "min"
     CYCLE_BILL = "cyc"
     IMMEDIATE_BILL = "imm"
     CREDIT_NOTE = "crn"
@@ -74,6 +79,7 @@ DATED_CHARGES = frozenset(
         KeyKind.PLANNED,
         KeyKind.EXTENSION,
         KeyKind.USAGE,
+        KeyKind.COMMITMENT,
     }
 )
 """Charge kinds keyed ``{kind}:{id}:{date}``."""
@@ -83,6 +89,7 @@ CHARGE_KINDS = DATED_CHARGES | {
     KeyKind.UTI,
     KeyKind.CREDIT_LINE,
     KeyKind.LATE_USAGE,
+    KeyKind.DISCOUNT,
 }
 BILL_KINDS = frozenset({KeyKind.CYCLE_BILL, KeyKind.IMMEDIATE_BILL, KeyKind.CREDIT_NOTE})
 NUMBERED = frozenset({KeyKind.CREDIT_NOTE, KeyKind.CREDIT_LINE})
@@ -209,6 +216,17 @@ def like_rated(kind: KeyKind, on: date) -> str:
     return f"{head}%{tail}"
 
 
+def discount(discount_id: int, cycle_start: date, number: int) -> str:
+    """The ``number``-th line (from 1) the discount adds to the bill of the cycle from
+    ``cycle_start`` (one per target line, or per VAT category of a bill discount)."""
+    return f"{_dated(KeyKind.DISCOUNT, discount_id, cycle_start)}{SEPARATOR}{number}"
+
+
+def commitment(commitment_id: int, cycle_start: date) -> str:
+    """The shortfall of a minimum commitment in the cycle from ``cycle_start``."""
+    return _dated(KeyKind.COMMITMENT, commitment_id, cycle_start)
+
+
 def cycle_bill(unit_id: int, bill_date: date) -> str:
     """The bill that closes a bill unit's cycle on ``bill_date``."""
     return _dated(KeyKind.CYCLE_BILL, unit_id, bill_date)
@@ -282,6 +300,8 @@ def format_key(key: Key) -> str:
         return uti(_int(owner), on)
     if kind is KeyKind.IMMEDIATE_BILL:
         return immediate_bill(_int(owner), on, _int(number))
+    if kind is KeyKind.DISCOUNT:
+        return discount(_int(owner), on, _int(number))
     if kind is KeyKind.LATE_USAGE:
         if key.billed_on is None:
             raise ValueError("a 'lat' key needs the date of the bill that takes it")
@@ -323,7 +343,7 @@ def _parse_body(kind: KeyKind, body: str) -> Key:
     owner, _, rest = body.partition(SEPARATOR)
     if kind is KeyKind.UTI:
         return Key(kind, int(owner), datetime.fromisoformat(rest))
-    if kind is KeyKind.IMMEDIATE_BILL:
+    if kind in (KeyKind.IMMEDIATE_BILL, KeyKind.DISCOUNT):
         day, _, number = rest.partition(SEPARATOR)
         return Key(kind, int(owner), date.fromisoformat(day), int(number))
     if kind is KeyKind.LATE_USAGE:

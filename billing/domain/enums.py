@@ -104,10 +104,44 @@ class UsageStatus(enum.StrEnum):
 
 
 class ChargeKind(enum.StrEnum):
+    """What a charge bills. DISCOUNT and COMMITMENT are the commercial terms' lines
+    (``billing.domain.commercial``): a discount is negative, a commitment's shortfall positive.
+    PREPAYMENT sells prepaid credits to a wallet (deferred revenue until used)."""
+
     RECURRING = "recurring"
     USAGE = "usage"
     ONE_TIME = "one_time"
     ADJUSTMENT = "adjustment"
+    DISCOUNT = "discount"
+    COMMITMENT = "commitment"
+    PREPAYMENT = "prepayment"
+
+
+TERM_KINDS = frozenset({ChargeKind.DISCOUNT, ChargeKind.COMMITMENT})
+"""The charge kinds the commercial terms compute on a cycle bill (never discounted again)."""
+
+
+class DiscountScope(enum.StrEnum):
+    """What a discount reduces: one contract item, every item on a price plan, or the bill."""
+
+    ITEM = "item"
+    PLAN = "plan"
+    BILL = "bill"
+
+
+class DiscountKind(enum.StrEnum):
+    PERCENT = "percent"
+    FIXED = "fixed"
+
+
+class WalletEntryKind(enum.StrEnum):
+    """A wallet movement: credits in (GRANT free, PURCHASE bought), credits out (CONSUMPTION
+    by a bill, EXPIRY of what a lot had left on its expiry date)."""
+
+    GRANT = "grant"
+    PURCHASE = "purchase"
+    CONSUMPTION = "consumption"
+    EXPIRY = "expiry"
 
 
 class ChargeStatus(enum.StrEnum):

@@ -53,6 +53,7 @@ from billing.domain.vat import DEFAULT_SELLER_COUNTRY
 from billing.failpoints import failpoint
 from billing.ops.catalog import PlanInfo, TaxTable, load_plans, load_tax_table
 from billing.ops.charging import load_units, record_failures, unit_items
+from billing.ops.commercial import load_terms
 from billing.ops.rating import (
     LateUsage,
     price_late_usage,
@@ -223,6 +224,7 @@ def read_snapshot(
         late_records=late.records,
         late_held=late.held,
         fees=(scheduled, failed),
+        terms=load_terms(session, cycle_units),
     )
     return snapshot, rated
 

@@ -124,6 +124,9 @@ class Account(Base):
     card_token: Mapped[str | None] = mapped_column(String(64))
     payment_terms_days: Mapped[int] = mapped_column(Integer, default=30)
     balance: Mapped[Decimal] = mapped_column(Amount, default=ZERO)
+    usage_threshold: Mapped[Decimal | None] = mapped_column(Amount)
+    """Progressive billing: when the account's unbilled usage passes this net amount, the UTI
+    daemon bills it early (``billing.ops.uti``); the cycle bill subtracts what was billed."""
     created_on: Mapped[date] = mapped_column(Date)
 
     bill_units: Mapped[list[BillUnit]] = relationship(back_populates="account")
@@ -300,6 +303,9 @@ class ContractItem(Base):
     end_date: Mapped[date | None] = mapped_column(Date)
     pending_cancel_date: Mapped[date | None] = mapped_column(Date)
     status: Mapped[ItemStatus] = mapped_column(_enum(ItemStatus), default=ItemStatus.ACTIVE)
+    trial_end_date: Mapped[date | None] = mapped_column(Date)
+    """A free trial: the item's recurring fee is zero before this day
+    (``billing.domain.schedule``)."""
 
     contract: Mapped[Contract] = relationship(back_populates="items")
     price_plan: Mapped[PricePlan] = relationship()
@@ -638,3 +644,4 @@ class BillingIssue(Base):
 # Tables of later capabilities live in their own modules; importing them registers them.
 from billing.store import models_payments  # noqa: E402,F401,I001  (the payment tables)
 from billing.store import models_revrec  # noqa: E402,F401,I001  (the revrec tables)
+from billing.store import models_terms  # noqa: E402,F401,I001  (commercial terms, issue #21)

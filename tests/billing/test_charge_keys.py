@@ -28,6 +28,8 @@ TODAY = [
     (ck.extension(7, D1), "ext:7:2027-02-01", Key(KeyKind.EXTENSION, 7, D1)),
     (ck.usage(7, D1), "use:7:2027-02-01", Key(KeyKind.USAGE, 7, D1)),
     (ck.uti(7, NOW), "uti:7:2027-01-12T12:00:00", Key(KeyKind.UTI, 7, NOW)),
+    (ck.discount(5, D1, 2), "dsc:5:2027-02-01:2", Key(KeyKind.DISCOUNT, 5, D1, 2)),
+    (ck.commitment(3, D1), "min:3:2027-02-01", Key(KeyKind.COMMITMENT, 3, D1)),
     (
         ck.late_usage(7, date(2026, 12, 1), D1),
         "lat:7:2026-12-01:2027-02-01",

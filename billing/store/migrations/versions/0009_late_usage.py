@@ -12,6 +12,8 @@ Revises: 0008_credit_notes
 import sqlalchemy as sa
 from alembic import op
 
+from billing.store.enum_checks import set_check_values
+
 revision = "0009_late_usage"
 down_revision = "0008_credit_notes"
 branch_labels = None
@@ -55,36 +57,4 @@ def _usage_columns(*, add: bool) -> None:
 
 def _status_values(old: tuple[str, ...], new: tuple[str, ...]) -> None:
     """The CHECK of ``usage_records.status`` allows ``new`` instead of ``old``."""
-    if op.get_bind().dialect.name == "postgresql":
-        op.drop_constraint(op.f("ck_usage_records_usagestatus"), "usage_records", type_="check")
-        listed = ", ".join(f"'{v}'" for v in new)
-        op.create_check_constraint(
-            op.f("ck_usage_records_usagestatus"), "usage_records", f"status IN ({listed})"
-        )
-        return
-    # SQLite cannot alter a CHECK, and alembic's copy and move rewrites the table with its
-    # constraints in an arbitrary order (a fresh store would differ from another). The CHECK's
-    # text is edited in the schema instead, SQLite's documented way to change a constraint
-    # that leaves the stored rows as they are (https://sqlite.org/lang_altertable.html).
-    conn = op.get_bind()
-    before, after = _check_sql(old), _check_sql(new)
-    version = conn.exec_driver_sql("PRAGMA schema_version").scalar_one()
-    conn.exec_driver_sql("PRAGMA writable_schema = ON")
-    conn.exec_driver_sql(
-        "UPDATE sqlite_master SET sql = replace(sql, ?, ?)"
-        " WHERE type = 'table' AND name = 'usage_records' AND instr(sql, ?) > 0",
-        (before, after, before),
-    )
-    conn.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
-    conn.exec_driver_sql("PRAGMA writable_schema = OFF")
-    found = conn.exec_driver_sql(
-        "SELECT instr(sql, ?) FROM sqlite_master WHERE type = 'table' AND name = 'usage_records'",
-        (after,),
-    ).scalar_one()
-    if not found:
-        raise RuntimeError(f"usage_records: its status CHECK is not {before!r}")
-
-
-def _check_sql(values: tuple[str, ...]) -> str:
-    listed = ", ".join(f"'{v}'" for v in values)
-    return f"CONSTRAINT ck_usage_records_usagestatus CHECK (status IN ({listed}))"
+    set_check_values("usage_records", "status", "ck_usage_records_usagestatus", old, new)
