@@ -237,12 +237,14 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "account_balance_matches_ledger",
         "accounts",
-        "An account's balance is invoiced (bills' gross) - settled payments + settled refunds.",
+        "An account's balance is invoiced (bills' gross) - settled payments + settled refunds "
+        "- prepaid credits consumed (wallet consumption pays a bill as a payment does).",
         """
         SELECT a.id AS account_id, a.ref AS account_ref, a.balance,
                COALESCE(inv.gross, 0) - COALESCE(pay.amount, 0) + COALESCE(rf.amount, 0)
-                   AS expected_balance,
-               inv.gross AS invoiced, pay.amount AS paid, rf.amount AS refunded
+                   + COALESCE(wal.amount, 0) AS expected_balance,
+               inv.gross AS invoiced, pay.amount AS paid, rf.amount AS refunded,
+               wal.amount AS prepaid_credits
         FROM {batch} AS a
         LEFT JOIN (
             SELECT account_id, SUM(gross) AS gross FROM bills GROUP BY account_id
@@ -255,11 +257,16 @@ RULES: tuple[Rule, ...] = (
             SELECT account_id, SUM(amount) AS amount FROM refunds
             WHERE status = 'settled' GROUP BY account_id
         ) AS rf ON rf.account_id = a.id
+        LEFT JOIN (
+            SELECT w.account_id, SUM(e.amount) AS amount
+            FROM wallet_entries AS e JOIN wallets AS w ON w.id = e.wallet_id
+            WHERE e.kind = 'consumption' GROUP BY w.account_id
+        ) AS wal ON wal.account_id = a.id
         WHERE a.balance <> COALESCE(inv.gross, 0) - COALESCE(pay.amount, 0)
-                           + COALESCE(rf.amount, 0)
+                           + COALESCE(rf.amount, 0) + COALESCE(wal.amount, 0)
         ORDER BY a.id
         """,
-        amounts=("balance", "expected_balance", "invoiced", "paid", "refunded"),
+        amounts=("balance", "expected_balance", "invoiced", "paid", "refunded", "prepaid_credits"),
     ),
     Rule(
         "revenue_journal_balanced",
@@ -293,6 +300,82 @@ RULES: tuple[Rule, ...] = (
         ORDER BY l.id
         """,
         amounts=("net", "corrected"),
+    ),
+    Rule(
+        "bill_paid_within_gross",
+        "bills",
+        "No bill is paid beyond what it asks: 0 <= amount_paid <= gross (a credit note, whose "
+        "gross is negative, is never paid).",
+        """
+        SELECT id AS bill_id, bill_key, bill_no, gross, amount_paid
+        FROM {batch}
+        WHERE amount_paid < 0
+           OR amount_paid > CASE WHEN gross > 0 THEN gross ELSE 0 END
+        ORDER BY id
+        """,
+        amounts=("gross", "amount_paid"),
+    ),
+    Rule(
+        "wallet_balance_not_negative",
+        "wallets",
+        "A wallet's balance (grants + purchases - consumption - expiry: the sum of its "
+        "entries) is never negative.",
+        """
+        SELECT w.id AS wallet_id, w.ref AS wallet_ref, w.currency, e.balance
+        FROM {batch} AS w
+        JOIN (
+            SELECT wallet_id, SUM(amount) AS balance FROM wallet_entries GROUP BY wallet_id
+        ) AS e ON e.wallet_id = w.id
+        WHERE e.balance < 0
+        ORDER BY w.id
+        """,
+        amounts=("balance",),
+    ),
+    Rule(
+        "wallet_lots_not_overdrawn",
+        "wallet_entries",
+        "No lot (a grant or a purchase) gives more than it holds: its amount plus the "
+        "consumption and expiry entries naming it is not negative, and those entries are of "
+        "its own wallet.",
+        """
+        SELECT l.id AS lot_id, l.entry_key, l.wallet_id, l.amount,
+               t.taken, t.other_wallets
+        FROM {batch} AS l
+        JOIN (
+            SELECT n.lot_id, SUM(n.amount) AS taken,
+                   SUM(CASE WHEN n.wallet_id <> o.wallet_id THEN 1 ELSE 0 END) AS other_wallets
+            FROM wallet_entries AS n JOIN wallet_entries AS o ON o.id = n.lot_id
+            GROUP BY n.lot_id
+        ) AS t ON t.lot_id = l.id
+        WHERE l.amount + t.taken < 0 OR t.other_wallets > 0
+           OR l.kind NOT IN ('grant', 'purchase')
+        ORDER BY l.id
+        """,
+        amounts=("amount", "taken"),
+    ),
+    Rule(
+        "wallet_consumption_within_bill",
+        "bills",
+        "Prepaid credits never pay a bill more than its gross, nor more than it records as "
+        "paid, and only from wallets of its own account and currency.",
+        """
+        SELECT b.id AS bill_id, b.bill_key, b.bill_no, b.gross, b.amount_paid, c.consumed,
+               c.other_wallets
+        FROM {batch} AS b
+        JOIN (
+            SELECT e.bill_id, -SUM(e.amount) AS consumed,
+                   SUM(CASE WHEN w.account_id <> x.account_id OR w.currency <> x.currency
+                            THEN 1 ELSE 0 END) AS other_wallets
+            FROM wallet_entries AS e
+            JOIN wallets AS w ON w.id = e.wallet_id
+            JOIN bills AS x ON x.id = e.bill_id
+            WHERE e.kind = 'consumption'
+            GROUP BY e.bill_id
+        ) AS c ON c.bill_id = b.id
+        WHERE c.consumed > b.gross OR c.consumed > b.amount_paid OR c.other_wallets > 0
+        ORDER BY b.id
+        """,
+        amounts=("gross", "amount_paid", "consumed"),
     ),
 )
 

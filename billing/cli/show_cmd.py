@@ -83,6 +83,7 @@ def print_account(view: AccountView) -> None:
         ("payment terms", f"{a.payment_terms_days} days"),
         ("created on", _day(a.created_on)),
         ("balance", format_money(a.balance, a.currency)),
+        ("prepaid credits", _wallets_text(view)),
         ("dunning", _dunning_text(view)),
     ):
         head.add_row(label, _text(value))
@@ -146,6 +147,13 @@ def print_account(view: AccountView) -> None:
         )  # fmt: skip
     _print(payments, "Payments and refunds")
     _print(issues_table(view.issues, title="Open issues", with_account=False), "Open issues")
+
+
+def _wallets_text(view: AccountView) -> str:
+    """Each wallet's balance (``billing wallet show`` has its lots and movements)."""
+    if not view.wallets:
+        return "no wallet"
+    return ", ".join(f"{w.ref}: {format_money(w.balance, w.currency)}" for w in view.wallets)
 
 
 def _dunning_text(view: AccountView) -> str:

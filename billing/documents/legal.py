@@ -41,10 +41,11 @@ CATEGORY_NAMES: dict[str, Callable[[Formatter], str]] = {
 
 def exemption_text(line: Line, seller_country: str, f: Formatter) -> str | None:
     """Why a line charges no VAT (EN 16931 BT-120), as printed: the category's name in the
-    invoice's language, then the words the seller's law requires (an exempt line: its tax
-    class's legal basis); None for S and Z lines."""
+    invoice's language, then the words the seller's law requires (an exempt line, or a line
+    outside the scope of VAT by its class, prepaid credits: its tax class's legal basis); None
+    for S and Z lines."""
     category = line.vat.value
-    if category == VatCategory.EXEMPT:
+    if category == VatCategory.EXEMPT or _outside_scope_by_class(line):
         wording = (line.exemption_reason or "").strip()
     else:
         mention = vat_mention(seller_country, category)
@@ -53,6 +54,13 @@ def exemption_text(line: Line, seller_country: str, f: Formatter) -> str | None:
         return None
     name = CATEGORY_NAMES[category](f)
     return wording if name.casefold() in wording.casefold() else f"{name}: {wording}"
+
+
+def _outside_scope_by_class(line: Line) -> bool:
+    """An O line whose tax class itself is outside the scope of VAT and says why (prepaid
+    credits, a multi-purpose voucher: ``billing.domain.wallets``), wherever the buyer is; an O
+    line of another class is a service supplied abroad (its class gives no reason)."""
+    return line.vat == VatCategory.OUTSIDE_SCOPE and bool((line.exemption_reason or "").strip())
 
 
 def exemption_texts(invoice: Invoice, seller_country: str, f: Formatter) -> dict[str, str]:
@@ -86,7 +94,7 @@ def vat_problems(invoice: Invoice, seller_country: str) -> list[str]:
                 f"[{rule}] a {category.value} line needs the buyer's VAT id: account "
                 f"{invoice.account_ref} has none (vat_id)"
             )
-    abroad_only = categories & {
+    abroad_only = {line.vat for line in invoice.lines if not _outside_scope_by_class(line)} & {
         VatCategory.REVERSE_CHARGE,
         VatCategory.INTRA_COMMUNITY,
         VatCategory.EXPORT,

@@ -1,4 +1,4 @@
-"""The grammar of idempotence keys, in one place: charges, bills and payments.
+"""The grammar of idempotence keys, in one place: charges, bills, payments and wallet entries.
 
 Every write step is idempotent because what it writes carries a key under a unique constraint
 (``charges.charge_key``, ``bills.bill_key``, ``payments.idempotency_key``,
@@ -26,11 +26,24 @@ kind                 key                                        written by
 ``crn``  CREDIT_NOTE ``crn:{invoice bill id}:{n}``              the n-th credit note issued
                                                                 by hand on an invoice
 ``crl``  CREDIT_LINE ``crl:{credited charge id}:{n}``           its line crediting a charge
+``top``  TOPUP       ``top:{wallet id}:{date}``                 a wallet's automatic top-up
+                                                                (its prepayment charge)
+``buy``  PURCHASE    ``buy:{wallet id}:{reference}``            prepaid credits bought by hand
+                                                                (its prepayment charge)
+``pb``   PURCHASE_BILL ``pb:{prepayment charge key}``           the bill that sells them
+``gnt``  GRANT       ``gnt:{wallet id}:{reference}``            a grant (free credits, a lot)
+``lot``  LOT         ``lot:{prepayment charge id}``             the lot a purchase credits
+``spd``  SPEND       ``spd:{lot id}:{bill id}``                 a lot's consumption by a bill
+``exp``  EXPIRY      ``exp:{lot id}``                           what a lot had left at expiry
 ``card`` CARD        ``card:{bill key}:{attempt}``              card collection
 ``dd``   DEBIT       ``dd:{bill key}:{attempt}``                SEPA direct debit
 ``ref``  STATEMENT   ``ref:{bank reference}``                   payments from a statement
 ``rf``   REFUND      ``rf:{account ref}:{number}``              refunds
 ===================  =========================================  ===========================
+
+The last four are ``wallet_entries.entry_key`` (billing/ops/wallets.py): a ``{reference}`` is
+the caller's idempotency key of a grant or a purchase (``billing wallet grant --key``, an import's
+``grants[].key``), 1 to 64 characters without control characters; it may hold ``:``.
 
 Dates are ISO (``date.isoformat()``, ``datetime.isoformat()`` for UTI). These strings are stored:
 changing one would make a rerun write its charges, bills or payments a second time, so
@@ -65,6 +78,13 @@ class KeyKind(enum.StrEnum):
     IMMEDIATE_BILL = "imm"
     CREDIT_NOTE = "crn"
     CREDIT_LINE = "crl"
+    TOPUP = "top"
+    PURCHASE = "buy"
+    PURCHASE_BILL = "pb"
+    GRANT = "gnt"
+    LOT = "lot"
+    SPEND = "spd"
+    EXPIRY = "exp"
     CARD = "card"
     DIRECT_DEBIT = "dd"
     STATEMENT = "ref"
@@ -90,12 +110,23 @@ CHARGE_KINDS = DATED_CHARGES | {
     KeyKind.CREDIT_LINE,
     KeyKind.LATE_USAGE,
     KeyKind.DISCOUNT,
+    KeyKind.TOPUP,
+    KeyKind.PURCHASE,
 }
-BILL_KINDS = frozenset({KeyKind.CYCLE_BILL, KeyKind.IMMEDIATE_BILL, KeyKind.CREDIT_NOTE})
+BILL_KINDS = frozenset(
+    {KeyKind.CYCLE_BILL, KeyKind.IMMEDIATE_BILL, KeyKind.CREDIT_NOTE, KeyKind.PURCHASE_BILL}
+)
 NUMBERED = frozenset({KeyKind.CREDIT_NOTE, KeyKind.CREDIT_LINE})
 """Kinds keyed ``{kind}:{id}:{number}``."""
 PAYMENT_KINDS = frozenset({KeyKind.CARD, KeyKind.DIRECT_DEBIT, KeyKind.STATEMENT})
 REFUND_KINDS = frozenset({KeyKind.REFUND})
+WALLET_KINDS = frozenset({KeyKind.GRANT, KeyKind.LOT, KeyKind.SPEND, KeyKind.EXPIRY})
+"""Kinds of ``wallet_entries.entry_key``."""
+REFERENCED = frozenset({KeyKind.PURCHASE, KeyKind.GRANT})
+"""Kinds keyed ``{kind}:{wallet id}:{reference}`` (the caller's key)."""
+PREPAYMENT_CHARGES = frozenset({KeyKind.TOPUP, KeyKind.PURCHASE})
+"""The charges that sell prepaid credits: a ``pb`` bill's key holds one of them."""
+REFERENCE_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -109,6 +140,8 @@ class Key:
     number: int | None = None
     billed_on: date | None = None
     """A late usage key's second date: the bill that takes the late usage."""
+    reference: str | None = None
+    """A grant's or a purchase's reference: the caller's key."""
 
     @property
     def text(self) -> str:
@@ -248,6 +281,65 @@ def credit_line(charge_id: int, number: int) -> str:
     return f"{_HEAD[KeyKind.CREDIT_LINE]}{charge_id}{SEPARATOR}{number}"
 
 
+def topup(wallet_id: int, on: date) -> str:
+    """The prepayment charge of a wallet's automatic top-up on ``on`` (one a day at most)."""
+    return _dated(KeyKind.TOPUP, wallet_id, on)
+
+
+def purchase(wallet_id: int, reference: str) -> str:
+    """The prepayment charge of credits bought by hand, under the caller's ``reference``."""
+    return f"{_HEAD[KeyKind.PURCHASE]}{wallet_id}{SEPARATOR}{checked_reference(reference)}"
+
+
+def purchase_bill(charge_key: str) -> str:
+    """The bill that sells prepaid credits: its one line is the ``top`` or ``buy`` charge."""
+    if parse_key(charge_key).kind not in PREPAYMENT_CHARGES:
+        raise ValueError(f"{charge_key!r} is not a prepayment charge's key")
+    return f"{_HEAD[KeyKind.PURCHASE_BILL]}{charge_key}"
+
+
+def like_purchase_bills() -> str:
+    """A SQL ``LIKE`` pattern matching every purchase bill's key: ``pb:%``."""
+    return like_kind(KeyKind.PURCHASE_BILL)
+
+
+def like_topup_bills() -> str:
+    """A SQL ``LIKE`` pattern matching the bills of every top-up: ``pb:top:%``."""
+    return f"{_HEAD[KeyKind.PURCHASE_BILL]}{_HEAD[KeyKind.TOPUP]}%"
+
+
+def grant(wallet_id: int, reference: str) -> str:
+    """A grant of free credits to a wallet, under the caller's ``reference``."""
+    return f"{_HEAD[KeyKind.GRANT]}{wallet_id}{SEPARATOR}{checked_reference(reference)}"
+
+
+def lot(prepayment_charge_id: int) -> str:
+    """The lot a purchase credits when its bill is issued (one per prepayment charge)."""
+    return f"{_HEAD[KeyKind.LOT]}{prepayment_charge_id}"
+
+
+def spend(lot_id: int, bill_id: int) -> str:
+    """What a lot pays of a bill (one entry per lot and bill)."""
+    return f"{_HEAD[KeyKind.SPEND]}{lot_id}{SEPARATOR}{bill_id}"
+
+
+def expiry(lot_id: int) -> str:
+    """What a lot had left on its expiry date (once per lot)."""
+    return f"{_HEAD[KeyKind.EXPIRY]}{lot_id}"
+
+
+def checked_reference(reference: str) -> str:
+    """A caller's reference as keys hold it, or ``ValueError``: 1 to ``REFERENCE_LENGTH``
+    characters, no surrounding blanks, no control characters."""
+    if not isinstance(reference, str) or not reference:
+        raise ValueError("a reference is a non-empty text")
+    if len(reference) > REFERENCE_LENGTH:
+        raise ValueError(f"a reference is at most {REFERENCE_LENGTH} characters")
+    if reference != reference.strip() or any(ord(c) < 32 or ord(c) == 127 for c in reference):
+        raise ValueError(f"reference {reference!r} has surrounding blanks or control characters")
+    return reference
+
+
 def card_payment(bill_key: str, attempt: int) -> str:
     """Collection attempt ``attempt`` of a bill by card."""
     return f"{_HEAD[KeyKind.CARD]}{bill_key}{SEPARATOR}{attempt}"
@@ -289,6 +381,18 @@ def format_key(key: Key) -> str:
         return credit_note(_int(owner), _int(number))
     if kind is KeyKind.CREDIT_LINE:
         return credit_line(_int(owner), _int(number))
+    if kind is KeyKind.PURCHASE:
+        return purchase(_int(owner), str(key.reference))
+    if kind is KeyKind.GRANT:
+        return grant(_int(owner), str(key.reference))
+    if kind is KeyKind.PURCHASE_BILL:
+        return purchase_bill(str(owner))
+    if kind is KeyKind.LOT:
+        return lot(_int(owner))
+    if kind is KeyKind.EXPIRY:
+        return expiry(_int(owner))
+    if kind is KeyKind.SPEND:
+        return spend(_int(owner), _int(number))
     if kind in (KeyKind.CARD, KeyKind.DIRECT_DEBIT):
         builder = card_payment if kind is KeyKind.CARD else direct_debit
         return builder(str(owner), _int(number))
@@ -332,6 +436,16 @@ def _parse_body(kind: KeyKind, body: str) -> Key:
         return Key(kind, int(body))
     if kind is KeyKind.STATEMENT:
         return Key(kind, body)
+    if kind in (KeyKind.LOT, KeyKind.EXPIRY):
+        return Key(kind, int(body))
+    if kind is KeyKind.PURCHASE_BILL:
+        return Key(kind, parse_key(body).text)
+    if kind in REFERENCED:
+        owner, _, reference = body.partition(SEPARATOR)
+        return Key(kind, int(owner), reference=reference)
+    if kind is KeyKind.SPEND:
+        owner, _, number = body.partition(SEPARATOR)
+        return Key(kind, int(owner), number=int(number))
     if kind in (KeyKind.CARD, KeyKind.DIRECT_DEBIT, KeyKind.REFUND):
         owner, _, number = body.rpartition(SEPARATOR)
         if not owner:

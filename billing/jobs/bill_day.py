@@ -2,7 +2,7 @@
 
     deferred_actions -> apply_cancellations -> (notify_provisioning) -> bill_accounts_batch
     (fanned out, at most ``children`` at once, in catch-up passes) -> analyze_billed_tables
-    -> number_invoices
+    -> number_invoices -> apply_wallets
       -+-> apply_cycle_fees  -+
        +-> collect_payments  -+-> post_billing_checks (gate) -> find_invoices_to_render
        +-> refund_payments   -+                               -> render_invoice_documents
@@ -20,6 +20,10 @@ given to the job as a callable.
 one statement and holds each bill's row lock until it commits, and a payment inserted beside
 it checks its bill under a key-share lock, so collection beside numbering deadlocked
 (1,000,000 accounts). Numbered bills also give the SEPA remittance texts their numbers.
+
+``apply_wallets`` (prepaid credits, ``billing.ops.wallets``) runs alone after numbering, for
+the same reason, and before collection: the credits pay the issued invoices first, and
+collection collects only what they left due.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from billing.ops.cycle_fees import CycleFeesResult, cancellations, cycle_fees
 from billing.ops.deferred import DeferredResult, StatusChange, run_deferred_actions
 from billing.ops.numbering import Numbered, assign_bill_numbers
 from billing.ops.run_report import CurrencyTotals
+from billing.ops.wallets import PAGE_SIZE, WalletsResult, apply_wallets_page, wallet_accounts
 from billing.payments import collect, refund
 from billing.payments.config import PaymentConfig
 from billing.payments.errors import GatewayUnavailable
@@ -75,8 +80,9 @@ MAX_PASSES = 120
 
 PROGRESS = (  # bill day's steps and their share of the progress bar (roughly, their time)
     ("deferred actions", 4),
-    ("billing", 46),
+    ("billing", 44),
     ("numbering", 4),
+    ("prepaid credits", 2),
     ("cycle fees", 4),
     ("collection", 8),
     ("refunds", 4),
@@ -244,6 +250,7 @@ class BillDayResult:
     billing: BatchResult
     numbered: list[Numbered] = field(default_factory=list)
     cancellations: CycleFeesResult | None = None
+    wallets: WalletsResult | None = None
     cycle_fees: CycleFeesResult | None = None
     collect: dict[str, Any] | None = None
     refund: dict[str, Any] | None = None
@@ -373,6 +380,23 @@ def number_bills(database: Database) -> list[Numbered]:
         numbered = assign_bill_numbers(session)
         failpoint("numbering.before_commit")
         return numbered
+
+
+def apply_wallets(
+    database: Database, as_of: date, run_id: str, page_size: int = PAGE_SIZE
+) -> WalletsResult:
+    """Prepaid credits before collection (``billing.ops.wallets``): expiry, consumption by the
+    issued invoices still due, top-ups; ``page_size`` accounts with wallets per transaction."""
+    engine = engine_of(database)
+    total = WalletsResult()
+    after = 0
+    while True:
+        with unit_of_work(engine) as session:
+            account_ids = wallet_accounts(session, after=after, limit=page_size)
+            if not account_ids:
+                return total
+            total = total.merge(apply_wallets_page(session, account_ids, as_of, run_id))
+        after = account_ids[-1]
 
 
 def apply_cycle_fees(database: Database, as_of: date, run_id: str) -> CycleFeesResult:
@@ -694,6 +718,12 @@ def bill_day(runner: Runner, job: BillDayJob) -> BillDayResult:
     failpoint("billday.after_numbering")
     numbered = numbered_count(result.numbered)
     runner.progress("numbering", note=f"{run_report.count(numbered)} bill(s) numbered")
+
+    result.wallets = runner.step(Call("apply_wallets", apply_wallets, (database, as_of, run_id)))
+    runner.progress(
+        "prepaid credits",
+        note=f"{run_report.count(result.wallets.bills_paid)} bill(s) paid by prepaid credits",
+    )
 
     after = [Call("apply_cycle_fees", apply_cycle_fees, (database, as_of, run_id))]
     if job.payments is not None:

@@ -13,6 +13,10 @@ months already locked (catch-up), and writes, per (revenue account, product, cur
     debit  487000 deferred revenue      credit  <product gl_account> revenue      (net > 0)
     debit  <product gl_account>         credit  487000                            (net < 0)
 
+Prepaid credits (``billing.ops.wallets``) are no revenue when sold: a ``prepayment`` line gets
+no shares. The month's wallet movements join its journal as balanced pairs
+(``billing.domain.wallets.journal_lines``: purchases, consumption, breakage).
+
 A month is ``draft`` until posted and can be re-run (it replaces its entries); a month on or
 before the latest posted month is locked: running it changes nothing. Posting refuses while an
 earlier month with revenue is still open. See docs/revrec.md.
@@ -39,10 +43,13 @@ from billing.domain.money import LINE_ROUNDING, quantize_money
 from billing.domain.results import Mergeable
 from billing.domain.revenue import check_month, first_of_next_month, month_index, revenue_schedule
 from billing.domain.revenue import previous_month as previous_month  # re-exported (flows use it)
+from billing.domain.wallets import LEDGER_ACCOUNTS
+from billing.ops import wallets
 from billing.store.models import (
     Bill,
     BillStatus,
     Charge,
+    ChargeKind,
     ContractItem,
     JournalEntry,
     PricePlan,
@@ -83,7 +90,8 @@ class ScheduleResult(Mergeable):
 
 
 def _unscheduled_lines() -> Any:
-    """Invoiced lines with a net and no revenue share yet, with their product and currency."""
+    """Invoiced lines with a net and no revenue share yet, with their product and currency.
+    Prepaid credits sold (``prepayment`` lines) are a liability, not revenue: never scheduled."""
     return (
         select(
             Charge.id,
@@ -99,6 +107,7 @@ def _unscheduled_lines() -> Any:
         .where(
             Bill.status == BillStatus.INVOICED,
             Charge.amount != 0,
+            Charge.kind != ChargeKind.PREPAYMENT,
             ~exists().where(RevenueShare.charge_id == Charge.id),
         )
     )
@@ -159,7 +168,9 @@ class JournalResult:
 
     ``status`` is draft, posted or closed (before a posted month); ``locked`` says the run
     changed nothing because the month was locked. ``recognized`` is the month's net revenue per
-    currency, ``deferred`` what invoiced lines hold for later months, ``catch_up`` the number
+    currency (with the breakage of prepaid credits, less the free credits used: the entries of
+    every account but deferred revenue, receivables and prepayments), ``deferred`` what
+    invoiced lines hold for later months, ``catch_up`` the number
     of late shares of locked months that this month took.
     """
 
@@ -256,6 +267,7 @@ def summary_journal(
         .values(revenue_month_id=header.id)
     )
     session.add_all(_entries(session, header, post=post))
+    session.add_all(wallets.journal_entries(session, year, month, post=post))
     if post:
         header.status = RevenueMonthStatus.POSTED
         header.posted_on = posted_on
@@ -344,7 +356,7 @@ def _report(session: Session, year: int, month: int, *, locked: bool) -> Journal
     result = JournalResult(year, month, status, locked)
     result.entries = [_journal_line(row) for row in journal_rows(session, year, month)]
     for line in result.entries:
-        if line.gl_account != DEFERRED_REVENUE_ACCOUNT:
+        if line.gl_account != DEFERRED_REVENUE_ACCOUNT and line.gl_account not in LEDGER_ACCOUNTS:
             recognized = result.recognized.get(line.currency, Decimal(0))
             result.recognized[line.currency] = recognized + line.credit - line.debit
     index = month_index(year, month)

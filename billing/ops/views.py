@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from billing.domain.errors import BillingError
 from billing.domain.money import LINE_ROUNDING, MINOR_UNITS, quantize_money
+from billing.ops.wallets import WalletInfo, wallets_of
 from billing.store.models import (
     Account,
     ActionStatus,
@@ -228,6 +229,8 @@ class AccountView:
     payments: tuple[PaymentInfo, ...]
     dunning: DunningInfo | None
     issues: tuple[Issue, ...]
+    wallets: tuple[WalletInfo, ...] = ()
+    """Prepaid credits: each wallet's balance, lots and last movements (``billing.ops.wallets``)."""
 
 
 def account_view(session: Session, ref: str) -> AccountView:
@@ -244,6 +247,7 @@ def account_view(session: Session, ref: str) -> AccountView:
         payments=_payments(session, account.id),
         dunning=_dunning(session, account.id),
         issues=tuple(issues(session, account_ref=ref)),
+        wallets=wallets_of(session, account.id),
     )
 
 

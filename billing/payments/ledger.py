@@ -2,13 +2,16 @@
 
 BRM: "the account balance is updated when a payment is recorded". Here:
 
-- ``accounts.balance`` = bills' gross - settled payments + settled refunds (the expectation
-  ``account_balance_matches_ledger``). Pending and failed payments do not move it.
+- ``accounts.balance`` = bills' gross - settled payments + settled refunds - prepaid credits
+  consumed (the expectation ``account_balance_matches_ledger``). Pending and failed payments
+  do not move it.
 - A settled payment is applied to open bills, the bill it was collected for first, then the
   oldest first: ``bills.amount_paid`` grows, and a fully paid bill's charges go open -> closed.
 - What is paid beyond the open bills is credit (a negative balance). Credit left on an account
   is applied to the next bills by ``apply_credit`` (collect runs it first). The credit is
   never stored: it is ``open dues - balance``, so it cannot drift from the ledger.
+- Prepaid credits (wallets) pay a bill like a settled payment applied to it
+  (``pay_from_credits``): the wallet's consumption entry is the payment's record.
 
 Every change is guarded by a status transition (``pending -> settled``) or a unique
 idempotency key, so recording the same payment twice changes nothing. Nothing here commits.
@@ -123,6 +126,38 @@ def apply_credits(session: Session, first_bills: Mapping[int, Sequence[int]]) ->
     return applied
 
 
+def pay_from_credits(session: Session, parts: Sequence[tuple[int, int, Decimal]]) -> None:
+    """Prepaid credits (wallets, ``billing.ops.wallets``) paid bills: ``(account id, bill id,
+    amount)`` each. As a settled payment applied to that bill: the bill's ``amount_paid``
+    grows and the account's balance drops by the amount; a fully paid bill's charges close,
+    and an account with nothing left due leaves dunning. The caller locked the accounts
+    (``lock_balances``) and never pays a bill more than it owes."""
+    if not parts:
+        return
+    per_bill: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    deltas: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    for account_id, bill_id, amount in parts:
+        per_bill[bill_id] += amount
+        deltas[account_id] -= amount
+    bulk_update(
+        session,
+        Bill.__table__,
+        [{"id": bill_id, "amount_paid": amount} for bill_id, amount in sorted(per_bill.items())],
+        values=lambda src: {"amount_paid": Bill.__table__.c.amount_paid + src.c.amount_paid},
+    )
+    _move_balances(session, deltas)
+    account_ids = sorted(deltas)
+    _close_paid_charges(session, account_ids)
+    still_due = set(
+        session.scalars(
+            select(Bill.account_id)
+            .where(id_in(session, Bill.account_id, account_ids), Bill.gross > Bill.amount_paid)
+            .distinct()
+        )
+    )
+    _clear_dunning(session, [a for a in account_ids if a not in still_due])
+
+
 def lock_balances(session: Session, account_ids: Sequence[int]) -> dict[int, Decimal]:
     """The accounts' balances as stored now, locked in id order (row locks on PostgreSQL)."""
     rows = session.execute(
@@ -207,6 +242,15 @@ def bill_issued(
     the refund step. Returns the amount applied. The caller locked the account."""
     _move_balance(session, account_id, gross)
     return apply_credit(session, account_id, first_bill_id=first_bill_id)
+
+
+def bills_issued(session: Session, gross_by_account: Mapping[int, Decimal]) -> dict[int, Decimal]:
+    """Bills issued outside a bill run for many accounts at once (prepaid credits sold,
+    ``billing.ops.wallets``): each balance moves by its bills' gross, then the account's money
+    is applied to its open bills, oldest first. Returns the amount applied per account. The
+    caller locked the accounts."""
+    _move_balances(session, gross_by_account)
+    return apply_credits(session, {account_id: () for account_id in gross_by_account})
 
 
 def record_payment(

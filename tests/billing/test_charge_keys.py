@@ -43,6 +43,26 @@ TODAY = [
     ),
     (ck.credit_note(12, 2), "crn:12:2", Key(KeyKind.CREDIT_NOTE, 12, number=2)),
     (ck.credit_line(40, 2), "crl:40:2", Key(KeyKind.CREDIT_LINE, 40, number=2)),
+    # prepaid credits (wallets): the prepayment charges, their bill, the wallet entries
+    (ck.topup(7, D1), "top:7:2027-02-01", Key(KeyKind.TOPUP, 7, D1)),
+    (
+        ck.purchase(7, "2027-02-01/100.00"),
+        "buy:7:2027-02-01/100.00",
+        Key(KeyKind.PURCHASE, 7, reference="2027-02-01/100.00"),
+    ),
+    (
+        ck.purchase_bill("top:7:2027-02-01"),
+        "pb:top:7:2027-02-01",
+        Key(KeyKind.PURCHASE_BILL, "top:7:2027-02-01"),
+    ),
+    (
+        ck.grant(7, "welcome:2027"),
+        "gnt:7:welcome:2027",
+        Key(KeyKind.GRANT, 7, reference="welcome:2027"),
+    ),
+    (ck.lot(42), "lot:42", Key(KeyKind.LOT, 42)),
+    (ck.spend(42, 9), "spd:42:9", Key(KeyKind.SPEND, 42, number=9)),
+    (ck.expiry(42), "exp:42", Key(KeyKind.EXPIRY, 42)),
     (
         ck.card_payment("cyc:3:2027-02-01", 2),
         "card:cyc:3:2027-02-01:2",
@@ -75,7 +95,10 @@ def test_every_kind_is_byte_identical_to_the_stored_keys_and_round_trips(built, 
 
 def test_the_table_covers_every_kind():
     assert {parsed.kind for _, _, parsed in TODAY} == set(KeyKind)
-    assert ck.CHARGE_KINDS | ck.BILL_KINDS | ck.PAYMENT_KINDS | ck.REFUND_KINDS == set(KeyKind)
+    assert (
+        ck.CHARGE_KINDS | ck.BILL_KINDS | ck.PAYMENT_KINDS | ck.REFUND_KINDS | ck.WALLET_KINDS
+        == set(KeyKind)
+    )
 
 
 def test_uti_keys_keep_seconds_and_microseconds_as_isoformat_does():
@@ -124,6 +147,12 @@ def test_a_forecast_is_the_twin_of_its_recurring_fee():
         "crn:12",
         "crl:x:1",
         "uti:7:not-a-time",
+        "pb:rec:7:2027-02-01",  # a purchase bill sells prepaid credits, nothing else
+        "pb:buy:7:",
+        "gnt:7:",
+        "gnt:x:ref",
+        "spd:5",
+        "lot:5:1",
     ],
 )
 def test_malformed_keys_are_refused(text):
@@ -159,3 +188,26 @@ def test_bill_and_payment_keys_round_trip(unit, on, charge, attempt, ref):
         assert ck.parse_key(key) == Key(kind, bill, number=attempt)
     assert ck.parse_key(ck.statement_payment(ref)) == Key(KeyKind.STATEMENT, ref)
     assert ck.parse_key(ck.refund(ref, attempt)) == Key(KeyKind.REFUND, ref, number=attempt)
+
+
+@given(wallet=ids, charge=ids, bill=ids, on=days, ref=refs.map(str.strip).filter(bool))
+def test_wallet_keys_round_trip(wallet, charge, bill, on, ref):
+    if any(ord(c) < 32 or ord(c) == 127 for c in ref):
+        with pytest.raises(ValueError, match="control characters"):
+            ck.grant(wallet, ref)
+        return
+    for key in (ck.grant(wallet, ref), ck.purchase(wallet, ref)):
+        assert ck.parse_key(key).text == key
+        assert ck.parse_key(key).reference == ref
+    for sold in (ck.topup(wallet, on), ck.purchase(wallet, ref)):
+        assert ck.parse_key(ck.purchase_bill(sold)).owner == sold
+    assert ck.parse_key(ck.spend(charge, bill)) == Key(KeyKind.SPEND, charge, number=bill)
+
+
+def test_references_are_checked():
+    assert ck.grant(1, "x" * 64) == "gnt:1:" + "x" * 64
+    for bad in ("", " padded", "x" * 65, "tab\there"):
+        with pytest.raises(ValueError):
+            ck.grant(1, bad)
+    assert ck.like_topup_bills() == "pb:top:%"
+    assert ck.like_purchase_bills() == "pb:%"

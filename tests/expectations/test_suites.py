@@ -83,7 +83,8 @@ def execute(engine: Engine, *statements) -> None:
 
 
 def test_every_rule_is_named_described_and_reads_its_table():
-    """The catalogue: each name below has its seeded-failure test in this module."""
+    """The catalogue: each name below has its seeded-failure test in this module (the prepaid
+    credits' rules, from bill_paid_within_gross on, in tests/expectations/test_wallet_checks.py)."""
     assert [rule.name for rule in RULES] == [
         "bill_units_not_failed",
         "due_accounts_billed",
@@ -100,6 +101,10 @@ def test_every_rule_is_named_described_and_reads_its_table():
         "account_balance_matches_ledger",
         "revenue_journal_balanced",
         "credit_notes_within_invoices",
+        "bill_paid_within_gross",
+        "wallet_balance_not_negative",
+        "wallet_lots_not_overdrawn",
+        "wallet_consumption_within_bill",
     ]
     for rule in RULES:
         assert rule.description and "{batch}" in rule.sql
@@ -412,6 +417,7 @@ def test_account_balance_changed(billed, tmp_path):
             "invoiced": D("199.20"),
             "paid": None,
             "refunded": None,
+            "prepaid_credits": None,
         },
     )
 
