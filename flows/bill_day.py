@@ -267,6 +267,13 @@ def _measures(as_of: date, dry_run: bool, result: BillDayResult, settings: Any) 
         measures.money(f"total {currency}", total, currency)
     for numbered in result.numbered:
         measures.add(f"numbers {numbered.series}", number_range(numbered.first, numbered.count))
+    if result.wallets is not None:
+        wallets = result.wallets
+        measures.add("bills paid by prepaid credits", wallets.bills_paid)
+        for currency, amount in sorted(wallets.consumed_amounts.items()):
+            measures.money(f"prepaid credits used {currency}", amount, currency)
+        measures.add("prepaid credit lots expired", wallets.lots_expired)
+        measures.add("prepaid credit top-ups", wallets.topups)
     if result.cycle_fees is not None:
         measures.add("items cancelled", result.items_cancelled)
         measures.add("cancellation credits", result.cancellation_credits)
@@ -367,6 +374,15 @@ def _step_counts(result: BillDayResult) -> list[StepCount]:
     if result.cycle_fees is not None:
         counts += [
             StepCount("numbering", "bills numbered", job.numbered_count(result.numbered)),
+        ]
+    if result.wallets is not None:
+        counts += [
+            StepCount("prepaid credits", "bills paid", result.wallets.bills_paid),
+            StepCount("prepaid credits", "lots expired", result.wallets.lots_expired),
+            StepCount("prepaid credits", "top-ups", result.wallets.topups),
+        ]
+    if result.cycle_fees is not None:
+        counts += [
             StepCount("cycle fees", "items cancelled", result.items_cancelled),
             StepCount("cycle fees", "cancellation credits", result.cancellation_credits),
         ]
