@@ -80,11 +80,12 @@ from billing.store.types import to_storage
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "import.schema.json"
 KINDS = (
     "tax_categories", "tax_rates", "products", "price_plans", "accounts", "bill_units",
-    "contracts", "contract_items", "change_requests", "deferred_actions", "usage",
+    "contracts", "contract_items", "change_requests", "deferred_actions", "wallets",
+    "wallet_grants", "usage",
 )  # fmt: skip
 RECORD_ARRAYS = frozenset(
     {"tax_categories", "tax_rates", "products", "price_plans", "tiers", "accounts", "contracts",
-     "items", "change_requests", "deferred_actions", "usage"}
+     "items", "change_requests", "deferred_actions", "usage", "wallets", "grants"}
 )  # fmt: skip
 """Arrays whose elements are records: an error path names the record, then the field."""
 
@@ -716,6 +717,12 @@ class _Import:
                 self.session.add(DeferredAction(**values))
         self.session.flush()
 
+    def wallets(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Prepaid credit wallets by ref, and their grants (``billing.ingest.import_wallets``)."""
+        from billing.ingest.import_wallets import import_wallets
+
+        import_wallets(self, items)
+
     def usage(self, items: Sequence[Mapping[str, Any]], source: str, chunksize: int) -> None:
         """Usage rows, checked and loaded like a CSV usage file (bad rows are rejected)."""
         loader = UsageLoader(self.session, source, self.report.of("usage"))
@@ -1017,7 +1024,7 @@ def _change_values(
 
 SECTIONS = (
     "tax_categories", "tax_rates", "products", "accounts", "contracts", "change_requests",
-    "deferred_actions",
+    "deferred_actions", "wallets",
 )  # fmt: skip
 
 
@@ -1041,4 +1048,5 @@ _SECTION_OF_KIND = {
     "price_plans": "products",
     "bill_units": "accounts",
     "contract_items": "contracts",
+    "wallet_grants": "wallets",
 }

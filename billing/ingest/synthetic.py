@@ -2,7 +2,8 @@
 
 ``seed`` builds a fixed catalogue (tax rates, products, price plans of every model in EUR, GBP
 and CHF) and then accounts, one bill unit, one contract with 2-4 items and the usage of each
-account. The same arguments give the same rows, byte for byte: every random draw comes from
+account; then prepaid credits for a share of them (``billing.ingest.synthetic_wallets``). The
+same arguments give the same rows, byte for byte: every random draw comes from
 ``numpy.random.default_rng([seed, block])`` for blocks of ``BLOCK`` accounts, and names come
 from small Faker pools built once per seed, so neither the clock nor the chunk size matters.
 Rows are generated and loaded chunk by chunk (COPY on PostgreSQL), all in one transaction.
@@ -28,6 +29,7 @@ from stdnum.pt import nif
 
 from billing.domain.errors import ConfigurationError
 from billing.domain.periods import first_bill_date
+from billing.ingest.synthetic_wallets import seed_wallets
 from billing.store.bulk import (
     BulkLoader,
     Column,
@@ -538,6 +540,8 @@ class SeedReport:
     products: int
     price_plans: int
     first_account_id: int | None
+    wallets: int = 0
+    wallet_grants: int = 0
 
 
 @dataclass
@@ -637,6 +641,9 @@ def seed_population(
         _report(progress, in_flight)
     for table in TABLES:
         sync_sequence(conn, table)
+    credits = seed_wallets(
+        conn, first_account_id=first_account, accounts=counts["accounts"], start=start, seed=seed
+    )
     return SeedReport(
         accounts=counts["accounts"],
         bill_units=counts["bill_units"],
@@ -646,6 +653,8 @@ def seed_population(
         products=len(OFFERS),
         price_plans=len(OFFERS) * len(CURRENCIES),
         first_account_id=first_account,
+        wallets=credits.wallets,
+        wallet_grants=credits.grants,
     )
 
 

@@ -340,14 +340,18 @@ def _sell(session: Session, sales: Sequence[_Sale], as_of: date, run_id: str | N
     series = dict(
         session.execute(
             select(BillUnit.id, BillUnit.series_code).where(id_in(session, BillUnit.id, unit_ids))
-        ).tuples().all()
+        )
+        .tuples()
+        .all()
     )
     terms = dict(
         session.execute(
             select(Account.id, Account.payment_terms_days).where(
                 id_in(session, Account.id, accounts)
             )
-        ).tuples().all()
+        )
+        .tuples()
+        .all()
     )
     for sale in sales:
         if sale.account_id not in units:
@@ -426,7 +430,9 @@ def _sell(session: Session, sales: Sequence[_Sale], as_of: date, run_id: str | N
     numbers = dict(
         session.execute(
             select(Bill.id, Bill.bill_no).where(id_in(session, Bill.id, [b for b, _ in new]))
-        ).tuples().all()
+        )
+        .tuples()
+        .all()
     )
     lots = dict(
         bulk_insert(
@@ -875,14 +881,18 @@ def movement_totals(session: Session, year: int, month: int) -> list[MovementTot
     """The month's movements per currency (by their entries' ``on_date``)."""
     start = date(year, month, 1)
     lot = aliased(WalletEntry)
-    rows = session.execute(
-        select(Wallet.currency, WalletEntry.kind, lot.kind, func.sum(WalletEntry.amount))
-        .join(Wallet, Wallet.id == WalletEntry.wallet_id)
-        .outerjoin(lot, lot.id == WalletEntry.lot_id)
-        .where(WalletEntry.on_date >= start, WalletEntry.on_date < first_of_next_month(start))
-        .group_by(Wallet.currency, WalletEntry.kind, lot.kind)
-        .order_by(Wallet.currency)
-    ).tuples().all()
+    rows = (
+        session.execute(
+            select(Wallet.currency, WalletEntry.kind, lot.kind, func.sum(WalletEntry.amount))
+            .join(Wallet, Wallet.id == WalletEntry.wallet_id)
+            .outerjoin(lot, lot.id == WalletEntry.lot_id)
+            .where(WalletEntry.on_date >= start, WalletEntry.on_date < first_of_next_month(start))
+            .group_by(Wallet.currency, WalletEntry.kind, lot.kind)
+            .order_by(Wallet.currency)
+        )
+        .tuples()
+        .all()
+    )
     found: dict[str, dict[str, Decimal]] = defaultdict(dict)
     for currency, kind, lot_kind, total in rows:
         bought = lot_kind == WalletEntryKind.PURCHASE

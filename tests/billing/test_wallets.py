@@ -394,3 +394,37 @@ def test_grants_are_checked_and_idempotent(account_a):
             grant_credits(s, w, D("1"), on=JAN_1, reference="e", expires_on=JAN_1)
         with pytest.raises(WalletError, match="no wallet and no account"):
             find_wallet(s, "nobody")
+
+
+# -- the purchase bill's documents ------------------------------------------------------------
+
+
+def test_the_purchase_bill_is_an_invoice_outside_the_scope_of_vat(account_a):
+    from lxml import etree
+
+    from billing.documents.model import load_invoices
+    from billing.documents.pdf import InvoiceRenderer
+    from billing.documents.render import render_invoice
+    from billing.documents.seller import DEFAULT_SELLER
+
+    engine = account_a
+    with unit_of_work(engine) as s:
+        bought = buy_credits(s, find_wallet(s, "A", create_on=JAN_20), D("150.00"), as_of=JAN_20,
+                             reference="order-1")  # fmt: skip
+        bill_id = s.scalar(select(Bill.id).where(Bill.bill_no == bought.bill_no))
+        (invoice,) = load_invoices(s, [bill_id])
+    # XML, CII (XSD and the EN 16931 Schematron) and the Factur-X PDF, with every check that
+    # refuses an invoice (VAT categories, mentions): a French seller, a French consumer, O.
+    rendered = render_invoice(invoice, InvoiceRenderer(DEFAULT_SELLER), schematron=True)
+    ns = {
+        "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
+        "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
+    }
+    root = etree.fromstring(rendered.cii)
+    tax = root.find(".//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax", ns)
+    assert tax.findtext("ram:CategoryCode", namespaces=ns) == "O"
+    assert tax.findtext("ram:ExemptionReasonCode", namespaces=ns) == "VATEX-EU-O"
+    assert "Multi-purpose voucher" in tax.findtext("ram:ExemptionReason", namespaces=ns)
+    assert tax.find("ram:RateApplicablePercent", ns) is None  # BR-O-05
+    assert root.findall(".//ram:SpecifiedTaxRegistration", ns) == []  # BR-O-02: no VAT ids
+    assert rendered.pdf.startswith(b"%PDF")
