@@ -547,11 +547,12 @@ def wallet_accounts(session: Session, *, after: int = 0, limit: int = PAGE_SIZE)
     )
 
 
-def _taken() -> Any:
-    """What consumption and expiry took from each lot (negative), by lot id."""
+def _taken(wallets: Any) -> Any:
+    """What consumption and expiry took from each lot (negative) of the ``wallets`` (a
+    condition on ``WalletEntry.wallet_id``), by lot id."""
     return (
         select(WalletEntry.lot_id, func.sum(WalletEntry.amount).label("taken"))
-        .where(WalletEntry.lot_id.is_not(None))
+        .where(WalletEntry.lot_id.is_not(None), wallets)
         .group_by(WalletEntry.lot_id)
         .subquery()
     )
@@ -559,7 +560,8 @@ def _taken() -> Any:
 
 def _lot_rows(session: Session, account_ids: Sequence[int]) -> list[Any]:
     """The accounts' lots with what each has left (over 0), its wallet and its dates."""
-    taken = _taken()
+    of_accounts = select(Wallet.id).where(id_in(session, Wallet.account_id, account_ids))
+    taken = _taken(WalletEntry.wallet_id.in_(of_accounts))
     remaining = WalletEntry.amount + func.coalesce(taken.c.taken, 0)
     return list(
         session.execute(
@@ -816,7 +818,7 @@ def wallets_of(
         return ()
     ids = [w.id for w in wallets]
     balances = _balances(session, ids)
-    taken = _taken()
+    taken = _taken(WalletEntry.wallet_id.in_(ids))
     remaining = WalletEntry.amount + func.coalesce(taken.c.taken, 0)
     lots: dict[int, list[LotInfo]] = defaultdict(list)
     for row in session.execute(
