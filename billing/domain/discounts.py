@@ -71,6 +71,10 @@ TARGET_KINDS = frozenset(
 )
 """The kinds of charge a discount reduces (when positive)."""
 
+DEFAULT_REASON_CODE = "95"
+"""UNTDID 5189 "Discount": a discount's allowance reason code (BT-98) unless it says another
+(``discounts.reason_code``; 100 "Special agreement", 102 "Fixed long term", ...)."""
+
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 ONE_PERCENT = Decimal("0.01")
