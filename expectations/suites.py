@@ -23,10 +23,12 @@ import great_expectations as gx
 from great_expectations.expectations import UnexpectedRowsExpectation
 
 from billing.domain.charge_keys import KeyKind, like_kind
+from billing.domain.discounts import TARGET_KINDS
 from billing.store.usage import PRICED_QUANTITY
 
 SUITE_PREFIX = "post_billing"
 CYCLE_BILLS = like_kind(KeyKind.CYCLE_BILL)  # cyc:%, a constant: no user text in the SQL
+DISCOUNTED = ", ".join(f"'{kind}'" for kind in sorted(TARGET_KINDS))  # constants too
 
 
 @dataclass(frozen=True)
@@ -293,6 +295,50 @@ RULES: tuple[Rule, ...] = (
         ORDER BY l.id
         """,
         amounts=("net", "corrected"),
+    ),
+    Rule(
+        "discounts_within_their_targets",
+        "charges",
+        "No discount makes a line negative: every discount line is negative or zero, an item's "
+        "discount lines on a bill never exceed its positive lines there, and a bill's discount "
+        "lines of a tax category never exceed its positive lines of that category "
+        "(billing.domain.discounts).",
+        """
+        SELECT d.bill_id, d.contract_item_id, d.tax_category, d.discounts, d.largest,
+               COALESCE(i.targets, 0) AS item_targets,
+               k.targets AS category_targets, k.discounts AS category_discounts
+        FROM (
+            SELECT c.bill_id, c.contract_item_id, c.tax_category,
+                   SUM(c.amount) AS discounts, MAX(c.amount) AS largest
+            FROM {batch} AS c
+            WHERE c.kind = 'discount' AND c.bill_id IS NOT NULL
+            GROUP BY c.bill_id, c.contract_item_id, c.tax_category
+        ) AS d
+        LEFT JOIN (
+            SELECT bill_id, contract_item_id, SUM(amount) AS targets
+            FROM charges
+            WHERE bill_id IS NOT NULL AND amount > 0 AND kind IN ("""
+        + DISCOUNTED
+        + """)
+            GROUP BY bill_id, contract_item_id
+        ) AS i ON i.bill_id = d.bill_id AND i.contract_item_id = d.contract_item_id
+        JOIN (
+            SELECT bill_id, tax_category,
+                   SUM(CASE WHEN kind = 'discount' THEN amount ELSE 0 END) AS discounts,
+                   SUM(CASE WHEN amount > 0 AND kind IN ("""
+        + DISCOUNTED
+        + """) THEN amount ELSE 0 END)
+                       AS targets
+            FROM charges
+            WHERE bill_id IS NOT NULL
+            GROUP BY bill_id, tax_category
+        ) AS k ON k.bill_id = d.bill_id AND k.tax_category = d.tax_category
+        WHERE d.largest > 0
+           OR (d.contract_item_id IS NOT NULL AND COALESCE(i.targets, 0) + d.discounts < 0)
+           OR k.targets + k.discounts < 0
+        ORDER BY d.bill_id, d.contract_item_id, d.tax_category
+        """,
+        amounts=("discounts", "largest", "item_targets", "category_targets", "category_discounts"),
     ),
 )
 

@@ -100,6 +100,7 @@ def test_every_rule_is_named_described_and_reads_its_table():
         "account_balance_matches_ledger",
         "revenue_journal_balanced",
         "credit_notes_within_invoices",
+        "discounts_within_their_targets",
     ]
     for rule in RULES:
         assert rule.description and "{batch}" in rule.sql
@@ -597,3 +598,72 @@ def test_invoice_line_credited_beyond_what_it_billed(billed, tmp_path):
     assert failures(report) == {"credit_notes_within_invoices": 1}
     (row,) = report.result("credit_notes_within_invoices").sample
     assert (row["charge_id"], row["net"], row["corrected"]) == (line_id, net, -(net + D("0.01")))
+
+
+def test_discount_line_positive_or_beyond_its_target(billed, tmp_path):
+    """A's bill: product PRO (item A1) is billed twice, 30.00 + 30.00 (January, February).
+    Its first line turned into a discount of -31.00 (tax -6.20), the 61.00 and 12.20 moved onto
+    another line: the bill still adds up, but the discount takes 31.00 off A1's 30.00 left."""
+    with unit_of_work(billed) as s:
+        lines = s.scalars(select(Charge).where(Charge.bill_id == BILL_A).order_by(Charge.line_no))
+        a1, other = [], None
+        for line in lines:
+            if line.charge_key.startswith("rec:") and line.amount == D("30.00"):
+                a1.append(line)
+            elif other is None and line.kind == ChargeKind.RECURRING:
+                other = line
+        assert len(a1) == 2 and a1[0].contract_item_id == a1[1].contract_item_id and other
+        first, item = a1[0].id, a1[0].contract_item_id
+        s.execute(
+            update(Charge)
+            .where(Charge.id == first)
+            .values(kind=ChargeKind.DISCOUNT, amount=D("-31.00"), tax=D("-6.20"))
+        )
+        s.execute(
+            update(Charge)
+            .where(Charge.id == other.id)
+            .values(amount=Charge.amount + D("61.00"), tax=Charge.tax + D("12.20"))
+        )
+    report = check(billed, tmp_path)
+    assert failures(report) == {"discounts_within_their_targets": 1}
+    (row,) = report.result("discounts_within_their_targets").sample
+    assert (row["bill_id"], row["contract_item_id"], row["tax_category"]) == (
+        BILL_A,
+        item,
+        "standard",
+    )
+    assert (row["discounts"], row["item_targets"]) == (D("-31.00"), D("30.00"))
+
+    # A positive discount line is caught by itself.
+    execute(
+        billed,
+        update(Charge).where(Charge.id == first).values(amount=D("1.00"), tax=D("0.20")),
+        update(Charge)
+        .where(Charge.id == other.id)
+        .values(amount=Charge.amount - D("32.00"), tax=Charge.tax - D("6.40")),
+    )
+    report = check(billed, tmp_path)
+    assert failures(report) == {"discounts_within_their_targets": 1}
+    (row,) = report.result("discounts_within_their_targets").sample
+    assert row["largest"] == D("1.00")
+
+
+def test_bill_discount_beyond_its_tax_category(billed, tmp_path):
+    """B's bill: its first line turned into a bill discount (no item) 0.01 larger than every
+    other positive line of its tax category: the category would go below zero."""
+    with unit_of_work(billed) as s:
+        (line, *rest) = s.scalars(
+            select(Charge).where(Charge.bill_id == BILL_B).order_by(Charge.line_no)
+        )
+        left = sum((c.amount for c in rest if c.amount > 0), D(0))
+        s.execute(
+            update(Charge)
+            .where(Charge.id == line.id)
+            .values(kind=ChargeKind.DISCOUNT, contract_item_id=None, amount=-left - D("0.01"))
+        )
+    report = check(billed, tmp_path)
+    # the bill no longer matches its lines either (the line's amount changed)
+    assert failures(report) == {"bill_totals_match_lines": 1, "discounts_within_their_targets": 1}
+    (row,) = report.result("discounts_within_their_targets").sample
+    assert (row["bill_id"], row["contract_item_id"]) == (BILL_B, None)
+    assert (row["category_targets"], row["category_discounts"]) == (left, -left - D("0.01"))
