@@ -591,7 +591,10 @@ def load_invoices(
                         allowance_code=discount_reason(
                             None if kind is None else str(kind),
                             key,
-                            (None if corrected_kind is None else str(corrected_kind), corrected_key),
+                            (
+                                None if corrected_kind is None else str(corrected_kind),
+                                corrected_key,
+                            ),
                             codes,
                         ),
                     ),
@@ -622,6 +625,11 @@ def load_invoices(
             (sent_on, amount),
             corrects.get(bill.id, ()),
         )
+
+
+def _text(value: Any) -> str | None:
+    """An enum column's value as its text (None stays None)."""
+    return None if value is None else str(value)
 
 
 def invoice_ids(

@@ -55,7 +55,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import islice
 
 from billing.domain import charge_keys
 from billing.domain.commercial import DiscountTerm, TermTarget, UnitTerms
@@ -74,6 +73,29 @@ TARGET_KINDS = frozenset(
 DEFAULT_REASON_CODE = "95"
 """UNTDID 5189 "Discount": a discount's allowance reason code (BT-98) unless it says another
 (``discounts.reason_code``; 100 "Special agreement", 102 "Fixed long term", ...)."""
+
+ALLOWANCE_REASONS = {
+    "41": "Bonus for works ahead of schedule",
+    "42": "Other bonus",
+    "60": "Manufacturer's consumer discount",
+    "62": "Due to military status",
+    "63": "Due to work accident",
+    "64": "Special agreement",
+    "65": "Production error discount",
+    "66": "New outlet discount",
+    "67": "Sample discount",
+    "68": "End-of-range discount",
+    "70": "Incoterm discount",
+    "71": "Point of sales threshold allowance",
+    "88": "Material surcharge/deduction",
+    "95": "Discount",
+    "100": "Special rebate",
+    "102": "Fixed long term",
+    "103": "Temporary",
+    "104": "Standard",
+    "105": "Yearly turnover",
+}
+"""The allowance reason codes EN 16931 takes (its subset of UNTDID 5189, BT-98)."""
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -199,7 +221,7 @@ def _on_targets(
     targets = _open(discount, chosen)
     if not targets:
         return []
-    specs = []
+    specs: list[ChargeSpec] = []
     for target, amount in zip(
         targets, _amounts(discount, [t.remaining for t in targets], currency), strict=True
     ):
@@ -237,7 +259,7 @@ def _on_bill(
     categories = sorted({t.charge.tax_category for t in targets})
     groups = [[t for t in targets if t.charge.tax_category == c] for c in categories]
     bases = [sum((t.remaining for t in group), ZERO) for group in groups]
-    specs = []
+    specs: list[ChargeSpec] = []
     for category, group, amount in zip(
         categories, groups, _amounts(discount, bases, currency), strict=True
     ):

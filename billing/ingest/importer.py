@@ -80,11 +80,11 @@ from billing.store.types import to_storage
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "import.schema.json"
 KINDS = (
     "tax_categories", "tax_rates", "products", "price_plans", "accounts", "bill_units",
-    "contracts", "contract_items", "change_requests", "deferred_actions", "usage",
+    "contracts", "contract_items", "change_requests", "deferred_actions", "discounts", "usage",
 )  # fmt: skip
 RECORD_ARRAYS = frozenset(
     {"tax_categories", "tax_rates", "products", "price_plans", "tiers", "accounts", "contracts",
-     "items", "change_requests", "deferred_actions", "usage"}
+     "items", "change_requests", "deferred_actions", "discounts", "usage"}
 )  # fmt: skip
 """Arrays whose elements are records: an error path names the record, then the field."""
 
@@ -716,6 +716,12 @@ class _Import:
                 self.session.add(DeferredAction(**values))
         self.session.flush()
 
+    def discounts(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Discounts and applied coupons (``billing.ingest.import_discounts``)."""
+        from billing.ingest.import_discounts import import_discounts  # it imports this module
+
+        import_discounts(self, items)
+
     def usage(self, items: Sequence[Mapping[str, Any]], source: str, chunksize: int) -> None:
         """Usage rows, checked and loaded like a CSV usage file (bad rows are rejected)."""
         loader = UsageLoader(self.session, source, self.report.of("usage"))
@@ -1017,7 +1023,7 @@ def _change_values(
 
 SECTIONS = (
     "tax_categories", "tax_rates", "products", "accounts", "contracts", "change_requests",
-    "deferred_actions",
+    "deferred_actions", "discounts",
 )  # fmt: skip
 
 

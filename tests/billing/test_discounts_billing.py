@@ -62,6 +62,11 @@ RAM = {"ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInfo
 
 @pytest.fixture
 def discounted(engine: Engine) -> Engine:
+    return seed_discounted(engine)
+
+
+def seed_discounted(engine: Engine) -> Engine:
+    """Account D and its discounts (the module's docstring) in ``engine``'s store."""
     with unit_of_work(engine) as s:
         b.vat(s, {("standard", "FR"): "0.20", ("reduced", "FR"): "0.055"})
         fib = b.plan(s, "FIB", "recurring", price="30.00", timing="arrears")
