@@ -28,9 +28,17 @@ def seed_command(
         None, "--start", help="Contract start, YYYY-MM-DD (default: first day of last month)."
     ),
     seed: int = typer.Option(42, "--seed", help="Random seed: the same seed gives the same data."),
+    discount_share: float = typer.Option(
+        0.15,  # billing.ingest.synthetic_terms.DEFAULT_SHARE (numpy is loaded only when seeding)
+        "--discount-share",
+        min=0,
+        max=1,
+        help="Share of accounts given discounts (0 to 1).",
+    ),
     database: str | None = DatabaseOption,
 ) -> None:
-    """Seed a synthetic population: catalogue, accounts, bill units, contracts and usage."""
+    """Seed a synthetic population: catalogue, accounts, bill units, contracts, usage and
+    discounts."""
     from billing.ingest import synthetic  # Faker: loaded only when seeding
 
     start_date = parse_date(start, default_today=False) or first_of_previous_month(date.today())
@@ -48,6 +56,7 @@ def seed_command(
             start=start_date,
             seed=seed,
             progress=lambda done: bar.advance(task, done),
+            discount_share=discount_share,
         )
     elapsed = time.perf_counter() - began
     table = Table(title="Seeded")
@@ -61,6 +70,7 @@ def seed_command(
         ("contracts", report.contracts),
         ("contract items", report.contract_items),
         ("usage records", report.usage_records),
+        ("discounts", report.discounts),
     ):
         table.add_row(label, f"{value:,}")
     table.add_row("elapsed seconds", f"{elapsed:.1f}")

@@ -28,6 +28,7 @@ from stdnum.pt import nif
 
 from billing.domain.errors import ConfigurationError
 from billing.domain.periods import first_bill_date
+from billing.ingest import synthetic_terms
 from billing.store.bulk import (
     BulkLoader,
     Column,
@@ -538,6 +539,7 @@ class SeedReport:
     products: int
     price_plans: int
     first_account_id: int | None
+    discounts: int = 0
 
 
 @dataclass
@@ -549,6 +551,7 @@ class _Ids:
     contract: int
     item: int
     usage: int
+    discount: int = 0
 
 
 @dataclass(frozen=True)
@@ -558,12 +561,15 @@ class _Context:
     catalogue: Catalogue
     pools: tuple[Pools, ...]
     next_bill: dict[tuple[int, str], date]
+    discount_share: float = 0.0
 
 
 TABLES = tuple(
     Base.metadata.tables[name]
     for name in ("accounts", "bill_units", "contracts", "contract_items", "usage_records")
 )
+DISCOUNTS_TABLE = Base.metadata.tables["discounts"]
+"""Loaded too when a share of the accounts get discounts (``billing.ingest.synthetic_terms``)."""
 CYCLES = ("monthly", "quarterly", "yearly")
 CYCLE_WEIGHTS = (0.85, 0.10, 0.05)
 
@@ -577,8 +583,10 @@ def seed(
     seed: int = 42,
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    discount_share: float = 0.0,
 ) -> SeedReport:
-    """Seed a population in one transaction: all of it is committed, or none of it."""
+    """Seed a population in one transaction: all of it is committed, or none of it.
+    ``discount_share`` of the accounts get discounts (``billing.ingest.synthetic_terms``)."""
     with engine.begin() as conn:
         return seed_population(
             conn,
@@ -588,6 +596,7 @@ def seed(
             seed=seed,
             progress=progress,
             chunk_size=chunk_size,
+            discount_share=discount_share,
         )
 
 
@@ -600,42 +609,53 @@ def seed_population(
     seed: int = 42,
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    discount_share: float = 0.0,
 ) -> SeedReport:
     """Generate and load the population chunk by chunk on ``conn``; never commits."""
     if accounts < 0 or usage_per_account < 0:
         raise ConfigurationError("accounts and usage per account must not be negative")
+    if not 0 <= discount_share <= 1:
+        raise ConfigurationError("the share of accounts with discounts is between 0 and 1")
     if chunk_size <= 0 or chunk_size % BLOCK:
         raise ConfigurationError(f"chunk size must be a positive multiple of {BLOCK}")
-    lock_for_load(conn, TABLES)
+    tables = (*TABLES, DISCOUNTS_TABLE) if discount_share else TABLES
+    lock_for_load(conn, tables)
     catalogue = ensure_catalogue(conn)
-    ids = _Ids(*(next_id(conn, table) for table in TABLES))
+    ids = _Ids(*(next_id(conn, table) for table in tables))
     context = _Context(
         start=start,
         usage_per_account=usage_per_account,
         catalogue=catalogue,
         pools=country_pools(seed),
         next_bill={(d, c): first_bill_date(start, d, c) for d in range(1, 32) for c in CYCLES},
+        discount_share=discount_share,
     )
     first_account = ids.account if accounts else None
-    counts = dict.fromkeys((t.name for t in TABLES), 0)
-    with checks_after_load(conn, TABLES), BulkLoader(conn) as loader:
+    counts = dict.fromkeys((t.name for t in tables), 0)
+    with checks_after_load(conn, tables), BulkLoader(conn) as loader:
         in_flight = 0
         for first_block, last_block in _chunks(accounts, chunk_size):
             blocks = range(first_block, last_block)
             batches = [
-                _block(np.random.default_rng([seed, b]), context, ids, _block_size(b, accounts))
+                _block(
+                    np.random.default_rng([seed, b]),
+                    context,
+                    ids,
+                    _block_size(b, accounts),
+                    np.random.default_rng([seed, b, synthetic_terms.DISCOUNT_STREAM]),
+                )
                 for b in blocks
             ]
             loader.wait()
             _report(progress, in_flight)
-            for table in TABLES:
+            for table in tables:
                 counts[table.name] += loader.load(
                     table, _concat([batch[table.name] for batch in batches])
                 )
             in_flight = sum(_block_size(b, accounts) for b in blocks)
         loader.wait()
         _report(progress, in_flight)
-    for table in TABLES:
+    for table in tables:
         sync_sequence(conn, table)
     return SeedReport(
         accounts=counts["accounts"],
@@ -643,6 +663,7 @@ def seed_population(
         contracts=counts["contracts"],
         contract_items=counts["contract_items"],
         usage_records=counts["usage_records"],
+        discounts=counts.get("discounts", 0),
         products=len(OFFERS),
         price_plans=len(OFFERS) * len(CURRENCIES),
         first_account_id=first_account,
@@ -678,24 +699,45 @@ def _concat(batches: Sequence[Batch]) -> Batch:
     return out
 
 
-def _block(rng: np.random.Generator, ctx: _Context, ids: _Ids, n: int) -> dict[str, Batch]:
-    """Every row of ``n`` accounts, drawn from one random stream; advances ``ids``."""
+def _block(
+    rng: np.random.Generator,
+    ctx: _Context,
+    ids: _Ids,
+    n: int,
+    terms_rng: np.random.Generator,
+) -> dict[str, Batch]:
+    """Every row of ``n`` accounts, drawn from one random stream (their discounts from
+    ``terms_rng``, so the other rows are the same with or without them); advances ``ids``."""
     people, currency = _accounts(rng, ctx, ids.account, n)
     units = _bill_units(rng, ctx, ids, n)
     contracts, items, metered = _contracts(rng, ctx, ids, currency, n)
     usage = _usage(rng, ctx, ids.usage, *metered)
-    ids.account += n
-    ids.bill_unit += n
-    ids.contract += n
-    ids.item += len(items["id"])
-    ids.usage += len(usage["id"])
-    return {
+    block = {
         "accounts": people,
         "bill_units": units,
         "contracts": contracts,
         "contract_items": items,
         "usage_records": usage,
     }
+    if ctx.discount_share:
+        recurring = np.asarray(items["item_type"]) == ITEM_TYPES[ITEM_RECURRING]
+        block["discounts"] = synthetic_terms.discount_batch(
+            terms_rng,
+            first_id=ids.discount,
+            share=ctx.discount_share,
+            accounts=np.arange(ids.account, ids.account + n, dtype=np.int64),
+            recurring_items=np.asarray(items["id"])[recurring],
+            recurring_plans=np.asarray(items["price_plan_id"])[recurring],
+            fx=[FX[CURRENCIES[c]] for c in currency.tolist()],
+            start=ctx.start,
+        )
+        ids.discount += len(block["discounts"]["id"])
+    ids.account += n
+    ids.bill_unit += n
+    ids.contract += n
+    ids.item += len(items["id"])
+    ids.usage += len(usage["id"])
+    return block
 
 
 def _pick(rng: np.random.Generator, weights: Sequence[float], n: int) -> np.ndarray:
