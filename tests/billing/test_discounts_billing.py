@@ -268,3 +268,63 @@ def test_a_credit_note_by_hand_reverses_the_discount_lines_it_names(discounted: 
         with pytest.raises(CreditNoteError, match="line 5 of invoice .* nothing left"):
             issue_credit_note(s, invoice_no=bill_no, lines={5: None}, reason="x", as_of=FEB)
     cii_of(discounted, issued.bill_no)
+
+
+# --- the CII of hand-made invoices: allowances of both signs, every VAT category kind -------
+
+
+def hand_made(type_code: str, sign: int) -> etree._Element:
+    """Fibre 30.00 (20 %) and its 3.00 discount, a book 20.00 (5.5 %) and its 2.00 discount,
+    a cancellation credit of 60.00: as a bill day credit note (381, amounts stated negated,
+    ``sign`` -1) the discounts become negative allowances."""
+    from dataclasses import replace
+
+    from tests.billing.test_documents import invoice, line
+
+    lines = (
+        line(1, "30.00", "6.00", desc="Fibre"),
+        line(2, "20.00", "1.10", rate="0.055", desc="Book"),
+        line(3, "-60.00", "-12.00", desc="Cancellation credit"),
+        replace(line(4, "-3.00", "-0.60", desc="Loyalty"), allowance_code="95"),
+        replace(line(5, "-2.00", "-0.11", rate="0.055", desc="Welcome"), allowance_code="100"),
+    )
+    stated = tuple(
+        replace(li, net=sign * li.net, tax=sign * li.tax, gross=sign * li.gross,
+                unit_price=sign * li.unit_price)
+        for li in lines
+    )  # fmt: skip
+    value = invoice(
+        lines=stated,
+        net=sum((li.net for li in stated), D(0)),
+        tax=sum((li.tax for li in stated), D(0)),
+        gross=sum((li.gross for li in stated), D(0)),
+        type_code=type_code,
+    )
+    xml = cii_bytes(value, DEFAULT_SELLER)
+    validate_cii_xsd(xml)
+    assert validate_cii_schematron(xml) == []
+    return etree.fromstring(xml)
+
+
+def test_a_bill_day_credit_note_states_its_discounts_as_negative_allowances() -> None:
+    # stored: fees 50.00, credit -60.00, discounts -5.00: -15.00, a credit note. Stated
+    # negated: lines -30 - 20 + 60 = 10.00 (BT-106), allowances -5.00 (BT-107, the discounts
+    # add to the credit), BT-109 = 10.00 - (-5.00) = 15.00.
+    tree = hand_made("381", -1)
+    assert [a[:2] for a in allowances(tree)] == [("-3.00", "95"), ("-2.00", "100")]
+    assert header_totals(tree)[:3] == [
+        ("LineTotalAmount", "10.00"),
+        ("AllowanceTotalAmount", "-5.00"),
+        ("TaxBasisTotalAmount", "15.00"),
+    ]
+
+
+def test_an_invoice_with_discounts_and_a_credit_line() -> None:
+    # the same lines as stored: BT-106 = 50.00 - 60.00 = -10.00, BT-107 5.00, BT-109 -15.00
+    tree = hand_made("380", 1)
+    assert [a[0] for a in allowances(tree)] == ["3.00", "2.00"]
+    assert header_totals(tree)[:3] == [
+        ("LineTotalAmount", "-10.00"),
+        ("AllowanceTotalAmount", "5.00"),
+        ("TaxBasisTotalAmount", "-15.00"),
+    ]
