@@ -29,6 +29,8 @@ from billing.store.usage import PRICED_QUANTITY
 SUITE_PREFIX = "post_billing"
 CYCLE_BILLS = like_kind(KeyKind.CYCLE_BILL)  # cyc:%, a constant: no user text in the SQL
 DISCOUNTED = ", ".join(f"'{kind}'" for kind in sorted(TARGET_KINDS))  # constants too
+THRESHOLD_CHARGES = like_kind(KeyKind.THRESHOLD)  # thr:%, likewise
+CYCLE_USAGE = like_kind(KeyKind.USAGE)  # use:%
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,45 @@ RULES: tuple[Rule, ...] = (
         ORDER BY c.id
         """,
         amounts=("quantity", "usage_quantity"),
+    ),
+    Rule(
+        "threshold_charges_billed",
+        "charges",
+        "Usage billed early past an account's usage threshold is billed: no threshold charge "
+        "('thr:...') due before as_of is left off a bill (billing.ops.thresholds).",
+        """
+        SELECT id AS charge_id, charge_key, bill_unit_id, bill_on, status
+        FROM {batch}
+        WHERE charge_key LIKE '"""
+        + THRESHOLD_CHARGES
+        + """'
+          AND bill_id IS NULL AND status <> 'cancelled' AND bill_on < {as_of}
+        ORDER BY id
+        """,
+    ),
+    Rule(
+        "threshold_charges_within_cycle_total",
+        "charges",
+        "A cycle's threshold charges never bill more than the cycle's usage costs: the cycle "
+        "usage charge that follows them (the price of the cycle's total less what they billed) "
+        "is not negative, where that is exact: a plan whose price never falls as the quantity "
+        "grows (not volume) and an item whose price never changed (no price override).",
+        """
+        SELECT c.id AS charge_id, c.charge_key, c.amount, SUM(t.amount) AS threshold_billed
+        FROM {batch} AS c
+        JOIN contract_items AS i ON i.id = c.contract_item_id
+        JOIN price_plans AS p ON p.id = i.price_plan_id
+        JOIN charges AS t ON t.contract_item_id = c.contract_item_id
+            AND t.charge_key LIKE 'thr:' || substr(c.charge_key, 5) || ':%'
+        WHERE c.charge_key LIKE '"""
+        + CYCLE_USAGE
+        + """'
+          AND c.amount < 0 AND p.model <> 'volume' AND i.price_override IS NULL
+          AND t.status <> 'cancelled'
+        GROUP BY c.id, c.charge_key, c.amount
+        ORDER BY c.id
+        """,
+        amounts=("amount", "threshold_billed"),
     ),
     Rule(
         "account_balance_matches_ledger",

@@ -18,6 +18,9 @@ kind                 key                                        written by
 ``use``  USAGE       ``use:{item id}:{bill date}``              rating at billing
 ``uti``  UTI         ``uti:{item id}:{process now}``            UTI (a date *and time*)
 ``lat``  LATE_USAGE  ``lat:{item id}:{cycle bill date}:{bill}``  late usage of a billed cycle
+``thr``  THRESHOLD   ``thr:{item id}:{cycle bill date}:{now}``  usage billed early, past the
+                                                                account's threshold, by the
+                                                                UTI run of Process Now ``now``
 ``dsc``  DISCOUNT    ``dsc:{discount id}:{cycle start}:{n}``    the n-th line a discount adds
                                                                 to a cycle bill (from 1)
 ``min``  COMMITMENT  ``min:{commitment id}:{cycle start}``      a commitment's shortfall
@@ -59,6 +62,7 @@ class KeyKind(enum.StrEnum):
     USAGE = "use"
     UTI = "uti"
     LATE_USAGE = "lat"
+    THRESHOLD = "thr"
     DISCOUNT = "dsc"
     COMMITMENT = "min"
     CYCLE_BILL = "cyc"
@@ -89,6 +93,7 @@ CHARGE_KINDS = DATED_CHARGES | {
     KeyKind.UTI,
     KeyKind.CREDIT_LINE,
     KeyKind.LATE_USAGE,
+    KeyKind.THRESHOLD,
     KeyKind.DISCOUNT,
 }
 BILL_KINDS = frozenset({KeyKind.CYCLE_BILL, KeyKind.IMMEDIATE_BILL, KeyKind.CREDIT_NOTE})
@@ -109,6 +114,8 @@ class Key:
     number: int | None = None
     billed_on: date | None = None
     """A late usage key's second date: the bill that takes the late usage."""
+    at: datetime | None = None
+    """A threshold key's Process Now: the UTI run that billed the usage early."""
 
     @property
     def text(self) -> str:
@@ -216,6 +223,25 @@ def like_rated(kind: KeyKind, on: date) -> str:
     return f"{head}%{tail}"
 
 
+def threshold(item_id: int, cycle_bill_date: date, process_now: datetime) -> str:
+    """An item's usage billed early by the UTI run of ``process_now`` because its account's
+    unbilled usage passed the account's threshold, in the cycle that closes on
+    ``cycle_bill_date`` (``billing.domain.thresholds``)."""
+    head = _dated(KeyKind.THRESHOLD, item_id, cycle_bill_date)
+    return f"{head}{SEPARATOR}{process_now.isoformat()}"
+
+
+def like_threshold_of_cycle(cycle_bill_date: date) -> str:
+    """A SQL ``LIKE`` pattern matching the threshold keys of every item for the cycle that
+    closes on ``cycle_bill_date`` (a Process Now always holds a ``T``, never a whole date)."""
+    return f"{_HEAD[KeyKind.THRESHOLD]}%{SEPARATOR}{cycle_bill_date.isoformat()}{SEPARATOR}%"
+
+
+def like_threshold_at(process_now: datetime) -> str:
+    """A SQL ``LIKE`` pattern matching the threshold keys the UTI run of ``process_now`` wrote."""
+    return f"{_HEAD[KeyKind.THRESHOLD]}%{SEPARATOR}{process_now.isoformat()}"
+
+
 def discount(discount_id: int, cycle_start: date, number: int) -> str:
     """The ``number``-th line (from 1) the discount adds to the bill of the cycle from
     ``cycle_start`` (one per target line, or per VAT category of a bill discount)."""
@@ -306,6 +332,10 @@ def format_key(key: Key) -> str:
         if key.billed_on is None:
             raise ValueError("a 'lat' key needs the date of the bill that takes it")
         return late_usage(_int(owner), on, key.billed_on)
+    if kind is KeyKind.THRESHOLD:
+        if key.at is None:
+            raise ValueError("a 'thr' key needs the Process Now of the run that wrote it")
+        return threshold(_int(owner), on, key.at)
     return _dated(kind, _int(owner), on)
 
 
@@ -349,6 +379,9 @@ def _parse_body(kind: KeyKind, body: str) -> Key:
     if kind is KeyKind.LATE_USAGE:
         day, _, billed = rest.partition(SEPARATOR)
         return Key(kind, int(owner), date.fromisoformat(day), billed_on=date.fromisoformat(billed))
+    if kind is KeyKind.THRESHOLD:
+        day, _, moment = rest.partition(SEPARATOR)
+        return Key(kind, int(owner), date.fromisoformat(day), at=datetime.fromisoformat(moment))
     return Key(kind, int(owner), date.fromisoformat(rest))
 
 

@@ -829,8 +829,20 @@ def _account_values(record: _Record, series: set[str]) -> dict[str, Any]:
         "iban": _iban(record),
         "mandate_date": record.day("mandate_date"),
         "created_on": record.day("created_on"),
+        "usage_threshold": _usage_threshold(record),
     }
     return values | _bill_unit_values(record, series)
+
+
+def _usage_threshold(record: _Record) -> Decimal | None:
+    """Progressive billing's amount (``billing.domain.thresholds``): positive, or None."""
+    threshold = record.amount("usage_threshold")
+    if threshold is not None and threshold <= 0:
+        raise record.fail(
+            f"{threshold} is not a positive amount (leave it out, or null, for no threshold)",
+            "usage_threshold",
+        )
+    return threshold
 
 
 def _customer_type(data: Mapping[str, Any]) -> CustomerType:

@@ -712,6 +712,7 @@ def _block(
     units = _bill_units(rng, ctx, ids, n)
     contracts, items, metered = _contracts(rng, ctx, ids, currency, n)
     usage = _usage(rng, ctx, ids.usage, *metered)
+    people["usage_threshold"] = _usage_thresholds(rng, n)  # drawn last: the rest stays as it was
     block = {
         "accounts": people,
         "bill_units": units,
@@ -738,6 +739,21 @@ def _block(
     ids.item += len(items["id"])
     ids.usage += len(usage["id"])
     return block
+
+
+THRESHOLD_SHARE = 0.2
+THRESHOLDS = (Decimal("1.00"), Decimal("2.00"), Decimal("5.00"))
+THRESHOLD_WEIGHTS = (0.5, 0.3, 0.2)
+
+
+def _usage_thresholds(rng: np.random.Generator, n: int) -> list[Decimal | None]:
+    """Progressive billing (``billing.domain.thresholds``): a share of the accounts bill their
+    usage early past a few units of their currency, which a few days of the seeded usage pass
+    (every account has a usage item). Drawn after every other column of the block, so adding
+    them changed none of the others."""
+    has = (rng.random(n) < THRESHOLD_SHARE).tolist()
+    which = _pick(rng, THRESHOLD_WEIGHTS, n).tolist()
+    return [THRESHOLDS[w] if h else None for h, w in zip(has, which, strict=True)]
 
 
 def _pick(rng: np.random.Generator, weights: Sequence[float], n: int) -> np.ndarray:
