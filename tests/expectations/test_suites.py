@@ -100,6 +100,8 @@ def test_every_rule_is_named_described_and_reads_its_table():
         "account_balance_matches_ledger",
         "revenue_journal_balanced",
         "credit_notes_within_invoices",
+        "commitment_shortfalls_positive_once",
+        "no_fee_during_trial",
     ]
     for rule in RULES:
         assert rule.description and "{batch}" in rule.sql
