@@ -81,6 +81,7 @@ def main() -> None:
                 usage_per_account=USAGE_PER_ACCOUNT,
                 start=start,
                 progress=lambda n: bar.advance(task, n),
+                terms=True,
             )
         console.print(table(f"seeded (contracts from {start})", seeded.__dict__))
     engine.dispose()

@@ -28,6 +28,11 @@ def seed_command(
         None, "--start", help="Contract start, YYYY-MM-DD (default: first day of last month)."
     ),
     seed: int = typer.Option(42, "--seed", help="Random seed: the same seed gives the same data."),
+    terms: bool = typer.Option(
+        True,
+        "--terms/--no-terms",
+        help="Give a share of the accounts minimum commitments and of the items free trials.",
+    ),
     database: str | None = DatabaseOption,
 ) -> None:
     """Seed a synthetic population: catalogue, accounts, bill units, contracts and usage."""
@@ -48,6 +53,7 @@ def seed_command(
             start=start_date,
             seed=seed,
             progress=lambda done: bar.advance(task, done),
+            terms=terms,
         )
     elapsed = time.perf_counter() - began
     table = Table(title="Seeded")
@@ -61,6 +67,11 @@ def seed_command(
         ("contracts", report.contracts),
         ("contract items", report.contract_items),
         ("usage records", report.usage_records),
+        *(
+            (("commitments", report.commitments), ("items in trial", report.trial_items))
+            if terms
+            else ()
+        ),
     ):
         table.add_row(label, f"{value:,}")
     table.add_row("elapsed seconds", f"{elapsed:.1f}")

@@ -28,6 +28,7 @@ from stdnum.pt import nif
 
 from billing.domain.errors import ConfigurationError
 from billing.domain.periods import first_bill_date
+from billing.ingest.synthetic_terms import draw_terms
 from billing.store.bulk import (
     BulkLoader,
     Column,
@@ -538,6 +539,8 @@ class SeedReport:
     products: int
     price_plans: int
     first_account_id: int | None
+    commitments: int = 0
+    trial_items: int = 0
 
 
 @dataclass
@@ -549,6 +552,7 @@ class _Ids:
     contract: int
     item: int
     usage: int
+    commitment: int
 
 
 @dataclass(frozen=True)
@@ -558,11 +562,20 @@ class _Context:
     catalogue: Catalogue
     pools: tuple[Pools, ...]
     next_bill: dict[tuple[int, str], date]
+    terms: bool = False
+    """Commercial terms too: commitments and trials (``billing.ingest.synthetic_terms``)."""
 
 
 TABLES = tuple(
     Base.metadata.tables[name]
-    for name in ("accounts", "bill_units", "contracts", "contract_items", "usage_records")
+    for name in (
+        "accounts",
+        "bill_units",
+        "contracts",
+        "contract_items",
+        "usage_records",
+        "commitments",
+    )
 )
 CYCLES = ("monthly", "quarterly", "yearly")
 CYCLE_WEIGHTS = (0.85, 0.10, 0.05)
@@ -577,8 +590,10 @@ def seed(
     seed: int = 42,
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    terms: bool = False,
 ) -> SeedReport:
-    """Seed a population in one transaction: all of it is committed, or none of it."""
+    """Seed a population in one transaction: all of it is committed, or none of it.
+    ``terms``: give a share of the accounts commitments and of the recurring items trials."""
     with engine.begin() as conn:
         return seed_population(
             conn,
@@ -588,6 +603,7 @@ def seed(
             seed=seed,
             progress=progress,
             chunk_size=chunk_size,
+            terms=terms,
         )
 
 
@@ -600,6 +616,7 @@ def seed_population(
     seed: int = 42,
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    terms: bool = False,
 ) -> SeedReport:
     """Generate and load the population chunk by chunk on ``conn``; never commits."""
     if accounts < 0 or usage_per_account < 0:
@@ -615,9 +632,11 @@ def seed_population(
         catalogue=catalogue,
         pools=country_pools(seed),
         next_bill={(d, c): first_bill_date(start, d, c) for d in range(1, 32) for c in CYCLES},
+        terms=terms,
     )
     first_account = ids.account if accounts else None
     counts = dict.fromkeys((t.name for t in TABLES), 0)
+    trials = 0
     with checks_after_load(conn, TABLES), BulkLoader(conn) as loader:
         in_flight = 0
         for first_block, last_block in _chunks(accounts, chunk_size):
@@ -632,6 +651,10 @@ def seed_population(
                 counts[table.name] += loader.load(
                     table, _concat([batch[table.name] for batch in batches])
                 )
+            trials += sum(
+                sum(d is not None for d in batch["contract_items"].get("trial_end_date", ()))
+                for batch in batches
+            )
             in_flight = sum(_block_size(b, accounts) for b in blocks)
         loader.wait()
         _report(progress, in_flight)
@@ -646,6 +669,8 @@ def seed_population(
         products=len(OFFERS),
         price_plans=len(OFFERS) * len(CURRENCIES),
         first_account_id=first_account,
+        commitments=counts["commitments"],
+        trial_items=trials,
     )
 
 
@@ -684,17 +709,26 @@ def _block(rng: np.random.Generator, ctx: _Context, ids: _Ids, n: int) -> dict[s
     units = _bill_units(rng, ctx, ids, n)
     contracts, items, metered = _contracts(rng, ctx, ids, currency, n)
     usage = _usage(rng, ctx, ids.usage, *metered)
+    commitments: Batch = {"id": np.zeros(0, dtype=np.int64)}
+    if ctx.terms:  # drawn last: the rows above are the same with or without terms
+        codes = [CURRENCIES[c] for c in currency.tolist()]
+        trial_ends, commitments = draw_terms(
+            rng, ctx.start, ids.commitment, contracts, items, codes, FX
+        )
+        items["trial_end_date"] = trial_ends
     ids.account += n
     ids.bill_unit += n
     ids.contract += n
     ids.item += len(items["id"])
     ids.usage += len(usage["id"])
+    ids.commitment += len(commitments["id"])
     return {
         "accounts": people,
         "bill_units": units,
         "contracts": contracts,
         "contract_items": items,
         "usage_records": usage,
+        "commitments": commitments,
     }
 
 
