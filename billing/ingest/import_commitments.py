@@ -155,5 +155,4 @@ def export_commitments(session: Session) -> list[dict[str, Any]]:
 
 def _text(amount: Decimal) -> str:
     """An amount as the import reads it: a decimal string without trailing zeros."""
-    text = format(amount.normalize(), "f")
-    return text
+    return format(amount.normalize(), "f")
