@@ -381,6 +381,53 @@ RULES: tuple[Rule, ...] = (
         """,
         amounts=("discounts", "largest", "item_targets", "category_targets", "category_discounts"),
     ),
+    Rule(
+        "commitment_shortfalls_positive_once",
+        "charges",
+        "A minimum commitment's shortfall line is never negative, and a cycle bill has at most "
+        "one per commitment (its key 'min:{commitment}:{cycle start}' names both).",
+        """
+        SELECT c.id AS charge_id, c.charge_key, c.bill_id, c.amount, 'negative' AS problem
+        FROM {batch} AS c
+        WHERE c.kind = 'commitment' AND c.amount < 0
+        UNION ALL
+        SELECT MIN(c.id) AS charge_id, MIN(c.charge_key) AS charge_key, c.bill_id,
+               SUM(c.amount) AS amount, 'more than one on a cycle bill' AS problem
+        FROM {batch} AS c
+        JOIN bills AS b ON b.id = c.bill_id
+        WHERE c.kind = 'commitment' AND b.bill_key LIKE '"""
+        + CYCLE_BILLS
+        + """'
+        GROUP BY c.bill_id, SUBSTR(c.charge_key, 1, LENGTH(c.charge_key) - 11)
+        HAVING COUNT(*) > 1
+        ORDER BY charge_id
+        """,
+        amounts=("amount",),
+    ),
+    Rule(
+        "no_fee_during_trial",
+        "charges",
+        "No recurring fee charges a positive amount for a period that lies entirely before its "
+        "item's trial end, once the corrections naming it (a trial extended after the fee was "
+        "charged) are counted.",
+        """
+        SELECT c.id AS charge_id, c.charge_key, c.contract_item_id, c.period_start,
+               c.period_end, i.trial_end_date, c.amount, COALESCE(k.corrected, 0) AS corrected
+        FROM {batch} AS c
+        JOIN contract_items AS i ON i.id = c.contract_item_id
+        LEFT JOIN (
+            SELECT corrects_charge_id, SUM(amount) AS corrected
+            FROM charges
+            WHERE corrects_charge_id IS NOT NULL AND status <> 'cancelled'
+            GROUP BY corrects_charge_id
+        ) AS k ON k.corrects_charge_id = c.id
+        WHERE c.kind = 'recurring' AND c.status IN ('calculated', 'open', 'closed')
+          AND i.trial_end_date IS NOT NULL AND c.period_end <= i.trial_end_date
+          AND c.amount + COALESCE(k.corrected, 0) > 0
+        ORDER BY c.id
+        """,
+        amounts=("amount", "corrected"),
+    ),
 )
 
 

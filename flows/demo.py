@@ -83,6 +83,7 @@ def main() -> None:
                 start=start,
                 progress=lambda n: bar.advance(task, n),
                 discount_share=DEMO_DISCOUNT_SHARE,
+                terms=True,
             )
         console.print(table(f"seeded (contracts from {start})", seeded.__dict__))
     engine.dispose()

@@ -35,6 +35,11 @@ def seed_command(
         max=1,
         help="Share of accounts given discounts (0 to 1).",
     ),
+    terms: bool = typer.Option(
+        True,
+        "--terms/--no-terms",
+        help="Give a share of the accounts minimum commitments and of the items free trials.",
+    ),
     database: str | None = DatabaseOption,
 ) -> None:
     """Seed a synthetic population: catalogue, accounts, bill units, contracts, usage and
@@ -57,6 +62,7 @@ def seed_command(
             seed=seed,
             progress=lambda done: bar.advance(task, done),
             discount_share=discount_share,
+            terms=terms,
         )
     elapsed = time.perf_counter() - began
     table = Table(title="Seeded")
@@ -71,6 +77,11 @@ def seed_command(
         ("contract items", report.contract_items),
         ("usage records", report.usage_records),
         ("discounts", report.discounts),
+        *(
+            (("commitments", report.commitments), ("items in trial", report.trial_items))
+            if terms
+            else ()
+        ),
     ):
         table.add_row(label, f"{value:,}")
     table.add_row("elapsed seconds", f"{elapsed:.1f}")

@@ -24,6 +24,9 @@ kind                 key                                        written by
 ``dsc``  DISCOUNT    ``dsc:{discount id}:{cycle start}:{n}``    the n-th line a discount adds
                                                                 to a cycle bill (from 1)
 ``min``  COMMITMENT  ``min:{commitment id}:{cycle start}``      a commitment's shortfall
+``trl``  TRIAL       ``trl:{item id}:{cycle start}:{n}``        the n-th correction (from 1)
+                                                                of a cycle's fee after the
+                                                                item's trial end moved
 ``cyc``  CYCLE_BILL  ``cyc:{unit id}:{bill date}``              a cycle's bill
 ``imm``  IMMEDIATE   ``imm:{unit id}:{bill date}:{charge id}``  a bill of immediate charges
 ``crn``  CREDIT_NOTE ``crn:{invoice bill id}:{n}``              the n-th credit note issued
@@ -65,6 +68,7 @@ class KeyKind(enum.StrEnum):
     THRESHOLD = "thr"
     DISCOUNT = "dsc"
     COMMITMENT = "min"
+    TRIAL = "trl"
     CYCLE_BILL = "cyc"
     IMMEDIATE_BILL = "imm"
     CREDIT_NOTE = "crn"
@@ -95,6 +99,7 @@ CHARGE_KINDS = DATED_CHARGES | {
     KeyKind.LATE_USAGE,
     KeyKind.THRESHOLD,
     KeyKind.DISCOUNT,
+    KeyKind.TRIAL,
 }
 BILL_KINDS = frozenset({KeyKind.CYCLE_BILL, KeyKind.IMMEDIATE_BILL, KeyKind.CREDIT_NOTE})
 NUMBERED = frozenset({KeyKind.CREDIT_NOTE, KeyKind.CREDIT_LINE})
@@ -253,6 +258,18 @@ def commitment(commitment_id: int, cycle_start: date) -> str:
     return _dated(KeyKind.COMMITMENT, commitment_id, cycle_start)
 
 
+def trial(item_id: int, cycle_start: date, number: int) -> str:
+    """The ``number``-th correction (from 1) of an item's fee for the cycle from
+    ``cycle_start`` after its trial end moved (``billing.domain.trials``): each move of the
+    trial end adds one, so moving it back and forth never meets a key already taken."""
+    return f"{_dated(KeyKind.TRIAL, item_id, cycle_start)}{SEPARATOR}{number}"
+
+
+def like_trial(item_id: int) -> str:
+    """A SQL ``LIKE`` pattern matching every trial correction key of an item."""
+    return f"{_HEAD[KeyKind.TRIAL]}{item_id}{SEPARATOR}%"
+
+
 def cycle_bill(unit_id: int, bill_date: date) -> str:
     """The bill that closes a bill unit's cycle on ``bill_date``."""
     return _dated(KeyKind.CYCLE_BILL, unit_id, bill_date)
@@ -328,6 +345,8 @@ def format_key(key: Key) -> str:
         return immediate_bill(_int(owner), on, _int(number))
     if kind is KeyKind.DISCOUNT:
         return discount(_int(owner), on, _int(number))
+    if kind is KeyKind.TRIAL:
+        return trial(_int(owner), on, _int(number))
     if kind is KeyKind.LATE_USAGE:
         if key.billed_on is None:
             raise ValueError("a 'lat' key needs the date of the bill that takes it")
@@ -373,7 +392,7 @@ def _parse_body(kind: KeyKind, body: str) -> Key:
     owner, _, rest = body.partition(SEPARATOR)
     if kind is KeyKind.UTI:
         return Key(kind, int(owner), datetime.fromisoformat(rest))
-    if kind in (KeyKind.IMMEDIATE_BILL, KeyKind.DISCOUNT):
+    if kind in (KeyKind.IMMEDIATE_BILL, KeyKind.DISCOUNT, KeyKind.TRIAL):
         day, _, number = rest.partition(SEPARATOR)
         return Key(kind, int(owner), date.fromisoformat(day), int(number))
     if kind is KeyKind.LATE_USAGE:

@@ -51,6 +51,7 @@ from billing.domain.vat import (
     class_problems,
     rate_problem,
 )
+from billing.ingest.import_commitments import trial_end_problem
 from billing.ingest.importer_csv import (
     DEFAULT_CHUNKSIZE,
     IN_BATCH,
@@ -80,11 +81,12 @@ from billing.store.types import to_storage
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "import.schema.json"
 KINDS = (
     "tax_categories", "tax_rates", "products", "price_plans", "accounts", "bill_units",
-    "contracts", "contract_items", "change_requests", "deferred_actions", "discounts", "usage",
+    "contracts", "contract_items", "change_requests", "deferred_actions", "discounts",
+    "commitments", "usage",
 )  # fmt: skip
 RECORD_ARRAYS = frozenset(
     {"tax_categories", "tax_rates", "products", "price_plans", "tiers", "accounts", "contracts",
-     "items", "change_requests", "deferred_actions", "discounts", "usage"}
+     "items", "change_requests", "deferred_actions", "discounts", "commitments", "usage"}
 )  # fmt: skip
 """Arrays whose elements are records: an error path names the record, then the field."""
 
@@ -452,6 +454,7 @@ _FIELD_OF_COLUMN = {
     "account_id": "account",
     "price_plan_id": "price_plan",
     "contract_item_id": "item",
+    "contract_id": "contract",
     "new_price_plan_id": "new_price_plan",
     "bill_unit.series_code": "bill_unit.series",
 }
@@ -722,6 +725,12 @@ class _Import:
 
         import_discounts(self, items)
 
+    def commitments(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Minimum commitments (``billing.ingest.import_commitments``)."""
+        from billing.ingest.import_commitments import import_commitments
+
+        import_commitments(self, items)
+
     def usage(self, items: Sequence[Mapping[str, Any]], source: str, chunksize: int) -> None:
         """Usage rows, checked and loaded like a CSV usage file (bad rows are rejected)."""
         loader = UsageLoader(self.session, source, self.report.of("usage"))
@@ -944,8 +953,12 @@ def _item_values(
         "price_override": record.amount("price_override"),
         "start_date": record.day("start_date"),
         "end_date": record.day("end_date"),
+        "trial_end_date": record.day("trial_end_date"),
     }
     _check_order(record, values["start_date"], values["end_date"])
+    problem = trial_end_problem(record.data, values["start_date"], values["end_date"])
+    if problem:
+        raise record.fail(problem, "trial_end_date")
     if "quantity" in record.data:
         values["quantity"] = record.amount("quantity")
     return values
@@ -1035,7 +1048,7 @@ def _change_values(
 
 SECTIONS = (
     "tax_categories", "tax_rates", "products", "accounts", "contracts", "change_requests",
-    "deferred_actions", "discounts",
+    "deferred_actions", "discounts", "commitments",
 )  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from stdnum.pt import nif
 from billing.domain.errors import ConfigurationError
 from billing.domain.periods import first_bill_date
 from billing.ingest import synthetic_terms
+from billing.ingest.synthetic_commitments import draw_terms
 from billing.store.bulk import (
     BulkLoader,
     Column,
@@ -540,6 +541,8 @@ class SeedReport:
     price_plans: int
     first_account_id: int | None
     discounts: int = 0
+    commitments: int = 0
+    trial_items: int = 0
 
 
 @dataclass
@@ -552,6 +555,7 @@ class _Ids:
     item: int
     usage: int
     discount: int = 0
+    commitment: int = 0
 
 
 @dataclass(frozen=True)
@@ -562,6 +566,8 @@ class _Context:
     pools: tuple[Pools, ...]
     next_bill: dict[tuple[int, str], date]
     discount_share: float = 0.0
+    terms: bool = False
+    """Commitments and trials too (``billing.ingest.synthetic_commitments``)."""
 
 
 TABLES = tuple(
@@ -570,6 +576,8 @@ TABLES = tuple(
 )
 DISCOUNTS_TABLE = Base.metadata.tables["discounts"]
 """Loaded too when a share of the accounts get discounts (``billing.ingest.synthetic_terms``)."""
+COMMITMENTS_TABLE = Base.metadata.tables["commitments"]
+"""Loaded too with ``terms`` (``billing.ingest.synthetic_commitments``)."""
 CYCLES = ("monthly", "quarterly", "yearly")
 CYCLE_WEIGHTS = (0.85, 0.10, 0.05)
 
@@ -584,9 +592,12 @@ def seed(
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     discount_share: float = 0.0,
+    terms: bool = False,
 ) -> SeedReport:
     """Seed a population in one transaction: all of it is committed, or none of it.
-    ``discount_share`` of the accounts get discounts (``billing.ingest.synthetic_terms``)."""
+    ``discount_share`` of the accounts get discounts (``billing.ingest.synthetic_terms``);
+    ``terms``: a share of the accounts get commitments and of the recurring items trials
+    (``billing.ingest.synthetic_commitments``)."""
     with engine.begin() as conn:
         return seed_population(
             conn,
@@ -597,6 +608,7 @@ def seed(
             progress=progress,
             chunk_size=chunk_size,
             discount_share=discount_share,
+            terms=terms,
         )
 
 
@@ -610,6 +622,7 @@ def seed_population(
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     discount_share: float = 0.0,
+    terms: bool = False,
 ) -> SeedReport:
     """Generate and load the population chunk by chunk on ``conn``; never commits."""
     if accounts < 0 or usage_per_account < 0:
@@ -618,10 +631,18 @@ def seed_population(
         raise ConfigurationError("the share of accounts with discounts is between 0 and 1")
     if chunk_size <= 0 or chunk_size % BLOCK:
         raise ConfigurationError(f"chunk size must be a positive multiple of {BLOCK}")
-    tables = (*TABLES, DISCOUNTS_TABLE) if discount_share else TABLES
+    tables = (
+        *TABLES,
+        *((DISCOUNTS_TABLE,) if discount_share else ()),
+        *((COMMITMENTS_TABLE,) if terms else ()),
+    )
     lock_for_load(conn, tables)
     catalogue = ensure_catalogue(conn)
-    ids = _Ids(*(next_id(conn, table) for table in tables))
+    ids = _Ids(*(next_id(conn, table) for table in TABLES))
+    if discount_share:
+        ids.discount = next_id(conn, DISCOUNTS_TABLE)
+    if terms:
+        ids.commitment = next_id(conn, COMMITMENTS_TABLE)
     context = _Context(
         start=start,
         usage_per_account=usage_per_account,
@@ -629,9 +650,11 @@ def seed_population(
         pools=country_pools(seed),
         next_bill={(d, c): first_bill_date(start, d, c) for d in range(1, 32) for c in CYCLES},
         discount_share=discount_share,
+        terms=terms,
     )
     first_account = ids.account if accounts else None
     counts = dict.fromkeys((t.name for t in tables), 0)
+    trials = 0
     with checks_after_load(conn, tables), BulkLoader(conn) as loader:
         in_flight = 0
         for first_block, last_block in _chunks(accounts, chunk_size):
@@ -652,6 +675,10 @@ def seed_population(
                 counts[table.name] += loader.load(
                     table, _concat([batch[table.name] for batch in batches])
                 )
+            trials += sum(
+                sum(d is not None for d in batch["contract_items"].get("trial_end_date", ()))
+                for batch in batches
+            )
             in_flight = sum(_block_size(b, accounts) for b in blocks)
         loader.wait()
         _report(progress, in_flight)
@@ -664,6 +691,8 @@ def seed_population(
         contract_items=counts["contract_items"],
         usage_records=counts["usage_records"],
         discounts=counts.get("discounts", 0),
+        commitments=counts.get("commitments", 0),
+        trial_items=trials,
         products=len(OFFERS),
         price_plans=len(OFFERS) * len(CURRENCIES),
         first_account_id=first_account,
@@ -733,6 +762,14 @@ def _block(
             start=ctx.start,
         )
         ids.discount += len(block["discounts"]["id"])
+    if ctx.terms:  # drawn last: the rows above are the same with or without terms
+        codes = [CURRENCIES[c] for c in currency.tolist()]
+        trial_ends, commitments = draw_terms(
+            rng, ctx.start, ids.commitment, contracts, items, codes, FX
+        )
+        items["trial_end_date"] = trial_ends
+        block["commitments"] = commitments
+        ids.commitment += len(commitments["id"])
     ids.account += n
     ids.bill_unit += n
     ids.contract += n

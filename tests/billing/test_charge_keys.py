@@ -36,6 +36,7 @@ TODAY = [
     ),
     (ck.discount(5, D1, 2), "dsc:5:2027-02-01:2", Key(KeyKind.DISCOUNT, 5, D1, 2)),
     (ck.commitment(3, D1), "min:3:2027-02-01", Key(KeyKind.COMMITMENT, 3, D1)),
+    (ck.trial(7, D1, 2), "trl:7:2027-02-01:2", Key(KeyKind.TRIAL, 7, D1, 2)),
     (
         ck.late_usage(7, date(2026, 12, 1), D1),
         "lat:7:2026-12-01:2027-02-01",
@@ -118,6 +119,7 @@ def test_rated_usage_keys_in_sql_are_the_same_as_in_python():
 
 def test_like_patterns_and_prefixes():
     assert ck.like_kind(KeyKind.CYCLE_BILL) == "cyc:%"
+    assert ck.like_trial(7) == "trl:7:%"
     assert ck.like_kind(KeyKind.PLANNED) == "ren:%"
     assert ck.prefix(KeyKind.RECURRING) == "rec:"
 
@@ -145,6 +147,7 @@ def test_a_forecast_is_the_twin_of_its_recurring_fee():
         "card:5",
         "crn:12",
         "crl:x:1",
+        "trl:7:2027-02-01",
         "uti:7:not-a-time",
         "thr:7:2027-02-01",
         "thr:7:2027-02-01:2027-01-12",  # a date without its time is not a Process Now

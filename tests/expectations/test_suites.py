@@ -106,6 +106,8 @@ def test_every_rule_is_named_described_and_reads_its_table():
         "revenue_journal_balanced",
         "credit_notes_within_invoices",
         "discounts_within_their_targets",
+        "commitment_shortfalls_positive_once",
+        "no_fee_during_trial",
     ]
     for rule in RULES:
         assert rule.description and "{batch}" in rule.sql
