@@ -54,7 +54,8 @@ def export_terms(
     ),
     database: str | None = DatabaseOption,
 ) -> None:
-    """Commercial terms (discounts) as JSON in the import format: `billing import` reads it."""
+    """Commercial terms (discounts, commitments, usage thresholds, trials) as JSON in the import
+    format: `billing import` reads it."""
     from billing.ingest.export_terms import terms_document
 
     with unit_of_work(engine_for(database, read_only=True)) as session:

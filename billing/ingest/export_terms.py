@@ -18,6 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from billing.domain.enums import DiscountScope
+from billing.ingest.import_commitments import export_commitments
+from billing.ingest.import_term_fields import export_trials
+from billing.ingest.thresholds import export_thresholds
 from billing.store.models import Account, ContractItem, PricePlan
 from billing.store.models_terms import Discount
 
@@ -74,6 +77,9 @@ def export_discounts(session: Session) -> list[Record]:
 
 SECTIONS: dict[str, Callable[[Session], list[Record]]] = {
     "discounts": export_discounts,
+    "commitments": export_commitments,
+    "usage_thresholds": export_thresholds,
+    "trials": export_trials,
 }
 """Each section of the terms document and the function that exports it."""
 

@@ -82,11 +82,12 @@ SCHEMA_PATH = Path(__file__).parent / "schemas" / "import.schema.json"
 KINDS = (
     "tax_categories", "tax_rates", "products", "price_plans", "accounts", "bill_units",
     "contracts", "contract_items", "change_requests", "deferred_actions", "discounts",
-    "commitments", "usage",
+    "commitments", "usage_thresholds", "trials", "usage",
 )  # fmt: skip
 RECORD_ARRAYS = frozenset(
     {"tax_categories", "tax_rates", "products", "price_plans", "tiers", "accounts", "contracts",
-     "items", "change_requests", "deferred_actions", "discounts", "commitments", "usage"}
+     "items", "change_requests", "deferred_actions", "discounts", "commitments",
+     "usage_thresholds", "trials", "usage"}
 )  # fmt: skip
 """Arrays whose elements are records: an error path names the record, then the field."""
 
@@ -731,6 +732,18 @@ class _Import:
 
         import_commitments(self, items)
 
+    def usage_thresholds(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Usage thresholds of stored accounts (``billing.ingest.import_term_fields``)."""
+        from billing.ingest.import_term_fields import import_usage_thresholds
+
+        import_usage_thresholds(self, items)
+
+    def trials(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Trial ends of stored items (``billing.ingest.import_term_fields``)."""
+        from billing.ingest.import_term_fields import import_trials
+
+        import_trials(self, items)
+
     def usage(self, items: Sequence[Mapping[str, Any]], source: str, chunksize: int) -> None:
         """Usage rows, checked and loaded like a CSV usage file (bad rows are rejected)."""
         loader = UsageLoader(self.session, source, self.report.of("usage"))
@@ -1048,7 +1061,7 @@ def _change_values(
 
 SECTIONS = (
     "tax_categories", "tax_rates", "products", "accounts", "contracts", "change_requests",
-    "deferred_actions", "discounts", "commitments",
+    "deferred_actions", "discounts", "commitments", "usage_thresholds", "trials",
 )  # fmt: skip
 
 
