@@ -23,10 +23,14 @@ import great_expectations as gx
 from great_expectations.expectations import UnexpectedRowsExpectation
 
 from billing.domain.charge_keys import KeyKind, like_kind
+from billing.domain.discounts import TARGET_KINDS
 from billing.store.usage import PRICED_QUANTITY
 
 SUITE_PREFIX = "post_billing"
 CYCLE_BILLS = like_kind(KeyKind.CYCLE_BILL)  # cyc:%, a constant: no user text in the SQL
+DISCOUNTED = ", ".join(f"'{kind}'" for kind in sorted(TARGET_KINDS))  # constants too
+THRESHOLD_CHARGES = like_kind(KeyKind.THRESHOLD)  # thr:%, likewise
+CYCLE_USAGE = like_kind(KeyKind.USAGE)  # use:%
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,45 @@ RULES: tuple[Rule, ...] = (
         amounts=("quantity", "usage_quantity"),
     ),
     Rule(
+        "threshold_charges_billed",
+        "charges",
+        "Usage billed early past an account's usage threshold is billed: no threshold charge "
+        "('thr:...') due before as_of is left off a bill (billing.ops.thresholds).",
+        """
+        SELECT id AS charge_id, charge_key, bill_unit_id, bill_on, status
+        FROM {batch}
+        WHERE charge_key LIKE '"""
+        + THRESHOLD_CHARGES
+        + """'
+          AND bill_id IS NULL AND status <> 'cancelled' AND bill_on < {as_of}
+        ORDER BY id
+        """,
+    ),
+    Rule(
+        "threshold_charges_within_cycle_total",
+        "charges",
+        "A cycle's threshold charges never bill more than the cycle's usage costs: the cycle "
+        "usage charge that follows them (the price of the cycle's total less what they billed) "
+        "is not negative, where that is exact: a plan whose price never falls as the quantity "
+        "grows (not volume) and an item whose price never changed (no price override).",
+        """
+        SELECT c.id AS charge_id, c.charge_key, c.amount, SUM(t.amount) AS threshold_billed
+        FROM {batch} AS c
+        JOIN contract_items AS i ON i.id = c.contract_item_id
+        JOIN price_plans AS p ON p.id = i.price_plan_id
+        JOIN charges AS t ON t.contract_item_id = c.contract_item_id
+            AND t.charge_key LIKE 'thr:' || substr(c.charge_key, 5) || ':%'
+        WHERE c.charge_key LIKE '"""
+        + CYCLE_USAGE
+        + """'
+          AND c.amount < 0 AND p.model <> 'volume' AND i.price_override IS NULL
+          AND t.status <> 'cancelled'
+        GROUP BY c.id, c.charge_key, c.amount
+        ORDER BY c.id
+        """,
+        amounts=("amount", "threshold_billed"),
+    ),
+    Rule(
         "account_balance_matches_ledger",
         "accounts",
         "An account's balance is invoiced (bills' gross) - settled payments + settled refunds "
@@ -300,6 +343,97 @@ RULES: tuple[Rule, ...] = (
         ORDER BY l.id
         """,
         amounts=("net", "corrected"),
+    ),
+    Rule(
+        "discounts_within_their_targets",
+        "charges",
+        "No discount makes a line negative: every discount line is negative or zero, an item's "
+        "discount lines on a bill never exceed its positive lines there, and a bill's discount "
+        "lines of a tax category never exceed its positive lines of that category "
+        "(billing.domain.discounts).",
+        """
+        SELECT d.bill_id, d.contract_item_id, d.tax_category, d.discounts, d.largest,
+               COALESCE(i.targets, 0) AS item_targets,
+               k.targets AS category_targets, k.discounts AS category_discounts
+        FROM (
+            SELECT c.bill_id, c.contract_item_id, c.tax_category,
+                   SUM(c.amount) AS discounts, MAX(c.amount) AS largest
+            FROM {batch} AS c
+            WHERE c.kind = 'discount' AND c.bill_id IS NOT NULL
+            GROUP BY c.bill_id, c.contract_item_id, c.tax_category
+        ) AS d
+        LEFT JOIN (
+            SELECT bill_id, contract_item_id, SUM(amount) AS targets
+            FROM charges
+            WHERE bill_id IS NOT NULL AND amount > 0 AND kind IN ("""
+        + DISCOUNTED
+        + """)
+            GROUP BY bill_id, contract_item_id
+        ) AS i ON i.bill_id = d.bill_id AND i.contract_item_id = d.contract_item_id
+        JOIN (
+            SELECT bill_id, tax_category,
+                   SUM(CASE WHEN kind = 'discount' THEN amount ELSE 0 END) AS discounts,
+                   SUM(CASE WHEN amount > 0 AND kind IN ("""
+        + DISCOUNTED
+        + """) THEN amount ELSE 0 END)
+                       AS targets
+            FROM charges
+            WHERE bill_id IS NOT NULL
+            GROUP BY bill_id, tax_category
+        ) AS k ON k.bill_id = d.bill_id AND k.tax_category = d.tax_category
+        WHERE d.largest > 0
+           OR (d.contract_item_id IS NOT NULL AND COALESCE(i.targets, 0) + d.discounts < 0)
+           OR k.targets + k.discounts < 0
+        ORDER BY d.bill_id, d.contract_item_id, d.tax_category
+        """,
+        amounts=("discounts", "largest", "item_targets", "category_targets", "category_discounts"),
+    ),
+    Rule(
+        "commitment_shortfalls_positive_once",
+        "charges",
+        "A minimum commitment's shortfall line is never negative, and a cycle bill has at most "
+        "one per commitment (its key 'min:{commitment}:{cycle start}' names both).",
+        """
+        SELECT c.id AS charge_id, c.charge_key, c.bill_id, c.amount, 'negative' AS problem
+        FROM {batch} AS c
+        WHERE c.kind = 'commitment' AND c.amount < 0
+        UNION ALL
+        SELECT MIN(c.id) AS charge_id, MIN(c.charge_key) AS charge_key, c.bill_id,
+               SUM(c.amount) AS amount, 'more than one on a cycle bill' AS problem
+        FROM {batch} AS c
+        JOIN bills AS b ON b.id = c.bill_id
+        WHERE c.kind = 'commitment' AND b.bill_key LIKE '"""
+        + CYCLE_BILLS
+        + """'
+        GROUP BY c.bill_id, SUBSTR(c.charge_key, 1, LENGTH(c.charge_key) - 11)
+        HAVING COUNT(*) > 1
+        ORDER BY charge_id
+        """,
+        amounts=("amount",),
+    ),
+    Rule(
+        "no_fee_during_trial",
+        "charges",
+        "No recurring fee charges a positive amount for a period that lies entirely before its "
+        "item's trial end, once the corrections naming it (a trial extended after the fee was "
+        "charged) are counted.",
+        """
+        SELECT c.id AS charge_id, c.charge_key, c.contract_item_id, c.period_start,
+               c.period_end, i.trial_end_date, c.amount, COALESCE(k.corrected, 0) AS corrected
+        FROM {batch} AS c
+        JOIN contract_items AS i ON i.id = c.contract_item_id
+        LEFT JOIN (
+            SELECT corrects_charge_id, SUM(amount) AS corrected
+            FROM charges
+            WHERE corrects_charge_id IS NOT NULL AND status <> 'cancelled'
+            GROUP BY corrects_charge_id
+        ) AS k ON k.corrects_charge_id = c.id
+        WHERE c.kind = 'recurring' AND c.status IN ('calculated', 'open', 'closed')
+          AND i.trial_end_date IS NOT NULL AND c.period_end <= i.trial_end_date
+          AND c.amount + COALESCE(k.corrected, 0) > 0
+        ORDER BY c.id
+        """,
+        amounts=("amount", "corrected"),
     ),
     Rule(
         "bill_paid_within_gross",

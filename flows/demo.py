@@ -22,6 +22,7 @@ from sqlalchemy import make_url
 
 from billing.ingest.importer import import_file
 from billing.ingest.synthetic import seed, seeded_accounts
+from billing.ingest.synthetic_terms import DEFAULT_SHARE as DEMO_DISCOUNT_SHARE
 from billing.store.db import database_url, make_engine, unit_of_work
 from billing.store.migrate import upgrade
 from blocks.register import absolute_sqlite
@@ -81,6 +82,9 @@ def main() -> None:
                 usage_per_account=USAGE_PER_ACCOUNT,
                 start=start,
                 progress=lambda n: bar.advance(task, n),
+                discount_share=DEMO_DISCOUNT_SHARE,
+                terms=True,
+                wallets=True,
             )
         console.print(table(f"seeded (contracts from {start})", seeded.__dict__))
     engine.dispose()

@@ -2,7 +2,8 @@
 
 The job (``billing.jobs.uti_schedule_generator``) collects the pending usage of UTI items
 stamped before *Process Now* (Pending -> Collected) into ``calculated``, immediate Invoicing
-Schedule lines, batch by batch; the Billing daemon then invoices them. See billing/ops/uti.py
+Schedule lines, batch by batch, and bills early the usage of accounts past their usage
+threshold; the Billing daemon then invoices them. See billing/ops/uti.py
 and docs/daemons.md. This flow is its thin adapter: parameters in, the job run by
 ``PrefectRunner``, artifacts out; the run fails naming the accounts that failed.
 """
@@ -79,6 +80,11 @@ def _report(process_now: datetime, result: UtiResult) -> dict[str, Any]:
     measures.add("usage collected", result.collected)
     measures.add("IS lines calculated", result.charges)
     measures.add("late usage held", result.held)
+    measures.add("accounts over usage threshold", result.threshold_accounts)
+    measures.add("threshold IS lines calculated", result.threshold_charges)
+    measures.add("threshold usage collected", result.threshold_records)
+    for currency, amount in sorted(result.threshold_amounts.items()):
+        measures.money(f"threshold usage {currency}", amount, currency)
     measures.add("failed", len(result.failed))
     for account, why in sorted(result.failed.items()):
         measures.add(f"failed account {account}", why)

@@ -12,6 +12,7 @@ from billing.cli import (  # noqa: F401
     shadow_cmd,
     show_cmd,
     status_cmd,
+    trial_cmd,
     wallet_cmd,
 )
 from billing.cli.app import app

@@ -1,7 +1,8 @@
-"""``billing export``: invoices as JSON or CSV."""
+"""``billing export``: invoices as JSON or CSV; commercial terms as JSON (the import format)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -44,3 +45,29 @@ def export_invoices(
             with out:
                 count = writer(session, out, accounts=refs)
     err_console.print(f"exported {count} invoices")
+
+
+@export_app.command("terms")
+def export_terms(
+    out: Path = typer.Option(
+        None, "--out", "--output", "-o", help="File to write (default stdout)."
+    ),
+    database: str | None = DatabaseOption,
+) -> None:
+    """Commercial terms (discounts, commitments, usage thresholds, trials) as JSON in the import
+    format: `billing import` reads it."""
+    from billing.ingest.export_terms import terms_document
+
+    with unit_of_work(engine_for(database, read_only=True)) as session:
+        document = terms_document(session)
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as error:
+            fail(escape(f"{out}: cannot write: {error.strerror}"))
+            return
+    counts = ", ".join(f"{len(records)} {name}" for name, records in document.items())
+    err_console.print(f"exported {counts}")

@@ -28,9 +28,27 @@ def seed_command(
         None, "--start", help="Contract start, YYYY-MM-DD (default: first day of last month)."
     ),
     seed: int = typer.Option(42, "--seed", help="Random seed: the same seed gives the same data."),
+    discount_share: float = typer.Option(
+        0.15,  # billing.ingest.synthetic_terms.DEFAULT_SHARE (numpy is loaded only when seeding)
+        "--discount-share",
+        min=0,
+        max=1,
+        help="Share of accounts given discounts (0 to 1).",
+    ),
+    terms: bool = typer.Option(
+        True,
+        "--terms/--no-terms",
+        help="Give a share of the accounts minimum commitments and of the items free trials.",
+    ),
+    wallets: bool = typer.Option(
+        True,
+        "--wallets/--no-wallets",
+        help="Give a share of the accounts prepaid credits (some expiring, some topping up).",
+    ),
     database: str | None = DatabaseOption,
 ) -> None:
-    """Seed a synthetic population: catalogue, accounts, bill units, contracts and usage."""
+    """Seed a synthetic population: catalogue, accounts, bill units, contracts, usage and
+    discounts."""
     from billing.ingest import synthetic  # Faker: loaded only when seeding
 
     start_date = parse_date(start, default_today=False) or first_of_previous_month(date.today())
@@ -48,6 +66,9 @@ def seed_command(
             start=start_date,
             seed=seed,
             progress=lambda done: bar.advance(task, done),
+            discount_share=discount_share,
+            terms=terms,
+            wallets=wallets,
         )
     elapsed = time.perf_counter() - began
     table = Table(title="Seeded")
@@ -61,6 +82,17 @@ def seed_command(
         ("contracts", report.contracts),
         ("contract items", report.contract_items),
         ("usage records", report.usage_records),
+        ("discounts", report.discounts),
+        *(
+            (("commitments", report.commitments), ("items in trial", report.trial_items))
+            if terms
+            else ()
+        ),
+        *(
+            (("wallets", report.wallets), ("wallet grants", report.wallet_grants))
+            if wallets
+            else ()
+        ),
     ):
         table.add_row(label, f"{value:,}")
     table.add_row("elapsed seconds", f"{elapsed:.1f}")

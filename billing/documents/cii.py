@@ -4,6 +4,14 @@ Built with lxml and embedded into the PDF (Factur-X / ZUGFeRD). Periods in the e
 half-open ``[start, end)``; EN 16931 periods are inclusive, so the last day is ``end - 1``.
 The VAT breakdown (BG-23) sums the lines' rounded taxes, exactly as the bill does; see
 docs/documents.md for how that meets BR-S-09 / BR-CO-14.
+
+A discount line (``Line.is_allowance``) is no invoice line (BG-25) but a document-level
+allowance (BG-20): its amount (BT-92, what it takes off, so positive on an invoice), its text
+(BT-97), its reason code (BT-98) and the VAT category and rate of what it reduces (BT-95,
+BT-96). The totals are then BT-106 the sum of the invoice lines, BT-107 the sum of the
+allowances and BT-109 = BT-106 - BT-107, the bill's net; each category's base in the breakdown
+(BT-116) is its lines less its allowances (BR-S-08), its tax still the sum of every line's
+rounded tax, the allowances' included.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from billing.documents.legal import exemption_text
 from billing.documents.model import Invoice, Line
 from billing.documents.seller import Seller
 from billing.domain.credit_notes import INVOICE
-from billing.domain.money import LINE_ROUNDING, exact_product, quantize_money
+from billing.domain.money import LINE_ROUNDING, exact_product, exact_sum, quantize_money
 from billing.domain.pricing import UNIT_PRICE_PLACES
 from billing.domain.tax import TaxLine, tax_summary
 from billing.domain.vat import VatCategory
@@ -149,6 +157,20 @@ def _line(parent: etree._Element, line: Line, currency: str) -> None:
     _el(summation, "ram:LineTotalAmount", _amount(line.net, currency))
 
 
+def _allowance(parent: etree._Element, line: Line, currency: str) -> None:
+    """A discount line as a document-level allowance (BG-20), in the XSD's element order."""
+    allowance = _el(parent, "ram:SpecifiedTradeAllowanceCharge")
+    _el(_el(allowance, "ram:ChargeIndicator"), "udt:Indicator", "false")
+    _el(allowance, "ram:ActualAmount", _amount(-line.net, currency))  # BT-92
+    _el(allowance, "ram:ReasonCode", line.allowance_code or "")  # BT-98
+    _el(allowance, "ram:Reason", line.description)  # BT-97
+    tax = _el(allowance, "ram:CategoryTradeTax")
+    _el(tax, "ram:TypeCode", "VAT")
+    _el(tax, "ram:CategoryCode", line.vat.value)  # BT-95
+    if line.vat != VatCategory.OUTSIDE_SCOPE:  # BR-O-06: an O allowance has no VAT rate
+        _el(tax, "ram:RateApplicablePercent", _percent(line.tax_rate))  # BT-96
+
+
 def tax_breakdown(invoice: Invoice) -> list[tuple[str, Decimal, Decimal, Decimal]]:
     """(category, rate, base, tax) per VAT category and rate, from the lines' rounded taxes."""
     rows = tax_summary(
@@ -210,7 +232,9 @@ def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
         _el(_el(document, "ram:IncludedNote"), "ram:Content", invoice.note)
 
     transaction = _el(root, "rsm:SupplyChainTradeTransaction")
-    for line in invoice.lines:
+    items = [line for line in invoice.lines if not line.is_allowance]
+    allowances = [line for line in invoice.lines if line.is_allowance]
+    for line in items:
         _line(transaction, line, cur)
 
     agreement = _el(transaction, "ram:ApplicableHeaderTradeAgreement")
@@ -280,6 +304,8 @@ def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
     period = _el(settlement, "ram:BillingSpecifiedPeriod")  # BG-14: as the PDF header prints it
     _date(period, "ram:StartDateTime", invoice.lines_span[0])
     _date(period, "ram:EndDateTime", inclusive_end(*invoice.lines_span))
+    for line in allowances:  # BG-20, after BG-14 and before the payment terms
+        _allowance(settlement, line, cur)
     terms = _el(settlement, "ram:SpecifiedTradePaymentTerms")
     if credit_note:
         _el(terms, "ram:Description", f.text("credit_note_terms"))  # BT-20
@@ -289,8 +315,11 @@ def build_cii(invoice: Invoice, seller: Seller) -> etree._Element:
     if direct_debit and payment.mandate_ref:
         _el(terms, "ram:DirectDebitMandateID", payment.mandate_ref)
     totals = _el(settlement, "ram:SpecifiedTradeSettlementHeaderMonetarySummation")
-    _el(totals, "ram:LineTotalAmount", _amount(invoice.net, cur))
-    _el(totals, "ram:TaxBasisTotalAmount", _amount(invoice.net, cur))
+    _el(totals, "ram:LineTotalAmount", _amount(exact_sum(line.net for line in items), cur))
+    if allowances:  # BT-107
+        total = exact_sum(-line.net for line in allowances)
+        _el(totals, "ram:AllowanceTotalAmount", _amount(total, cur))
+    _el(totals, "ram:TaxBasisTotalAmount", _amount(invoice.net, cur))  # BT-106 - BT-107
     _el(totals, "ram:TaxTotalAmount", _amount(invoice.tax, cur), currencyID=cur)
     _el(totals, "ram:GrandTotalAmount", _amount(invoice.gross, cur))
     _el(totals, "ram:DuePayableAmount", _amount(invoice.gross, cur))

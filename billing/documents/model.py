@@ -25,6 +25,7 @@ from billing.documents.formatting import Formatter
 from billing.domain.charge_keys import KeyKind, parse_key
 from billing.domain.credit_notes import CREDIT_NOTE, INVOICE
 from billing.domain.direct_debit import DEFAULT_LEAD_DAYS, collection_date
+from billing.domain.discounts import DEFAULT_REASON_CODE
 from billing.domain.enums import ChargeKind
 from billing.domain.errors import BillingError
 from billing.domain.periods import Period, add_cycles, cycle_months
@@ -49,6 +50,7 @@ from billing.store.models import (
     billed_line,
 )
 from billing.store.models import Payment as PaymentRow
+from billing.store.models_terms import Discount
 
 _SUFFIX = re.compile(
     r"^(?P<name>.*) \((?P<what>cancelled|changed|renewed) (?P<on>\d{4}-\d{2}-\d{2})\)$"
@@ -146,6 +148,15 @@ class Line:
     """An exempt (E) line's legal basis, from its tax class (BT-120)."""
     exemption_code: str | None = None
     """An exempt (E) line's VATEX code, from its tax class (BT-121)."""
+    allowance_code: str | None = None
+    """A discount line (``billing.domain.discounts``), or a credit note's line that reverses
+    one: the UNTDID 5189 reason code (BT-98) of the document-level allowance (BG-20) the CII
+    states it as; None: an invoice line (BG-25)."""
+
+    @property
+    def is_allowance(self) -> bool:
+        """Whether the CII states this line as a document-level allowance (a discount)."""
+        return self.allowance_code is not None
 
     @property
     def vat(self) -> VatCategory:
@@ -181,6 +192,40 @@ class LinePricing:
     item_quantity: Decimal | None = None
     next_bill_date: date | None = None
     """The bill unit's next bill date: anchors its cycle grid (``schedule.CycleGrid``)."""
+    allowance_code: str | None = None
+    """The allowance reason code of a discount line (``discount_reason``)."""
+
+
+def discount_reason(
+    kind: str | None,
+    charge_key: str | None,
+    corrected: tuple[str | None, str | None],
+    codes: Mapping[int, str],
+) -> str | None:
+    """The UNTDID 5189 reason code (BT-98) of a discount line, or of a line that corrects one
+    (a credit note's line reversing a discount): the discount's ``reason_code``, named by the
+    ``dsc:{discount id}:...`` key; ``codes`` holds the codes other than the default. None for
+    any other line."""
+    if kind != ChargeKind.DISCOUNT:
+        kind, charge_key = corrected
+        if kind != ChargeKind.DISCOUNT:
+            return None
+    try:
+        key = parse_key(charge_key or "")
+    except ValueError:
+        return DEFAULT_REASON_CODE
+    if key.kind is not KeyKind.DISCOUNT or not isinstance(key.owner, int):
+        return DEFAULT_REASON_CODE
+    return codes.get(key.owner, DEFAULT_REASON_CODE)
+
+
+def discount_reason_codes(session: Session) -> dict[int, str]:
+    """The discounts whose reason code is not the default (95, "discount"), by id: the few a
+    document must look up."""
+    query = select(Discount.id, Discount.reason_code).where(
+        Discount.reason_code != DEFAULT_REASON_CODE
+    )
+    return {discount_id: code for discount_id, code in session.execute(query)}
 
 
 def _credit_printed(line: BilledLine, pricing: LinePricing, currency: str) -> PrintedLine | None:
@@ -420,6 +465,7 @@ def _invoice(
                 vat_category=line.vat_category,
                 exemption_code=exemption[0],
                 exemption_reason=exemption[1],
+                allowance_code=pricing.allowance_code,
             )
             for line, product, pricing, exemption in lines
         ),
@@ -472,6 +518,7 @@ def load_invoices(
     ``numbered=False`` also takes unnumbered bills (their ``bill_no`` is ""): only an invoice
     preview wants those (``billing.ops.preview``), never an issued document.
     """
+    corrected = aliased(Charge)  # a credit note's line reversing a discount is an allowance
     debit = (  # the bill's latest direct debit, as sent
         select(PaymentRow.collect_on)
         .where(
@@ -500,6 +547,8 @@ def load_invoices(
             BillUnit.next_bill_date,
             TaxCategory.exemption_code,
             TaxCategory.exemption_reason,
+            corrected.kind,
+            corrected.charge_key,
             *LINE_COLUMNS,
         )
         .join(Account, Account.id == Bill.account_id)
@@ -509,6 +558,7 @@ def load_invoices(
         .outerjoin(PricePlan, PricePlan.id == ContractItem.price_plan_id)
         .outerjoin(Product, Product.id == PricePlan.product_id)
         .outerjoin(TaxCategory, TaxCategory.code == Charge.tax_category)
+        .outerjoin(corrected, corrected.id == Charge.corrects_charge_id)
         .order_by(Bill.series_code, Bill.number, Bill.id, Charge.line_no)
     )
     if numbered:
@@ -517,6 +567,7 @@ def load_invoices(
         query = query.where(Bill.id.in_(list(bill_ids)))
     plans = {plan_id: info.plan for plan_id, info in load_plans(session).items()}
     corrects = preceding_invoices(session, bill_ids)
+    codes = discount_reason_codes(session)
     rows = session.execute(query.execution_options(yield_per=chunk))
     for (bill, account, sent_on, amount), group in groupby(
         rows, key=lambda r: (r[0], r[1], r[4], r[5])
@@ -537,6 +588,15 @@ def load_invoices(
                         cycle=None if cycle is None else str(cycle),
                         item_quantity=item_quantity,
                         next_bill_date=next_bill,
+                        allowance_code=discount_reason(
+                            None if kind is None else str(kind),
+                            key,
+                            (
+                                None if corrected_kind is None else str(corrected_kind),
+                                corrected_key,
+                            ),
+                            codes,
+                        ),
                     ),
                     (exemption_code, exemption_reason),
                 )
@@ -557,12 +617,19 @@ def load_invoices(
                     next_bill,
                     exemption_code,
                     exemption_reason,
+                    corrected_kind,
+                    corrected_key,
                     *line,
                 ) in group
             ),
             (sent_on, amount),
             corrects.get(bill.id, ()),
         )
+
+
+def _text(value: Any) -> str | None:
+    """An enum column's value as its text (None stays None)."""
+    return None if value is None else str(value)
 
 
 def invoice_ids(

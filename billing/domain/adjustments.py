@@ -44,14 +44,18 @@ def change_adjustments(
     for fee in charged:
         cycle = next(grid.cycles_from(fee.period_start))
         covered.add(cycle.start)
-        rest = Period(max(effective, fee.period_start), fee.period_end)
+        # A trial extended into the fee's period after it was charged leaves only its tail paid.
+        start = max(effective, fee.period_start, old.trial_end or fee.period_start)
+        if start >= fee.period_end:
+            continue
+        rest = Period(start, fee.period_end)
         difference = (
             cycle_fee(new, grid, cycle, rest).amount - cycle_fee(old, grid, cycle, rest).amount
         )
         key = charge_keys.change(request_id, cycle.start)
         specs.append(adjustment(new, key, rest, effective, difference, ids.get(fee.charge_key)))
     cycle = next(grid.cycles_from(effective))
-    active = old.active(cycle)
+    active = old.paid(cycle)
     to_come = since is None or cycle.end > since
     if cycle.start not in covered and to_come and active and active.start < effective:
         head = Period(active.start, effective)

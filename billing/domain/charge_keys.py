@@ -18,9 +18,15 @@ kind                 key                                        written by
 ``use``  USAGE       ``use:{item id}:{bill date}``              rating at billing
 ``uti``  UTI         ``uti:{item id}:{process now}``            UTI (a date *and time*)
 ``lat``  LATE_USAGE  ``lat:{item id}:{cycle bill date}:{bill}``  late usage of a billed cycle
+``thr``  THRESHOLD   ``thr:{item id}:{cycle bill date}:{now}``  usage billed early, past the
+                                                                account's threshold, by the
+                                                                UTI run of Process Now ``now``
 ``dsc``  DISCOUNT    ``dsc:{discount id}:{cycle start}:{n}``    the n-th line a discount adds
                                                                 to a cycle bill (from 1)
 ``min``  COMMITMENT  ``min:{commitment id}:{cycle start}``      a commitment's shortfall
+``trl``  TRIAL       ``trl:{item id}:{cycle start}:{n}``        the n-th correction (from 1)
+                                                                of a cycle's fee after the
+                                                                item's trial end moved
 ``cyc``  CYCLE_BILL  ``cyc:{unit id}:{bill date}``              a cycle's bill
 ``imm``  IMMEDIATE   ``imm:{unit id}:{bill date}:{charge id}``  a bill of immediate charges
 ``crn``  CREDIT_NOTE ``crn:{invoice bill id}:{n}``              the n-th credit note issued
@@ -41,7 +47,8 @@ kind                 key                                        written by
 ``rf``   REFUND      ``rf:{account ref}:{number}``              refunds
 ===================  =========================================  ===========================
 
-The last four are ``wallet_entries.entry_key`` (billing/ops/wallets.py): a ``{reference}`` is
+``gnt``, ``lot``, ``spd`` and ``exp`` are ``wallet_entries.entry_key`` (billing/ops/wallets.py);
+``top``, ``buy`` and ``pb`` sell prepaid credits. A ``{reference}`` is
 the caller's idempotency key of a grant or a purchase (``billing wallet grant --key``, an import's
 ``grants[].key``), 1 to 64 characters without control characters; it may hold ``:``.
 
@@ -72,8 +79,10 @@ class KeyKind(enum.StrEnum):
     USAGE = "use"
     UTI = "uti"
     LATE_USAGE = "lat"
+    THRESHOLD = "thr"
     DISCOUNT = "dsc"
     COMMITMENT = "min"
+    TRIAL = "trl"
     CYCLE_BILL = "cyc"
     IMMEDIATE_BILL = "imm"
     CREDIT_NOTE = "crn"
@@ -109,7 +118,9 @@ CHARGE_KINDS = DATED_CHARGES | {
     KeyKind.UTI,
     KeyKind.CREDIT_LINE,
     KeyKind.LATE_USAGE,
+    KeyKind.THRESHOLD,
     KeyKind.DISCOUNT,
+    KeyKind.TRIAL,
     KeyKind.TOPUP,
     KeyKind.PURCHASE,
 }
@@ -140,6 +151,8 @@ class Key:
     number: int | None = None
     billed_on: date | None = None
     """A late usage key's second date: the bill that takes the late usage."""
+    at: datetime | None = None
+    """A threshold key's Process Now: the UTI run that billed the usage early."""
     reference: str | None = None
     """A grant's or a purchase's reference: the caller's key."""
 
@@ -249,6 +262,25 @@ def like_rated(kind: KeyKind, on: date) -> str:
     return f"{head}%{tail}"
 
 
+def threshold(item_id: int, cycle_bill_date: date, process_now: datetime) -> str:
+    """An item's usage billed early by the UTI run of ``process_now`` because its account's
+    unbilled usage passed the account's threshold, in the cycle that closes on
+    ``cycle_bill_date`` (``billing.domain.thresholds``)."""
+    head = _dated(KeyKind.THRESHOLD, item_id, cycle_bill_date)
+    return f"{head}{SEPARATOR}{process_now.isoformat()}"
+
+
+def like_threshold_of_cycle(cycle_bill_date: date) -> str:
+    """A SQL ``LIKE`` pattern matching the threshold keys of every item for the cycle that
+    closes on ``cycle_bill_date`` (a Process Now always holds a ``T``, never a whole date)."""
+    return f"{_HEAD[KeyKind.THRESHOLD]}%{SEPARATOR}{cycle_bill_date.isoformat()}{SEPARATOR}%"
+
+
+def like_threshold_at(process_now: datetime) -> str:
+    """A SQL ``LIKE`` pattern matching the threshold keys the UTI run of ``process_now`` wrote."""
+    return f"{_HEAD[KeyKind.THRESHOLD]}%{SEPARATOR}{process_now.isoformat()}"
+
+
 def discount(discount_id: int, cycle_start: date, number: int) -> str:
     """The ``number``-th line (from 1) the discount adds to the bill of the cycle from
     ``cycle_start`` (one per target line, or per VAT category of a bill discount)."""
@@ -258,6 +290,18 @@ def discount(discount_id: int, cycle_start: date, number: int) -> str:
 def commitment(commitment_id: int, cycle_start: date) -> str:
     """The shortfall of a minimum commitment in the cycle from ``cycle_start``."""
     return _dated(KeyKind.COMMITMENT, commitment_id, cycle_start)
+
+
+def trial(item_id: int, cycle_start: date, number: int) -> str:
+    """The ``number``-th correction (from 1) of an item's fee for the cycle from
+    ``cycle_start`` after its trial end moved (``billing.domain.trials``): each move of the
+    trial end adds one, so moving it back and forth never meets a key already taken."""
+    return f"{_dated(KeyKind.TRIAL, item_id, cycle_start)}{SEPARATOR}{number}"
+
+
+def like_trial(item_id: int) -> str:
+    """A SQL ``LIKE`` pattern matching every trial correction key of an item."""
+    return f"{_HEAD[KeyKind.TRIAL]}{item_id}{SEPARATOR}%"
 
 
 def cycle_bill(unit_id: int, bill_date: date) -> str:
@@ -406,10 +450,16 @@ def format_key(key: Key) -> str:
         return immediate_bill(_int(owner), on, _int(number))
     if kind is KeyKind.DISCOUNT:
         return discount(_int(owner), on, _int(number))
+    if kind is KeyKind.TRIAL:
+        return trial(_int(owner), on, _int(number))
     if kind is KeyKind.LATE_USAGE:
         if key.billed_on is None:
             raise ValueError("a 'lat' key needs the date of the bill that takes it")
         return late_usage(_int(owner), on, key.billed_on)
+    if kind is KeyKind.THRESHOLD:
+        if key.at is None:
+            raise ValueError("a 'thr' key needs the Process Now of the run that wrote it")
+        return threshold(_int(owner), on, key.at)
     return _dated(kind, _int(owner), on)
 
 
@@ -457,12 +507,15 @@ def _parse_body(kind: KeyKind, body: str) -> Key:
     owner, _, rest = body.partition(SEPARATOR)
     if kind is KeyKind.UTI:
         return Key(kind, int(owner), datetime.fromisoformat(rest))
-    if kind in (KeyKind.IMMEDIATE_BILL, KeyKind.DISCOUNT):
+    if kind in (KeyKind.IMMEDIATE_BILL, KeyKind.DISCOUNT, KeyKind.TRIAL):
         day, _, number = rest.partition(SEPARATOR)
         return Key(kind, int(owner), date.fromisoformat(day), int(number))
     if kind is KeyKind.LATE_USAGE:
         day, _, billed = rest.partition(SEPARATOR)
         return Key(kind, int(owner), date.fromisoformat(day), billed_on=date.fromisoformat(billed))
+    if kind is KeyKind.THRESHOLD:
+        day, _, moment = rest.partition(SEPARATOR)
+        return Key(kind, int(owner), date.fromisoformat(day), at=datetime.fromisoformat(moment))
     return Key(kind, int(owner), date.fromisoformat(rest))
 
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from billing.domain.enums import TERM_KINDS
 from billing.domain.periods import Period
@@ -84,9 +84,18 @@ class DiscountTerm:
     plan_id: int | None = None
 
 
+class Spent(NamedTuple):
+    """A charge of a commitment's target already on an earlier bill (its period and net)."""
+
+    period_start: date
+    period_end: date
+    amount: Decimal
+
+
 @dataclass(frozen=True)
 class CommitmentTerm:
-    """A minimum commitment as stored (``billing.store.models_terms.Commitment``)."""
+    """A minimum commitment as stored (``billing.store.models_terms.Commitment``), with what
+    the reader adds for the cycle billed (``billing.domain.commitments``)."""
 
     id: int
     ref: str
@@ -97,6 +106,13 @@ class CommitmentTerm:
     end: date | None
     contract_id: int | None = None
     item_id: int | None = None
+    target_start: date | None = None
+    target_end: date | None = None
+    """When the target is active: the item's (or the contract's) start and first day not
+    served; None: no bound."""
+    billed: tuple[Spent, ...] = ()
+    """The target's charges on earlier bills whose period overlaps the unit's cycle billed
+    (the fee in advance billed when the cycle opened, an immediate bill's usage...)."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,12 @@ and a reference to the invoice(s) it corrects (BG-3: BT-25 number, BT-26 date).
   most what remains un-credited on it: its net, plus every correction naming its charge (a
   termination credit, an adjustment, an earlier credit note). ``plan_credit`` refuses
   anything more, naming the invoice and the line.
+- **Discount lines** (negative, ``billing.domain.discounts``) are *reversed*: a credit note's
+  line of a discount is positive (it gives back less), by at most what remains of the
+  discount. Voiding an invoice (all its lines) reverses its discounts too, so the credit note
+  is what the invoice charged, not its list prices; a credit note by hand reverses the
+  discount lines it names. A credit note must still lower what is owed: one that would only
+  reverse discounts is refused.
 
 Storage keeps the ledger's one sign: a credit note's amounts are stored negative (what it
 takes off the balance, as a negative bill did); its documents print them positive, as
@@ -69,6 +75,13 @@ class Creditable:
     tax_rate: Decimal
     tax_category: str
     vat_category: str
+    discount: bool = False
+    """A discount line (negative): crediting it reverses it, a positive line."""
+
+    @property
+    def left(self) -> Decimal:
+        """What may still be credited (a fee) or reversed (a discount), as a positive amount."""
+        return -self.remaining if self.discount else self.remaining
 
 
 @dataclass(frozen=True)
@@ -113,7 +126,7 @@ def plan_credit(
     by_position = {line.position: line for line in lines}
     if wanted is None:
         chosen: list[tuple[Creditable, Decimal | None]] = [
-            (line, None) for line in lines if line.remaining > 0
+            (line, None) for line in lines if line.left > 0
         ]
         if not chosen:
             raise CreditNoteError(f"invoice {bill_no} has nothing left to credit")
@@ -132,25 +145,25 @@ def plan_credit(
     credits = []
     for line, amount in chosen:
         where = f"line {line.position} of invoice {bill_no}"
-        if line.remaining <= 0:
+        if line.left <= 0:
             raise CreditNoteError(
                 f"{where} has nothing left to credit (billed {line.net}, "
                 f"{line.remaining} remains after its credits)"
             )
         if amount is None:
-            amount = line.remaining
+            amount = line.left
         if amount <= 0:
             raise CreditNoteError(f"{where}: a credit is a positive amount, not {amount}")
         if quantize_money(amount, currency, LINE_ROUNDING) != amount:
             raise CreditNoteError(
                 f"{where}: {amount} is not in {currency}'s minor units ({minor_unit(currency)})"
             )
-        if amount > line.remaining:
+        if amount > line.left:
             raise CreditNoteError(
-                f"{where}: {amount} {currency} asked, only {line.remaining} {currency} remains "
+                f"{where}: {amount} {currency} asked, only {line.left} {currency} remains "
                 f"un-credited (billed {line.net})"
             )
-        net = -amount
+        net = amount if line.discount else -amount  # a discount is reversed
         tax = line_tax(net, line.tax_rate, currency, LINE_ROUNDING)
         credits.append(
             CreditLine(
@@ -165,6 +178,11 @@ def plan_credit(
                 tax_category=line.tax_category,
                 vat_category=line.vat_category,
             )
+        )
+    if sum((c.net for c in credits), ZERO) >= 0:
+        raise CreditNoteError(
+            f"a credit note on invoice {bill_no} must lower what is owed: reversing discount "
+            "lines alone would raise it"
         )
     return tuple(credits)
 

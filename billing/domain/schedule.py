@@ -8,6 +8,12 @@ Timing (docs/architecture.md, "When a fee is billed"):
   starts inside the cycle, on the first bill after its start);
 - a fee *in arrears* for ``[a, b)`` is billed on the bill dated ``b``;
 - a one-time fee is billed on the first bill on or after the item's start.
+
+Trials: an item's recurring fee is zero before its ``trial_end``. A cycle entirely in trial
+has no fee line; a cycle the trial ends inside is charged from the trial end, prorated and
+timed as if the item started that day (``ItemTerms.paid``). One-time fees and usage are
+charged as usual during a trial. ``billing.domain.trials`` corrects the fees already charged
+when a trial's end moves.
 """
 
 from __future__ import annotations
@@ -73,12 +79,21 @@ class ItemTerms:
     price_override: Decimal | None
     start: date
     end: date | None
+    trial_end: date | None = None
+    """A free trial: the recurring fee is zero before this day (None: no trial)."""
 
     def active(self, cycle: Period) -> Period | None:
         """The part of ``cycle`` in which the item is active."""
         end = cycle.end if self.end is None else min(cycle.end, self.end)
         start = max(cycle.start, self.start)
         return Period(start, end) if start < end else None
+
+    def paid(self, cycle: Period) -> Period | None:
+        """The part of ``cycle`` the recurring fee is charged for: active, after the trial."""
+        active = self.active(cycle)
+        if active is None or self.trial_end is None or self.trial_end <= active.start:
+            return active
+        return Period(self.trial_end, active.end) if self.trial_end < active.end else None
 
 
 @dataclass(frozen=True)
@@ -142,7 +157,7 @@ def scheduled_charges(
 
 
 def _recurring(item: ItemTerms, grid: CycleGrid, cycle: Period) -> ChargeSpec | None:
-    active = item.active(cycle)
+    active = item.paid(cycle)
     if active is None:
         return None
     rated = cycle_fee(item, grid, cycle, active)
@@ -211,12 +226,21 @@ def cancellation_credit(
     It is the difference between the fee re-priced for the shortened period and the fee
     charged, so every proration policy is honoured. ``cancel_on`` is the first day not served.
     ``charged_id`` is the charged fee's id: the credit corrects it.
+
+    A trial extended into the charged period after it was charged was corrected then
+    (``billing.domain.trials``): the fee now stands at the fee of its part after the trial end,
+    and only that part is served.
     """
     if charged.period_end <= cancel_on:
         return None
     cycle = next(grid.cycles_from(charged.period_start))
-    kept = Period(charged.period_start, cancel_on) if charged.period_start < cancel_on else None
-    difference = cycle_fee(item, grid, cycle, kept).amount - charged.amount
+    start, owed = charged.period_start, charged.amount
+    if item.trial_end is not None and item.trial_end > start:
+        start = min(item.trial_end, charged.period_end)
+        rest = Period(start, charged.period_end) if start < charged.period_end else None
+        owed = cycle_fee(item, grid, cycle, rest).amount
+    kept = Period(start, cancel_on) if start < cancel_on else None
+    difference = cycle_fee(item, grid, cycle, kept).amount - owed
     if difference == 0:
         return None
     return ChargeSpec(

@@ -51,6 +51,7 @@ from billing.domain.vat import (
     class_problems,
     rate_problem,
 )
+from billing.ingest.import_commitments import trial_end_problem
 from billing.ingest.importer_csv import (
     DEFAULT_CHUNKSIZE,
     IN_BATCH,
@@ -80,12 +81,13 @@ from billing.store.types import to_storage
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "import.schema.json"
 KINDS = (
     "tax_categories", "tax_rates", "products", "price_plans", "accounts", "bill_units",
-    "contracts", "contract_items", "change_requests", "deferred_actions", "wallets",
-    "wallet_grants", "usage",
+    "contracts", "contract_items", "change_requests", "deferred_actions", "discounts",
+    "commitments", "usage_thresholds", "trials", "wallets", "wallet_grants", "usage",
 )  # fmt: skip
 RECORD_ARRAYS = frozenset(
     {"tax_categories", "tax_rates", "products", "price_plans", "tiers", "accounts", "contracts",
-     "items", "change_requests", "deferred_actions", "usage", "wallets", "grants"}
+     "items", "change_requests", "deferred_actions", "discounts", "commitments",
+     "usage_thresholds", "trials", "usage", "wallets", "grants"}
 )  # fmt: skip
 """Arrays whose elements are records: an error path names the record, then the field."""
 
@@ -453,6 +455,7 @@ _FIELD_OF_COLUMN = {
     "account_id": "account",
     "price_plan_id": "price_plan",
     "contract_item_id": "item",
+    "contract_id": "contract",
     "new_price_plan_id": "new_price_plan",
     "bill_unit.series_code": "bill_unit.series",
 }
@@ -717,6 +720,30 @@ class _Import:
                 self.session.add(DeferredAction(**values))
         self.session.flush()
 
+    def discounts(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Discounts and applied coupons (``billing.ingest.import_discounts``)."""
+        from billing.ingest.import_discounts import import_discounts  # it imports this module
+
+        import_discounts(self, items)
+
+    def commitments(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Minimum commitments (``billing.ingest.import_commitments``)."""
+        from billing.ingest.import_commitments import import_commitments
+
+        import_commitments(self, items)
+
+    def usage_thresholds(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Usage thresholds of stored accounts (``billing.ingest.import_term_fields``)."""
+        from billing.ingest.import_term_fields import import_usage_thresholds
+
+        import_usage_thresholds(self, items)
+
+    def trials(self, items: Sequence[Mapping[str, Any]]) -> None:
+        """Trial ends of stored items (``billing.ingest.import_term_fields``)."""
+        from billing.ingest.import_term_fields import import_trials
+
+        import_trials(self, items)
+
     def wallets(self, items: Sequence[Mapping[str, Any]]) -> None:
         """Prepaid credit wallets by ref, and their grants (``billing.ingest.import_wallets``)."""
         from billing.ingest.import_wallets import import_wallets
@@ -830,8 +857,20 @@ def _account_values(record: _Record, series: set[str]) -> dict[str, Any]:
         "iban": _iban(record),
         "mandate_date": record.day("mandate_date"),
         "created_on": record.day("created_on"),
+        "usage_threshold": _usage_threshold(record),
     }
     return values | _bill_unit_values(record, series)
+
+
+def _usage_threshold(record: _Record) -> Decimal | None:
+    """Progressive billing's amount (``billing.domain.thresholds``): positive, or None."""
+    threshold = record.amount("usage_threshold")
+    if threshold is not None and threshold <= 0:
+        raise record.fail(
+            f"{threshold} is not a positive amount (leave it out, or null, for no threshold)",
+            "usage_threshold",
+        )
+    return threshold
 
 
 def _customer_type(data: Mapping[str, Any]) -> CustomerType:
@@ -933,8 +972,12 @@ def _item_values(
         "price_override": record.amount("price_override"),
         "start_date": record.day("start_date"),
         "end_date": record.day("end_date"),
+        "trial_end_date": record.day("trial_end_date"),
     }
     _check_order(record, values["start_date"], values["end_date"])
+    problem = trial_end_problem(record.data, values["start_date"], values["end_date"])
+    if problem:
+        raise record.fail(problem, "trial_end_date")
     if "quantity" in record.data:
         values["quantity"] = record.amount("quantity")
     return values
@@ -1024,7 +1067,7 @@ def _change_values(
 
 SECTIONS = (
     "tax_categories", "tax_rates", "products", "accounts", "contracts", "change_requests",
-    "deferred_actions", "wallets",
+    "deferred_actions", "discounts", "commitments", "usage_thresholds", "trials", "wallets",
 )  # fmt: skip
 
 

@@ -2,10 +2,11 @@
 
 ``seed`` builds a fixed catalogue (tax rates, products, price plans of every model in EUR, GBP
 and CHF) and then accounts, one bill unit, one contract with 2-4 items and the usage of each
-account; then prepaid credits for a share of them (``billing.ingest.synthetic_wallets``). The
-same arguments give the same rows, byte for byte: every random draw comes from
-``numpy.random.default_rng([seed, block])`` for blocks of ``BLOCK`` accounts, and names come
-from small Faker pools built once per seed, so neither the clock nor the chunk size matters.
+account; with ``wallets``, prepaid credits for a share of them
+(``billing.ingest.synthetic_wallets``). The same arguments give the same rows, byte for byte:
+every random draw comes from ``numpy.random.default_rng([seed, block])`` for blocks of
+``BLOCK`` accounts, and names come from small Faker pools built once per seed, so neither the
+clock nor the chunk size matters.
 Rows are generated and loaded chunk by chunk (COPY on PostgreSQL), all in one transaction.
 """
 
@@ -29,7 +30,9 @@ from stdnum.pt import nif
 
 from billing.domain.errors import ConfigurationError
 from billing.domain.periods import first_bill_date
-from billing.ingest.synthetic_wallets import seed_wallets
+from billing.ingest import synthetic_terms
+from billing.ingest.synthetic_commitments import draw_terms
+from billing.ingest.synthetic_wallets import SeededWallets, seed_wallets
 from billing.store.bulk import (
     BulkLoader,
     Column,
@@ -540,6 +543,9 @@ class SeedReport:
     products: int
     price_plans: int
     first_account_id: int | None
+    discounts: int = 0
+    commitments: int = 0
+    trial_items: int = 0
     wallets: int = 0
     wallet_grants: int = 0
 
@@ -553,6 +559,8 @@ class _Ids:
     contract: int
     item: int
     usage: int
+    discount: int = 0
+    commitment: int = 0
 
 
 @dataclass(frozen=True)
@@ -562,12 +570,19 @@ class _Context:
     catalogue: Catalogue
     pools: tuple[Pools, ...]
     next_bill: dict[tuple[int, str], date]
+    discount_share: float = 0.0
+    terms: bool = False
+    """Commitments and trials too (``billing.ingest.synthetic_commitments``)."""
 
 
 TABLES = tuple(
     Base.metadata.tables[name]
     for name in ("accounts", "bill_units", "contracts", "contract_items", "usage_records")
 )
+DISCOUNTS_TABLE = Base.metadata.tables["discounts"]
+"""Loaded too when a share of the accounts get discounts (``billing.ingest.synthetic_terms``)."""
+COMMITMENTS_TABLE = Base.metadata.tables["commitments"]
+"""Loaded too with ``terms`` (``billing.ingest.synthetic_commitments``)."""
 CYCLES = ("monthly", "quarterly", "yearly")
 CYCLE_WEIGHTS = (0.85, 0.10, 0.05)
 
@@ -581,8 +596,15 @@ def seed(
     seed: int = 42,
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    discount_share: float = 0.0,
+    terms: bool = False,
+    wallets: bool = False,
 ) -> SeedReport:
-    """Seed a population in one transaction: all of it is committed, or none of it."""
+    """Seed a population in one transaction: all of it is committed, or none of it.
+    ``discount_share`` of the accounts get discounts (``billing.ingest.synthetic_terms``);
+    ``terms``: a share of the accounts get commitments and of the recurring items trials
+    (``billing.ingest.synthetic_commitments``); ``wallets``: a share of the accounts get
+    prepaid credits (``billing.ingest.synthetic_wallets``)."""
     with engine.begin() as conn:
         return seed_population(
             conn,
@@ -592,6 +614,9 @@ def seed(
             seed=seed,
             progress=progress,
             chunk_size=chunk_size,
+            discount_share=discount_share,
+            terms=terms,
+            wallets=wallets,
         )
 
 
@@ -604,45 +629,80 @@ def seed_population(
     seed: int = 42,
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    discount_share: float = 0.0,
+    terms: bool = False,
+    wallets: bool = False,
 ) -> SeedReport:
     """Generate and load the population chunk by chunk on ``conn``; never commits."""
     if accounts < 0 or usage_per_account < 0:
         raise ConfigurationError("accounts and usage per account must not be negative")
+    if not 0 <= discount_share <= 1:
+        raise ConfigurationError("the share of accounts with discounts is between 0 and 1")
     if chunk_size <= 0 or chunk_size % BLOCK:
         raise ConfigurationError(f"chunk size must be a positive multiple of {BLOCK}")
-    lock_for_load(conn, TABLES)
+    tables = (
+        *TABLES,
+        *((DISCOUNTS_TABLE,) if discount_share else ()),
+        *((COMMITMENTS_TABLE,) if terms else ()),
+    )
+    lock_for_load(conn, tables)
     catalogue = ensure_catalogue(conn)
     ids = _Ids(*(next_id(conn, table) for table in TABLES))
+    if discount_share:
+        ids.discount = next_id(conn, DISCOUNTS_TABLE)
+    if terms:
+        ids.commitment = next_id(conn, COMMITMENTS_TABLE)
     context = _Context(
         start=start,
         usage_per_account=usage_per_account,
         catalogue=catalogue,
         pools=country_pools(seed),
         next_bill={(d, c): first_bill_date(start, d, c) for d in range(1, 32) for c in CYCLES},
+        discount_share=discount_share,
+        terms=terms,
     )
     first_account = ids.account if accounts else None
-    counts = dict.fromkeys((t.name for t in TABLES), 0)
-    with checks_after_load(conn, TABLES), BulkLoader(conn) as loader:
+    counts = dict.fromkeys((t.name for t in tables), 0)
+    trials = 0
+    with checks_after_load(conn, tables), BulkLoader(conn) as loader:
         in_flight = 0
         for first_block, last_block in _chunks(accounts, chunk_size):
             blocks = range(first_block, last_block)
             batches = [
-                _block(np.random.default_rng([seed, b]), context, ids, _block_size(b, accounts))
+                _block(
+                    np.random.default_rng([seed, b]),
+                    context,
+                    ids,
+                    _block_size(b, accounts),
+                    np.random.default_rng([seed, b, synthetic_terms.DISCOUNT_STREAM]),
+                )
                 for b in blocks
             ]
             loader.wait()
             _report(progress, in_flight)
-            for table in TABLES:
+            for table in tables:
                 counts[table.name] += loader.load(
                     table, _concat([batch[table.name] for batch in batches])
                 )
+            trials += sum(
+                sum(d is not None for d in batch["contract_items"].get("trial_end_date", ()))
+                for batch in batches
+            )
             in_flight = sum(_block_size(b, accounts) for b in blocks)
         loader.wait()
         _report(progress, in_flight)
-    for table in TABLES:
+    for table in tables:
         sync_sequence(conn, table)
-    credits = seed_wallets(
-        conn, first_account_id=first_account, accounts=counts["accounts"], start=start, seed=seed
+    credits = (
+        seed_wallets(
+            conn,
+            first_account_id=first_account,
+            accounts=counts["accounts"],
+            start=start,
+            seed=seed,
+        )
+        if wallets
+        else SeededWallets()
     )
     return SeedReport(
         accounts=counts["accounts"],
@@ -650,6 +710,9 @@ def seed_population(
         contracts=counts["contracts"],
         contract_items=counts["contract_items"],
         usage_records=counts["usage_records"],
+        discounts=counts.get("discounts", 0),
+        commitments=counts.get("commitments", 0),
+        trial_items=trials,
         products=len(OFFERS),
         price_plans=len(OFFERS) * len(CURRENCIES),
         first_account_id=first_account,
@@ -687,24 +750,69 @@ def _concat(batches: Sequence[Batch]) -> Batch:
     return out
 
 
-def _block(rng: np.random.Generator, ctx: _Context, ids: _Ids, n: int) -> dict[str, Batch]:
-    """Every row of ``n`` accounts, drawn from one random stream; advances ``ids``."""
+def _block(
+    rng: np.random.Generator,
+    ctx: _Context,
+    ids: _Ids,
+    n: int,
+    terms_rng: np.random.Generator,
+) -> dict[str, Batch]:
+    """Every row of ``n`` accounts, drawn from one random stream (their discounts from
+    ``terms_rng``, so the other rows are the same with or without them); advances ``ids``."""
     people, currency = _accounts(rng, ctx, ids.account, n)
     units = _bill_units(rng, ctx, ids, n)
     contracts, items, metered = _contracts(rng, ctx, ids, currency, n)
     usage = _usage(rng, ctx, ids.usage, *metered)
-    ids.account += n
-    ids.bill_unit += n
-    ids.contract += n
-    ids.item += len(items["id"])
-    ids.usage += len(usage["id"])
-    return {
+    people["usage_threshold"] = _usage_thresholds(rng, n)  # drawn last: the rest stays as it was
+    block = {
         "accounts": people,
         "bill_units": units,
         "contracts": contracts,
         "contract_items": items,
         "usage_records": usage,
     }
+    if ctx.discount_share:
+        recurring = np.asarray(items["item_type"]) == ITEM_TYPES[ITEM_RECURRING]
+        block["discounts"] = synthetic_terms.discount_batch(
+            terms_rng,
+            first_id=ids.discount,
+            share=ctx.discount_share,
+            accounts=np.arange(ids.account, ids.account + n, dtype=np.int64),
+            recurring_items=np.asarray(items["id"])[recurring],
+            recurring_plans=np.asarray(items["price_plan_id"])[recurring],
+            fx=[FX[CURRENCIES[c]] for c in currency.tolist()],
+            start=ctx.start,
+        )
+        ids.discount += len(block["discounts"]["id"])
+    if ctx.terms:  # drawn last: the rows above are the same with or without terms
+        codes = [CURRENCIES[c] for c in currency.tolist()]
+        trial_ends, commitments = draw_terms(
+            rng, ctx.start, ids.commitment, contracts, items, codes, FX
+        )
+        items["trial_end_date"] = trial_ends
+        block["commitments"] = commitments
+        ids.commitment += len(commitments["id"])
+    ids.account += n
+    ids.bill_unit += n
+    ids.contract += n
+    ids.item += len(items["id"])
+    ids.usage += len(usage["id"])
+    return block
+
+
+THRESHOLD_SHARE = 0.2
+THRESHOLDS = (Decimal("1.00"), Decimal("2.00"), Decimal("5.00"))
+THRESHOLD_WEIGHTS = (0.5, 0.3, 0.2)
+
+
+def _usage_thresholds(rng: np.random.Generator, n: int) -> list[Decimal | None]:
+    """Progressive billing (``billing.domain.thresholds``): a share of the accounts bill their
+    usage early past a few units of their currency, which a few days of the seeded usage pass
+    (every account has a usage item). Drawn after every other column of the block, so adding
+    them changed none of the others."""
+    has = (rng.random(n) < THRESHOLD_SHARE).tolist()
+    which = _pick(rng, THRESHOLD_WEIGHTS, n).tolist()
+    return [THRESHOLDS[w] if h else None for h, w in zip(has, which, strict=True)]
 
 
 def _pick(rng: np.random.Generator, weights: Sequence[float], n: int) -> np.ndarray:

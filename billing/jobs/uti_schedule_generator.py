@@ -4,8 +4,9 @@
 
 Collects the pending usage of UTI items stamped before *Process Now* (Pending -> Collected)
 into ``calculated``, immediate Invoicing Schedule lines, ``per_batch`` accounts per
-transaction; the Billing daemon then invoices them. An account that cannot be rated is
-recorded in ``billing_issues`` under the run id and skipped. The rules are
+transaction, and bills early the usage of accounts past their usage threshold
+(``billing.ops.thresholds``); the Billing daemon then invoices them. An account that cannot be
+rated is recorded in ``billing_issues`` under the run id and skipped. The rules are
 ``billing.ops.uti`` (docs/daemons.md). The Prefect flow ``flows/uti_schedule_generator.py``
 runs this job with ``PrefectRunner``; ``run_uti_schedule_generator`` runs it in process.
 """
@@ -41,9 +42,10 @@ class UtiJob:
 
 
 def find_uti_accounts(database: Database, process_now: datetime) -> list[int]:
-    """The accounts with pending UTI usage stamped before ``process_now``."""
+    """The accounts with pending UTI usage stamped before ``process_now``, and those with a
+    usage threshold and usage not billed yet (``billing.ops.thresholds``)."""
     with unit_of_work(engine_of(database)) as session:
-        return uti.pending_uti_accounts(session, process_now)
+        return uti.accounts_to_process(session, process_now)
 
 
 def collect_uti_batch(
@@ -75,11 +77,14 @@ def uti_schedule_generator(
     ):
         log.info(
             "batch %s: %s usage record(s) collected into %s IS line(s), %s held beyond the late "
-            "usage window, %s account(s) failed",
+            "usage window, %s account(s) past their usage threshold billed early in %s IS "
+            "line(s), %s account(s) failed",
             number,
             done.collected,
             done.charges,
             done.held,
+            done.threshold_accounts,
+            done.threshold_charges,
             len(done.failed),
         )
         total = total.merge(done)

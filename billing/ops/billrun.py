@@ -60,6 +60,7 @@ from billing.ops.rating import (
     price_usage_for,
     upsert_usage_charges,
 )
+from billing.ops.thresholds import net_of_thresholds
 from billing.store.db import unit_of_work
 from billing.store.models import (
     Account,
@@ -237,9 +238,10 @@ def _rate_usage(
     Late usage first (``billing.domain.late_usage``): records of cycles a unit already closed
     that arrived after they were rated go to delta charges of their own cycle, or are held
     beyond their plan's window; the rest, stamped from the unit's last bill date on, is the
-    cycle's usage. Everything is rated up to one watermark, read once. Returns the rows,
-    unwritten (the plan decides which are new, the writer writes them), what rating read, the
-    units whose usage could not be priced, and what late usage rating did.
+    cycle's usage, less what the cycle's threshold charges billed early for each item
+    (``billing.ops.thresholds``). Everything is rated up to one watermark, read once. Returns
+    the rows, unwritten (the plan decides which are new, the writer writes them), what rating
+    read, the units whose usage could not be priced, and what late usage rating did.
     """
     through = watermark(session)
     by_cycle: dict[tuple[date, date | None], list[Unit]] = defaultdict(list)
@@ -261,10 +263,12 @@ def _rate_usage(
         )
         since = None if last is None else midnight(last)
         counts, priced, bad = price_usage_for(session, scope, plans, as_of, through, since)
+        priced, netted = net_of_thresholds(session, group, bill_date, priced, plans, as_of, through)
+        bad = {**netted, **bad}
         rows.extend(before.rows)
         rows.extend(priced)
         for row in priced:
-            records[row["account_id"]] += counts[row["charge_key"]]
+            records[row["account_id"]] += counts.get(row["charge_key"], 0)
         for row in before.rows:
             records[row["account_id"]] += before.records[row["charge_key"]]
         late.records.update(before.records)

@@ -102,6 +102,7 @@ def items_by_account(
             item.start_date,
             item.end_date,
             item.pending_cancel_date,
+            item.trial_end_date,
             Contract.account_id,
             Contract.end_date.label("contract_end"),
         )
@@ -116,7 +117,8 @@ def items_by_account(
 
 
 def item_terms(item: Any, contract_end: date | None, info: PlanInfo) -> ItemTerms:
-    """The schedule's view of an item: it ends at its end, its contract's or its cancel date."""
+    """The schedule's view of an item: it ends at its end, its contract's or its cancel date;
+    its fee starts at its trial end, if it has one."""
     ends = [d for d in (item.end_date, contract_end, item.pending_cancel_date) if d is not None]
     return ItemTerms(
         item_id=item.id,
@@ -128,6 +130,7 @@ def item_terms(item: Any, contract_end: date | None, info: PlanInfo) -> ItemTerm
         price_override=item.price_override,
         start=item.start_date,
         end=min(ends) if ends else None,
+        trial_end=item.trial_end_date,
     )
 
 

@@ -1,20 +1,23 @@
 """Read the commercial terms of the bill units a pass bills (``billing.domain.commercial``).
 
 One query per table for the batch's accounts; a unit whose account has no term gets none, and
-the plan then does nothing more for it.
+the plan then does nothing more for it. A commitment also gets when its target is active and
+what its target was billed already for the cycle billed (``billing.domain.commitments``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.domain.billplan import Unit
-from billing.domain.commercial import CommitmentTerm, DiscountTerm, TermItem, UnitTerms
-from billing.store.models import Contract, ContractItem
+from billing.domain.commercial import CommitmentTerm, DiscountTerm, Spent, TermItem, UnitTerms
+from billing.domain.periods import add_cycles
+from billing.store.models import Charge, ChargeKind, Contract, ContractItem
 from billing.store.models_terms import Commitment, Discount
 from billing.store.sqlkit import id_in
 
@@ -48,29 +51,16 @@ def load_terms(session: Session, units: Sequence[Unit]) -> dict[int, UnitTerms]:
                 plan_id=row.price_plan_id,
             )
         )
-    commitments: dict[int, list[CommitmentTerm]] = defaultdict(list)
-    for commitment in session.scalars(
+    rows = session.scalars(
         select(Commitment)
         .where(id_in(session, Commitment.account_id, accounts))
         .order_by(Commitment.id)
-    ):
-        commitments[commitment.account_id].append(
-            CommitmentTerm(
-                id=commitment.id,
-                ref=commitment.ref,
-                amount=commitment.amount,
-                tax_category=commitment.tax_category,
-                description=commitment.description,
-                start=commitment.start_date,
-                end=commitment.end_date,
-                contract_id=commitment.contract_id,
-                item_id=commitment.contract_item_id,
-            )
-        )
-    with_terms = sorted(set(discounts) | set(commitments))
+    ).all()
+    with_terms = sorted(set(discounts) | {c.account_id for c in rows})
     if not with_terms:
         return {}
     items = _items(session, with_terms)
+    commitments = _commitments(session, rows, items, units)
     return {
         unit.id: UnitTerms(
             tuple(discounts.get(unit.account_id, ())),
@@ -102,4 +92,119 @@ def _items(session: Session, accounts: Sequence[int]) -> dict[int, dict[int, Ter
         found[row.account_id][row.id] = TermItem(
             row.id, row.ref, row.price_plan_id, row.contract_id, row.start_date, row.end_date
         )
+    return found
+
+
+def _commitments(
+    session: Session,
+    rows: Sequence[Commitment],
+    items: dict[int, dict[int, TermItem]],
+    units: Sequence[Unit],
+) -> dict[int, list[CommitmentTerm]]:
+    """The commitments by account, each with its target's bounds and earlier bills' charges."""
+    if not rows:
+        return {}
+    targets = {
+        c.id: (
+            {c.contract_item_id}
+            if c.contract_item_id is not None
+            else {
+                i.item_id
+                for i in items.get(c.account_id, {}).values()
+                if i.contract_id == c.contract_id
+            }
+        )
+        for c in rows
+    }
+    bounds = _bounds(session, rows)
+    spent = _billed(session, sorted(set().union(*targets.values())), units)
+    found: dict[int, list[CommitmentTerm]] = defaultdict(list)
+    for c in rows:
+        start, end = bounds[c.id]
+        found[c.account_id].append(
+            CommitmentTerm(
+                id=c.id,
+                ref=c.ref,
+                amount=c.amount,
+                tax_category=c.tax_category,
+                description=c.description,
+                start=c.start_date,
+                end=c.end_date,
+                contract_id=c.contract_id,
+                item_id=c.contract_item_id,
+                target_start=start,
+                target_end=end,
+                billed=tuple(s for item in sorted(targets[c.id]) for s in spent.get(item, ())),
+            )
+        )
+    return found
+
+
+def _bounds(
+    session: Session, rows: Sequence[Commitment]
+) -> dict[int, tuple[date | None, date | None]]:
+    """When each commitment's target is active: a contract from its start to its end; an item
+    from its start to the first of its end, its pending cancel date and its contract's end."""
+    item_ids = [c.contract_item_id for c in rows if c.contract_item_id is not None]
+    contract_ids = [c.contract_id for c in rows if c.contract_id is not None]
+    found_items = {
+        r.id: (r.start_date, _first(r.end_date, r.pending_cancel_date, r.contract_end))
+        for r in session.execute(
+            select(
+                ContractItem.id,
+                ContractItem.start_date,
+                ContractItem.end_date,
+                ContractItem.pending_cancel_date,
+                Contract.end_date.label("contract_end"),
+            )
+            .join(Contract)
+            .where(id_in(session, ContractItem.id, item_ids))
+        )
+    }
+    found_contracts = {
+        r.id: (r.start_date, r.end_date)
+        for r in session.execute(
+            select(Contract.id, Contract.start_date, Contract.end_date).where(
+                id_in(session, Contract.id, contract_ids)
+            )
+        )
+    }
+    return {
+        c.id: (
+            found_items.get(c.contract_item_id, (None, None))
+            if c.contract_item_id is not None
+            else found_contracts.get(c.contract_id or 0, (None, None))
+        )
+        for c in rows
+    }
+
+
+def _first(*days: date | None) -> date | None:
+    given = [d for d in days if d is not None]
+    return min(given) if given else None
+
+
+def _billed(
+    session: Session, item_ids: Sequence[int], units: Sequence[Unit]
+) -> dict[int, list[Spent]]:
+    """The items' charges on bills already made whose period may overlap a unit's cycle billed
+    (the pure rule keeps those that do), by item; earlier shortfalls and prepayments are not
+    spend."""
+    if not item_ids or not units:
+        return {}
+    since = min(add_cycles(u.next_bill_date, -1, u.billing_day, u.cycle) for u in units)
+    until = max(u.next_bill_date for u in units)
+    found: dict[int, list[Spent]] = defaultdict(list)
+    for row in session.execute(
+        select(Charge.contract_item_id, Charge.period_start, Charge.period_end, Charge.amount)
+        .where(
+            id_in(session, Charge.contract_item_id, item_ids),
+            Charge.bill_id.is_not(None),
+            Charge.kind.not_in((ChargeKind.COMMITMENT, ChargeKind.PREPAYMENT)),
+            Charge.period_end >= since,
+            Charge.period_start < until,
+        )
+        .order_by(Charge.id)
+    ):
+        found[row.contract_item_id].append(Spent(row.period_start, row.period_end, row.amount))
     return found

@@ -186,14 +186,14 @@ def _creditable(session: Session, invoice: Bill) -> list[tuple[Creditable, int |
     """The invoice's lines with what remains of each (its net plus every correction naming its
     charge that is not cancelled, billed or not), and each line's contract item."""
     rows = [
-        (billed_line(row), row.contract_item_id)
+        (billed_line(row), row.contract_item_id, row.kind == ChargeKind.DISCOUNT)
         for row in session.execute(
-            select(*LINE_COLUMNS, Charge.contract_item_id)
+            select(*LINE_COLUMNS, Charge.contract_item_id, Charge.kind)
             .where(Charge.bill_id == invoice.id)
             .order_by(Charge.line_no)
         )
     ]
-    charge_ids = [line.charge_id for line, _ in rows]
+    charge_ids = [line.charge_id for line, _, _ in rows]
     corrections: dict[int | None, Decimal] = {
         corrected: amount
         for corrected, amount in session.execute(
@@ -218,8 +218,9 @@ def _creditable(session: Session, invoice: Bill) -> list[tuple[Creditable, int |
                 tax_rate=line.tax_rate,
                 tax_category=line.tax_category,
                 vat_category=line.vat_category,
+                discount=discount,
             ),
             item,
         )
-        for line, item in rows
+        for line, item, discount in rows
     ]

@@ -391,7 +391,8 @@ def _billed_before(
     session: Session, item_ids: Sequence[int]
 ) -> dict[tuple[int, date], list[tuple[int, str, Decimal, Decimal]]]:
     """The usage charges already made for each (item, cycle bill date): the cycle's own
-    (``use:``) and earlier deltas (``lat:``), as (id, key, quantity, amount)."""
+    (``use:``), its threshold charges billed early (``thr:``, ``billing.ops.thresholds``) and
+    earlier deltas (``lat:``), as (id, key, quantity, amount)."""
     found: dict[tuple[int, date], list[tuple[int, str, Decimal, Decimal]]] = defaultdict(list)
     if not item_ids:
         return found
@@ -403,6 +404,7 @@ def _billed_before(
             or_(
                 Charge.charge_key.like(charge_keys.like_kind(KeyKind.USAGE)),
                 Charge.charge_key.like(charge_keys.like_kind(KeyKind.LATE_USAGE)),
+                Charge.charge_key.like(charge_keys.like_kind(KeyKind.THRESHOLD)),
             ),
         )
     )

@@ -8,6 +8,10 @@ Now finds nothing pending before it, so it adds nothing. Later usage waits for a
 A record older than its plan's late usage window (``late_usage_days`` before Process Now's
 date) is held with its reason instead (``billing.domain.late_usage``), and counted.
 
+Usage thresholds (progressive billing, ``billing.ops.thresholds``): the same run, for each
+account of the batch with a ``usage_threshold``, bills its usage items' usage of the open cycle
+early once its unbilled amount reaches the threshold, as immediate ``thr:`` charges.
+
 An account whose usage cannot be rated (a plan that does not price) is left pending, recorded
 as a billing issue with its reason, and the other accounts go on.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -26,6 +31,7 @@ from billing.domain.results import Mergeable
 from billing.domain.usage import uti_scope
 from billing.ops.catalog import load_plans
 from billing.ops.rating import RatingScope, hold_stale_usage, rate_usage_for, uncovered
+from billing.ops.thresholds import bill_thresholds, threshold_accounts
 from billing.store.db import unit_of_work
 from billing.store.models import (
     BillingIssue,
@@ -52,6 +58,13 @@ class UtiResult(Mergeable):
     held: int = 0
     """Records held: older than their plan's late usage window (``billing.domain.late_usage``)."""
     failed: dict[int, str] = field(default_factory=dict)
+    threshold_accounts: int = 0
+    """Accounts whose unbilled usage reached their threshold, billed early
+    (``billing.ops.thresholds``)."""
+    threshold_charges: int = 0
+    threshold_records: int = 0
+    threshold_amounts: dict[str, Decimal] = field(default_factory=dict)
+    """The threshold charges' amounts (net) per currency."""
 
 
 def pending_uti_accounts(session: Session, process_now: datetime) -> list[int]:
@@ -73,16 +86,37 @@ def pending_uti_accounts(session: Session, process_now: datetime) -> list[int]:
     )
 
 
+def accounts_to_process(session: Session, process_now: datetime) -> list[int]:
+    """The run's accounts, in id order: those with pending UTI usage stamped before
+    ``process_now``, and those with a usage threshold and usage not priced yet."""
+    uti = pending_uti_accounts(session, process_now)
+    return sorted(set(uti).union(threshold_accounts(session, process_now)))
+
+
 def collect_uti_usage(
     session: Session, account_ids: Sequence[int], process_now: datetime
 ) -> UtiResult:
-    """Collect the accounts' UTI usage into immediate calculated charges (never commits)."""
+    """Collect the accounts' UTI usage into immediate calculated charges, then bill early the
+    usage of those past their threshold (never commits)."""
     scope = uti_scope(account_ids, process_now)
     plans = load_plans(session)
     held = hold_stale_usage(session, scope, plans, process_now.date())
     collected, failed = rate_usage_for(session, scope, plans, process_now.date())
     charges = _charges_of_run(session, account_ids, scope) if collected else 0
-    return UtiResult(len(account_ids), collected, charges, held, failed)
+    early = bill_thresholds(
+        session, [a for a in account_ids if a not in failed], process_now, plans
+    )
+    return UtiResult(
+        len(account_ids),
+        collected,
+        charges,
+        held,
+        {**failed, **early.failed},
+        threshold_accounts=early.accounts,
+        threshold_charges=early.charges,
+        threshold_records=early.records,
+        threshold_amounts=early.amounts,
+    )
 
 
 def _charges_of_run(session: Session, account_ids: Sequence[int], scope: RatingScope) -> int:

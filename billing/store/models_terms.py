@@ -49,7 +49,8 @@ class Discount(Base):
     description: Mapped[str] = mapped_column(String(200))
     """The discount line's text on the bill (EN 16931 BT-97, the allowance reason)."""
     reason_code: Mapped[str] = mapped_column(String(3), server_default="95")
-    """UNTDID 5189 allowance reason code (BT-98): 95 discount, 100 special agreement..."""
+    """UNTDID 5189 allowance reason code (BT-98): 95 discount, 100 special rebate,
+    64 special agreement..."""
     start_date: Mapped[date] = mapped_column(Date)
     cycles: Mapped[int | None] = mapped_column(Integer)
     """How many cycles it applies to, from the cycle its start date falls in (None: no limit)."""

@@ -2,7 +2,8 @@
 
 Two identical databases (SQLite files, or PostgreSQL schemas) are seeded with the same synthetic
 population, bent so that every path runs: units several cycles behind (catch-up), immediate
-(UTI) charges, cancelled and ended items, price overrides and an account that cannot be taxed.
+(UTI) charges, cancelled and ended items, price overrides, minimum commitments and trials, and
+an account that cannot be taxed.
 One database bills the batch as one slice, the other in small slices; every row billing
 writes must come out the same, compared by business keys.
 """
@@ -46,7 +47,7 @@ D = Decimal
 
 
 def _population(engine: Engine) -> None:
-    seed(engine, accounts=40, usage_per_account=4, start=START, seed=11)
+    seed(engine, accounts=40, usage_per_account=4, start=START, seed=11, terms=True)
     item = ContractItem.__table__.c
     recurring = item.item_type == ItemType.RECURRING.value
     with unit_of_work(engine) as s:
@@ -168,6 +169,7 @@ def test_a_batch_billed_in_slices_bills_exactly_like_one_slice(
     assert one.bills > one.units
     assert any(key.startswith("imm:") for key, *_ in state["bills"])
     assert one.failed and state["issues"]
+    assert any(key.startswith("min:") for key, *_ in state["charges"])  # commitment shortfalls
 
 
 def test_a_rerun_in_slices_adds_nothing(twins: tuple[Engine, Engine]) -> None:

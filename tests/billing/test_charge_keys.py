@@ -6,6 +6,7 @@ grammar had one module: stored charges, bills and payments keep matching after t
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
 import pytest
@@ -28,8 +29,14 @@ TODAY = [
     (ck.extension(7, D1), "ext:7:2027-02-01", Key(KeyKind.EXTENSION, 7, D1)),
     (ck.usage(7, D1), "use:7:2027-02-01", Key(KeyKind.USAGE, 7, D1)),
     (ck.uti(7, NOW), "uti:7:2027-01-12T12:00:00", Key(KeyKind.UTI, 7, NOW)),
+    (
+        ck.threshold(7, D1, NOW),
+        "thr:7:2027-02-01:2027-01-12T12:00:00",
+        Key(KeyKind.THRESHOLD, 7, D1, at=NOW),
+    ),
     (ck.discount(5, D1, 2), "dsc:5:2027-02-01:2", Key(KeyKind.DISCOUNT, 5, D1, 2)),
     (ck.commitment(3, D1), "min:3:2027-02-01", Key(KeyKind.COMMITMENT, 3, D1)),
+    (ck.trial(7, D1, 2), "trl:7:2027-02-01:2", Key(KeyKind.TRIAL, 7, D1, 2)),
     (
         ck.late_usage(7, date(2026, 12, 1), D1),
         "lat:7:2026-12-01:2027-02-01",
@@ -107,6 +114,22 @@ def test_uti_keys_keep_seconds_and_microseconds_as_isoformat_does():
     assert ck.parse_key("uti:5:2027-01-12T09:30:05.000120").on == moment
 
 
+def test_threshold_patterns_match_a_cycle_or_a_run_and_nothing_else():
+    def like(pattern: str, text: str) -> bool:  # SQL LIKE with only % wildcards (no _ here)
+        return re.fullmatch(".*".join(map(re.escape, pattern.split("%"))), text) is not None
+
+    key = ck.threshold(7, D1, NOW)
+    assert ck.like_threshold_of_cycle(D1) == "thr:%:2027-02-01:%"
+    assert ck.like_threshold_at(NOW) == "thr:%:2027-01-12T12:00:00"
+    assert like(ck.like_threshold_of_cycle(D1), key) and like(ck.like_threshold_at(NOW), key)
+    # A run whose Process Now is the midnight of another cycle's bill date is not that cycle's.
+    other = ck.threshold(7, date(2027, 1, 1), datetime(2027, 2, 1))
+    assert other == "thr:7:2027-01-01:2027-02-01T00:00:00"
+    assert not like(ck.like_threshold_of_cycle(D1), other)
+    with pytest.raises(ValueError, match="Process Now"):
+        ck.format_key(Key(KeyKind.THRESHOLD, 7, D1))
+
+
 def test_rated_usage_keys_in_sql_are_the_same_as_in_python():
     head, tail = ck.rated_key_parts(KeyKind.USAGE, D1)
     assert (head, tail) == ("use:", ":2027-02-01")
@@ -119,6 +142,7 @@ def test_rated_usage_keys_in_sql_are_the_same_as_in_python():
 
 def test_like_patterns_and_prefixes():
     assert ck.like_kind(KeyKind.CYCLE_BILL) == "cyc:%"
+    assert ck.like_trial(7) == "trl:7:%"
     assert ck.like_kind(KeyKind.PLANNED) == "ren:%"
     assert ck.prefix(KeyKind.RECURRING) == "rec:"
 
@@ -146,7 +170,11 @@ def test_a_forecast_is_the_twin_of_its_recurring_fee():
         "card:5",
         "crn:12",
         "crl:x:1",
+        "trl:7:2027-02-01",
         "uti:7:not-a-time",
+        "thr:7:2027-02-01",
+        "thr:7:2027-02-01:2027-01-12",  # a date without its time is not a Process Now
+        "thr:7:2027-02-01T12:00:00:2027-02-01",
         "pb:rec:7:2027-02-01",  # a purchase bill sells prepaid credits, nothing else
         "pb:buy:7:",
         "gnt:7:",
@@ -175,6 +203,12 @@ def test_dated_keys_round_trip(kind, owner, on):
 @given(owner=ids, moment=st.datetimes(min_value=datetime(1900, 1, 1)))
 def test_uti_keys_round_trip(owner, moment):
     assert ck.parse_key(ck.uti(owner, moment)) == Key(KeyKind.UTI, owner, moment)
+
+
+@given(owner=ids, on=days, moment=st.datetimes(min_value=datetime(1900, 1, 1)))
+def test_threshold_keys_round_trip(owner, on, moment):
+    key = Key(KeyKind.THRESHOLD, owner, on, at=moment)
+    assert ck.parse_key(key.text) == key
 
 
 @given(unit=ids, on=days, charge=ids, attempt=st.integers(1, 99), ref=refs)

@@ -19,6 +19,7 @@ from billing.domain.enums import ActionKind
 from billing.domain.errors import ImportFileError
 from billing.ingest.importer import SCHEMA_PATH, ImportReport, import_file
 from billing.ingest.importer_csv import Counts
+from billing.ingest.thresholds import amount_text, export_thresholds
 from billing.ops.deferred import HANDLERS, run_deferred_actions
 from billing.store.db import unit_of_work
 from billing.store.models import Account, Base, PricePlan, RejectedUsage, UsageRecord
@@ -610,6 +611,47 @@ def test_a_swap_to_a_plan_in_another_currency_is_refused(engine, tmp_path):
 
 
 # --- CSV usage ---------------------------------------------------------------------------
+
+
+# --- usage thresholds (progressive billing: billing.domain.thresholds) --------------------
+
+
+def test_an_account_usage_threshold_is_imported_and_exported_back(engine, tmp_path):
+    path = master_with(tmp_path, _account(0, usage_threshold="250.00"))
+    run_import(engine, path)
+    with unit_of_work(engine) as s:
+        thresholds = dict(s.execute(select(Account.ref, Account.usage_threshold)).all())
+        exported = export_thresholds(s)
+    assert thresholds == {"ACC-1": Decimal("250.00"), "ACC-2": None, "ACC-3": None}
+    assert exported == [{"account": "ACC-1", "usage_threshold": "250.00"}]
+    assert run_import(engine, path).of("accounts").unchanged == 3  # a rerun adds nothing
+    # The master file without the field imports unchanged over it: nothing is compared.
+    assert run_import(engine, MASTER).of("accounts").unchanged == 3
+    refused = master_with(tmp_path, _account(0, usage_threshold="300.00"), "other.json")
+    error = assert_refused(engine, refused, DUPONT, "usage_threshold")
+    assert "the importer never overwrites" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("0", "0 is not a positive amount"),
+        (0, "0 is less than or equal to the minimum of 0"),
+        ("-5", "does not match"),
+        (12.5, "JSON number 12.5 is not allowed"),
+        ("1.1234567", "more than 6 decimals"),
+    ],
+)
+def test_a_usage_threshold_that_is_not_a_positive_amount_is_refused(engine, tmp_path, value, words):
+    path = master_with(tmp_path, _account(0, usage_threshold=value))
+    error = assert_refused(engine, path, DUPONT, "usage_threshold")
+    assert words in str(error)
+
+
+def test_an_exported_threshold_keeps_every_decimal_it_has():
+    assert amount_text(Decimal("250.000000"), "EUR") == "250.00"
+    assert amount_text(Decimal("0.125000"), "EUR") == "0.125"
+    assert amount_text(Decimal("1000"), "JPY") == "1000"
 
 
 def stored_rejections(engine: Engine, source: str) -> list[tuple[Any, ...]]:

@@ -10,9 +10,8 @@ from collections import defaultdict
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
-from billing.domain.enums import WalletEntryKind
 from billing.ingest.synthetic import seed
 from billing.jobs.bill_day import run_bill_day
 from billing.payments.collect import collect_payments
@@ -22,7 +21,6 @@ from billing.payments.sandbox import SandboxGateway
 from billing.payments.statement import import_payments_csv, return_debit, settle_reference
 from billing.store.db import unit_of_work
 from billing.store.models import Account, Bill, Payment, PaymentMethod, PaymentStatus, Refund
-from billing.store.models_terms import Wallet, WalletEntry
 from expectations.runner import run_post_billing_checks
 from expectations.suites import rule_named
 from tests.billing.test_payments import CREDITOR
@@ -138,24 +136,9 @@ def _assert_ledger(engine) -> None:
         ):
             refunded[account_id] += amount
         balances = dict(s.execute(select(Account.id, Account.balance)).tuples().all())
-        consumed = dict(  # prepaid credits (the seed's wallets) pay bills as payments do
-            s.execute(
-                select(Wallet.account_id, func.sum(WalletEntry.amount))
-                .join(Wallet, Wallet.id == WalletEntry.wallet_id)
-                .where(WalletEntry.kind == WalletEntryKind.CONSUMPTION)
-                .group_by(Wallet.account_id)
-            )
-            .tuples()
-            .all()
-        )
     assert len(balances) == 200
     for account_id, balance in balances.items():
-        expected = (
-            invoiced[account_id]
-            - paid_in[account_id]
-            + refunded[account_id]
-            + consumed.get(account_id, Decimal(0))
-        )
+        expected = invoiced[account_id] - paid_in[account_id] + refunded[account_id]
         assert balance == expected, account_id
         unapplied = open_dues[account_id] - balance
         assert unapplied >= 0, account_id

@@ -26,12 +26,6 @@ from billing.cli import app
 from billing.domain import revenue
 from billing.domain.errors import MoneyError, PeriodError
 from billing.domain.revenue import revenue_schedule, service_months
-from billing.domain.wallets import (
-    BREAKAGE_ACCOUNT,
-    GRANTED_ACCOUNT,
-    PREPAYMENT_ACCOUNT,
-    RECEIVABLE_ACCOUNT,
-)
 from billing.ingest.synthetic import seed
 from billing.jobs.bill_day import run_bill_day
 from billing.jobs.revrec_summary_journal import (
@@ -50,7 +44,6 @@ from billing.store.models import (
     Bill,
     BillStatus,
     Charge,
-    ChargeKind,
     Contract,
     ContractItem,
     DeferredAction,
@@ -66,8 +59,6 @@ from tests import builders as b
 
 D = Decimal
 POSTED_ON = date(2027, 6, 1)
-WALLET_ACCOUNTS = {RECEIVABLE_ACCOUNT, PREPAYMENT_ACCOUNT, GRANTED_ACCOUNT, BREAKAGE_ACCOUNT}
-"""The prepaid credits' movements (the seed's wallets): no revenue shares behind them."""
 
 # YEARLY 1000.00 over [2027-01-01, 2028-01-01), 365 days, in cents: 100000 x days / 365.
 #   31-day months: 8493.150..  -> 8493 (x7)    30-day months: 8219.178.. -> 8219 (x4)
@@ -470,8 +461,7 @@ def test_billed_population_recognized_plus_deferred_is_invoiced(engine):
             )
             .join(Bill, Bill.id == Charge.bill_id)
             .outerjoin(RevenueShare, RevenueShare.charge_id == Charge.id)
-            # prepaid credits sold (the seed's top-ups) are no revenue: no shares
-            .where(Bill.status == BillStatus.INVOICED, Charge.kind != ChargeKind.PREPAYMENT)
+            .where(Bill.status == BillStatus.INVOICED)
             .group_by(Charge.id, Charge.amount)
         ).all()
         credits = sum(1 for row in per_line if row.net < 0)
@@ -508,7 +498,7 @@ def test_billed_population_recognized_plus_deferred_is_invoiced(engine):
     for e in entries:
         key = (e.year, e.month, e.product_id, e.currency)
         balance[key] = balance.get(key, D(0)) + e.debit - e.credit
-        if e.gl_account != DEFERRED_REVENUE_ACCOUNT and e.gl_account not in WALLET_ACCOUNTS:
+        if e.gl_account != DEFERRED_REVENUE_ACCOUNT:
             month_key = (e.year, e.month, e.currency)
             revenue[month_key] = revenue.get(month_key, D(0)) + e.credit - e.debit
     assert set(balance.values()) == {D(0)}

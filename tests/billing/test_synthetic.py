@@ -31,7 +31,16 @@ from billing.domain.buyers import (
 from billing.domain.errors import ConfigurationError
 from billing.domain.periods import first_bill_date
 from billing.ingest.importer import import_file
-from billing.ingest.synthetic import BANKS, COUNTRIES, _vat_id, iban_from_bban, national_bban, seed
+from billing.ingest.synthetic import (
+    BANKS,
+    COUNTRIES,
+    THRESHOLDS,
+    _vat_id,
+    iban_from_bban,
+    national_bban,
+    seed,
+)
+from billing.jobs.uti_schedule_generator import run_uti_schedule_generator
 from billing.store.db import make_engine, unit_of_work
 from billing.store.models import (
     Account,
@@ -362,6 +371,29 @@ def test_usage_lands_on_metered_items_within_30_days(engine):
         assert record.quantity > 0
         assert record.quantity == record.quantity.quantize(Decimal("0.001"))
         assert record.status.value == "pending"
+
+
+def test_a_share_of_accounts_bill_their_usage_early_past_a_low_threshold(engine):
+    """Progressive billing in the demo: about a fifth of the accounts have a usage threshold of
+    a few units of their currency, which the seeded usage passes: the UTI daemon three weeks
+    into it bills early most of those whose cycle is still open (the others' usage waits for
+    their first bill)."""
+    seed(engine, accounts=300, usage_per_account=20, start=START)
+    now = datetime.combine(START + timedelta(days=21), datetime.min.time())
+    with engine.connect() as conn:
+        thresholds = conn.scalars(select(Account.usage_threshold)).all()
+        still_open = conn.scalar(
+            select(func.count())
+            .select_from(Account)
+            .join(BillUnit)
+            .where(Account.usage_threshold.is_not(None), BillUnit.next_bill_date > now.date())
+        )
+    given = [t for t in thresholds if t is not None]
+    assert 0.1 < len(given) / len(thresholds) < 0.3
+    assert set(given) == set(THRESHOLDS)
+    result = run_uti_schedule_generator(engine, now, "uti-thresholds")
+    assert result.failed == {}
+    assert still_open >= 10 and result.threshold_accounts >= 0.6 * still_open
 
 
 def test_seed_command_prints_the_summary(engine, db_url):

@@ -23,7 +23,7 @@ BILL_DAY = date(2027, 2, 1)
 
 
 def test_seeded_wallets_are_spent_expired_and_topped_up_by_bill_day(engine, tmp_path):
-    report = seed(engine, accounts=400, usage_per_account=1, start=START, seed=3)
+    report = seed(engine, accounts=400, usage_per_account=1, start=START, seed=3, wallets=True)
     with unit_of_work(engine) as s:
         wallets = s.scalars(select(Wallet)).all()
         grants = s.scalars(select(WalletEntry)).all()

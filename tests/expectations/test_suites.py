@@ -34,16 +34,19 @@ from billing.store.models import (
     Charge,
     ChargeKind,
     ChargeStatus,
+    ContractItem,
     JournalEntry,
     Payment,
     PaymentMethod,
     PaymentStatus,
+    PricePlan,
     Refund,
     UsageRecord,
 )
 from expectations.runner import CheckReport, run_post_billing_checks
 from expectations.suites import RULES, Rule, rule_named, sql_date
 from tests.billing import test_billday
+from tests.billing import test_thresholds as th
 from tests.conftest import pg_schema_url
 from tests.expectations.direct import run_rules_directly
 
@@ -98,9 +101,14 @@ def test_every_rule_is_named_described_and_reads_its_table():
         "billed_cycle_charges_not_pending",
         "collected_usage_attached_to_charge",
         "usage_charge_quantity_matches_usage",
+        "threshold_charges_billed",
+        "threshold_charges_within_cycle_total",
         "account_balance_matches_ledger",
         "revenue_journal_balanced",
         "credit_notes_within_invoices",
+        "discounts_within_their_targets",
+        "commitment_shortfalls_positive_once",
+        "no_fee_during_trial",
         "bill_paid_within_gross",
         "wallet_balance_not_negative",
         "wallet_lots_not_overdrawn",
@@ -603,3 +611,146 @@ def test_invoice_line_credited_beyond_what_it_billed(billed, tmp_path):
     assert failures(report) == {"credit_notes_within_invoices": 1}
     (row,) = report.result("credit_notes_within_invoices").sample
     assert (row["charge_id"], row["net"], row["corrected"]) == (line_id, net, -(net + D("0.01")))
+
+
+def test_discount_line_positive_or_beyond_its_target(billed, tmp_path):
+    """A's bill: product PRO (item A1) is billed twice, 30.00 + 30.00 (January, February).
+    Its first line turned into a discount of -31.00 (tax -6.20), the 61.00 and 12.20 moved onto
+    another line: the bill still adds up, but the discount takes 31.00 off A1's 30.00 left."""
+    with unit_of_work(billed) as s:
+        lines = s.scalars(select(Charge).where(Charge.bill_id == BILL_A).order_by(Charge.line_no))
+        a1, other = [], None
+        for line in lines:
+            if line.charge_key.startswith("rec:") and line.amount == D("30.00"):
+                a1.append(line)
+            elif other is None and line.kind == ChargeKind.RECURRING:
+                other = line
+        assert len(a1) == 2 and a1[0].contract_item_id == a1[1].contract_item_id and other
+        first, item = a1[0].id, a1[0].contract_item_id
+        s.execute(
+            update(Charge)
+            .where(Charge.id == first)
+            .values(kind=ChargeKind.DISCOUNT, amount=D("-31.00"), tax=D("-6.20"))
+        )
+        s.execute(
+            update(Charge)
+            .where(Charge.id == other.id)
+            .values(amount=Charge.amount + D("61.00"), tax=Charge.tax + D("12.20"))
+        )
+    report = check(billed, tmp_path)
+    assert failures(report) == {"discounts_within_their_targets": 1}
+    (row,) = report.result("discounts_within_their_targets").sample
+    assert (row["bill_id"], row["contract_item_id"], row["tax_category"]) == (
+        BILL_A,
+        item,
+        "standard",
+    )
+    assert (row["discounts"], row["item_targets"]) == (D("-31.00"), D("30.00"))
+
+    # A positive discount line is caught by itself.
+    execute(
+        billed,
+        update(Charge).where(Charge.id == first).values(amount=D("1.00"), tax=D("0.20")),
+        update(Charge)
+        .where(Charge.id == other.id)
+        .values(amount=Charge.amount - D("32.00"), tax=Charge.tax - D("6.40")),
+    )
+    report = check(billed, tmp_path)
+    assert failures(report) == {"discounts_within_their_targets": 1}
+    (row,) = report.result("discounts_within_their_targets").sample
+    assert row["largest"] == D("1.00")
+
+
+def test_bill_discount_beyond_its_tax_category(billed, tmp_path):
+    """B's bill: its first line turned into a bill discount (no item) 0.01 larger than every
+    other positive line of its tax category: the category would go below zero."""
+    with unit_of_work(billed) as s:
+        (line, *rest) = s.scalars(
+            select(Charge).where(Charge.bill_id == BILL_B).order_by(Charge.line_no)
+        )
+        left = sum((c.amount for c in rest if c.amount > 0), D(0))
+        s.execute(
+            update(Charge)
+            .where(Charge.id == line.id)
+            .values(kind=ChargeKind.DISCOUNT, contract_item_id=None, amount=-left - D("0.01"))
+        )
+    report = check(billed, tmp_path)
+    # the bill no longer matches its lines either (the line's amount changed)
+    assert failures(report) == {"bill_totals_match_lines": 1, "discounts_within_their_targets": 1}
+    (row,) = report.result("discounts_within_their_targets").sample
+    assert (row["bill_id"], row["contract_item_id"]) == (BILL_B, None)
+    assert (row["category_targets"], row["category_discounts"]) == (left, -left - D("0.01"))
+
+
+# -- usage thresholds (billing.ops.thresholds): the population of tests/billing/test_thresholds.py
+
+
+def test_threshold_charge_left_off_a_bill(engine):
+    """A's usage passes its threshold on 12 January: the charge is due from that day, and a
+    check as of 13 January finds it on no bill until the Billing daemon bills it."""
+    th.population(engine, "10.00")
+    th.add_usage(engine, "c1", "25", datetime(2027, 1, 10, 10))
+    th.uti(engine, datetime(2027, 1, 12, 12))
+    assert failures(run_rules_directly(engine, date(2027, 1, 12))) == {}  # due today: not late
+    report = run_rules_directly(engine, date(2027, 1, 13))
+    assert failures(report) == {"threshold_charges_billed": 1}
+    row = report.result("threshold_charges_billed").sample[0]
+    assert (row["charge_key"], row["status"]) == (
+        f"thr:{th.item_id(engine)}:2027-02-01:2027-01-12T12:00:00",
+        "calculated",
+    )
+    th.billing_daemon(engine, date(2027, 1, 13))
+    assert failures(run_rules_directly(engine, date(2027, 1, 13))) == {}
+
+
+@pytest.fixture
+def billed_early(engine: Engine) -> Engine:
+    """Graduated CALLS (100 at 1.00, then 0.50): 80 calls billed early on 12 January (80.00),
+    40 more on the 1 February cycle bill (120 cost 110.00: 30.00)."""
+    th.population(engine, "50.00", th.GRADUATED)
+    th.add_usage(engine, "c1", "80", datetime(2027, 1, 10, 10))
+    th.uti(engine, datetime(2027, 1, 12, 12))
+    th.billing_daemon(engine, date(2027, 1, 12))
+    th.add_usage(engine, "c2", "40", datetime(2027, 1, 20, 10))
+    th.bill_day(engine, AS_OF)
+    return engine
+
+
+def test_cycle_charge_subtracting_more_than_the_cycle_costs(billed_early):
+    """The cycle's usage charge is hand-set to -5.00 (its bill's net follows, so only the rule
+    speaks): the early charge's 80.00 would exceed the cycle's 75.00."""
+    engine = billed_early
+    u1 = th.item_id(engine)
+    use = Charge.charge_key == f"use:{u1}:2027-02-01"
+    with unit_of_work(engine) as s:
+        bill_id = s.scalar(select(Charge.bill_id).where(use))
+    execute(
+        engine,
+        update(Charge).where(use).values(amount=D("-5.00"), tax=D("-1.00")),
+        update(Bill)
+        .where(Bill.id == bill_id)
+        .values(net=D("-5.00"), tax=D("-1.00"), gross=D("-6.00")),
+        update(Account).where(Account.ref == "A").values(balance=D("90.00")),  # 96.00 - 6.00
+    )
+    report = run_rules_directly(engine, AS_OF)
+    assert failures(report) == {"threshold_charges_within_cycle_total": 1}
+    row = report.result("threshold_charges_within_cycle_total").sample[0]
+    assert (row["charge_key"], row["amount"], row["threshold_billed"]) == (
+        f"use:{u1}:2027-02-01",
+        D("-5.00"),
+        D("80.00"),
+    )
+    # Where a negative rest is right, the rule says nothing: under a volume plan (a larger
+    # total can cost less) or once the item's price changed (an override).
+    with unit_of_work(engine) as s:
+        item = s.get(ContractItem, u1)
+        assert item is not None
+        plan_id = item.price_plan_id
+    execute(engine, update(PricePlan).where(PricePlan.id == plan_id).values(model="volume"))
+    assert failures(run_rules_directly(engine, AS_OF)) == {}
+    execute(
+        engine,
+        update(PricePlan).where(PricePlan.id == plan_id).values(model="graduated"),
+        update(ContractItem).where(ContractItem.id == u1).values(price_override=D("0.80")),
+    )
+    assert failures(run_rules_directly(engine, AS_OF)) == {}

@@ -98,6 +98,45 @@ def test_seed_manual_mode_uti_then_billing_daemon(daemon_db):
     assert {"measure": "bills", "value": "1"} in _artifact("billing-daemon-summary")
 
 
+def test_usage_past_its_threshold_is_billed_early_by_the_uti_flow_then_invoiced(daemon_db):
+    """A also has a usage item on CALLS at 0.50 a call and a usage threshold of 10.00: 25 calls
+    before Process Now cost 12.50, past it. The UTI flow bills them early beside the UTI line
+    (14 x 0.50 = 7.00); the Billing daemon invoices both: 19.50 + 20 % VAT = 23.40."""
+    engine = daemon_db
+    with unit_of_work(engine) as s:
+        calls = b.plan(s, "CALLS", "per_unit", price="0.50")
+        contract = s.get(Contract, 1)
+        contract.account.usage_threshold = D("10.00")
+        item = b.item(s, contract, "A-CALLS", calls, "usage", date(2027, 1, 1))
+        b.usage(s, item, "c1", "25", datetime(2027, 1, 11, 9, 0))
+        item_id = item.id
+    summary = uti_schedule_generator(process_now=PROCESS_NOW, database_block="")
+    assert (summary["accounts"], summary["usage collected"]) == (1, 2)
+    assert summary["accounts over usage threshold"] == 1
+    assert summary["threshold IS lines calculated"] == 1
+    assert summary["threshold usage EUR"] == D("12.50")
+    table = _artifact("uti-schedule-generator-summary")
+    assert {"measure": "threshold usage EUR", "value": "12.50 EUR"} in table
+    with unit_of_work(engine) as s:
+        early = s.scalars(select(Charge).where(Charge.charge_key.like("thr:%"))).one()
+    assert early.charge_key == f"thr:{item_id}:2027-02-01:2027-01-12T12:00:00"
+    assert (early.status, early.immediate, early.amount) == (
+        ChargeStatus.CALCULATED,
+        True,
+        D("12.50"),
+    )
+
+    invoiced = billing(process_now=PROCESS_NOW, database_block="")
+    assert invoiced["bills"] == 1
+    with unit_of_work(engine) as s:
+        bill = s.scalars(select(Bill)).one()
+    assert (bill.net, bill.gross) == (D("19.50"), D("23.40"))
+    # A rerun of the same Process Now adds nothing.
+    before = snapshot(engine)
+    uti_schedule_generator(process_now=PROCESS_NOW, database_block="")
+    assert snapshot(engine) == before
+
+
 def test_every_daemon_rerun_with_the_same_process_now_changes_nothing(daemon_db):
     engine = daemon_db
     run_bill_day(engine, date(2027, 2, 1), "feb")

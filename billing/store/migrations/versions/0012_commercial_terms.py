@@ -5,6 +5,8 @@
 - ``accounts.usage_threshold``: progressive billing's amount of unbilled usage;
 - ``charges.kind`` also allows ``discount``, ``commitment`` and ``prepayment``.
 
+Downgrade is refused while any term or term charge is stored (it would lose them silently).
+
 Revision ID: 0012_commercial_terms
 Revises: 0011_usage_ranges
 """
@@ -177,11 +179,24 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Refused while any term is stored: dropping it would lose billed facts without a word."""
+    bind = op.get_bind()
+    counts = {
+        table: bind.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+        for table in ("discounts", "commitments", "wallets", "wallet_entries")
+    }
+    counts["charges of the new kinds"] = bind.exec_driver_sql(
+        "SELECT count(*) FROM charges WHERE kind IN ('discount', 'commitment', 'prepayment')"
+    ).scalar_one()
+    stored = {name: n for name, n in counts.items() if n}
+    if stored:
+        raise RuntimeError(
+            f"cannot downgrade below 0012_commercial_terms: commercial terms are stored ({stored})"
+        )
     for table in ("wallet_entries", "wallets", "commitments", "discounts"):
         op.drop_table(table)
-    op.execute("DELETE FROM charges WHERE kind IN ('discount', 'commitment', 'prepayment')")
     set_check_values("charges", "kind", KIND_CHECK, NEW_KINDS, OLD_KINDS)
-    with op.batch_alter_table("accounts") as batch:
-        batch.drop_column("usage_threshold")
-    with op.batch_alter_table("contract_items") as batch:
-        batch.drop_column("trial_end_date")
+    # Unindexed, unconstrained columns: both databases drop them in place (SQLite 3.35+); a
+    # copy and move of ``accounts`` would break the foreign keys that point to it.
+    op.execute("ALTER TABLE accounts DROP COLUMN usage_threshold")
+    op.execute("ALTER TABLE contract_items DROP COLUMN trial_end_date")
