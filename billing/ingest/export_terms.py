@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, aliased
 from billing.domain.enums import DiscountScope
 from billing.ingest.import_commitments import export_commitments
 from billing.ingest.import_term_fields import export_trials
+from billing.ingest.import_wallets import export_wallets
 from billing.ingest.thresholds import export_thresholds
 from billing.store.models import Account, ContractItem, PricePlan
 from billing.store.models_terms import Discount
@@ -80,6 +81,7 @@ SECTIONS: dict[str, Callable[[Session], list[Record]]] = {
     "commitments": export_commitments,
     "usage_thresholds": export_thresholds,
     "trials": export_trials,
+    "wallets": export_wallets,
 }
 """Each section of the terms document and the function that exports it."""
 

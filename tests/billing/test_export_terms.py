@@ -2,8 +2,8 @@
 
 Both databases. The master fixture (tests/fixtures/import/master.json) gives accounts ACC-1,
 ACC-2 (EUR) and ACC-3 (JPY), contracts C-1 (items I-1 recurring, I-2 usage) and C-2 (I-3
-recurring, I-4 one-time). A terms file gives discounts, commitments, a usage threshold and a
-trial; the export of that database, imported into a fresh one with the same master data,
+recurring, I-4 one-time). A terms file gives discounts, commitments, a usage threshold, a trial
+and a wallet with a grant; the export of that database, imported into a fresh one with the same master data,
 exports the very same document, and imported into its own database changes nothing.
 """
 
@@ -36,6 +36,12 @@ TERMS: dict[str, list[dict[str, Any]]] = {
     ],
     "usage_thresholds": [{"account": "ACC-1", "usage_threshold": "25.00"}],
     "trials": [{"item": "I-3", "trial_end_date": "2026-02-15"}],
+    "wallets": [
+        {"ref": "W-1", "account": "ACC-2", "name": "Credits", "currency": "EUR", "priority": 1,
+         "topup_threshold": "20.00", "topup_amount": "100.00", "created_on": "2026-01-15",
+         "grants": [{"key": "welcome", "amount": "50.00", "on_date": "2026-01-15",
+                     "expires_on": "2026-06-30", "description": "Welcome offer"}]},
+    ],
 }  # fmt: skip
 
 
@@ -54,7 +60,7 @@ def test_every_term_round_trips(engine, db_url, tmp_path, other_engine):  # noqa
     run_import(engine, MASTER)
     report = run_import(engine, write(tmp_path, TERMS, "in.json"))
     assert {k: report.of(k).inserted for k in TERMS} == {
-        "discounts": 4, "commitments": 2, "usage_thresholds": 1, "trials": 1,
+        "discounts": 4, "commitments": 2, "usage_thresholds": 1, "trials": 1, "wallets": 1,
     }  # fmt: skip
     out = tmp_path / "out.json"
     result = CliRunner().invoke(app, ["export", "terms", "--out", str(out), "--database", db_url])
@@ -67,7 +73,7 @@ def test_every_term_round_trips(engine, db_url, tmp_path, other_engine):  # noqa
 
     again = run_import(engine, out)  # into its own database: nothing changes
     assert {k: again.of(k).unchanged for k in TERMS} == {
-        "discounts": 4, "commitments": 2, "usage_thresholds": 1, "trials": 1,
+        "discounts": 4, "commitments": 2, "usage_thresholds": 1, "trials": 1, "wallets": 1,
     }  # fmt: skip
     assert all(again.of(k).inserted == 0 for k in TERMS)
 
