@@ -3,8 +3,9 @@
 Both databases. The master fixture (tests/fixtures/import/master.json) gives accounts ACC-1,
 ACC-2 (EUR) and ACC-3 (JPY), contracts C-1 (items I-1 recurring, I-2 usage) and C-2 (I-3
 recurring, I-4 one-time). A terms file gives discounts, commitments, a usage threshold, a trial
-and a wallet with a grant; the export of that database, imported into a fresh one with the same master data,
-exports the very same document, and imported into its own database changes nothing.
+and a wallet with a grant; the export of that database, imported into a fresh one with the
+same master data, exports the very same document, and imported into its own database changes
+nothing.
 """
 
 from __future__ import annotations
