@@ -152,6 +152,9 @@ class Line:
     """A discount line (``billing.domain.discounts``), or a credit note's line that reverses
     one: the UNTDID 5189 reason code (BT-98) of the document-level allowance (BG-20) the CII
     states it as; None: an invoice line (BG-25)."""
+    kind: str | None = None
+    """The kind of its charge (``ChargeKind``): the PDF tags a commitment shortfall and a sale
+    of prepaid credits in the buyer's language; None for a line built by hand."""
 
     @property
     def is_allowance(self) -> bool:
@@ -466,6 +469,7 @@ def _invoice(
                 exemption_code=exemption[0],
                 exemption_reason=exemption[1],
                 allowance_code=pricing.allowance_code,
+                kind=pricing.kind,
             )
             for line, product, pricing, exemption in lines
         ),

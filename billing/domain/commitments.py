@@ -45,7 +45,6 @@ from billing.domain.schedule import ChargeSpec, CycleGrid
 
 NOT_SPEND = frozenset({ChargeKind.COMMITMENT.value, ChargeKind.PREPAYMENT.value})
 """Charge kinds that are never a target's spend: shortfalls themselves, prepaid credits sold."""
-PREFIX = "Minimum commitment shortfall: "
 
 
 def shortfall_specs(
@@ -82,7 +81,8 @@ def shortfall(
     missing = quantize_money(minimum - spent, currency, LINE_ROUNDING)
     if missing <= 0:
         return None
-    description = f"{PREFIX}{commitment.description or commitment.ref}"
+    # The PDF tags the line "Minimum commitment" in the buyer's language (documents).
+    description = commitment.description or f"Minimum commitment {commitment.ref}"
     return ChargeSpec(
         charge_key=charge_keys.commitment(commitment.id, cycle.start),
         kind=ChargeKind.COMMITMENT.value,

@@ -99,7 +99,7 @@ def _values(
         "contract_item_id": item_id,
         "amount": amount,
         "tax_category": data["tax_category"],
-        "description": data.get("description", data["ref"]),
+        "description": data.get("description", f"Minimum commitment {data['ref']}"),
         "start_date": record.day("start_date"),
         "end_date": record.day("end_date"),
     }

@@ -81,7 +81,8 @@ def draw_terms(
         ],
         "tax_category": ["standard"] * len(owners),
         "description": [
-            "Committed spend, contract" if w else "Committed spend, plan" for w in whole.tolist()
+            "Monthly spend, whole contract" if w else "Monthly spend, subscription"
+            for w in whole.tolist()
         ],
         "start_date": [start + timedelta(days=int(offset[o])) for o in owners.tolist()],
         "end_date": [None] * len(owners),

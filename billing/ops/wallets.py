@@ -511,7 +511,7 @@ def buy_credits(
                 wallet.account_id,
                 wallet.currency,
                 amount,
-                f"Prepaid credits: {wallet.name}"[:255],
+                wallet.name[:255],  # the PDF tags the line "Prepaid credits", translated
                 expires_on,
             )
         ],
@@ -673,8 +673,10 @@ def _consume(
     pay_from_credits(session, [(t.account_id, t.bill_id, t.amount) for t in paid])
     result.consumptions += len(paid)
     result.bills_paid += len({t.bill_id for t in paid})
-    for t in paid:
-        add_to_total(result.consumed_amounts, t.currency, t.amount)
+    for t in paid:  # amounts read back carry six decimals: the total in the currency's units
+        add_to_total(
+            result.consumed_amounts, t.currency, quantize_money(t.amount, t.currency, LINE_ROUNDING)
+        )
 
 
 def _balances(session: Session, wallet_ids: Sequence[int]) -> dict[int, Decimal]:
@@ -733,7 +735,7 @@ def _top_up(
             w.account_id,
             w.currency,
             w.topup_amount,
-            f"Prepaid credits, automatic top-up: {w.name}"[:255],
+            w.name[:255],  # tagged "Prepaid credits" on the PDF, as a purchase
         )
         for w in wallets
         if needs_topup(

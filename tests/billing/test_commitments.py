@@ -101,7 +101,7 @@ def test_a_contract_with_two_items_is_charged_what_its_cycle_misses():
     terms = commitment("100.00", billed=(Spent(JAN_1, FEB_1, D("30.00")),))
     lines = [usage(2, "25.00"), fee(1, FEB_1, MAR_1, "30.00"), fee(3, JAN_1, FEB_1, "50.00")]
     assert only(shortfalls(terms, lines)) == (
-        "min:5:2027-01-01", "commitment", None, "Minimum commitment shortfall: Gold",
+        "min:5:2027-01-01", "commitment", None, "Gold",
         JAN_1, FEB_1, FEB_1, D(1), D("45.00"), "standard",
     )  # fmt: skip
 
@@ -284,7 +284,7 @@ def test_cycle_bills_carry_the_shortfall_and_a_rerun_adds_nothing(committed):
             3,
             "standard",
         )
-        assert shortfall.description == "Minimum commitment shortfall: SMS pack"
+        assert shortfall.description == "SMS pack"
     assert run_rules_directly(engine, MAR_1).success
 
     before = snapshot(engine)

@@ -60,7 +60,7 @@ def test_a_good_file_imports_commitments_and_trial_ends(engine, tmp_path):
         assert (gold.amount, gold.tax_category, gold.description) == (D("100"), "STD", "Gold plan")
         assert (gold.start_date, gold.end_date) == (date(2026, 2, 1), None)
         assert (small.contract_id, small.contract_item_id) == (None, items["I-3"].id)
-        assert small.description == "MIN-2"  # the ref, when no description is given
+        assert small.description == "Minimum commitment MIN-2"  # when none is given
         assert (small.start_date, small.end_date) == (date(2026, 2, 15), date(2027, 2, 15))
         assert items["I-1"].trial_end_date == date(2026, 3, 1)
         assert items["I-3"].trial_end_date is None
@@ -169,7 +169,8 @@ def test_export_then_import_is_a_round_trip(engine, tmp_path):
          "tax_category": "STD", "description": "Gold plan", "start_date": "2026-02-01",
          "end_date": None},
         {"ref": "MIN-2", "account": "ACC-2", "item": "I-3", "amount": "40",
-         "tax_category": "RED", "description": "MIN-2", "start_date": "2026-02-15",
+         "tax_category": "RED", "description": "Minimum commitment MIN-2",
+         "start_date": "2026-02-15",
          "end_date": "2027-02-15"},
     ]  # fmt: skip
     # Imported again: unchanged. Deleted and imported: the same commitments again.
