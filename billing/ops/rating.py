@@ -102,6 +102,54 @@ def rate_usage_for(
     return sum(counts[row["charge_key"]] for row in rows), failed
 
 
+def unpriced_usage(
+    session: Session,
+    items: Any,
+    cutoff: datetime,
+    through: int,
+    since: datetime | None,
+    *,
+    but: str | None = None,
+) -> list[Any]:
+    """Per usage item among ``items`` (a subquery of item ids), its pending records stamped in
+    ``[since, cutoff)`` with ids up to ``through`` that no charge prices yet (``but``: a charge
+    whose key matches that pattern does not count): rows of (item id, quantity, records, first
+    and last stamp, price plan id, price override, account id). Rating at billing and the
+    usage thresholds (``billing.ops.thresholds``) read their usage with it."""
+    conditions = [
+        UsageRecord.contract_item_id.in_(items),
+        UsageRecord.status == UsageStatus.PENDING,
+        UsageRecord.occurred_at < cutoff,
+        UsageRecord.id <= through,
+        uncovered(but=but),
+    ]
+    if since is not None:
+        conditions.append(UsageRecord.occurred_at >= since)
+    return list(
+        session.execute(
+            select(
+                UsageRecord.contract_item_id,
+                func.sum(UsageRecord.quantity),
+                func.count(),
+                func.min(UsageRecord.occurred_at),
+                func.max(UsageRecord.occurred_at),
+                ContractItem.price_plan_id,
+                ContractItem.price_override,
+                Contract.account_id,
+            )
+            .join(ContractItem, ContractItem.id == UsageRecord.contract_item_id)
+            .join(Contract, Contract.id == ContractItem.contract_id)
+            .where(*conditions)
+            .group_by(
+                UsageRecord.contract_item_id,
+                ContractItem.price_plan_id,
+                ContractItem.price_override,
+                Contract.account_id,
+            )
+        )
+    )
+
+
 def price_usage_for(
     session: Session,
     scope: RatingScope,
@@ -121,36 +169,14 @@ def price_usage_for(
     """
     if not scope.account_ids:
         return {}, [], {}
-    conditions = [
-        UsageRecord.contract_item_id.in_(_items_of(session, scope)),
-        UsageRecord.status == UsageStatus.PENDING,
-        UsageRecord.occurred_at < scope.cutoff,
-        UsageRecord.id <= through,
-        uncovered(but=scope.key_pattern),
-    ]
-    if since is not None:
-        conditions.append(UsageRecord.occurred_at >= since)
-    found = session.execute(
-        select(
-            UsageRecord.contract_item_id,
-            func.sum(UsageRecord.quantity),
-            func.count(),
-            func.min(UsageRecord.occurred_at),
-            func.max(UsageRecord.occurred_at),
-            ContractItem.price_plan_id,
-            ContractItem.price_override,
-            Contract.account_id,
-        )
-        .join(ContractItem, ContractItem.id == UsageRecord.contract_item_id)
-        .join(Contract, Contract.id == ContractItem.contract_id)
-        .where(*conditions)
-        .group_by(
-            UsageRecord.contract_item_id,
-            ContractItem.price_plan_id,
-            ContractItem.price_override,
-            Contract.account_id,
-        )
-    ).all()
+    found = unpriced_usage(
+        session,
+        _items_of(session, scope),
+        scope.cutoff,
+        through,
+        since,
+        but=scope.key_pattern,
+    )
     if not found:
         return {}, [], {}
     rows, failed = [], {}

@@ -46,7 +46,7 @@ from billing.domain.thresholds import ItemUsage, charges_over, in_open_cycle, re
 from billing.domain.usage import as_date, midnight, with_price_override
 from billing.ops.catalog import PlanInfo
 from billing.ops.charging import load_units
-from billing.ops.rating import bill_units_of, uncovered
+from billing.ops.rating import bill_units_of, uncovered, unpriced_usage
 from billing.store.models import (
     Account,
     BillUnit,
@@ -237,39 +237,10 @@ def _unpriced(
         )
         .scalar_subquery()
     )
-    conditions = [
-        UsageRecord.contract_item_id.in_(items),
-        UsageRecord.status == UsageStatus.PENDING,
-        UsageRecord.occurred_at < cutoff,
-        UsageRecord.id <= through,
-        uncovered(),
-    ]
-    if since is not None:
-        conditions.append(UsageRecord.occurred_at >= since)
-    rows = session.execute(
-        select(
-            Contract.account_id,
-            UsageRecord.contract_item_id,
-            func.sum(UsageRecord.quantity),
-            func.count(),
-            func.min(UsageRecord.occurred_at),
-            func.max(UsageRecord.occurred_at),
-            ContractItem.price_plan_id,
-            ContractItem.price_override,
-        )
-        .join(ContractItem, ContractItem.id == UsageRecord.contract_item_id)
-        .join(Contract, Contract.id == ContractItem.contract_id)
-        .where(*conditions)
-        .group_by(
-            Contract.account_id,
-            UsageRecord.contract_item_id,
-            ContractItem.price_plan_id,
-            ContractItem.price_override,
-        )
-    )
+    rows = unpriced_usage(session, items, cutoff, through, since)
     found: dict[int, list[_Unpriced]] = defaultdict(list)
-    for account_id, item_id, quantity, records, first, last, plan_id, override in sorted(
-        rows, key=lambda r: r[1]
+    for item_id, quantity, records, first, last, plan_id, override, account_id in sorted(
+        rows, key=lambda r: r[0]
     ):
         found[account_id].append(
             _Unpriced(item_id, quantity, records, first, last, plan_id, override)
