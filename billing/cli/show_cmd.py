@@ -84,6 +84,12 @@ def print_account(view: AccountView) -> None:
         ("created on", _day(a.created_on)),
         ("balance", format_money(a.balance, a.currency)),
         ("prepaid credits", _wallets_text(view)),
+        (
+            "usage threshold",
+            None
+            if view.usage_threshold is None
+            else f"{format_money(view.usage_threshold, a.currency)} of unbilled usage",
+        ),
         ("dunning", _dunning_text(view)),
     ):
         head.add_row(label, _text(value))
@@ -96,7 +102,9 @@ def print_account(view: AccountView) -> None:
     console.print(head)
 
     contracts = _table("Contracts", "contract", "from", "to", "status", "auto-renew", "items")
-    items = _table("Items", "item", "product", "type", "quantity", "price", "from", "to", "status")
+    items = _table(
+        "Items", "item", "product", "type", "quantity", "price", "from", "to", "trial to", "status"
+    )
     for contract in view.contracts:
         contracts.add_row(
             _text(contract.ref), _day(contract.start_date), _day(contract.end_date),
@@ -112,10 +120,28 @@ def print_account(view: AccountView) -> None:
                 "-" if item.price is None else format_money(item.price, a.currency),
                 _day(item.start_date),
                 _day(item.end_date),
+                _day(item.trial_end_date),
                 _text(item.status),
             )
     _print(contracts, "Contracts")
     _print(items, "Items")
+
+    terms = _table("Discounts and commitments", "term", "ref", "on", "amount", "when", "text")
+    for term in view.terms:
+        amount = (
+            f"{format(term.amount.normalize(), 'f')} %"
+            if term.percent
+            else format_money(term.amount, a.currency) + " a cycle"
+        )
+        when = f"from {term.start_date}"
+        if term.cycles is not None:
+            when += f", {term.cycles} cycle{'s' if term.cycles > 1 else ''}"
+        if term.end_date is not None:
+            when += f", until {term.end_date}"
+        terms.add_row(
+            term.kind, _text(term.ref), _text(term.target), amount, when, _text(term.description)
+        )
+    _print(terms, "Discounts and commitments")
 
     charges = _table("Charges", "status", "count", "amount")
     for total in view.charges:

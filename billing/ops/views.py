@@ -28,8 +28,9 @@ from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import ColumnElement, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
+from billing.domain.enums import DiscountKind
 from billing.domain.errors import BillingError
 from billing.domain.money import LINE_ROUNDING, MINOR_UNITS, quantize_money
 from billing.ops.wallets import WalletInfo, wallets_of
@@ -58,6 +59,7 @@ from billing.store.models import (
     UsageStatus,
 )
 from billing.store.models_payments import AccountDunning
+from billing.store.models_terms import Commitment, Discount
 
 
 def format_money(amount: Decimal, currency: str) -> str:
@@ -151,6 +153,7 @@ class ItemInfo:
     start_date: date
     end_date: date | None
     status: str
+    trial_end_date: date | None = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,25 @@ class AccountView:
     issues: tuple[Issue, ...]
     wallets: tuple[WalletInfo, ...] = ()
     """Prepaid credits: each wallet's balance, lots and last movements (``billing.ops.wallets``)."""
+    terms: tuple[TermInfo, ...] = ()
+    """Discounts and minimum commitments (``billing.domain.commercial``), in id order."""
+    usage_threshold: Decimal | None = None
+    """Progressive billing's amount of unbilled usage (``billing.domain.thresholds``)."""
+
+
+@dataclass(frozen=True)
+class TermInfo:
+    """A discount or a minimum commitment of the account, as ``billing show account`` lists it."""
+
+    kind: str  # "discount" or "commitment"
+    ref: str
+    target: str  # "item ITM-1", "plan HOST-M-EUR", "bill", "contract CTR-1"
+    amount: Decimal
+    percent: bool  # a percentage discount (amount 10 is 10 %), else an amount a cycle
+    start_date: date
+    end_date: date | None
+    cycles: int | None
+    description: str
 
 
 def account_view(session: Session, ref: str) -> AccountView:
@@ -248,7 +270,57 @@ def account_view(session: Session, ref: str) -> AccountView:
         dunning=_dunning(session, account.id),
         issues=tuple(issues(session, account_ref=ref)),
         wallets=wallets_of(session, account.id),
+        terms=_terms(session, account.id),
+        usage_threshold=account.usage_threshold,
     )
+
+
+def _terms(session: Session, account_id: int) -> tuple[TermInfo, ...]:
+    """The account's discounts, then its commitments, each with what it applies to."""
+    item, plan = aliased(ContractItem), aliased(PricePlan)
+    found = [
+        TermInfo(
+            kind="discount",
+            ref=d.ref,
+            target={"item": f"item {item_ref}", "plan": f"plan {plan_code}"}.get(
+                str(d.scope), "bill"
+            ),
+            amount=d.value,
+            percent=d.kind == DiscountKind.PERCENT,
+            start_date=d.start_date,
+            end_date=d.end_date,
+            cycles=d.cycles,
+            description=d.description,
+        )
+        for d, item_ref, plan_code in session.execute(
+            select(Discount, item.ref, plan.code)
+            .outerjoin(item, item.id == Discount.contract_item_id)
+            .outerjoin(plan, plan.id == Discount.price_plan_id)
+            .where(Discount.account_id == account_id)
+            .order_by(Discount.id)
+        ).tuples()
+    ]
+    found += [
+        TermInfo(
+            kind="commitment",
+            ref=c.ref,
+            target=f"contract {contract_ref}" if contract_ref else f"item {item_ref}",
+            amount=c.amount,
+            percent=False,
+            start_date=c.start_date,
+            end_date=c.end_date,
+            cycles=None,
+            description=c.description,
+        )
+        for c, contract_ref, item_ref in session.execute(
+            select(Commitment, Contract.ref, item.ref)
+            .outerjoin(Contract, Contract.id == Commitment.contract_id)
+            .outerjoin(item, item.id == Commitment.contract_item_id)
+            .where(Commitment.account_id == account_id)
+            .order_by(Commitment.id)
+        ).tuples()
+    ]
+    return tuple(found)
 
 
 def _account_info(account: Account) -> AccountInfo:
@@ -313,6 +385,7 @@ def _contracts(session: Session, account_id: int) -> tuple[ContractInfo, ...]:
                 start_date=item.start_date,
                 end_date=item.end_date,
                 status=str(item.status),
+                trial_end_date=item.trial_end_date,
             )
         )
     return tuple(

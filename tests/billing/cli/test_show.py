@@ -114,7 +114,7 @@ def test_show_account_has_everything_about_the_account(billed):
                 Charge.account_id == a_id, Charge.status == "open"
             )
         )
-    items = [r[0] for r in rows if len(r) == 8 and r[0].startswith("A")]
+    items = [r[0] for r in rows if len(r) == 9 and r[0].startswith("A")]
     assert items == ["A1", "A2", "A3", "A4", "A5"]
     (contract,) = [r for r in rows if r[0] == "CA"]
     assert contract[3:] == ["active", "yes", "A1, A2, A3, A4, A5"]
