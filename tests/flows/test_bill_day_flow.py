@@ -144,8 +144,10 @@ def _everything_billed(engine):
                 select(Charge.charge_key, Charge.status, Charge.amount).order_by(Charge.charge_key)
             ).all(),
             "units": s.execute(
-                select(BillUnit.id, BillUnit.last_bill_date, BillUnit.next_bill_date)
-            ).all(),
+                select(BillUnit.id, BillUnit.last_bill_date, BillUnit.next_bill_date).order_by(
+                    BillUnit.id
+                )
+            ).all(),  # in id order: updated rows come back in any order on PostgreSQL
             "usage": sorted((k, mark[0]) for k, mark in usage_marks(s).items()),
         }
 
