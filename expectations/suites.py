@@ -28,6 +28,7 @@ from billing.store.usage import PRICED_QUANTITY
 
 SUITE_PREFIX = "post_billing"
 CYCLE_BILLS = like_kind(KeyKind.CYCLE_BILL)  # cyc:%, a constant: no user text in the SQL
+DISCOUNT_REVERSALS = like_kind(KeyKind.DISCOUNT_REVERSAL)  # dsr:%, a constant
 DISCOUNTED = ", ".join(f"'{kind}'" for kind in sorted(TARGET_KINDS))  # constants too
 THRESHOLD_CHARGES = like_kind(KeyKind.THRESHOLD)  # thr:%, likewise
 CYCLE_USAGE = like_kind(KeyKind.USAGE)  # use:%
@@ -347,7 +348,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "discounts_within_their_targets",
         "charges",
-        "No discount makes a line negative: every discount line is negative or zero, an item's "
+        "No discount makes a line negative: every discount line is negative or zero (but the "
+        "'dsr:' lines that give a discount back with a credit of a discounted charge), an item's "
         "discount lines on a bill never exceed its positive lines there, and a bill's discount "
         "lines of a tax category never exceed its positive lines of that category "
         "(billing.domain.discounts).",
@@ -357,7 +359,10 @@ RULES: tuple[Rule, ...] = (
                k.targets AS category_targets, k.discounts AS category_discounts
         FROM (
             SELECT c.bill_id, c.contract_item_id, c.tax_category,
-                   SUM(c.amount) AS discounts, MAX(c.amount) AS largest
+                   SUM(c.amount) AS discounts,
+                   MAX(CASE WHEN c.charge_key LIKE '"""
+        + DISCOUNT_REVERSALS
+        + """' THEN NULL ELSE c.amount END) AS largest
             FROM {batch} AS c
             WHERE c.kind = 'discount' AND c.bill_id IS NOT NULL
             GROUP BY c.bill_id, c.contract_item_id, c.tax_category

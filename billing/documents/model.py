@@ -217,6 +217,8 @@ def discount_reason(
         key = parse_key(charge_key or "")
     except ValueError:
         return DEFAULT_REASON_CODE
+    if key.kind is KeyKind.DISCOUNT_REVERSAL:  # a discount given back: an invoice line
+        return None
     if key.kind is not KeyKind.DISCOUNT or not isinstance(key.owner, int):
         return DEFAULT_REASON_CODE
     return codes.get(key.owner, DEFAULT_REASON_CODE)

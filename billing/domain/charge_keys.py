@@ -23,6 +23,8 @@ kind                 key                                        written by
                                                                 UTI run of Process Now ``now``
 ``dsc``  DISCOUNT    ``dsc:{discount id}:{cycle start}:{n}``    the n-th line a discount adds
                                                                 to a cycle bill (from 1)
+``dsr``  DISCOUNT_    ``dsr:{correction charge id}``             the discount a credit of a
+         REVERSAL                                               discounted charge gives back
 ``min``  COMMITMENT  ``min:{commitment id}:{cycle start}``      a commitment's shortfall
 ``trl``  TRIAL       ``trl:{item id}:{cycle start}:{n}``        the n-th correction (from 1)
                                                                 of a cycle's fee after the
@@ -81,6 +83,7 @@ class KeyKind(enum.StrEnum):
     LATE_USAGE = "lat"
     THRESHOLD = "thr"
     DISCOUNT = "dsc"
+    DISCOUNT_REVERSAL = "dsr"
     COMMITMENT = "min"
     TRIAL = "trl"
     CYCLE_BILL = "cyc"
@@ -120,6 +123,7 @@ CHARGE_KINDS = DATED_CHARGES | {
     KeyKind.LATE_USAGE,
     KeyKind.THRESHOLD,
     KeyKind.DISCOUNT,
+    KeyKind.DISCOUNT_REVERSAL,
     KeyKind.TRIAL,
     KeyKind.TOPUP,
     KeyKind.PURCHASE,
@@ -287,6 +291,12 @@ def discount(discount_id: int, cycle_start: date, number: int) -> str:
     return f"{_dated(KeyKind.DISCOUNT, discount_id, cycle_start)}{SEPARATOR}{number}"
 
 
+def discount_reversal(correction_id: int) -> str:
+    """The discount given back with the credit ``correction_id`` of a discounted charge: the
+    credit reverses the list price, this line the share of it the customer never paid."""
+    return f"{_HEAD[KeyKind.DISCOUNT_REVERSAL]}{correction_id}"
+
+
 def commitment(commitment_id: int, cycle_start: date) -> str:
     """The shortfall of a minimum commitment in the cycle from ``cycle_start``."""
     return _dated(KeyKind.COMMITMENT, commitment_id, cycle_start)
@@ -417,6 +427,8 @@ def format_key(key: Key) -> str:
     kind, owner, on, number = key.kind, key.owner, key.on, key.number
     if kind is KeyKind.ONE_TIME:
         return one_time(_int(owner))
+    if kind is KeyKind.DISCOUNT_REVERSAL:
+        return discount_reversal(_int(owner))
     if kind is KeyKind.STATEMENT:
         return statement_payment(str(owner))
     if kind is KeyKind.REFUND:
@@ -482,7 +494,7 @@ def parse_key(text: str) -> Key:
 
 
 def _parse_body(kind: KeyKind, body: str) -> Key:
-    if kind is KeyKind.ONE_TIME:
+    if kind in (KeyKind.ONE_TIME, KeyKind.DISCOUNT_REVERSAL):
         return Key(kind, int(body))
     if kind is KeyKind.STATEMENT:
         return Key(kind, body)

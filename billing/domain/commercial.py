@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from fractions import Fraction
 from typing import NamedTuple, Protocol
 
 from billing.domain.enums import TERM_KINDS
@@ -116,12 +117,25 @@ class CommitmentTerm:
 
 
 @dataclass(frozen=True)
+class Reversal:
+    """A stored credit of a charge that discounts reduced on its bill: the share of that
+    charge's list price the discounts took (a fraction in [0, 1], ``discounts.discounted_share``).
+    The credit is a list price; the share of it the customer never paid is given back
+    (``discounts.reversal_specs``)."""
+
+    corrected_id: int
+    share: Fraction
+
+
+@dataclass(frozen=True)
 class UnitTerms:
     """A bill unit's terms, and its account's items (all types) by id."""
 
     discounts: tuple[DiscountTerm, ...] = ()
     commitments: tuple[CommitmentTerm, ...] = ()
     items: Mapping[int, TermItem] = field(default_factory=dict)
+    reversals: Mapping[str, Reversal] = field(default_factory=dict)
+    """The unit's stored credits of discounted charges, by the credit's charge key."""
 
     def __bool__(self) -> bool:
         return bool(self.discounts or self.commitments)
@@ -149,12 +163,13 @@ def term_specs(
     left them stored) are not computed again, and no term reduces another term's line.
     """
     from billing.domain.commitments import shortfall_specs
-    from billing.domain.discounts import discount_specs
+    from billing.domain.discounts import discount_specs, reversal_specs
 
     if not terms:
         return []
     stored = {c.charge_key for c in charges if c.kind in TERM_KINDS}
     targets = [c for c in charges if c.kind not in TERM_KINDS]
     discounts = discount_specs(terms, grid, cycle, targets, currency)
+    discounts += reversal_specs(terms, cycle, targets, currency)
     shortfalls = shortfall_specs(terms, grid, cycle, targets, discounts, currency)
     return [s for s in (*discounts, *shortfalls) if s.charge_key not in stored]

@@ -18,8 +18,9 @@ next one) and the last active bill (the next cycle's advance fee) are discounted
 
 **What it reduces (targets).** The bill's charges of kind ``recurring``, ``usage``,
 ``one_time`` and ``adjustment`` (a mid-cycle upgrade, a top-up, a late usage delta) whose amount
-is positive. Never a negative line (a credit is not discounted: it credits the list price),
-another discount, a commitment shortfall or a prepayment (credits bought for a wallet).
+is positive. Never a negative line, another discount, a commitment shortfall or a prepayment
+(credits bought for a wallet). A credit of a charge discounts reduced gets the discounts' share
+of it back instead (``reversal_specs``, below).
 
 - ``item``: the targets of its contract item;
 - ``plan``: the targets of every item of the account on its price plan;
@@ -54,14 +55,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
+from fractions import Fraction
+from typing import Protocol
 
 from billing.domain import charge_keys
 from billing.domain.commercial import DiscountTerm, TermTarget, UnitTerms
 from billing.domain.corrections import DESCRIPTION_LENGTH
 from billing.domain.enums import ChargeKind, DiscountKind, DiscountScope
 from billing.domain.errors import BillingError
-from billing.domain.money import LINE_ROUNDING, allocate, exact_product, quantize_money
+from billing.domain.money import (
+    LINE_ROUNDING,
+    allocate,
+    exact_product,
+    quantize_money,
+    round_money,
+)
 from billing.domain.periods import Period
 from billing.domain.schedule import ChargeSpec, CycleGrid
 
@@ -301,3 +311,101 @@ def _line(
         amount=amount,
         tax_category=tax_category,
     )
+
+
+# -- credits of discounted charges ------------------------------------------------------------
+
+
+class BilledLine(Protocol):
+    """A line of the bill a credited charge was on, as ``discounted_share`` reads it."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def charge_key(self) -> str: ...
+    @property
+    def contract_item_id(self) -> int | None: ...
+    @property
+    def period_start(self) -> date: ...
+    @property
+    def tax_category(self) -> str: ...
+    @property
+    def amount(self) -> Decimal: ...
+
+
+def discounted_share(charge: BilledLine, lines: Sequence[BilledLine]) -> Fraction:
+    """The share (0 to 1) of ``charge``'s list price that the discounts of its bill took.
+
+    Its item and plan discounts are the discount lines of its item and period, shared among
+    that item's positive lines of the period in proportion to their amounts; its bill
+    discounts are those of its tax category, shared among what the category's positive lines
+    kept after their item and plan discounts. 100.00 with a 10 % item discount: 1/10.
+    """
+    amount = Fraction(charge.amount)
+    if amount <= 0:
+        return Fraction(0)
+
+    def of_item(line: BilledLine) -> bool:
+        return (
+            line.contract_item_id == charge.contract_item_id
+            and line.period_start == charge.period_start
+        )
+
+    def target(line: BilledLine) -> bool:
+        return line.kind in TARGET_KINDS and line.amount > 0
+
+    def item_discount(line: BilledLine) -> bool:
+        return line.kind == ChargeKind.DISCOUNT and line.contract_item_id is not None
+
+    item_targets = sum((Fraction(x.amount) for x in lines if target(x) and of_item(x)), Fraction(0))
+    item_off = sum(
+        (Fraction(x.amount) for x in lines if item_discount(x) and of_item(x)), Fraction(0)
+    )
+    share_item = item_off * amount / item_targets if item_targets else Fraction(0)
+    category = [x for x in lines if x.tax_category == charge.tax_category]
+    kept = sum((Fraction(x.amount) for x in category if target(x)), Fraction(0)) + sum(
+        (Fraction(x.amount) for x in category if item_discount(x)), Fraction(0)
+    )
+    bill_off = sum(
+        (
+            Fraction(x.amount)
+            for x in category
+            if x.kind == ChargeKind.DISCOUNT and x.contract_item_id is None
+        ),
+        Fraction(0),
+    )
+    share_bill = bill_off * (amount + share_item) / kept if kept > 0 else Fraction(0)
+    return min(Fraction(1), max(Fraction(0), -(share_item + share_bill) / amount))
+
+
+def reversal_specs(
+    terms: UnitTerms, cycle: Period, targets: Sequence[TermTarget], currency: str
+) -> list[ChargeSpec]:
+    """A credit of a discounted charge credits its list price; the line this returns gives
+    back the share the discounts took, which the customer never paid: 50.00 credited of a fee
+    discounted 10 % gives back 5.00. Kind ``discount``, positive, keyed
+    ``dsr:{credit charge id}``, billed with the credit, taxed like it, on its period."""
+    specs = []
+    for credit in targets:
+        found = terms.reversals.get(credit.charge_key)
+        if found is None or credit.amount >= 0:
+            continue
+        amount = round_money(Fraction(-credit.amount) * found.share, currency, LINE_ROUNDING)
+        if amount <= 0:
+            continue
+        specs.append(
+            ChargeSpec(
+                charge_key=charge_keys.discount_reversal(credit.id),
+                kind=ChargeKind.DISCOUNT.value,
+                contract_item_id=credit.contract_item_id,
+                description=credit.description[:DESCRIPTION_LENGTH],
+                period_start=credit.period_start,
+                period_end=credit.period_end,
+                bill_on=cycle.end,
+                quantity=Decimal(1),
+                unit_price=amount,
+                amount=amount,
+                tax_category=credit.tax_category,
+            )
+        )
+    return specs

@@ -10,14 +10,23 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.domain.billplan import Unit
-from billing.domain.commercial import CommitmentTerm, DiscountTerm, Spent, TermItem, UnitTerms
+from billing.domain.commercial import (
+    CommitmentTerm,
+    DiscountTerm,
+    Reversal,
+    Spent,
+    TermItem,
+    UnitTerms,
+)
+from billing.domain.discounts import discounted_share
 from billing.domain.periods import add_cycles
-from billing.store.models import Charge, ChargeKind, Contract, ContractItem
+from billing.store.models import Charge, ChargeKind, ChargeStatus, Contract, ContractItem
 from billing.store.models_terms import Commitment, Discount
 from billing.store.sqlkit import id_in
 
@@ -61,15 +70,70 @@ def load_terms(session: Session, units: Sequence[Unit]) -> dict[int, UnitTerms]:
         return {}
     items = _items(session, with_terms)
     commitments = _commitments(session, rows, items, units)
+    with_discounts = [u.id for u in units if u.account_id in discounts]
+    reversals = _reversals(session, with_discounts) if with_discounts else {}
     return {
         unit.id: UnitTerms(
             tuple(discounts.get(unit.account_id, ())),
             tuple(commitments.get(unit.account_id, ())),
             items.get(unit.account_id, {}),
+            reversals.get(unit.id, {}),
         )
         for unit in units
         if unit.account_id in discounts or unit.account_id in commitments
     }
+
+
+def _reversals(session: Session, unit_ids: Sequence[int]) -> dict[int, dict[str, Reversal]]:
+    """The units' stored credits (calculated, negative, correcting a charge) of charges that
+    discounts reduced on their bill, with the share the discounts took, by unit and key."""
+    credits = session.execute(
+        select(Charge.bill_unit_id, Charge.charge_key, Charge.corrects_charge_id).where(
+            id_in(session, Charge.bill_unit_id, unit_ids),
+            Charge.status == ChargeStatus.CALCULATED,
+            Charge.corrects_charge_id.is_not(None),
+            Charge.amount < 0,
+        )
+    ).all()
+    if not credits:
+        return {}
+    corrected = {
+        row.id: row
+        for row in session.execute(
+            select(*_LINE, Charge.id, Charge.bill_id).where(
+                id_in(session, Charge.id, sorted({c.corrects_charge_id for c in credits})),
+                Charge.bill_id.is_not(None),
+                Charge.amount > 0,
+            )
+        )
+    }
+    bills = sorted({row.bill_id for row in corrected.values()})
+    lines: dict[int, list[Any]] = defaultdict(list)
+    if bills:
+        for line in session.execute(
+            select(*_LINE, Charge.bill_id).where(id_in(session, Charge.bill_id, bills))
+        ):
+            lines[line.bill_id].append(line)
+    found: dict[int, dict[str, Reversal]] = defaultdict(dict)
+    for unit_id, key, corrects in credits:
+        charge = corrected.get(corrects)
+        if charge is None:
+            continue
+        share = discounted_share(charge, lines[charge.bill_id])
+        if share > 0:
+            found[unit_id][key] = Reversal(corrects, share)
+    return found
+
+
+_LINE = (
+    Charge.kind,
+    Charge.charge_key,
+    Charge.contract_item_id,
+    Charge.period_start,
+    Charge.tax_category,
+    Charge.amount,
+)
+"""What ``discounted_share`` reads of a charge and of the lines of its bill."""
 
 
 def _items(session: Session, accounts: Sequence[int]) -> dict[int, dict[int, TermItem]]:

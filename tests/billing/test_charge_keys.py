@@ -36,6 +36,7 @@ TODAY = [
     ),
     (ck.discount(5, D1, 2), "dsc:5:2027-02-01:2", Key(KeyKind.DISCOUNT, 5, D1, 2)),
     (ck.commitment(3, D1), "min:3:2027-02-01", Key(KeyKind.COMMITMENT, 3, D1)),
+    (ck.discount_reversal(41), "dsr:41", Key(KeyKind.DISCOUNT_REVERSAL, 41)),
     (ck.trial(7, D1, 2), "trl:7:2027-02-01:2", Key(KeyKind.TRIAL, 7, D1, 2)),
     (
         ck.late_usage(7, date(2026, 12, 1), D1),
