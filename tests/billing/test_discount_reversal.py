@@ -55,6 +55,16 @@ def seed(engine: Engine) -> None:
         )  # fmt: skip
 
 
+def cancel_from_feb_15_and_bill_march(engine: Engine) -> None:
+    with unit_of_work(engine) as s:
+        s.execute(
+            update(ContractItem)
+            .where(ContractItem.ref == "R1")
+            .values(pending_cancel_date=date(2027, 2, 15))
+        )
+    run_bill_day(engine, MAR, "mar")
+
+
 def bill_lines(engine: Engine, bill_date: date) -> list[tuple]:
     with unit_of_work(engine) as s:
         return [
@@ -77,13 +87,7 @@ def test_a_credit_of_a_discounted_fee_gives_the_discount_back(engine):
         ("rec", D("100.00"), D("20.00")),
         ("dsc", D("-10.00"), D("-2.00")),
     ]
-    with unit_of_work(engine) as s:
-        s.execute(
-            update(ContractItem)
-            .where(ContractItem.ref == "R1")
-            .values(pending_cancel_date=date(2027, 2, 15))
-        )
-    run_bill_day(engine, MAR, "mar")
+    cancel_from_feb_15_and_bill_march(engine)
     assert bill_lines(engine, MAR) == [
         ("cxl", D("-50.00"), D("-10.00")),
         ("dsr", D("5.00"), D("1.00")),
@@ -113,13 +117,7 @@ def test_no_discount_no_reversal(engine):
     with unit_of_work(engine) as s:
         s.query(Discount).delete()
     run_bill_day(engine, FEB, "feb")
-    with unit_of_work(engine) as s:
-        s.execute(
-            update(ContractItem)
-            .where(ContractItem.ref == "R1")
-            .values(pending_cancel_date=date(2027, 2, 15))
-        )
-    run_bill_day(engine, MAR, "mar")
+    cancel_from_feb_15_and_bill_march(engine)
     assert bill_lines(engine, MAR) == [("cxl", D("-50.00"), D("-10.00"))]
 
 
