@@ -192,31 +192,66 @@ def price_usage_for(
             continue
         counts[scope.key_for(item_id)] = records
         rows.append(
-            {
-                "charge_key": scope.key_for(item_id),
-                "account_id": account_id,
-                "bill_unit_id": units[account_id],
-                "contract_item_id": item_id,
-                "kind": ChargeKind.USAGE,
-                "description": info.product_name,
-                "period_start": as_date(first),
-                "period_end": as_date(last) + timedelta(days=1),
-                "bill_on": scope.bill_on,
-                "quantity": rated.quantity,
-                "unit_price": rated.unit_price,
-                "amount": rated.amount,
-                "currency": plan.currency,
-                "tax_category": info.tax_category,
-                "status": ChargeStatus.CALCULATED,
-                "immediate": scope.immediate,
-                "created_on": as_of,
-                "corrects_charge_id": None,
-                "usage_through_id": through,
-                "usage_since": since,
-                "usage_before": scope.cutoff,
-            }
+            usage_charge_row(
+                key=scope.key_for(item_id),
+                account_id=account_id,
+                bill_unit_id=units[account_id],
+                item_id=item_id,
+                info=info,
+                rated=rated,
+                period=(as_date(first), as_date(last) + timedelta(days=1)),
+                bill_on=scope.bill_on,
+                created_on=as_of,
+                usage=(through, since, scope.cutoff),
+                immediate=scope.immediate,
+            )
         )
     return counts, rows, failed
+
+
+def usage_charge_row(
+    *,
+    key: str,
+    account_id: int,
+    bill_unit_id: int,
+    item_id: int,
+    info: PlanInfo,
+    rated: Any,
+    period: tuple[date, date],
+    bill_on: date,
+    created_on: date,
+    usage: tuple[int, datetime | None, datetime],
+    immediate: bool = False,
+    corrects_charge_id: int | None = None,
+) -> dict[str, Any]:
+    """A calculated usage charge's row: ``rated`` (quantity, unit price, amount) of an item
+    on ``info``'s plan, for ``period``, pricing the records of ``usage`` (the watermark, and the
+    stamps ``[since, before)``: ``billing.store.usage``). Rating at billing, late usage and the
+    usage thresholds write the same row."""
+    through, since, before = usage
+    return {
+        "charge_key": key,
+        "account_id": account_id,
+        "bill_unit_id": bill_unit_id,
+        "contract_item_id": item_id,
+        "kind": ChargeKind.USAGE,
+        "description": info.product_name,
+        "period_start": period[0],
+        "period_end": period[1],
+        "bill_on": bill_on,
+        "quantity": rated.quantity,
+        "unit_price": rated.unit_price,
+        "amount": rated.amount,
+        "currency": info.plan.currency,
+        "tax_category": info.tax_category,
+        "status": ChargeStatus.CALCULATED,
+        "immediate": immediate,
+        "created_on": created_on,
+        "corrects_charge_id": corrects_charge_id,
+        "usage_through_id": through,
+        "usage_since": since,
+        "usage_before": before,
+    }
 
 
 def bill_units_of(session: Session, account_ids: Sequence[int]) -> dict[int, int]:
@@ -387,29 +422,19 @@ def _price_deltas(
             continue
         done.records[key] = late.records
         done.rows.append(
-            {
-                "charge_key": key,
-                "account_id": late.account_id,
-                "bill_unit_id": units[late.account_id].id,
-                "contract_item_id": late.item_id,
-                "kind": ChargeKind.USAGE,
-                "description": info.product_name,
-                "period_start": cycle.start,
-                "period_end": cycle.end,
-                "bill_on": bill_date,
-                "quantity": rated.quantity,
-                "unit_price": rated.unit_price,
-                "amount": rated.amount,
-                "currency": plan.currency,
-                "tax_category": info.tax_category,
-                "status": ChargeStatus.CALCULATED,
-                "immediate": False,
-                "created_on": as_of,
-                "corrects_charge_id": original,
-                "usage_through_id": through,
-                "usage_since": midnight(cycle.start),
-                "usage_before": midnight(cycle.end),
-            }
+            usage_charge_row(
+                key=key,
+                account_id=late.account_id,
+                bill_unit_id=units[late.account_id].id,
+                item_id=late.item_id,
+                info=info,
+                rated=rated,
+                period=(cycle.start, cycle.end),
+                bill_on=bill_date,
+                created_on=as_of,
+                usage=(through, midnight(cycle.start), midnight(cycle.end)),
+                corrects_charge_id=original,
+            )
         )
 
 

@@ -46,12 +46,11 @@ from billing.domain.thresholds import ItemUsage, charges_over, in_open_cycle, re
 from billing.domain.usage import as_date, midnight, with_price_override
 from billing.ops.catalog import PlanInfo
 from billing.ops.charging import load_units
-from billing.ops.rating import bill_units_of, uncovered, unpriced_usage
+from billing.ops.rating import bill_units_of, uncovered, unpriced_usage, usage_charge_row
 from billing.store.models import (
     Account,
     BillUnit,
     Charge,
-    ChargeKind,
     ChargeStatus,
     Contract,
     ContractItem,
@@ -158,29 +157,19 @@ def bill_thresholds(
                 record = by_item[item.item_id]
                 info = plans[record.plan_id]
                 rows.append(
-                    {
-                        "charge_key": charge_keys.threshold(item.item_id, bill_date, process_now),
-                        "account_id": account_id,
-                        "bill_unit_id": unit_of[account_id].id,
-                        "contract_item_id": item.item_id,
-                        "kind": ChargeKind.USAGE,
-                        "description": info.product_name,
-                        "period_start": as_date(record.first),
-                        "period_end": as_date(record.last) + timedelta(days=1),
-                        "bill_on": process_now.date(),
-                        "quantity": rated.quantity,
-                        "unit_price": rated.unit_price,
-                        "amount": rated.amount,
-                        "currency": item.plan.currency,
-                        "tax_category": info.tax_category,
-                        "status": ChargeStatus.CALCULATED,
-                        "immediate": True,
-                        "created_on": process_now.date(),
-                        "corrects_charge_id": None,
-                        "usage_through_id": through,
-                        "usage_since": since,
-                        "usage_before": process_now,
-                    }
+                    usage_charge_row(
+                        key=charge_keys.threshold(item.item_id, bill_date, process_now),
+                        account_id=account_id,
+                        bill_unit_id=unit_of[account_id].id,
+                        item_id=item.item_id,
+                        info=info,
+                        rated=rated,
+                        period=(as_date(record.first), as_date(record.last) + timedelta(days=1)),
+                        bill_on=process_now.date(),
+                        created_on=process_now.date(),
+                        usage=(through, since, process_now),
+                        immediate=True,
+                    )
                 )
                 done.charges += 1
                 done.records += record.records
@@ -340,30 +329,20 @@ def net_of_thresholds(
             continue
         if rated.amount == 0:
             continue
+        since = None if unit.last_bill_date is None else midnight(start)
         out.append(
-            {
-                "charge_key": charge_keys.usage(item_id, bill_date),
-                "account_id": account_id,
-                "bill_unit_id": unit.id,
-                "contract_item_id": item_id,
-                "kind": ChargeKind.USAGE,
-                "description": info.product_name,
-                "period_start": start,
-                "period_end": bill_date,
-                "bill_on": bill_date,
-                "quantity": rated.quantity,
-                "unit_price": rated.unit_price,
-                "amount": rated.amount,
-                "currency": plan.currency,
-                "tax_category": info.tax_category,
-                "status": ChargeStatus.CALCULATED,
-                "immediate": False,
-                "created_on": as_of,
-                "corrects_charge_id": None,
-                "usage_through_id": through,
-                "usage_since": None if unit.last_bill_date is None else midnight(start),
-                "usage_before": midnight(bill_date),
-            }
+            usage_charge_row(
+                key=charge_keys.usage(item_id, bill_date),
+                account_id=account_id,
+                bill_unit_id=unit.id,
+                item_id=item_id,
+                info=info,
+                rated=rated,
+                period=(start, bill_date),
+                bill_on=bill_date,
+                created_on=as_of,
+                usage=(through, since, midnight(bill_date)),
+            )
         )
     return [row for row in out if row["account_id"] not in failed], failed
 
