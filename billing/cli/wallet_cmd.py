@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -46,6 +49,39 @@ def _amount(text: str) -> Decimal:
         raise typer.BadParameter(str(error)) from None
 
 
+def _credit(
+    ref: str,
+    amount: str,
+    as_of: str,
+    expires: str | None,
+    key: str | None,
+    database: str | None,
+    write: Callable[[Any, Any, Decimal, date, date | None, str], Any],
+    done: str,
+) -> Any:
+    """Credits into the wallet ``ref`` names, by ``write`` (a grant or a purchase) in one
+    transaction, under ``key`` or the default reference; None, the error said, when refused."""
+    from billing.ops.wallets import WalletError, default_reference, find_wallet
+
+    value, on = _amount(amount), parse_date(as_of)
+    assert on is not None
+    expires_on = parse_date(expires, default_today=False)
+    try:
+        with unit_of_work(engine_for(database)) as session:
+            wallet = find_wallet(session, ref, create_on=on)
+            return write(
+                session,
+                wallet,
+                value,
+                on,
+                expires_on,
+                key or default_reference(on, value, expires_on),
+            )
+    except WalletError as error:
+        fail(f"{escape(str(error))}\nnothing was {done}", code=2)
+        return None
+
+
 @wallet_app.command("grant")
 def grant_command(
     ref: str = WalletArgument,
@@ -57,25 +93,23 @@ def grant_command(
     database: str | None = DatabaseOption,
 ) -> None:
     """Grant free credits: a lot, usable from --as-of by the next bill day's invoices."""
-    from billing.ops.wallets import WalletError, default_reference, find_wallet, grant_credits
+    from billing.ops.wallets import grant_credits
 
-    value, on = _amount(amount), parse_date(as_of)
-    assert on is not None
-    expires_on = parse_date(expires, default_today=False)
-    try:
-        with unit_of_work(engine_for(database)) as session:
-            wallet = find_wallet(session, ref, create_on=on)
-            granted = grant_credits(
-                session,
-                wallet,
-                value,
-                on=on,
-                expires_on=expires_on,
-                reference=key or default_reference(on, value, expires_on),
-                description=description,
-            )
-    except WalletError as error:
-        fail(f"{escape(str(error))}\nnothing was granted", code=2)
+    def grant(
+        session: Any, wallet: Any, value: Decimal, on: date, expires_on: Any, reference: str
+    ) -> Any:
+        return grant_credits(
+            session,
+            wallet,
+            value,
+            on=on,
+            expires_on=expires_on,
+            reference=reference,
+            description=description,
+        )
+
+    granted = _credit(ref, amount, as_of, expires, key, database, grant, "granted")
+    if granted is None:
         return
     what = "granted" if granted.inserted else "already granted (nothing written)"
     until = f", expires on {granted.expires_on}" if granted.expires_on else ""
@@ -98,24 +132,17 @@ def buy_command(
 ) -> None:
     """Sell credits: a bill of its own (outside the scope of VAT, category O), numbered now and
     collected like any bill; the lot is credited as the bill is issued."""
-    from billing.ops.wallets import WalletError, buy_credits, default_reference, find_wallet
+    from billing.ops.wallets import buy_credits
 
-    value, on = _amount(amount), parse_date(as_of)
-    assert on is not None
-    expires_on = parse_date(expires, default_today=False)
-    try:
-        with unit_of_work(engine_for(database)) as session:
-            wallet = find_wallet(session, ref, create_on=on)
-            bought = buy_credits(
-                session,
-                wallet,
-                value,
-                as_of=on,
-                expires_on=expires_on,
-                reference=key or default_reference(on, value, expires_on),
-            )
-    except WalletError as error:
-        fail(f"{escape(str(error))}\nnothing was bought", code=2)
+    def buy(
+        session: Any, wallet: Any, value: Decimal, on: date, expires_on: Any, reference: str
+    ) -> Any:
+        return buy_credits(
+            session, wallet, value, as_of=on, expires_on=expires_on, reference=reference
+        )
+
+    bought = _credit(ref, amount, as_of, expires, key, database, buy, "bought")
+    if bought is None:
         return
     what = "bought" if bought.inserted else "already bought (nothing written)"
     console.print(
