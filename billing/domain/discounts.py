@@ -55,13 +55,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from fractions import Fraction
-from typing import Protocol
 
 from billing.domain import charge_keys
-from billing.domain.commercial import DiscountTerm, TermTarget, UnitTerms
+from billing.domain.commercial import BilledLine, DiscountTerm, TermTarget, UnitTerms
 from billing.domain.corrections import DESCRIPTION_LENGTH
 from billing.domain.enums import ChargeKind, DiscountKind, DiscountScope
 from billing.domain.errors import BillingError
@@ -314,23 +312,6 @@ def _line(
 
 
 # -- credits of discounted charges ------------------------------------------------------------
-
-
-class BilledLine(Protocol):
-    """A line of the bill a credited charge was on, as ``discounted_share`` reads it."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def charge_key(self) -> str: ...
-    @property
-    def contract_item_id(self) -> int | None: ...
-    @property
-    def period_start(self) -> date: ...
-    @property
-    def tax_category(self) -> str: ...
-    @property
-    def amount(self) -> Decimal: ...
 
 
 def discounted_share(charge: BilledLine, lines: Sequence[BilledLine]) -> Fraction:
