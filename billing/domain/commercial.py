@@ -167,6 +167,7 @@ def term_specs(
     ``charges`` are the bill's charges; term charges already among them (a rerun after a crash
     left them stored) are not computed again, and no term reduces another term's line.
     """
+    # Imported here: both modules import this one's types (TermTarget, UnitTerms, ...).
     from billing.domain.commitments import shortfall_specs
     from billing.domain.discounts import discount_specs, reversal_specs
 
